@@ -1,0 +1,107 @@
+"""The ``ssd`` Typer application: global options, command registration and error handling.
+
+The CLI only parses, calls the engine and renders. Every user-facing error is one line
+(``error: <file>: <what is wrong>``); exit code 2 for bad usage or input, 1 for other failures, 130 for Ctrl-C.
+Tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from typer.exceptions import Abort, Exit, TyperException
+
+from ssdcli import __version__
+from ssdcli.errors import SsdcliError
+
+from . import data, demo, encode, eval, export, predict, train
+from .render import print_error
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class AppState:
+    """Options of the root command, shared with subcommands through ``ctx.obj``."""
+
+    debug: bool = False
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ssd (ssdcli) {__version__}")
+        raise typer.Exit()
+
+
+app = typer.Typer(
+    name="ssd",
+    help="Train, inspect, evaluate, run and export SSD object detectors.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    """Train, inspect, evaluate, run and export SSD object detectors.
+
+    Examples:
+
+        ssd demo                      # synthetic data, built-in default, no downloads
+
+        ssd encode --help             # how SSD assigns default boxes
+    """
+    if isinstance(ctx.obj, AppState):
+        ctx.obj.debug = debug
+
+
+app.command("train")(train.train_command)
+app.command("encode")(encode.encode_command)
+app.command("eval")(eval.eval_command)
+app.command("predict")(predict.predict_command)
+app.command("export")(export.export_command)
+app.command("demo")(demo.demo_command)
+app.add_typer(data.app, name="data")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app and turn every failure into a one-line message and an exit code."""
+    state = AppState()
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, prog_name="ssd", standalone_mode=False, obj=state)
+        return result if isinstance(result, int) else 0
+    except SsdcliError as error:
+        if state.debug:
+            traceback.print_exc()
+        print_error(str(error))
+        return error.exit_code
+    except Exit as done:
+        return done.exit_code
+    except TyperException as error:  # bad usage: unknown option, missing argument, bad value
+        if error.format_message():
+            print_error(f"{error.format_message()} (see 'ssd --help')")
+        return getattr(error, "exit_code", EXIT_USAGE) or EXIT_USAGE
+    except (Abort, KeyboardInterrupt):
+        print_error("interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if state.debug:
+            traceback.print_exc()
+        print_error(f"unexpected {type(error).__name__}: {error} (rerun with --debug for the traceback)")
+        return EXIT_FAILURE

@@ -1,0 +1,10 @@
+"""`ssd encode`."""
+
+from __future__ import annotations
+
+from .stubs import not_implemented
+
+
+def encode_command() -> None:
+    """Not implemented yet in this release."""
+    not_implemented("encode")

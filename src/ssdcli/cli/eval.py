@@ -1,0 +1,10 @@
+"""`ssd eval`."""
+
+from __future__ import annotations
+
+from .stubs import not_implemented
+
+
+def eval_command() -> None:
+    """Not implemented yet in this release."""
+    not_implemented("eval")

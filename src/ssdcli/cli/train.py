@@ -1,0 +1,10 @@
+"""`ssd train`."""
+
+from __future__ import annotations
+
+from .stubs import not_implemented
+
+
+def train_command() -> None:
+    """Not implemented yet in this release."""
+    not_implemented("train")

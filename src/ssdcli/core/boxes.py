@@ -1,0 +1,69 @@
+"""Box format conversions, validation and batched IoU.
+
+Formats: ``xyxy`` corners (x1, y1, x2, y2) and ``cxcywh`` centre-size (cx, cy, w, h); both normalised to [0, 1]
+in the core engine.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """[..., 4] cxcywh -> [..., 4] xyxy."""
+    centre, size = boxes[..., :2], boxes[..., 2:]
+    return torch.cat((centre - 0.5 * size, centre + 0.5 * size), dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """[..., 4] xyxy -> [..., 4] cxcywh."""
+    top_left, bottom_right = boxes[..., :2], boxes[..., 2:]
+    return torch.cat((0.5 * (top_left + bottom_right), bottom_right - top_left), dim=-1)
+
+
+def pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of every box of ``boxes1`` [B, N, 4] with every box of ``boxes2`` [M, 4] or [B, M, 4], both xyxy.
+
+    Returns [B, N, M]. Boxes of zero area have IoU 0 with everything (never NaN). This is the batched form of
+    ``torchvision.ops.box_iou``, which handles a single image only.
+    """
+    if boxes2.dim() == 2:
+        boxes2 = boxes2.unsqueeze(0)
+    area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])  # [B, N]
+    area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])  # [B|1, M]
+    top_left = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])  # [B, N, M, 2]
+    bottom_right = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])  # [B, N, M, 2]
+    wh = (bottom_right - top_left).clamp_(min=0)
+    inter = wh[..., 0] * wh[..., 1]  # [B, N, M]
+    union = area1[..., :, None] + area2[..., None, :] - inter
+    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter))
+
+
+def check_tensor(name: str, tensor: object, dims: int, last: int | None = None) -> Tensor:
+    """Raise ``ValueError`` naming ``name`` unless ``tensor`` is a tensor of ``dims`` dimensions (last size ``last``)."""
+    if not isinstance(tensor, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dim() != dims or (last is not None and tensor.shape[-1] != last):
+        want = f"{dims}-d" + (f" with last size {last}" if last is not None else "")
+        raise ValueError(f"{name}: expected a {want} tensor, got shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def check_finite(name: str, tensor: Tensor) -> None:
+    """Raise ``ValueError`` naming ``name`` if ``tensor`` holds NaN or infinity."""
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise ValueError(f"{name}: holds NaN or infinite values (shape {tuple(tensor.shape)})")
+
+
+def check_xyxy(name: str, boxes: Tensor, valid: Tensor | None = None) -> None:
+    """Raise ``ValueError`` if any (valid) box of ``boxes`` [..., 4] is not finite or has x2 < x1 or y2 < y1."""
+    if valid is not None:
+        boxes = boxes[valid]
+    check_finite(name, boxes)
+    bad = (boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])
+    if bool(bad.any()):
+        first = boxes[bad][0].tolist()
+        raise ValueError(
+            f"{name}: {int(bad.sum())} box(es) with x2 < x1 or y2 < y1 (shape {tuple(boxes.shape)}), first {first}"
+        )

@@ -1,0 +1,55 @@
+"""The command line: global options, error format and exit codes, run through the real entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ssdcli.cli.app import main
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert "ssdcli" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["train", "encode", "eval", "predict", "export", "data", "demo"])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_one_line_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["no-such-command"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:")
+
+
+def test_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--seed", "x"]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_demo_writes_fresh_numbered_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+    assert (tmp_path / "1" / "demo.png").stat().st_size > 0
+
+
+def test_demo_output_folder_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "taken"
+    blocker.write_text("mine")
+    assert main(["demo", "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert str(blocker) in err and "Traceback" not in err
+    assert blocker.read_text() == "mine"
+
+
+def test_python_dash_m_entry_point_no_traceback() -> None:
+    done = subprocess.run([sys.executable, "-m", "ssdcli", "train"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr and done.stderr.startswith("error:")
