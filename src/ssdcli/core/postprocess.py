@@ -51,7 +51,10 @@ def postprocess(
     cand_anchor = top_anchor[image_index, class_index, slot]
     cand_boxes = boxes[image_index, cand_anchor]  # [N, 4]
     group = image_index * num_classes + class_index  # NMS within (image, class)
-    kept = batched_nms(cand_boxes, cand_scores, group, iou_threshold)  # sorted by decreasing score
+    # batched_nms may shift each group's boxes by group * (max coordinate + 1); with up to 2 * B * C added to [0, 1]
+    # coordinates, float32 would lose up to 1e-3 of IoU and make decisions depend on the image's place in the
+    # batch. float64 keeps the shifted boxes exact to ~1e-12.
+    kept = batched_nms(cand_boxes.double(), cand_scores.double(), group, iou_threshold)  # by decreasing score
     kept = kept[torch.sort(image_index[kept], stable=True).indices]  # grouped by image, still by score
     kept_image = image_index[kept]
     counts = torch.bincount(kept_image, minlength=batch)  # [B]
