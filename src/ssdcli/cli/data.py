@@ -1,21 +1,123 @@
-"""`ssd data`: generate and check data sets."""
+"""`ssd data`: generate the built-in synthetic data set and check data sets."""
 
 from __future__ import annotations
 
-import typer
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
-from .stubs import not_implemented
+import typer
+from rich.table import Table
+
+from .render import print_warning, stdout_console
+
+if TYPE_CHECKING:
+    from ssdcli.data.check import DataCheckReport
 
 app = typer.Typer(help="Generate the built-in synthetic data set and check data sets.", no_args_is_help=True)
 
 
+class SynthFormat(str, Enum):
+    voc = "voc"
+    coco = "coco"
+
+
+class DataFormat(str, Enum):
+    auto = "auto"
+    voc = "voc"
+    coco = "coco"
+
+
 @app.command("synth")
-def synth_command() -> None:
-    """Not implemented yet in this release."""
-    not_implemented("data synth")
+def synth_command(
+    out: Annotated[Path, typer.Argument(help="New (or empty) folder to write the data set into.")],
+    format: Annotated[SynthFormat, typer.Option("--format", "-f", help="Layout to write.")] = SynthFormat.voc,
+    images: Annotated[int, typer.Option("--images", "-n", min=3, help="Number of images (all splits).")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes the same files.")] = 0,
+    size: Annotated[int, typer.Option("--size", min=32, help="Image side in pixels.")] = 160,
+) -> None:
+    """Generate the synthetic shapes data set (circle, square, triangle) in VOC or COCO layout.
+
+    Splits: about 70 % train, 15 % val, 15 % test (VOC also trainval). A non-empty OUT is never touched.
+
+    Examples:
+
+        ssd data synth data/shapes
+
+        ssd data synth data/shapes-coco --format coco --images 500 --seed 1
+    """
+    from ssdcli.data.synth import write_synth
+
+    result = write_synth(out, format=format.value, images=images, seed=seed, image_size=size)
+    splits = ", ".join(f"{count} {name}" for name, count in result.split_sizes.items())
+    per_class = ", ".join(f"{n} {name}" for name, n in zip(result.class_names, result.objects_per_class))
+    stdout_console().print(
+        f"wrote {result.images} images of {result.image_size}x{result.image_size} px ({splits}) and "
+        f"{result.objects} objects ({per_class}) in {result.format.upper()} layout to {result.root}",
+        soft_wrap=True,
+    )
+
+
+def _render_check(report: DataCheckReport) -> None:
+    console = stdout_console()
+    columns = [summary.split for summary in report.splits]
+    contents = Table(title=f"{report.root} ({report.format.upper()})", title_justify="left")
+    contents.add_column("")
+    for name in columns:
+        contents.add_column(name, justify="right")
+    contents.add_row("images", *(str(s.images) for s in report.splits))
+    contents.add_row("objects", *(str(s.objects) for s in report.splits))
+    contents.add_row("  ignored (difficult/crowd)", *(str(s.ignored) for s in report.splits))
+    contents.add_row("images without objects", *(str(s.images_without_objects) for s in report.splits))
+    for name in report.class_names:
+        contents.add_row(f"class {name}", *(str(s.objects_per_class.get(name, 0)) for s in report.splits))
+    console.print(contents)
+    sizes = Table(title="Objects by box size (sqrt(area), px)", title_justify="left")
+    sizes.add_column("size")
+    for name in columns:
+        sizes.add_column(name, justify="right")
+    for k, label in enumerate(report.size_labels):
+        sizes.add_row(label, *(str(s.size_histogram[k]) for s in report.splits))
+    console.print(sizes)
+    if report.ok:
+        console.print("[green]no problems found[/]")
+        return
+    problems = Table(title="Problems found", title_justify="left")
+    for column in ("split", "problem", "count", "files"):
+        problems.add_column(column, justify="right" if column == "count" else "left")
+    from ssdcli.data.records import quote_files
+
+    for problem in report.problems:
+        problems.add_row(problem.split or "-", problem.what, str(problem.count), quote_files(problem.files))
+    console.print(problems)
 
 
 @app.command("check")
-def check_command() -> None:
-    """Not implemented yet in this release."""
-    not_implemented("data check")
+def check_command(
+    path: Annotated[Path, typer.Argument(help="VOC root, COCO root, or COCO instances .json file.")],
+    split: Annotated[str | None, typer.Option("--split", "-s", help="Check only this split (default: all).")] = None,
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Data set layout.")] = DataFormat.auto,
+    decode: Annotated[bool, typer.Option("--decode", help="Decode every image (slower, thorough).")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if any problem is found.")] = False,
+) -> None:
+    """Validate a data set and summarise it: images, objects per class, box sizes, problems found.
+
+    Unusable input (missing or corrupt image, malformed annotation, empty split) is an error (exit code 2).
+
+    Repaired or harmless problems are listed (exit code 0, or 1 with --strict).
+
+    Examples:
+
+        ssd data check data/VOC2007 --split trainval
+
+        ssd data check data/coco/annotations/instances_val2017.json
+    """
+    from ssdcli.data.check import check_dataset
+
+    report = check_dataset(path, split=split, format=format.value, decode=decode)
+    _render_check(report)
+    if not report.ok:
+        total = sum(problem.count for problem in report.problems)
+        print_warning(f"{path}: {total} problems of {len(report.problems)} kinds (see the table above)")
+        if strict:
+            raise typer.Exit(code=1)

@@ -1,0 +1,72 @@
+"""Batching samples of :class:`DetectionDataset` into padded tensors for the batched matcher (DESIGN.md 1.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor
+
+PADDING = -1
+
+
+@dataclass(frozen=True)
+class DetectionBatch:
+    """A batch of B images with their ground truth padded to Gmax objects (Gmax >= 1).
+
+    images: [B, 3, S, S] float32, normalised.
+    boxes: [B, Gmax, 4] float32 xyxy normalised to [0, 1]; zeros for padding.
+    classes: [B, Gmax] int64, the matcher's input: labels 1..C-1, -1 for padding AND for ignored objects
+        (VOC difficult, COCO crowd), which are thereby no training targets (DESIGN.md 1.3, point 5).
+    image_ids: [B] int64, the records' ``image_id``.
+    orig_sizes: [B, 2] int64, (h, w) of the image files.
+    labels: [B, Gmax] int64, every object's label, ignored ones included; -1 for padding only (for evaluation).
+    ignore: [B, Gmax] bool, True for ignored objects; False for padding.
+    """
+
+    images: Tensor
+    boxes: Tensor
+    classes: Tensor
+    image_ids: Tensor
+    orig_sizes: Tensor
+    labels: Tensor
+    ignore: Tensor
+
+    @property
+    def valid(self) -> Tensor:
+        """[B, Gmax] bool, True for real objects (ignored or not), False for padding."""
+        return self.labels != PADDING
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DetectionBatch:
+        moved = {f.name: getattr(self, f.name).to(device, non_blocking=non_blocking) for f in fields(self)}
+        return DetectionBatch(**moved)
+
+    def pin_memory(self) -> DetectionBatch:
+        """Called by ``DataLoader(pin_memory=True)``."""
+        return DetectionBatch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def collate_detections(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> DetectionBatch:
+    """Stack ``(image, target)`` samples of :class:`DetectionDataset`; pad objects to the batch's largest count."""
+    if not batch:
+        raise ValueError("batch: expected at least one sample, got none")
+    images = torch.stack([image for image, _ in batch])  # [B, 3, S, S]
+    size = len(batch)
+    most = max(1, max(int(target["labels"].shape[0]) for _, target in batch))
+    boxes = torch.zeros(size, most, 4, dtype=torch.float32)
+    labels = torch.full((size, most), PADDING, dtype=torch.int64)
+    ignore = torch.zeros(size, most, dtype=torch.bool)
+    for b, (_, target) in enumerate(batch):
+        count = int(target["labels"].shape[0])
+        boxes[b, :count] = target["boxes"]
+        labels[b, :count] = target["labels"]
+        ignore[b, :count] = target["ignore"]
+    classes = labels.masked_fill(ignore, PADDING)  # [B, Gmax]
+    image_ids = torch.tensor([int(target["image_id"]) for _, target in batch], dtype=torch.int64)
+    orig_sizes = torch.tensor([tuple(target["orig_size"]) for _, target in batch], dtype=torch.int64)  # [B, 2]
+    return DetectionBatch(images, boxes, classes, image_ids, orig_sizes, labels, ignore)

@@ -1,0 +1,281 @@
+"""Detection results files: the COCO results JSON and the PASCAL VOC devkit's per-class text files.
+
+COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``; ``bbox`` in pixels,
+0-based continuous (the box spans x .. x + w), as pycocotools reads it.
+
+VOC devkit files: one file per class, ``comp4_det_<split>_<class>.txt``, one detection per line
+``image_id score x1 y1 x2 y2`` with the devkit's 1-based inclusive pixel indices (x1 = xmin, x2 = xmax as in
+the annotation XML). In ssdcli's 0-based continuous ``xyxy`` that is (x1 - 1, y1 - 1, x2, y2).
+
+Every problem with a file raises :class:`DataError` naming the file and what is wrong, on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from ssdcli.errors import DataError
+
+COCO_RESULT_KEYS: tuple[str, ...] = ("image_id", "category_id", "bbox", "score")
+DEVKIT_COMPETITION = "comp4"  # the devkit's id for "trained on any data"
+
+
+class DetectionLike(Protocol):
+    """What the writers need of a detection (``ssdcli.metrics.Detection`` fits)."""
+
+    image_id: str
+    class_name: str
+    score: float
+    box_xyxy: tuple[float, float, float, float]
+
+
+class DevkitRow(NamedTuple):
+    """One line of a devkit detection file, as written: ``xyxy_devkit`` in 1-based inclusive pixel indices."""
+
+    image_id: str
+    class_name: str
+    score: float
+    xyxy_devkit: tuple[float, float, float, float]
+    path: Path
+    line: int
+
+
+def _describe(value: Any) -> str:
+    return {dict: "a JSON object", list: "a JSON list", str: "a string", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """Parse a JSON file; a missing, unreadable, empty or malformed file is a :class:`DataError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{what} expected, found a folder", path=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{what} not found", path=path) from None
+    except UnicodeDecodeError:
+        raise DataError(f"malformed JSON: not UTF-8 text ({what})", path=path) from None
+    except OSError as error:
+        raise DataError(f"cannot read {what}: {error.strerror}", path=path) from None
+    if not text.strip():
+        raise DataError(f"{what} is empty (no JSON in it)", path=path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}", path=path) from None
+
+
+def check_coco_results(data: Any, path: str | Path | None = None) -> list[dict[str, Any]]:
+    """Check that ``data`` is a list of ``{image_id, category_id, bbox [x, y, w, h], score}`` and return it.
+
+    ``image_id`` an integer or a string, ``category_id`` an integer, ``bbox`` 4 finite numbers with w, h >= 0,
+    ``score`` a finite number. Other keys are allowed and ignored.
+    """
+    if not isinstance(data, list):
+        hint = " (this looks like a ground-truth file)" if isinstance(data, dict) and "annotations" in data else ""
+        raise DataError(
+            "results must be a JSON list of {image_id, category_id, bbox, score} objects, "
+            f"got {_describe(data)}{hint}",
+            path=path,
+        )
+    for i, item in enumerate(data):
+        if type(item) is not dict:
+            raise DataError(f"result {i}: expected a JSON object, got {_describe(item)}", path=path)
+        missing = [key for key in COCO_RESULT_KEYS if key not in item]
+        if missing:
+            raise DataError(f"result {i}: missing key {missing[0]!r} (needs {', '.join(COCO_RESULT_KEYS)})", path=path)
+        image_id, category_id, bbox, score = (item[key] for key in COCO_RESULT_KEYS)
+        if type(image_id) not in (int, str):
+            raise DataError(f"result {i}: image_id must be an integer or a string, got {image_id!r}", path=path)
+        if type(category_id) is not int:
+            raise DataError(f"result {i}: category_id must be an integer, got {category_id!r}", path=path)
+        if (
+            type(bbox) is not list
+            or len(bbox) != 4
+            or not all(type(v) in (int, float) and math.isfinite(v) for v in bbox)
+        ):
+            raise DataError(f"result {i}: bbox must be 4 finite numbers [x, y, w, h], got {bbox!r}", path=path)
+        if bbox[2] < 0 or bbox[3] < 0:
+            raise DataError(f"result {i}: bbox has a negative width or height: {bbox!r}", path=path)
+        if type(score) not in (int, float) or not math.isfinite(score):
+            raise DataError(f"result {i}: score must be a finite number, got {score!r}", path=path)
+    return data
+
+
+def read_coco_results(path: str | Path) -> list[dict[str, Any]]:
+    """Read and check a COCO results JSON file (see :func:`check_coco_results`)."""
+    return check_coco_results(read_json(path, "results file"), path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def json_text(payload: Any) -> str:
+    """``payload`` as indented JSON text with NaN written as null (JSON has no NaN)."""
+    return json.dumps(_nan_to_none(payload), indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as JSON (NaN written as null); a path that cannot be written is a :class:`DataError`."""
+    path = Path(path)
+    text = json_text(payload)
+    try:
+        _write_text_atomic(path, text)
+    except OSError as error:
+        raise DataError(f"cannot write: {error.strerror}", path=path) from None
+    return path
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(v) for v in value]
+    return value
+
+
+def write_coco_results(path: str | Path, results: Sequence[dict[str, Any]]) -> Path:
+    """Write a COCO results JSON file (a list of ``{image_id, category_id, bbox, score}``)."""
+    path = Path(path)
+    try:
+        _write_text_atomic(path, json.dumps(list(results)))
+    except OSError as error:
+        raise DataError(f"cannot write: {error.strerror}", path=path) from None
+    return path
+
+
+def detections_to_coco_results(
+    detections: Iterable[DetectionLike], class_names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """COCO results dicts for detections of a VOC-style data set.
+
+    ``image_id`` stays the image id string, ``category_id`` is the 1-based index of the class in
+    ``class_names`` (0 is the background), ``bbox`` is [x1, y1, x2 - x1, y2 - y1] of the 0-based ``box_xyxy``.
+    """
+    category = {name: c + 1 for c, name in enumerate(class_names)}
+    out = []
+    for det in detections:
+        x1, y1, x2, y2 = (float(v) for v in det.box_xyxy)
+        out.append(
+            {
+                "image_id": det.image_id,
+                "category_id": category[det.class_name],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(det.score),
+            }
+        )
+    return out
+
+
+def devkit_file_name(class_name: str, split: str = "test", competition: str = DEVKIT_COMPETITION) -> str:
+    """``comp4_det_<split>_<class>.txt``, the devkit's name for a class's detections on a split."""
+    return f"{competition}_det_{split}_{class_name}.txt"
+
+
+def write_devkit_detections(
+    folder: str | Path,
+    detections: Iterable[DetectionLike],
+    class_names: Sequence[str],
+    split: str = "test",
+) -> list[Path]:
+    """Write one devkit file per class (an empty file for a class without detections); returns the paths.
+
+    Lines are ``image_id score x1 y1 x2 y2`` in devkit coordinates (x1 + 1, y1 + 1, x2, y2 of the 0-based
+    ``box_xyxy``); numbers are written with ``repr`` so that they read back exactly.
+    """
+    folder = Path(folder)
+    lines: dict[str, list[str]] = {name: [] for name in class_names}
+    for det in detections:
+        if any(ch.isspace() for ch in det.image_id) or not det.image_id:
+            raise ValueError(f"image id {det.image_id!r} cannot be written to a devkit file (empty or has spaces)")
+        x1, y1, x2, y2 = (float(v) for v in det.box_xyxy)
+        numbers = (float(det.score), x1 + 1.0, y1 + 1.0, x2, y2)
+        lines[det.class_name].append(" ".join([det.image_id, *(repr(v) for v in numbers)]))
+    paths = []
+    for name in class_names:
+        path = folder / devkit_file_name(name, split)
+        try:
+            _write_text_atomic(path, "".join(line + "\n" for line in lines[name]))
+        except OSError as error:
+            raise DataError(f"cannot write: {error.strerror}", path=path) from None
+        paths.append(path)
+    return paths
+
+
+def _read_devkit_file(path: Path, class_name: str) -> list[DevkitRow]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError("malformed detection file: not UTF-8 text", path=path) from None
+    except OSError as error:
+        raise DataError(f"cannot read detection file: {error.strerror}", path=path) from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if len(parts) != 6:
+                raise ValueError
+            score, x1, y1, x2, y2 = (float(v) for v in parts[1:])
+        except ValueError:
+            raise DataError(
+                f"line {number}: expected 'image_id score x1 y1 x2 y2', got {line.strip()!r}", path=path
+            ) from None
+        if not all(math.isfinite(v) for v in (score, x1, y1, x2, y2)):
+            raise DataError(f"line {number}: score and box must be finite numbers, got {line.strip()!r}", path=path)
+        rows.append(DevkitRow(parts[0], class_name, score, (x1, y1, x2, y2), path, number))
+    return rows
+
+
+def read_devkit_detections(
+    folder: str | Path, class_names: Sequence[str], split: str = "test"
+) -> tuple[list[DevkitRow], tuple[str, ...]]:
+    """Read the devkit files ``comp4_det_<split>_<class>.txt`` of ``folder``.
+
+    Returns the rows (file by file in the order of ``class_names``, lines in file order) and the classes that
+    have no file (read as no detections). A folder with no such file at all, or with a file for a class not in
+    ``class_names``, is a :class:`DataError`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError("results folder not found", path=folder)
+    prefix, suffix = f"{DEVKIT_COMPETITION}_det_{split}_", ".txt"
+    found = {p.name[len(prefix) : -len(suffix)]: p for p in folder.glob(f"{prefix}*{suffix}") if p.is_file()}
+    if not found:
+        raise DataError(
+            f"no devkit detection files {devkit_file_name('<class>', split)} in the results folder", path=folder
+        )
+    unknown = sorted(set(found) - set(class_names))
+    if unknown:
+        raise DataError(
+            f"detections for class {unknown[0]!r}, which is not one of the evaluated classes "
+            f"({', '.join(class_names)})",
+            path=found[unknown[0]],
+        )
+    rows: list[DevkitRow] = []
+    for name in class_names:
+        if name in found:
+            rows.extend(_read_devkit_file(found[name], name))
+    missing = tuple(name for name in class_names if name not in found)
+    return rows, missing
