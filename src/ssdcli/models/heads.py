@@ -1,0 +1,76 @@
+"""SSD prediction heads (DESIGN.md 1.2): per feature map, class scores and box offsets for every default box.
+
+A head's output for a map with k boxes per cell has k * K channels (K = 4 offsets or C classes); channel
+``a * K + j`` is value j of box a of the cell. Rows of the flattened output follow the anchor order of
+``ssdcli.default_boxes``: layer, then row, then column, then box within the cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .backbones import SSDLITE_NORM, normal_init, xavier_init
+
+
+def conv_predictor(in_channels: int, out_channels: int) -> nn.Module:
+    """A 3x3 convolution (padding 1): the SSD paper's predictor."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+
+
+def separable_predictor(
+    in_channels: int, out_channels: int, norm_layer: Callable[..., nn.Module] = SSDLITE_NORM
+) -> nn.Module:
+    """SSDLite's predictor (MobileNetV2 paper, 6.2): 3x3 depthwise conv + BN + ReLU6, then a 1x1 convolution."""
+    return nn.Sequential(
+        nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False),
+            norm_layer(in_channels),
+            nn.ReLU6(inplace=True),
+        ),
+        nn.Conv2d(in_channels, out_channels, kernel_size=1),
+    )
+
+
+def flatten_predictions(output: Tensor, columns: int) -> Tensor:
+    """[B, k * K, H, W] -> [B, H * W * k, K], rows in (row, col, box) order."""
+    batch = output.shape[0]
+    return output.permute(0, 2, 3, 1).reshape(batch, -1, columns)  # NHWC first: row, col, then k * K channels
+
+
+class SSDHead(nn.Module):
+    """Class-score and box-offset predictors for every feature map.
+
+    Args:
+        in_channels: channels of each feature map.
+        boxes_per_cell: default boxes per cell of each map (``AnchorLayout.boxes_per_cell``).
+        num_classes: classes including the background (class 0).
+        separable: use SSDLite's depthwise-separable predictors (initialised N(0, 0.03) as torchvision does)
+            instead of 3x3 convolutions (initialised Xavier-uniform with zero bias as in the SSD paper).
+    """
+
+    def __init__(
+        self, in_channels: Sequence[int], boxes_per_cell: Sequence[int], num_classes: int, separable: bool = False
+    ) -> None:
+        super().__init__()
+        if len(in_channels) != len(boxes_per_cell):
+            raise ValueError(
+                f"head: {len(in_channels)} feature maps but {len(boxes_per_cell)} entries of boxes per cell"
+            )
+        predictor = separable_predictor if separable else conv_predictor
+        self.num_classes = num_classes
+        self.boxes_per_cell = tuple(boxes_per_cell)
+        self.conf = nn.ModuleList(predictor(c, k * num_classes) for c, k in zip(in_channels, boxes_per_cell))
+        self.loc = nn.ModuleList(predictor(c, k * 4) for c, k in zip(in_channels, boxes_per_cell))
+        if separable:
+            normal_init(self)
+        else:
+            xavier_init(self)
+
+    def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Feature maps [B, C_k, f_k, f_k] -> (conf [B, A, num_classes], loc [B, A, 4]) in anchor order."""
+        conf = [flatten_predictions(layer(x), self.num_classes) for layer, x in zip(self.conf, features)]
+        loc = [flatten_predictions(layer(x), 4) for layer, x in zip(self.loc, features)]
+        return torch.cat(conf, dim=1), torch.cat(loc, dim=1)

@@ -1,0 +1,160 @@
+"""Backbone weights: torchvision's ImageNet files from the local torch hub cache (never downloaded) or a local file.
+
+Accepted local files (PyTorch state dicts, read with ``torch.load(weights_only=True)``):
+
+- the state dict of the backbone itself (``model.backbone.state_dict()``);
+- the state dict of a whole SSD model (its ``backbone.*`` entries are used), also inside a ``{"model": ...}`` or
+  ``{"state_dict": ...}`` checkpoint;
+- a torchvision ImageNet classifier file (``features.*`` entries; the classifier is ignored), e.g.
+  ``vgg16-397923af.pth`` or ``mobilenet_v3_large-8738ca79.pth``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import MobileNet_V3_Large_Weights, VGG16_Weights, WeightsEnum
+
+from ssdcli.errors import CheckpointError, UsageError
+
+from .config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+
+IMAGENET = "imagenet"
+
+# Per architecture, the torchvision ImageNet weights its backbone can start from. The first entry whose input
+# normalisation equals the model's mean/std is used, else the first. VGG16: torchvision's classifier weights
+# (normalisation as every torchvision classifier), or the SSD-specific features converted from the paper's Caffe
+# model that torchvision's ssd300_vgg16 uses (Caffe normalisation: mean (0.48235, 0.45882, 0.40784), std 1/255).
+IMAGENET_WEIGHTS: dict[str, tuple[WeightsEnum, ...]] = {
+    "ssd300_vgg16": (VGG16_Weights.IMAGENET1K_V1, VGG16_Weights.IMAGENET1K_FEATURES),
+    "ssd512_vgg16": (VGG16_Weights.IMAGENET1K_V1, VGG16_Weights.IMAGENET1K_FEATURES),
+    "ssdlite320_mobilenet_v3_large": (MobileNet_V3_Large_Weights.IMAGENET1K_V1,),
+}
+
+
+def _normalisation(weights: WeightsEnum) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    keywords = getattr(weights.transforms, "keywords", {})
+    return tuple(keywords.get("mean", IMAGENET_MEAN)), tuple(keywords.get("std", IMAGENET_STD))
+
+
+def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-3, abs_tol=1e-6) for x, y in zip(a, b))
+
+
+def imagenet_weights(config: ModelConfig) -> WeightsEnum:
+    """The torchvision weights enum that ``backbone_weights="imagenet"`` loads for ``config``."""
+    candidates = IMAGENET_WEIGHTS.get(config.arch)
+    if not candidates:
+        raise UsageError(
+            f"{config.arch} has no ImageNet weights; train it from scratch (no backbone weights) "
+            "or give a state dict file"
+        )
+    for weights in candidates:
+        mean, std = _normalisation(weights)
+        if _same(mean, config.mean) and _same(std, config.std):
+            return weights
+    return candidates[0]
+
+
+def hub_cache_file(weights: WeightsEnum) -> Path:
+    """Where torchvision keeps ``weights``: <torch.hub.get_dir()>/checkpoints/<file name of the URL>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+
+
+def _imagenet_file(config: ModelConfig) -> Path:
+    weights = imagenet_weights(config)
+    path = hub_cache_file(weights)
+    if path.is_file():
+        return path
+    others = [w for w in IMAGENET_WEIGHTS[config.arch] if w is not weights]
+    hint = "".join(
+        f"; {hub_cache_file(w).name} is used instead when the model's mean/std are {_normalisation(w)[0]} / "
+        f"{tuple(round(s, 5) for s in _normalisation(w)[1])}"
+        for w in others
+    )
+    raise CheckpointError(
+        f"ImageNet weights for {config.arch} ({type(weights).__name__}.{weights.name}) are not in the torch hub "
+        f"cache and are never downloaded: put the file from {weights.url} here, or pass its path as the "
+        f"backbone weights{hint}",
+        path=path,
+    )
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """The state dict in ``path`` (unwrapping ``{"model": ...}`` / ``{"state_dict": ...}``); CheckpointError if none."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("backbone weights file not found", path=path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load raises many kinds (pickle, zip, runtime) for a bad file
+        raise CheckpointError(f"cannot read a PyTorch state dict: {error}".splitlines()[0], path=path) from error
+    if not _is_state_dict(obj) and isinstance(obj, Mapping):
+        obj = next((obj[k] for k in ("model", "state_dict") if _is_state_dict(obj.get(k))), obj)
+    if not _is_state_dict(obj):
+        raise CheckpointError(
+            f"does not hold a state dict (a mapping of parameter names to tensors), got {type(obj).__name__}",
+            path=path,
+        )
+    return dict(obj)
+
+
+def _examples(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+
+def _fit(target: nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
+    """Load ``state`` into ``target`` if every key and shape fits (BatchNorm counters may be absent)."""
+    expected = target.state_dict()
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or reshaped:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} missing ({_examples(missing)})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
+        if reshaped:
+            k = reshaped[0]
+            problems.append(
+                f"{len(reshaped)} with other shapes (e.g. {k}: file {list(state[k].shape)}, "
+                f"model {list(expected[k].shape)})"
+            )
+        raise CheckpointError(f"does not fit {what}: " + "; ".join(problems), path=path)
+    target.load_state_dict(state, strict=False)
+
+
+def load_backbone_weights(backbone: nn.Module, source: str | Path, config: ModelConfig) -> Path:
+    """Load ``source`` ("imagenet" or a state dict file, see the module docstring) into ``backbone``.
+
+    Returns the file that was read. Raises CheckpointError naming the file when it is missing, unreadable or made
+    for another model, UsageError when the architecture has no ImageNet weights.
+    """
+    path = _imagenet_file(config) if str(source) == IMAGENET else Path(source)
+    state = read_state_dict(path)
+    what = f"the {config.arch} backbone"
+    if config.reduced_tail:
+        what += " (MobileNetV3 with reduced tail)"
+    elif config.reduced_tail is False:
+        what += " (MobileNetV3 with full tail)"
+    if any(k.startswith("backbone.") for k in state):
+        _fit(backbone, {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}, path, what)
+    elif hasattr(backbone, "trunk") and any(k.startswith("features.") for k in state):
+        trunk_state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+        _fit(backbone.trunk, trunk_state, path, what + " as a torchvision ImageNet classifier file")
+    else:
+        _fit(backbone, state, path, what)
+    return path
