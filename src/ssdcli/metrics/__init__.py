@@ -1,0 +1,46 @@
+"""Detection metrics: COCO (through pycocotools' COCOeval) and PASCAL VOC (the devkit's rules), on data in memory.
+
+Reading ground truth and results files is the engine's job (``ssdcli.engine.evaluate``); these modules compute.
+"""
+
+from __future__ import annotations
+
+from .coco import (
+    COCO_BACKENDS,
+    COCO_METRIC_FIELDS,
+    COCO_METRIC_KEYS,
+    CocoClassAP,
+    CocoMetrics,
+    CocoResult,
+    coco_evaluate,
+    per_category_ap,
+)
+from .voc import (
+    VOC07_RECALL_THRESHOLDS,
+    VOC_METRICS,
+    Detection,
+    VocClassResult,
+    VocImageGT,
+    VocResult,
+    average_precision,
+    voc_evaluate,
+)
+
+__all__ = [
+    "COCO_BACKENDS",
+    "COCO_METRIC_FIELDS",
+    "COCO_METRIC_KEYS",
+    "VOC07_RECALL_THRESHOLDS",
+    "VOC_METRICS",
+    "CocoClassAP",
+    "CocoMetrics",
+    "CocoResult",
+    "Detection",
+    "VocClassResult",
+    "VocImageGT",
+    "VocResult",
+    "average_precision",
+    "coco_evaluate",
+    "per_category_ap",
+    "voc_evaluate",
+]
