@@ -50,6 +50,6 @@ def test_demo_output_folder_that_is_a_file(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_python_dash_m_entry_point_no_traceback() -> None:
-    done = subprocess.run([sys.executable, "-m", "ssdcli", "train"], capture_output=True, text=True)
-    assert done.returncode == 1
+    done = subprocess.run([sys.executable, "-m", "ssdcli", "export", "--checkpoint", "missing.pt"], capture_output=True, text=True)
+    assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.startswith("error:")

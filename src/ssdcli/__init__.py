@@ -15,6 +15,18 @@ from .core.loss import SSDLoss, ssd_loss
 from .core.matching import EncodedTargets, Match, encode, match
 from .core.postprocess import postprocess
 
+
+
+def load(path: str, device: str = "cpu", **options: object) -> "Predictor":  # noqa: F821
+    """A :class:`~ssdcli.engine.predictor.Predictor` from a checkpoint (.pt) or an exported ONNX file (.onnx).
+
+    ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels.
+    """
+    from .engine.predictor import load_predictor
+
+    return load_predictor(path, device, **options)
+
+
 __all__ = [
     "AnchorLayout",
     "BUILTIN_LAYOUTS",
@@ -26,6 +38,7 @@ __all__ = [
     "default_boxes",
     "encode",
     "get_layout",
+    "load",
     "match",
     "postprocess",
     "ssd_loss",

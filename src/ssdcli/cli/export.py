@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
-from .stubs import not_implemented
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .render import stdout_console
 
 
-def export_command() -> None:
-    """Not implemented yet in this release."""
-    not_implemented("export")
+def export_command(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train'.")],
+    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = True,
+    with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Export a checkpoint to ONNX or TorchScript and verify it against PyTorch (fails if they differ).
+
+    Examples:
+
+        ssd export --checkpoint runs/train/1/best.pt --format onnx --out model.onnx
+
+        ssd export --checkpoint best.pt --format onnx --with-nms --out model_nms.onnx
+
+        ssd export --checkpoint best.pt --format torchscript
+    """
+    from ssdcli.engine.export import run_export
+
+    result = run_export(checkpoint, format, out, opset, dynamic_batch, with_nms, force)
+    stdout_console().print(
+        f"wrote {result.path} ({result.format}; outputs {', '.join(result.outputs)}); "
+        f"max difference to PyTorch {result.max_difference:.2e} <= {result.tolerance:.0e}"
+    )

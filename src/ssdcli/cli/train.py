@@ -2,9 +2,86 @@
 
 from __future__ import annotations
 
-from .stubs import not_implemented
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .progress import TrainProgress
+from .render import stdout_console
+
+EXIT_INTERRUPTED = 130
 
 
-def train_command() -> None:
-    """Not implemented yet in this release."""
-    not_implemented("train")
+def train_command(
+    data: Annotated[Optional[Path], typer.Option(help="VOC root or COCO instances JSON/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
+    data_format: Annotated[str, typer.Option("--format", help="auto, voc or coco.")] = "auto",
+    train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
+    val_split: Annotated[str, typer.Option(help="Split to validate on.")] = "val",
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
+    model: Annotated[str, typer.Option(help="ssd_tiny, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny",
+    anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes).")] = None,
+    backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
+    lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: sgd 0.02, adamw 0.002).")] = None,
+    img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the anchor layout.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA).")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    eval_every: Annotated[int, typer.Option(min=0, help="Validate every N epochs (0: never).")] = 1,
+    out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = Path("runs/train"),
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run of this last.pt with its exact schedule.")] = None,
+    synth_images: Annotated[int, typer.Option(min=8, help="Images of the generated synthetic set (no --data).")] = 400,
+    max_steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Cap steps per epoch (quick runs).")] = None,
+) -> int:
+    """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
+
+    Examples:
+
+        ssd train                                   # built-in synthetic data and the small model
+
+        ssd train --data VOCdevkit/VOC2007 --train-split trainval --val-split test --model ssd300_vgg16
+
+        ssd train --resume runs/train/3/last.pt
+
+        torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
+    """
+    from ssdcli.config import TrainConfig
+    from ssdcli.engine.train import train
+
+    config = TrainConfig(
+        data=data,
+        data_format=data_format,
+        train_split=train_split,
+        val_split=val_split,
+        classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None,
+        arch=model,
+        anchors=anchors,
+        backbone_weights=backbone_weights,
+        img_size=img_size,
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        workers=workers,
+        device=device,
+        amp=amp,
+        seed=seed,
+        eval_every=eval_every,
+        out=out,
+        resume=resume,
+        synth_images=synth_images,
+        max_steps_per_epoch=max_steps_per_epoch,
+    )
+    console = stdout_console()
+    with TrainProgress(console) as progress:
+        result = train(config, on_event=progress)
+    if result.interrupted:
+        console.print(f"interrupted: saved {result.last_checkpoint}")
+        return EXIT_INTERRUPTED
+    console.print(f"last checkpoint: {result.last_checkpoint}\nbest checkpoint: {result.best_checkpoint}")
+    console.print(f"metrics: {result.run_dir / 'metrics.csv'}")
+    return 0

@@ -1,0 +1,95 @@
+"""Rendering engine events with Rich: progress bars for training and evaluation."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ssdcli.engine.events import CheckpointSaved, EpochDone, EvalProgress, Event, Message, RunStarted, StepDone
+
+from .render import print_warning
+
+
+class TrainProgress:
+    """An event handler that draws epoch/step progress with loss parts, lr, images/s and ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: int | None = None
+        self.eval_task: int | None = None
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.console.print(f"run folder: [bold]{event.run_dir}[/]  device: {event.device}")
+            for note in event.notes:
+                print_warning(note)
+            total = event.epochs * event.steps_per_epoch
+            self.task = self.progress.add_task("train", total=total, stats="", completed=event.start_epoch * event.steps_per_epoch)
+        elif isinstance(event, StepDone) and self.task is not None:
+            stats = (
+                f"epoch {event.epoch} step {event.step}/{event.steps}  conf {event.loss_conf:.3f}  "
+                f"loc {event.loss_loc:.3f}  lr {event.lr:.2e}  {event.images_per_s:.0f} img/s"
+            )
+            self.progress.update(self.task, advance=1, stats=stats)
+        elif isinstance(event, EvalProgress):
+            if self.eval_task is None:
+                self.eval_task = self.progress.add_task("validate", total=event.total, stats="")
+            self.progress.update(self.eval_task, completed=event.done)
+            if event.done >= event.total:
+                self.progress.remove_task(self.eval_task)
+                self.eval_task = None
+        elif isinstance(event, EpochDone):
+            parts = [f"{key} {value:.4f}" for key, value in event.metrics.items() if key not in ("epoch",)]
+            self.progress.console.print(f"epoch {event.epoch}: " + "  ".join(parts))
+        elif isinstance(event, CheckpointSaved) and event.best:
+            self.progress.console.print(f"  best checkpoint: {event.path}")
+        elif isinstance(event, Message):
+            if event.level == "warning":
+                print_warning(event.text)
+            else:
+                self.progress.console.print(event.text)
+
+
+class EvalProgressBar:
+    """An event handler for inference over a data set."""
+
+    def __init__(self, console: Console, description: str = "detect") -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=console,
+        )
+        self.description = description
+        self.task: int | None = None
+
+    def __enter__(self) -> EvalProgressBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, EvalProgress):
+            if self.task is None:
+                self.task = self.progress.add_task(self.description, total=event.total)
+            self.progress.update(self.task, completed=event.done)
+        elif isinstance(event, Message) and event.level == "warning":
+            print_warning(event.text)

@@ -1,0 +1,41 @@
+"""Frozen configuration dataclasses that the CLI builds and the engine consumes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``ssd train`` needs. ``data=None`` trains on the built-in synthetic set, generated in the run."""
+
+    data: Path | None = None
+    data_format: str = "auto"
+    train_split: str = "train"
+    val_split: str = "val"
+    classes: tuple[str, ...] | None = None
+    arch: str = "ssd_tiny"
+    anchors: Path | None = None
+    backbone_weights: str | None = None
+    img_size: int | None = None  # must agree with the anchor layout
+    epochs: int = 30
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: the optimizer's default (sgd 0.02, adamw 0.002)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_steps: int = 100
+    workers: int = 2
+    device: str = "auto"
+    amp: bool = False
+    seed: int = 0
+    eval_every: int = 1
+    out: Path = Path("runs/train")
+    resume: Path | None = None
+    synth_images: int = 400
+    max_steps_per_epoch: int | None = None  # cap for quick runs and tests
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -1,0 +1,97 @@
+"""Checkpoints: written atomically, holding everything later commands need (model config, classes, anchors)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ssdcli.errors import CheckpointError
+
+CHECKPOINT_FORMAT = "ssdcli-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_torch_save(payload: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The content of a checkpoint file. ``model_config`` is ``ModelConfig.to_dict()``."""
+
+    model_config: dict[str, Any]
+    class_names: tuple[str, ...]
+    category_ids: tuple[int, ...]
+    model_state: dict[str, Any]
+    epoch: int = 0  # epochs fully done
+    step_in_epoch: int = 0  # steps done in the next epoch (interrupted runs)
+    global_step: int = 0
+    best_metric: float | None = None
+    train_state: dict[str, Any] | None = None  # optimizer, scheduler, scaler, train config
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "model_config": self.model_config,
+            "class_names": list(self.class_names),
+            "category_ids": list(self.category_ids),
+            "model": self.model_state,
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "best_metric": self.best_metric,
+            "train_state": self.train_state,
+        }
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
+    return atomic_torch_save(checkpoint.to_payload(), path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint; :class:`CheckpointError` naming the file if it is missing, corrupt or not ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", path=path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds for a corrupt file
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"not a readable checkpoint ({first_line})", path=path) from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError("not an ssdcli checkpoint (no 'format: ssdcli-checkpoint' entry)", path=path)
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint version {payload.get('version')} is not supported", path=path)
+    try:
+        return Checkpoint(
+            model_config=payload["model_config"],
+            class_names=tuple(payload["class_names"]),
+            category_ids=tuple(int(c) for c in payload["category_ids"]),
+            model_state=payload["model"],
+            epoch=int(payload["epoch"]),
+            step_in_epoch=int(payload.get("step_in_epoch", 0)),
+            global_step=int(payload["global_step"]),
+            best_metric=payload.get("best_metric"),
+            train_state=payload.get("train_state"),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint is missing or has a bad entry: {error}", path=path) from None

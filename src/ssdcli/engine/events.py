@@ -1,0 +1,62 @@
+"""Progress events: how long-running engine work reports to whoever renders it (the CLI, a notebook, a test)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Union
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    run_dir: Path
+    epochs: int
+    steps_per_epoch: int
+    start_epoch: int
+    device: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepDone:
+    epoch: int  # 1-based
+    step: int  # 1-based within the epoch
+    steps: int
+    loss_conf: float
+    loss_loc: float
+    lr: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class EpochDone:
+    epoch: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    done: int  # images processed so far
+    total: int
+
+
+@dataclass(frozen=True)
+class CheckpointSaved:
+    path: Path
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    """A line worth showing the user (e.g. data warnings); ``level`` is "info" or "warning"."""
+
+    text: str
+    level: str = "info"
+
+
+Event = Union[RunStarted, StepDone, EpochDone, EvalProgress, CheckpointSaved, Message]
+EventHandler = Callable[[Event], None]
+
+
+def ignore_events(event: Event) -> None:
+    """The default handler: drop every event."""

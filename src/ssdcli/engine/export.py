@@ -1,0 +1,219 @@
+"""``ssd export``: ONNX (dynamic batch, optional decode + NMS in the graph) and TorchScript, each verified
+against the PyTorch model before the command succeeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ssdcli.core.anchors import default_boxes
+from ssdcli.core.coder import decode
+from ssdcli.errors import SsdcliError, UsageError
+
+from .loading import LoadedModel, load_model
+
+#: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
+PARITY_TOLERANCE = 1e-3
+METADATA_KEY = "ssdcli"
+
+
+class ExportFailed(SsdcliError):
+    """The exported file does not reproduce the PyTorch model."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    max_difference: float
+    tolerance: float
+    outputs: tuple[str, ...]
+
+
+class DecodedDetector(nn.Module):
+    """SSD with decoding and NMS inside: images [B, 3, S, S] -> boxes [N, 4] xyxy normalised, scores [N],
+    labels [N] (1..C-1), batch_index [N] (which image). Score threshold, pre-NMS top-k and NMS IoU are fixed at
+    export time; the runner keeps the top-k per image."""
+
+    def __init__(self, model: nn.Module, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
+        super().__init__()
+        self.model = model
+        self.register_buffer("anchors", anchors.clone())
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.pre_nms_top_k = min(pre_nms_top_k, anchors.shape[0])
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        from torchvision.ops import batched_nms
+
+        conf, loc = self.model(images)
+        batch, _, num_classes = conf.shape
+        scores = torch.softmax(conf, dim=-1)[:, :, 1:].transpose(1, 2)  # [B, C-1, A]
+        boxes = decode(loc, self.anchors).clamp(0.0, 1.0)  # [B, A, 4]
+        top_scores, top_anchor = scores.topk(self.pre_nms_top_k, dim=2)  # [B, C-1, k]
+        image_index = torch.arange(batch, device=images.device)[:, None, None].expand_as(top_anchor).reshape(-1)
+        class_index = torch.arange(1, num_classes, device=images.device)[None, :, None].expand_as(top_anchor).reshape(-1)
+        flat_scores = top_scores.reshape(-1)
+        flat_boxes = boxes.gather(1, top_anchor.reshape(batch, -1, 1).expand(-1, -1, 4)).reshape(-1, 4)
+        keep = torch.where(flat_scores > self.score_threshold)[0]
+        flat_boxes, flat_scores = flat_boxes[keep], flat_scores[keep]
+        image_index, class_index = image_index[keep], class_index[keep]
+        kept = batched_nms(flat_boxes, flat_scores, image_index * num_classes + class_index, self.iou_threshold)
+        return flat_boxes[kept], flat_scores[kept], class_index[kept], image_index[kept]
+
+
+def model_metadata(loaded: LoadedModel, with_nms: bool, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """What ``ssd predict --onnx`` needs, as ONNX metadata (JSON under one key)."""
+    info = {
+        "arch": loaded.config.arch,
+        "model_config": loaded.config.to_dict(),
+        "class_names": list(loaded.class_names),
+        "category_ids": list(loaded.category_ids),
+        "input_size": loaded.config.layout.image_size,
+        "mean": list(loaded.config.mean),
+        "std": list(loaded.config.std),
+        "with_nms": with_nms,
+        **(extra or {}),
+    }
+    return {METADATA_KEY: json.dumps(info)}
+
+
+def _temporary_beside(path: Path) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _sample_inputs(size: int, batch: int, seed: int = 0) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=generator)
+
+
+def export_onnx(
+    loaded: LoadedModel,
+    path: Path,
+    opset: int,
+    dynamic_batch: bool,
+    with_nms: bool,
+    score_threshold: float = 0.01,
+    iou_threshold: float = 0.45,
+    pre_nms_top_k: int = 400,
+) -> ExportResult:
+    import onnx
+    import onnxruntime
+
+    size = loaded.config.layout.image_size
+    anchors = default_boxes(loaded.config.layout)
+    if with_nms:
+        module: nn.Module = DecodedDetector(loaded.model, anchors, score_threshold, iou_threshold, pre_nms_top_k).eval()
+        outputs = ("boxes", "scores", "labels", "batch_index")
+        axes = {name: {0: "detections"} for name in outputs}
+    else:
+        module = loaded.model
+        outputs = ("conf", "loc")
+        axes = {name: {0: "batch"} for name in outputs} if dynamic_batch else {}
+    if dynamic_batch:
+        axes["images"] = {0: "batch"}
+    temporary = _temporary_beside(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module,
+                (_sample_inputs(size, 2),),
+                str(temporary),
+                input_names=["images"],
+                output_names=list(outputs),
+                dynamic_axes=axes or None,
+                opset_version=opset,
+                dynamo=False,
+            )
+        proto = onnx.load(str(temporary))
+        extra = {"score_threshold": score_threshold, "iou_threshold": iou_threshold} if with_nms else {}
+        for key, value in model_metadata(loaded, with_nms, extra).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(temporary))
+        session = onnxruntime.InferenceSession(str(temporary), providers=["CPUExecutionProvider"])
+        difference = 0.0
+        for batch in (1, 3) if dynamic_batch else (2,):
+            images = _sample_inputs(size, batch, seed=batch)
+            with torch.no_grad():
+                expected = module(images)
+            got = session.run(None, {"images": images.numpy()})
+            difference = max(difference, _max_difference(expected, got, with_nms))
+        if difference > PARITY_TOLERANCE:
+            raise ExportFailed(
+                f"ONNX Runtime differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE:.0e}); file not written",
+                path=path,
+            )
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return ExportResult(path, "onnx", difference, PARITY_TOLERANCE, outputs)
+
+
+def _max_difference(expected: tuple[Tensor, ...], got: list[np.ndarray], with_nms: bool) -> float:
+    if not with_nms:
+        return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got))
+    if expected[0].shape[0] != got[0].shape[0]:
+        return float("inf")
+    return max(float(np.abs(e.numpy().astype(np.float64) - g).max()) if e.numel() else 0.0 for e, g in zip(expected, got))
+
+
+def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
+    size = loaded.config.layout.image_size
+    temporary = _temporary_beside(path)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(loaded.model, (_sample_inputs(size, 2),))
+        extra = {"ssdcli.json": model_metadata(loaded, False)[METADATA_KEY]}
+        torch.jit.save(traced, str(temporary), _extra_files=extra)
+        reloaded = torch.jit.load(str(temporary))
+        difference = 0.0
+        for batch in (1, 3):
+            images = _sample_inputs(size, batch, seed=batch)
+            with torch.no_grad():
+                expected, got = loaded.model(images), reloaded(images)
+            difference = max(difference, *(float((e - g).abs().max()) for e, g in zip(expected, got)))
+        if difference > PARITY_TOLERANCE:
+            raise ExportFailed(f"TorchScript differs from PyTorch by {difference:.2e}; file not written", path=path)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return ExportResult(path, "torchscript", difference, PARITY_TOLERANCE, ("conf", "loc"))
+
+
+def run_export(
+    checkpoint: Path,
+    format: str,
+    out: Path | None,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    with_nms: bool = False,
+    force: bool = False,
+) -> ExportResult:
+    """Export a checkpoint; the file is written atomically and only after the parity check passes."""
+    if format not in ("onnx", "torchscript"):
+        raise UsageError(f"--format: expected onnx or torchscript, got {format!r}")
+    if with_nms and format != "onnx":
+        raise UsageError("--with-nms applies to --format onnx only")
+    suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
+    path = Path(out) if out is not None else Path(checkpoint).with_suffix(suffix)
+    if path.exists() and not force:
+        raise UsageError("exists; choose another --out or pass --force to replace it", path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(checkpoint, "cpu")
+    if format == "onnx":
+        return export_onnx(loaded, path, opset, dynamic_batch, with_nms)
+    return export_torchscript(loaded, path)

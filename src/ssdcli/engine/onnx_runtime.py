@@ -1,0 +1,88 @@
+"""Running an exported ONNX file with ONNX Runtime; everything it needs comes from the file's metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ssdcli.errors import CheckpointError
+from ssdcli.models.config import ModelConfig
+
+from .export import METADATA_KEY
+from .predictor import Detections, ModelInfo, Predictor, to_pixels
+from .preprocess import network_input
+
+
+def _open_session(path: Path) -> tuple[Any, dict[str, Any]]:
+    import onnxruntime
+
+    if not path.is_file():
+        raise CheckpointError("ONNX file not found", path=path)
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise CheckpointError(f"not a readable ONNX model ({str(error).splitlines()[0]})", path=path) from None
+    raw = session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+    if raw is None:
+        raise CheckpointError("ONNX file has no ssdcli metadata (export it with 'ssd export')", path=path)
+    return session, json.loads(raw)
+
+
+class OnnxNetwork:
+    """images [B, 3, S, S] -> (conf [B, A, C], loc [B, A, 4]) through ONNX Runtime."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        conf, loc = self.session.run(None, {"images": images.cpu().numpy()})
+        return torch.from_numpy(conf), torch.from_numpy(loc)
+
+
+class OnnxDecodedPredictor(Predictor):
+    """A predictor over an ONNX file exported with ``--with-nms``: the graph decodes and suppresses; this keeps the
+    score threshold and the top-k per image."""
+
+    def __init__(self, session: Any, info: ModelInfo, **options: Any) -> None:
+        super().__init__(lambda images: (images, images), info, "cpu", **options)
+        self.session = session
+
+    @torch.no_grad()
+    def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
+        if not images:
+            return []
+        size, info = self.info.layout.image_size, self.info
+        batch = torch.stack([network_input(image, size, info.mean, info.std) for image in images])
+        boxes, scores, labels, batch_index = (torch.from_numpy(a) for a in self.session.run(None, {"images": batch.numpy()}))
+        results = []
+        for i, image in enumerate(images):
+            mine = (batch_index == i) & (scores > self.conf_threshold)
+            order = torch.argsort(scores[mine], descending=True, stable=True)[: self.top_k]
+            found = {"boxes": boxes[mine][order], "scores": scores[mine][order], "labels": labels[mine][order].long()}
+            height, width = int(image.shape[1]), int(image.shape[2])
+            pixel_boxes, pixel_scores, pixel_labels = to_pixels(found, height, width)
+            if self.keep_labels is not None:
+                keep = np.isin(pixel_labels, list(self.keep_labels))
+                pixel_boxes, pixel_scores, pixel_labels = pixel_boxes[keep], pixel_scores[keep], pixel_labels[keep]
+            names = tuple(info.class_names[int(label)] for label in pixel_labels)
+            results.append(Detections(pixel_boxes, pixel_scores, pixel_labels, names, (height, width)))
+        return results
+
+
+def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
+    session, meta = _open_session(Path(path))
+    try:
+        config = ModelConfig.from_dict(meta["model_config"])
+        info = ModelInfo(
+            config.arch, config.layout, tuple(meta["class_names"]), tuple(meta["category_ids"]), config.mean, config.std
+        )
+    except (KeyError, ValueError, TypeError) as error:
+        raise CheckpointError(f"bad ssdcli metadata in ONNX file: {error}", path=path) from None
+    if meta.get("with_nms"):
+        return OnnxDecodedPredictor(session, info, **options)
+    return Predictor(OnnxNetwork(session), info, "cpu", **options)

@@ -1,0 +1,208 @@
+"""``ssd predict``: images, folders, globs and videos in; annotated files and JSON out, in a fresh run folder."""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import torch
+
+from ssdcli.errors import DataError, SsdcliError
+
+from .draw import draw_detections
+from .events import EvalProgress, EventHandler, Message, ignore_events
+from .predictor import Detections, Predictor
+from .preprocess import read_image_rgb
+from .rundir import fresh_run_dir
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+@dataclass(frozen=True)
+class Sources:
+    images: tuple[Path, ...]
+    videos: tuple[Path, ...]
+    problems: tuple[str, ...]  # one line per source that could not be used
+
+
+@dataclass
+class PredictResult:
+    run_dir: Path | None
+    images_done: int = 0
+    frames_done: int = 0
+    failed: list[str] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)  # COCO-style records
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+
+
+def expand_sources(sources: Sequence[str]) -> Sources:
+    """Files, folders (their images and videos, sorted) and glob patterns -> image and video paths."""
+    images: list[Path] = []
+    videos: list[Path] = []
+    problems: list[str] = []
+
+    def add(path: Path) -> None:
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            videos.append(path)
+        else:
+            images.append(path)
+
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not found:
+                problems.append(f"{path}: folder holds no images or videos")
+            for item in found:
+                add(item)
+        elif path.exists():
+            add(path)
+        elif glob.has_magic(source):
+            matched = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            if not matched:
+                problems.append(f"{source}: pattern matches no files")
+            for item in matched:
+                add(item)
+        else:
+            problems.append(f"{path}: file not found")
+    return Sources(tuple(images), tuple(videos), tuple(problems))
+
+
+def _records(detections: Detections, image_id: int, file_name: str, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    records = []
+    for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        records.append(
+            {
+                "image_id": image_id,
+                "file_name": file_name,
+                "category_id": int(category_ids[int(label)]),
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(float(score), 5),
+            }
+        )
+    return records
+
+
+def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
+    height, width = detections.image_size
+    return {
+        "file": file_name,
+        "width": width,
+        "height": height,
+        "detections": [
+            {"class": name, "label": int(label), "score": round(float(score), 5), "box_xyxy": [round(float(v), 2) for v in box]}
+            for box, score, label, name in zip(detections.boxes, detections.scores, detections.labels, detections.names)
+        ],
+    }
+
+
+def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str]) -> Path:
+    name, n = f"{stem}{suffix}", 1
+    while name in taken:
+        n += 1
+        name = f"{stem}_{n}{suffix}"
+    taken.add(name)
+    return run_dir / name
+
+
+def run_predict(
+    predictor: Predictor,
+    sources: Sequence[str],
+    out: str | Path | None,
+    batch_size: int = 16,
+    write_json: bool = False,
+    emit: EventHandler = ignore_events,
+) -> PredictResult:
+    """Predict on every source. ``out=None`` writes nothing (the JSON is returned for printing)."""
+    found = expand_sources(sources)
+    for problem in found.problems:
+        emit(Message(problem, "warning"))
+    result = PredictResult(None, failed=list(found.problems))
+    if not found.images and not found.videos:
+        raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
+    run_dir = fresh_run_dir(out) if out is not None else None
+    result.run_dir = run_dir
+    taken: set[str] = set()
+    category_ids = predictor.info.category_ids
+    total = len(found.images)
+    for start in range(0, total, batch_size):
+        paths, rgbs = [], []
+        for path in found.images[start : start + batch_size]:
+            try:
+                rgbs.append(torch.from_numpy(read_image_rgb(path)).permute(2, 0, 1).contiguous())
+                paths.append(path)
+            except SsdcliError as error:
+                result.failed.append(str(error))
+                emit(Message(str(error), "warning"))
+        for path, rgb, detections in zip(paths, rgbs, predictor.predict_rgb(rgbs)):
+            image_id = result.images_done
+            result.images_done += 1
+            result.results.extend(_records(detections, image_id, path.name, category_ids))
+            result.per_image.append(_image_json(detections, str(path)))
+            if run_dir is not None:
+                bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
+                target = _unique_name(run_dir, path.stem, ".jpg", taken)
+                cv2.imwrite(str(target), draw_detections(bgr, detections))
+                result.outputs.append(target)
+                if write_json:
+                    target.with_suffix(".json").write_text(json.dumps(result.per_image[-1], indent=2))
+        emit(EvalProgress(min(start + batch_size, total), total))
+    for video in found.videos:
+        try:
+            result.frames_done += _predict_video(predictor, video, run_dir, taken, batch_size, result)
+        except SsdcliError as error:
+            result.failed.append(str(error))
+            emit(Message(str(error), "warning"))
+    if run_dir is not None and write_json:
+        (run_dir / "results.json").write_text(json.dumps(result.results))
+    if result.images_done == 0 and result.frames_done == 0:
+        raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
+    return result
+
+
+def _predict_video(
+    predictor: Predictor, path: Path, run_dir: Path | None, taken: set[str], batch_size: int, result: PredictResult
+) -> int:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError("not a readable video", path=path)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    frames = 0
+    try:
+        while True:
+            batch = []
+            for _ in range(batch_size):
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                batch.append(frame)
+            if not batch:
+                break
+            rgbs = [torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous() for f in batch]
+            for frame, detections in zip(batch, predictor.predict_rgb(rgbs)):
+                if run_dir is not None:
+                    if writer is None:
+                        target = _unique_name(run_dir, path.stem, ".mp4", taken)
+                        height, width = frame.shape[:2]
+                        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                        result.outputs.append(target)
+                    writer.write(draw_detections(frame, detections))
+                result.per_image.append({**_image_json(detections, str(path)), "frame": frames})
+                frames += 1
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if frames == 0:
+        raise DataError("video has no readable frames", path=path)
+    return frames
+

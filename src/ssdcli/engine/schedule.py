@@ -1,0 +1,37 @@
+"""Learning-rate schedule and optimizer construction."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ssdcli.errors import UsageError
+
+DEFAULT_LR = {"sgd": 0.02, "adamw": 0.002}
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.01) -> float:
+    """Multiplier of the base lr at ``step``: linear warm-up from 10 % over ``warmup_steps``, then cosine decay
+    to ``final_fraction`` at ``total_steps``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return 0.1 + 0.9 * step / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_optimizer(
+    model: nn.Module, name: str, lr: float | None, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """SGD (the paper) or AdamW; no weight decay on biases and normalisation weights (1-d parameters)."""
+    if name not in DEFAULT_LR:
+        raise UsageError(f"--optimizer: unknown optimizer {name!r} (choose from {', '.join(DEFAULT_LR)})")
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    base_lr = DEFAULT_LR[name] if lr is None else lr
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=base_lr, momentum=momentum)
+    return torch.optim.AdamW(groups, lr=base_lr)

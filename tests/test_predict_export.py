@@ -1,0 +1,147 @@
+"""`ssd predict` and `ssd export` on a checkpoint made here: ONNX/TorchScript parity, video, JSON, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+import ssdcli
+from ssdcli.cli.app import main
+from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.models.build import build_model
+from ssdcli.models.config import default_config
+
+CLASSES = ("background", "circle", "square", "triangle")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = build_model(default_config("ssd_tiny", num_classes=len(CLASSES)))
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, (0, 1, 2, 3), model.state_dict()), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(120, 160), (200, 150), (160, 160)]):
+        image = rng.integers(0, 255, size=(h, w, 3), dtype=np.uint8)
+        cv2.rectangle(image, (20, 30), (90, 100), (0, 0, 255), -1)
+        cv2.imwrite(str(folder / f"img{i}.png"), image)
+    return folder
+
+
+def _same_detections(a, b) -> None:  # two Detections of one image
+    """Every detection of ``a`` has one in ``b`` with the same label, IoU > 0.99 and the same score."""
+    assert len(a) == len(b) > 0
+    for label in np.unique(a.labels):
+        mine, theirs = a.labels == label, b.labels == label
+        assert mine.sum() == theirs.sum()
+        iou = box_iou(torch.from_numpy(a.boxes[mine]), torch.from_numpy(b.boxes[theirs]))
+        best = iou.max(dim=1)
+        assert bool((best.values > 0.99).all())
+        assert np.allclose(a.scores[mine], b.scores[theirs][best.indices.numpy()], atol=1e-4)
+
+
+@pytest.mark.parametrize("with_nms", [False, True])
+def test_onnx_export_gives_the_same_detections(checkpoint: Path, images: Path, tmp_path: Path, with_nms: bool) -> None:
+    onnx_path = tmp_path / "model.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(onnx_path)]
+    assert main(args + (["--with-nms"] if with_nms else [])) == 0
+    paths = sorted(images.iterdir())
+    from_torch = ssdcli.load(str(checkpoint), conf_threshold=0.2)(paths)
+    from_onnx = ssdcli.load(str(onnx_path), conf_threshold=0.2)(paths)
+    for a, b in zip(from_torch, from_onnx):
+        _same_detections(a, b)
+        assert a.image_size == b.image_size
+
+
+def test_export_refuses_to_overwrite(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "mine.onnx"
+    target.write_text("a user's file")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(target)]) == 2
+    assert target.read_text() == "a user's file"
+    assert str(target) in capsys.readouterr().err
+
+
+def test_torchscript_export_matches(checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "model.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(target)]) == 0
+    scripted = torch.jit.load(str(target))
+    loaded = ssdcli.engine.loading.load_model(checkpoint)  # type: ignore[attr-defined]
+    x = torch.randn(2, 3, 160, 160)
+    with torch.no_grad():
+        for got, want in zip(scripted(x), loaded.model(x)):
+            assert torch.allclose(got, want, atol=1e-4)
+
+
+def test_predict_accepts_paths_arrays_and_tensors(checkpoint: Path, images: Path) -> None:
+    predictor = ssdcli.load(str(checkpoint), conf_threshold=0.2)
+    path = sorted(images.iterdir())[0]
+    bgr = cv2.imread(str(path))
+    rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
+    by_path, by_array, by_tensor = predictor([path, bgr, rgb])
+    for other in (by_array, by_tensor):
+        _same_detections(by_path, other)
+    assert by_path.image_size == bgr.shape[:2]
+    assert by_path.boxes[:, [0, 2]].max() <= bgr.shape[1] + 1e-3 and by_path.boxes[:, [1, 3]].max() <= bgr.shape[0] + 1e-3
+
+
+def test_predict_cli_writes_images_and_json(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    args = ["predict", str(images), str(broken), "--checkpoint", str(checkpoint), "--out", str(out), "--json"]
+    assert main(args + ["--conf", "0.2", "--device", "cpu"]) == 0
+    run = out / "1"
+    assert sorted(p.name for p in run.glob("*.jpg")) == ["img0.jpg", "img1.jpg", "img2.jpg"]
+    results = json.loads((run / "results.json").read_text())
+    assert results and set(results[0]) >= {"image_id", "category_id", "bbox", "score"}
+    per_image = json.loads((run / "img1.json").read_text())
+    assert (per_image["height"], per_image["width"]) == (200, 150)
+
+
+def test_predict_json_to_stdout_prints_only_json(checkpoint: Path, images: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", str(images), "--checkpoint", str(checkpoint), "--json", "-", "--device", "cpu"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert len(document["images"]) == 3
+
+
+def test_video_round_trip(checkpoint: Path, tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(7):
+        frame = np.full((64, 96, 3), 30 * i % 255, dtype=np.uint8)
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "runs"
+    assert main(["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu"]) == 0
+    written = cv2.VideoCapture(str(out / "1" / "clip.mp4"))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
+
+
+def test_every_input_failing_is_an_error(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "a.png"
+    broken.write_bytes(b"garbage")
+    code = main(["predict", str(broken), str(tmp_path / "missing.jpg"), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_model_is_rejected(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model_config"]["num_classes"] = 7
+    payload["class_names"] = ["background"] + [f"c{i}" for i in range(6)]
+    other = tmp_path / "other.pt"
+    torch.save(payload, other)
+    assert main(["predict", str(tmp_path), "--checkpoint", str(other)]) == 2
+    assert str(other) in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""`ssd train` end to end on tiny generated data: outputs, checkpoints, exact resume, DDP on gloo."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssdcli.cli.app import main
+from ssdcli.config import TrainConfig
+from ssdcli.engine.checkpoint import load_checkpoint
+from ssdcli.engine.events import Event, StepDone
+from ssdcli.engine.loading import load_model
+from ssdcli.engine.train import train
+
+QUICK = dict(batch_size=4, synth_images=16, workers=0, device="cpu")
+
+
+@pytest.mark.slow
+def test_train_cli_writes_checkpoints_and_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", "--out", str(tmp_path), "--epochs", "2", "--batch-size", "4", "--synth-images", "16"]
+    args += ["--workers", "0", "--device", "cpu", "--max-steps-per-epoch", "2"]
+    assert main(args) == 0
+    run = tmp_path / "1"
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file()
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert all(0.0 <= float(r["map50"]) <= 1.0 for r in rows)
+    loaded = load_model(run / "last.pt")
+    assert loaded.class_names[0] == "background" and len(loaded.class_names) == loaded.config.num_classes
+    images = torch.zeros(1, 3, loaded.config.layout.image_size, loaded.config.layout.image_size)
+    conf, loc = loaded.model(images)
+    assert conf.shape == (1, loaded.config.layout.num_anchors, loaded.config.num_classes)
+    assert not list(run.glob("*.tmp")), "temporary checkpoint files left behind"
+
+
+class _StopAt:
+    """Collects step losses and raises KeyboardInterrupt (as Ctrl-C would) after a given step."""
+
+    def __init__(self, epoch: int | None = None, step: int | None = None) -> None:
+        self.stop = (epoch, step)
+        self.losses: dict[tuple[int, int], float] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, StepDone):
+            self.losses[(event.epoch, event.step)] = event.loss_conf + event.loss_loc
+            if (event.epoch, event.step) == self.stop:
+                raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    config = TrainConfig(out=tmp_path / "a", epochs=2, max_steps_per_epoch=3, eval_every=0, **QUICK)
+    straight = _StopAt()
+    train(config, straight)
+    interrupted = _StopAt(epoch=2, step=1)
+    first = train(TrainConfig(out=tmp_path / "b", epochs=2, max_steps_per_epoch=3, eval_every=0, **QUICK), interrupted)
+    assert first.interrupted and first.last_checkpoint is not None
+    saved = load_checkpoint(first.last_checkpoint)
+    assert (saved.epoch, saved.step_in_epoch) == (1, 1)
+    resumed = _StopAt()
+    train(TrainConfig(out=tmp_path / "c", resume=first.last_checkpoint, workers=0, device="cpu"), resumed)
+    assert sorted(resumed.losses) == [(2, 2), (2, 3)]
+    for key, loss in resumed.losses.items():
+        assert loss == pytest.approx(straight.losses[key], abs=1e-5, rel=0)
+
+
+def test_missing_data_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope"
+    assert main(["train", "--data", str(missing), "--out", str(tmp_path / "runs"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bogus = tmp_path / "last.pt"
+    bogus.write_bytes(b"not a checkpoint")
+    assert main(["train", "--resume", str(bogus), "--out", str(tmp_path / "runs")]) == 2
+    assert str(bogus) in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
+    command += ["-m", "ssdcli", "train", "--out", str(tmp_path), "--epochs", "1", "--batch-size", "2"]
+    command += ["--synth-images", "16", "--workers", "0", "--device", "cpu", "--max-steps-per-epoch", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(runs) == 1, "every rank must write into the same run folder"
+    assert (runs[0] / "last.pt").is_file()
