@@ -33,11 +33,15 @@ def test_bad_option_value_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().err.startswith("error:")
 
 
-def test_demo_writes_fresh_numbered_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
-    assert (tmp_path / "1" / "demo.png").stat().st_size > 0
+@pytest.mark.slow
+def test_demo_runs_every_stage_into_a_fresh_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["demo", "--out", str(tmp_path), "--images", "40", "--epochs", "1", "--device", "cpu"]
+    assert main(args) == 0
+    run = tmp_path / "1"
+    assert (run / "train" / "1" / "best.pt").is_file()
+    assert (run / "eval" / "1" / "detections.json").is_file()
+    assert len(list((run / "predict" / "1").glob("*.jpg"))) == 6  # 15 % of 40 images are the test split
+    assert "mAP" in capsys.readouterr().out
 
 
 def test_demo_output_folder_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -148,9 +148,15 @@ def test_option_mistakes_are_usage_errors(args: list[str], capsys: pytest.Captur
     one_line_error(capsys)
 
 
-def test_checkpoint_mode_is_not_available_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["eval", "--voc", "--checkpoint", "model.pt"]) == 1
-    assert "not implemented yet" in one_line_error(capsys)
+def test_checkpoint_mode_needs_data(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--checkpoint", "model.pt"]) == 2
+    assert "--data" in one_line_error(capsys)
+
+
+def test_checkpoint_mode_with_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "model.pt"
+    assert main(["eval", "--checkpoint", str(missing), "--data", str(tmp_path)]) == 2
+    assert str(missing) in one_line_error(capsys)
 
 
 # -------------------------------------------------------------------------------------------------- VOC

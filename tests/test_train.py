@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,20 @@ def test_train_cli_writes_checkpoints_and_metrics(tmp_path: Path, capsys: pytest
     conf, loc = loaded.model(images)
     assert conf.shape == (1, loaded.config.layout.num_anchors, loaded.config.num_classes)
     assert not list(run.glob("*.tmp")), "temporary checkpoint files left behind"
+
+    # Evaluating the checkpoint gives the same VOC numbers as evaluating the devkit files it writes.
+    evaluated = tmp_path / "eval"
+    metrics_json = tmp_path / "from_checkpoint.json"
+    args = ["eval", "--checkpoint", str(run / "last.pt"), "--data", str(run / "data"), "--split", "val"]
+    assert main(args + ["--out", str(evaluated), "--json", str(metrics_json), "--device", "cpu"]) == 0
+    devkit = evaluated / "1" / "devkit"
+    assert sorted(p.name for p in devkit.iterdir()) == [f"comp4_det_val_{c}.txt" for c in ("circle", "square", "triangle")]
+    files_json = tmp_path / "from_files.json"
+    args = ["eval", "--voc", "--data", str(run / "data"), "--split", "val", "--results", str(devkit)]
+    assert main(args + ["--json", str(files_json)]) == 0
+    from_checkpoint, from_files = json.loads(metrics_json.read_text()), json.loads(files_json.read_text())
+    assert from_checkpoint["mAP"] == pytest.approx(from_files["mAP"], abs=1e-9)
+    assert set(from_checkpoint["coco"]) >= {"AP", "AP50", "ARl"}
 
 
 class _StopAt:

@@ -23,11 +23,14 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 32
     optimizer: str = "sgd"
-    lr: float | None = None  # None: the optimizer's default (sgd 0.02, adamw 0.002)
+    lr: float | None = None  # None: the default of the model and optimizer (engine/schedule.py)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_steps: int = 100
+    zoom_out: float = 4.0  # largest zoom-out canvas (DESIGN 1.6); 1 turns zoom-out off
+    iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
     workers: int = 2
+    threads: int | None = None  # CPU threads of the main process; None: the cores the workers leave free (>= 1)
     device: str = "auto"
     amp: bool = False
     seed: int = 0

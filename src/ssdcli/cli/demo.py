@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from .render import stdout_console
 
@@ -15,28 +14,32 @@ def demo_command(
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder under it.")] = Path(
         "runs/demo"
     ),
-    seed: Annotated[int, typer.Option(help="Seed of the generated image.")] = 0,
+    images: Annotated[int, typer.Option(min=16, help="Synthetic images to generate.")] = 800,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the small model.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Run the built-in demo on generated data (no downloads).
+    """Generate synthetic data, train the small model, evaluate it and predict (no downloads; minutes on a CPU).
 
     Examples:
 
         ssd demo
 
-        ssd demo --out /tmp/ssd-demo --seed 3
+        ssd demo --out /tmp/ssd-demo --images 200 --epochs 3
     """
-    from ssdcli.engine.demo import run_demo
+    from ssdcli.engine.demo import DemoSettings, run_demo
 
-    result = run_demo(out, seed=seed)
+    from .eval import _render_coco, _render_voc
+    from .progress import TrainProgress
+
     console = stdout_console()
-    table = Table(title=f"Default-box matching on a generated image ({result.layout_name})")
-    table.add_column("class")
-    table.add_column("box (x1, y1, x2, y2) px")
-    table.add_column("best IoU", justify="right")
-    table.add_column("matches per feature map", justify="right")
-    for gt in result.ground_truths:
-        box = ", ".join(f"{v:.0f}" for v in gt.box_xyxy)
-        table.add_row(gt.class_name, box, f"{gt.best_iou:.3f}", " ".join(str(c) for c in gt.matches_per_layer))
-    table.caption = f"{result.positives} positive and {result.negatives} negative default boxes"
-    console.print(table)
-    console.print(f"image: {result.image_path}\nmatches drawn: {result.run_dir / 'demo_matches.png'}")
+    settings = DemoSettings(images=images, epochs=epochs, seed=seed, device=device)
+    with TrainProgress(console) as progress:
+        result = run_demo(out, settings, emit=progress)
+    _render_voc(result.evaluation.evaluation.voc)
+    _render_coco(result.evaluation.evaluation.coco)
+    console.print(f"[bold]everything is in {result.run_dir}[/]")
+    console.print(f"  data:        {result.data_dir}")
+    console.print(f"  checkpoints: {result.training.run_dir} (best.pt, last.pt, metrics.csv)")
+    console.print(f"  evaluation:  {result.evaluation.run_dir}")
+    console.print(f"  predictions: {result.prediction.run_dir}")

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ssdcli.errors import NotImplementedYet, UsageError
+from ssdcli.errors import UsageError
 
-from .render import print_warning, stdout_console
+from .render import print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from ssdcli.metrics.coco import CocoResult
@@ -113,8 +113,15 @@ def eval_command(
     backend: Annotated[CocoBackend | None, typer.Option(help=_BACKEND_HELP)] = None,
     json_out: Annotated[str | None, typer.Option("--json", help=_JSON_HELP)] = None,
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Evaluate a trained checkpoint directly (not available yet: use --results).")
+        Path | None,
+        typer.Option(help="Run this checkpoint over --data/--split, write its detections, evaluate (VOC and COCO)."),
     ] = None,
+    data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc or coco.")] = "auto",
+    out: Annotated[Path, typer.Option(help="--checkpoint: parent of the fresh run folder for detections.")] = Path(
+        "runs/eval"
+    ),
+    batch_size: Annotated[int, typer.Option(min=1, help="--checkpoint: images per batch.")] = 16,
+    device: Annotated[str, typer.Option(help="--checkpoint: auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Evaluate detections against ground truth: COCO metrics or PASCAL VOC AP.
 
@@ -125,9 +132,15 @@ def eval_command(
         ssd eval --voc --data VOCdevkit/VOC2007 --split test --results dets/ --metric voc07
 
         ssd eval --voc --data VOCdevkit/VOC2007 --results detections.json --json metrics.json
+
+        ssd eval --checkpoint runs/train/1/best.pt --data VOCdevkit/VOC2007 --split test
     """
     if checkpoint is not None:
-        raise NotImplementedYet("evaluating a checkpoint is not implemented yet in this release; use --results")
+        _reject({"--results": results, "--gt": gt, "--backend": backend}, "--checkpoint")
+        if data is None:
+            raise UsageError("--checkpoint needs --data (the data set to evaluate on)")
+        _evaluate_checkpoint(checkpoint, data, split or "test", data_format, out, metric, iou, per_class, batch_size, device, json_out)
+        return
     if coco == voc:
         raise UsageError("choose one of --coco or --voc (see 'ssd eval --help')")
     if results is None:
@@ -172,3 +185,47 @@ def eval_command(
         _emit_json({"mAP": voc_result.mean_ap, "per_class": voc_result.ap_by_class()}, json_out)
     if json_out != "-":
         _render_voc(voc_result)
+
+
+def _evaluate_checkpoint(
+    checkpoint: Path,
+    data: Path,
+    split: str,
+    data_format: str,
+    out: Path,
+    metric: VocMetric | None,
+    iou: float | None,
+    per_class: bool,
+    batch_size: int,
+    device: str,
+    json_out: str | None,
+) -> None:
+    from ssdcli.engine.evaluate_checkpoint import evaluate_checkpoint
+
+    from .progress import EvalProgressBar
+
+    quiet = json_out == "-"
+    with EvalProgressBar(stderr_console() if quiet else stdout_console(), "detect") as progress:
+        result = evaluate_checkpoint(
+            checkpoint,
+            data,
+            split,
+            data_format,
+            out,
+            (metric or VocMetric.voc07).value,
+            0.5 if iou is None else iou,
+            batch_size,
+            device,
+            per_class,
+            emit=progress,
+        )
+    voc, coco = result.evaluation.voc, result.evaluation.coco
+    if json_out is not None:
+        _emit_json({"mAP": voc.mean_ap, "per_class": voc.ap_by_class(), "coco": coco.metrics.as_dict()}, json_out)
+    if not quiet:
+        _render_voc(voc)
+        _render_coco(coco)
+        where = f"detections: {result.results_json}"
+        if result.devkit_dir is not None:
+            where += f"\ndevkit files: {result.devkit_dir}"
+        stdout_console().print(where)

@@ -22,22 +22,46 @@ def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
     return torch.cat((0.5 * (top_left + bottom_right), bottom_right - top_left), dim=-1)
 
 
+def axis_overlap(low1: Tensor, high1: Tensor, low2: Tensor, high2: Tensor, out: Tensor | None = None) -> Tensor:
+    """Length of the overlap of the intervals [low1, high1] and [low2, high2] (broadcast), 0 where they are apart.
+
+    ``out`` (the broadcast shape), if given, receives the result.
+    """
+    high = torch.minimum(high1, high2) if out is None else torch.minimum(high1, high2, out=out)
+    return high.sub_(torch.maximum(low1, low2)).clamp_(min=0)
+
+
+def iou_from_union_(inter: Tensor, union: Tensor) -> Tensor:
+    """inter / union where union > 0, else 0 (also for a NaN union), written into ``inter``; ``union`` is clobbered."""
+    apart = ~(union > 0)
+    inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny))
+    return inter.masked_fill_(apart, 0.0)
+
+
 def pairwise_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """IoU of every box of ``boxes1`` [B, N, 4] with every box of ``boxes2`` [M, 4] or [B, M, 4], both xyxy.
 
     Returns [B, N, M]. Boxes of zero area have IoU 0 with everything (never NaN). This is the batched form of
-    ``torchvision.ops.box_iou``, which handles a single image only.
+    ``torchvision.ops.box_iou``, which handles a single image only. It works one coordinate at a time ([B, N, 1]
+    against [B|1, 1, M]) and, unless a gradient is needed, in place in two [B, N, M] tensors.
     """
     if boxes2.dim() == 2:
         boxes2 = boxes2.unsqueeze(0)
     area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])  # [B, N]
     area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])  # [B|1, M]
-    top_left = torch.maximum(boxes1[..., :, None, :2], boxes2[..., None, :, :2])  # [B, N, M, 2]
-    bottom_right = torch.minimum(boxes1[..., :, None, 2:], boxes2[..., None, :, 2:])  # [B, N, M, 2]
-    wh = (bottom_right - top_left).clamp_(min=0)
-    inter = wh[..., 0] * wh[..., 1]  # [B, N, M]
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), torch.zeros_like(inter))
+    x1, y1, x2, y2 = (boxes1[..., :, None, i] for i in range(4))  # [B, N, 1] each
+    u1, v1, u2, v2 = (boxes2[..., None, :, i] for i in range(4))  # [B|1, 1, M] each
+    if torch.is_grad_enabled() and (boxes1.requires_grad or boxes2.requires_grad):
+        width = (torch.minimum(x2, u2) - torch.maximum(x1, u1)).clamp(min=0)
+        height = (torch.minimum(y2, v2) - torch.maximum(y1, v1)).clamp(min=0)
+        inter = width * height  # [B, N, M]
+        union = area1[..., :, None] + area2[..., None, :] - inter
+        return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
+    inter = axis_overlap(x1, x2, u1, u2)  # [B, N, M], the width of the intersection for now
+    union = axis_overlap(y1, y2, v1, v2)  # [B, N, M], its height for now
+    inter.mul_(union)
+    torch.add(area1[..., :, None], area2[..., None, :], out=union).sub_(inter)
+    return iou_from_union_(inter, union)
 
 
 def check_tensor(name: str, tensor: object, dims: int, last: int | None = None) -> Tensor:

@@ -98,6 +98,7 @@ def build_transforms(
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     zoom_out_max: float = 4.0,
+    iou_crop: bool = True,
 ) -> v2.Compose:
     """The transform of a sample ``(image, target)`` (see the module docstring).
 
@@ -106,6 +107,7 @@ def build_transforms(
         train: training augmentation if True, else resize and normalisation only.
         mean, std: per-channel RGB statistics in [0, 1] scale; the zoom-out canvas is filled with ``mean``.
         zoom_out_max: the largest zoom-out factor (canvas side / image side); 1 or less turns zoom-out off.
+        iou_crop: the SSD min-IoU random crop (on by default).
     """
     if image_size < 1:
         raise ValueError(f"image_size: expected a positive size, got {image_size}")
@@ -116,7 +118,9 @@ def build_transforms(
         if zoom_out_max > 1.0:
             fill = [int(round(255 * m)) for m in mean]
             steps.append(v2.RandomZoomOut(fill={tv_tensors.Image: fill, "others": 0}, side_range=(1.0, zoom_out_max)))
-        steps += [SSDRandomIoUCrop(), v2.RandomHorizontalFlip(p=0.5)]
+        if iou_crop:
+            steps.append(SSDRandomIoUCrop())
+        steps.append(v2.RandomHorizontalFlip(p=0.5))
     steps.append(v2.Resize((image_size, image_size), antialias=True))
     if train:
         steps += [

@@ -1,6 +1,8 @@
-"""Device selection."""
+"""Device selection and CPU thread count."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -18,3 +20,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available on this machine")
     return device
+
+
+def cpu_threads(requested: int | None, workers: int) -> int:
+    """Threads for the main process on CPU: as requested, else the cores left over by the data workers.
+
+    Small tensor operations slow down sharply when more threads than free cores compete, so the default leaves
+    one core per worker (and at least one thread)."""
+    if requested is not None:
+        if requested < 1:
+            raise UsageError(f"--threads: expected at least 1, got {requested}")
+        return requested
+    return max(1, (os.cpu_count() or 1) - workers)

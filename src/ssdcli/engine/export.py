@@ -39,10 +39,51 @@ class ExportResult:
     outputs: tuple[str, ...]
 
 
+class GroupedNms(torch.autograd.Function):
+    """Greedy NMS within each group of candidates, exported as one ONNX ``NonMaxSuppression`` node.
+
+    boxes [G, K, 4] xyxy, scores [G, 1, K] -> selected [N, 2] int64 (group, slot), group-major and by decreasing
+    score within a group (the order of ONNX's ``selected_indices``). A candidate is kept if its score is above
+    ``score_threshold`` and its IoU with every higher-scoring kept candidate of its group is at most
+    ``iou_threshold``. ONNX NMS runs each of its batch entries apart from the others, so no coordinate offsets are
+    needed to separate the groups (an offset of g * 2 added to [0, 1] coordinates costs float32 up to 1e-3 of IoU
+    once there are a few hundred groups); in PyTorch the groups are suppressed in float64, as ``postprocess`` does.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float) -> Tensor:
+        from torchvision.ops import batched_nms
+
+        groups, _, slots = scores.shape
+        flat_scores = scores.reshape(-1)  # [G * K]
+        group = torch.arange(groups, device=scores.device).repeat_interleave(slots)  # [G * K]
+        candidate = torch.where(flat_scores > score_threshold)[0]
+        kept = batched_nms(
+            boxes.reshape(-1, 4)[candidate].double(), flat_scores[candidate].double(), group[candidate], iou_threshold
+        )  # by decreasing score
+        kept = candidate[kept]
+        kept = kept[torch.sort(group[kept], stable=True).indices]  # group-major, by decreasing score within
+        return torch.stack((kept // slots, kept % slots), dim=1)
+
+    @staticmethod
+    def symbolic(g: Any, boxes: Any, scores: Any, iou_threshold: float, score_threshold: float) -> Any:
+        selected = g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            g.op("Constant", value_t=torch.tensor([torch.iinfo(torch.int64).max], dtype=torch.int64)),  # no cap
+            g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
+        )  # [N, 3]: (batch entry = group, class = 0, box = slot)
+        return g.op("Gather", selected, g.op("Constant", value_t=torch.tensor([0, 2], dtype=torch.int64)), axis_i=1)
+
+
 class DecodedDetector(nn.Module):
     """SSD with decoding and NMS inside: images [B, 3, S, S] -> boxes [N, 4] xyxy normalised, scores [N],
-    labels [N] (1..C-1), batch_index [N] (which image). Score threshold, pre-NMS top-k and NMS IoU are fixed at
-    export time; the runner keeps the top-k per image."""
+    labels [N] (1..C-1), batch_index [N] (which image), grouped by image, then class, then by decreasing score.
+    Score threshold, pre-NMS top-k and NMS IoU are fixed at export time; the runner keeps the top-k per image.
+    The same candidates and decisions as ``ssdcli.postprocess``: the top ``pre_nms_top_k`` scores of each
+    (image, class), clipped decoded boxes, NMS within each (image, class)."""
 
     def __init__(self, model: nn.Module, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
         super().__init__()
@@ -53,22 +94,19 @@ class DecodedDetector(nn.Module):
         self.pre_nms_top_k = min(pre_nms_top_k, anchors.shape[0])
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        from torchvision.ops import batched_nms
-
         conf, loc = self.model(images)
-        batch, _, num_classes = conf.shape
+        num_classes, k = conf.shape[2], self.pre_nms_top_k
         scores = torch.softmax(conf, dim=-1)[:, :, 1:].transpose(1, 2)  # [B, C-1, A]
         boxes = decode(loc, self.anchors).clamp(0.0, 1.0)  # [B, A, 4]
-        top_scores, top_anchor = scores.topk(self.pre_nms_top_k, dim=2)  # [B, C-1, k]
-        image_index = torch.arange(batch, device=images.device)[:, None, None].expand_as(top_anchor).reshape(-1)
-        class_index = torch.arange(1, num_classes, device=images.device)[None, :, None].expand_as(top_anchor).reshape(-1)
-        flat_scores = top_scores.reshape(-1)
-        flat_boxes = boxes.gather(1, top_anchor.reshape(batch, -1, 1).expand(-1, -1, 4)).reshape(-1, 4)
-        keep = torch.where(flat_scores > self.score_threshold)[0]
-        flat_boxes, flat_scores = flat_boxes[keep], flat_scores[keep]
-        image_index, class_index = image_index[keep], class_index[keep]
-        kept = batched_nms(flat_boxes, flat_scores, image_index * num_classes + class_index, self.iou_threshold)
-        return flat_boxes[kept], flat_scores[kept], class_index[kept], image_index[kept]
+        top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k]
+        candidates = boxes.gather(1, top_anchor.reshape(top_anchor.shape[0], -1, 1).expand(-1, -1, 4))  # [B, (C-1)k, 4]
+        candidates = candidates.reshape(-1, k, 4)  # [G, k, 4], group g = image * (C-1) + class - 1
+        candidate_scores = top_scores.reshape(-1, 1, k)  # [G, 1, k]
+        selected = GroupedNms.apply(candidates, candidate_scores, self.iou_threshold, self.score_threshold)  # [N, 2]
+        group, slot = selected[:, 0], selected[:, 1]
+        image_index = torch.div(group, num_classes - 1, rounding_mode="floor")
+        labels = group - image_index * (num_classes - 1) + 1
+        return candidates[group, slot], candidate_scores[group, 0, slot], labels, image_index
 
 
 def model_metadata(loaded: LoadedModel, with_nms: bool, extra: dict[str, Any] | None = None) -> dict[str, str]:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssdcli.errors import CheckpointError
+from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.config import ModelConfig
 
 from .export import METADATA_KEY
@@ -74,6 +74,25 @@ class OnnxDecodedPredictor(Predictor):
         return results
 
 
+def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Path) -> None:
+    """A file exported with ``--with-nms`` has its NMS IoU and lowest score fixed: refuse options it cannot honour
+    instead of ignoring them."""
+    iou = float(options.get("iou_threshold", 0.45))
+    built_in_iou = float(meta.get("iou_threshold", 0.45))
+    if abs(iou - built_in_iou) > 1e-6:
+        raise UsageError(
+            f"--iou {iou:g}: this file has NMS at IoU {built_in_iou:g} built in; export without --with-nms to choose "
+            "the IoU when predicting",
+            path=path,
+        )
+    conf = float(options.get("conf_threshold", 0.25))
+    built_in_score = float(meta.get("score_threshold", 0.0))
+    if conf < built_in_score:
+        raise UsageError(
+            f"--conf {conf:g}: this file drops scores of {built_in_score:g} and below inside its graph", path=path
+        )
+
+
 def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     session, meta = _open_session(Path(path))
     try:
@@ -84,5 +103,6 @@ def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"bad ssdcli metadata in ONNX file: {error}", path=path) from None
     if meta.get("with_nms"):
+        _check_built_in_nms(meta, options, Path(path))
         return OnnxDecodedPredictor(session, info, **options)
     return Predictor(OnnxNetwork(session), info, "cpu", **options)

@@ -9,7 +9,13 @@ from torch import nn
 
 from ssdcli.errors import UsageError
 
-DEFAULT_LR = {"sgd": 0.02, "adamw": 0.002}
+DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001}
+#: Models with BatchNorm everywhere train from scratch at a higher rate.
+DEFAULT_LR_BY_ARCH = {("ssd_tiny", "sgd"): 0.05, ("ssd_tiny", "adamw"): 0.003}
+
+
+def default_lr(arch: str, optimizer: str) -> float:
+    return DEFAULT_LR_BY_ARCH.get((arch, optimizer), DEFAULT_LR.get(optimizer, 0.01))
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.01) -> float:
@@ -23,7 +29,7 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction
 
 
 def build_optimizer(
-    model: nn.Module, name: str, lr: float | None, momentum: float, weight_decay: float
+    model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     """SGD (the paper) or AdamW; no weight decay on biases and normalisation weights (1-d parameters)."""
     if name not in DEFAULT_LR:
@@ -31,7 +37,6 @@ def build_optimizer(
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    base_lr = DEFAULT_LR[name] if lr is None else lr
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=base_lr, momentum=momentum)
-    return torch.optim.AdamW(groups, lr=base_lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    return torch.optim.AdamW(groups, lr=lr)

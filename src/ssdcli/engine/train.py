@@ -23,16 +23,17 @@ from ssdcli.data.collate import collate_detections
 from ssdcli.data.dataset import DetectionDataset, open_index
 from ssdcli.data.records import DatasetIndex
 from ssdcli.data.synth import write_synth
+from ssdcli.data.transforms import build_transforms
 from ssdcli.errors import CheckpointError, DataError, UsageError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig, default_config
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .device import resolve_device
+from .device import cpu_threads, resolve_device
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .events import CheckpointSaved, EpochDone, EventHandler, Message, RunStarted, StepDone, ignore_events
 from .rundir import fresh_run_dir
-from .schedule import build_optimizer, warmup_cosine
+from .schedule import build_optimizer, default_lr, warmup_cosine
 from .validation import evaluate_model
 
 METRIC_COLUMNS = ("epoch", "loss", "loss_conf", "loss_loc", "lr", "map50", "coco_ap", "seconds")
@@ -71,7 +72,13 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None
     saved = (checkpoint.train_state or {}).get("config")
     if saved is None:
         raise CheckpointError("holds no training state to resume from (was it exported for inference?)", config.resume)
-    keep = {"out": config.out, "device": config.device, "workers": config.workers, "resume": config.resume}
+    keep = {
+        "out": config.out,
+        "device": config.device,
+        "workers": config.workers,
+        "threads": config.threads,
+        "resume": config.resume,
+    }
     restored = TrainConfig(**{**_config_from_dict(saved).__dict__, **keep})
     return restored, checkpoint
 
@@ -154,6 +161,8 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
 
 def _train(config: TrainConfig, device: torch.device, context: DistContext, emit: EventHandler) -> TrainResult:
     config, checkpoint = _resolve_resume(config)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(config.threads, config.workers))
     torch.manual_seed(config.seed)
     run_dir = context.broadcast(fresh_run_dir(config.out) if context.is_main else None)
     data = _prepare_data(config, run_dir, context)
@@ -176,7 +185,12 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     layout = model_config.layout
     anchors = default_boxes(layout, device=device)
 
-    dataset = DetectionDataset(train_index, layout.image_size, True, model_config.mean, model_config.std)
+    augmentation = build_transforms(
+        layout.image_size, True, model_config.mean, model_config.std, config.zoom_out, config.iou_crop
+    )
+    dataset = DetectionDataset(
+        train_index, layout.image_size, True, model_config.mean, model_config.std, transforms=augmentation
+    )
     if len(dataset) < config.batch_size * context.world_size:
         raise DataError(
             f"the {config.train_split!r} split has {len(dataset)} images, fewer than one batch "
@@ -202,7 +216,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
     total_steps = config.epochs * steps_per_epoch
 
-    optimizer = build_optimizer(net, config.optimizer, config.lr, config.momentum, config.weight_decay)
+    lr = config.lr if config.lr is not None else default_lr(model_config.arch, config.optimizer)
+    optimizer = build_optimizer(net, config.optimizer, lr, config.momentum, config.weight_decay)
     warmup = min(config.warmup_steps, total_steps // 4)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup)
