@@ -122,6 +122,9 @@ def eval_command(
     ),
     batch_size: Annotated[int, typer.Option(min=1, help="--checkpoint: images per batch.")] = 16,
     device: Annotated[str, typer.Option(help="--checkpoint: auto, cpu, cuda or cuda:N.")] = "auto",
+    plots: Annotated[
+        Path | None, typer.Option(help="--checkpoint: write precision-recall curves and a confusion summary (PNG) here.")
+    ] = None,
 ) -> None:
     """Evaluate detections against ground truth: COCO metrics or PASCAL VOC AP.
 
@@ -139,7 +142,9 @@ def eval_command(
         _reject({"--results": results, "--gt": gt, "--backend": backend}, "--checkpoint")
         if data is None:
             raise UsageError("--checkpoint needs --data (the data set to evaluate on)")
-        _evaluate_checkpoint(checkpoint, data, split or "test", data_format, out, metric, iou, per_class, batch_size, device, json_out)
+        _evaluate_checkpoint(
+            checkpoint, data, split or "test", data_format, out, metric, iou, per_class, batch_size, device, json_out, plots
+        )
         return
     if coco == voc:
         raise UsageError("choose one of --coco or --voc (see 'ssd eval --help')")
@@ -199,6 +204,7 @@ def _evaluate_checkpoint(
     batch_size: int,
     device: str,
     json_out: str | None,
+    plots: Path | None,
 ) -> None:
     from ssdcli.engine.evaluate_checkpoint import evaluate_checkpoint
 
@@ -217,6 +223,7 @@ def _evaluate_checkpoint(
             batch_size,
             device,
             per_class,
+            plots,
             emit=progress,
         )
     voc, coco = result.evaluation.voc, result.evaluation.coco
@@ -228,4 +235,6 @@ def _evaluate_checkpoint(
         where = f"detections: {result.results_json}"
         if result.devkit_dir is not None:
             where += f"\ndevkit files: {result.devkit_dir}"
+        if result.plots:
+            where += f"\nplots: {result.plots[0].parent} ({len(result.plots)} PNG files)"
         stdout_console().print(where)

@@ -13,6 +13,7 @@ from .device import resolve_device
 from .events import EventHandler, Message, ignore_events
 from .inference import detect_index
 from .loading import load_model
+from .plots import write_evaluation_plots
 from .rundir import fresh_run_dir
 from .validation import DetectionEvaluation, evaluate_detections
 
@@ -23,6 +24,7 @@ class CheckpointEvaluation:
     evaluation: DetectionEvaluation
     results_json: Path
     devkit_dir: Path | None  # VOC data sets: comp4_det_<split>_<class>.txt files
+    plots: tuple[Path, ...] = ()
 
 
 def evaluate_checkpoint(
@@ -36,10 +38,12 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     device: str = "auto",
     per_class: bool = False,
+    plots: str | Path | None = None,
     emit: EventHandler = ignore_events,
 ) -> CheckpointEvaluation:
     """Detections of ``checkpoint`` on ``data``/``split`` (score threshold 0.01, as evaluation wants), written as
-    a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated."""
+    a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated. With ``plots``,
+    precision-recall curves per class and a confusion summary go there as PNG files."""
     torch_device = resolve_device(device)
     loaded = load_model(checkpoint, torch_device)
     index = open_index(data, split, data_format, loaded.class_names[1:])
@@ -55,4 +59,7 @@ def evaluate_checkpoint(
         devkit_dir = run_dir / "devkit"
         devkit_dir.mkdir()
         write_devkit_detections(devkit_dir, evaluation.voc_detections, index.class_names[1:], split)
-    return CheckpointEvaluation(run_dir, evaluation, results_json, devkit_dir)
+    drawn: tuple[Path, ...] = ()
+    if plots is not None:
+        drawn = tuple(write_evaluation_plots(Path(plots), evaluation.voc, index, detections))
+    return CheckpointEvaluation(run_dir, evaluation, results_json, devkit_dir, drawn)

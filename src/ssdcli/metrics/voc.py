@@ -82,9 +82,13 @@ class Detection:
     box_xyxy: tuple[float, float, float, float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VocClassResult:
-    """AP of one class. ``ap`` is NaN when the class has no non-difficult object (``num_gt == 0``)."""
+    """AP of one class. ``ap`` is NaN when the class has no non-difficult object (``num_gt == 0``).
+
+    ``curve_recall`` and ``curve_precision`` [D] are the cumulative recall and precision after each detection in
+    score order (empty without ground truth): the precision-recall curve the AP summarises.
+    """
 
     name: str
     ap: float
@@ -92,6 +96,8 @@ class VocClassResult:
     num_detections: int
     num_tp: int
     num_fp: int
+    curve_recall: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    curve_precision: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def recall(self) -> float:
@@ -297,7 +303,10 @@ def voc_evaluate(
             ap = average_precision(recall, precision, metric)
         else:
             ap = float("nan")
-        per_class.append(VocClassResult(name, ap, npos, len(order), int(tp.sum()), int(fp.sum())))
+            recall = precision = np.zeros(0)
+        per_class.append(
+            VocClassResult(name, ap, npos, len(order), int(tp.sum()), int(fp.sum()), recall, precision)
+        )
     scored = [c.ap for c in per_class if c.num_gt]
     mean_ap = float(np.mean(scored)) if scored else float("nan")
     return VocResult(metric, float(iou_threshold), mean_ap, tuple(per_class), len(images), num)
