@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
 
 from .boxes import check_tensor
 from .coder import PRIOR_SCALING, decode
+from .nms import grouped_nms
 
 
 def postprocess(
@@ -41,21 +41,15 @@ def postprocess(
             f"got {tuple(loc.shape)} and {tuple(anchors.shape)}"
         )
     batch, num_anchors, num_classes = conf.shape
-    scores = torch.softmax(conf.float(), dim=-1)[:, :, 1:].transpose(1, 2)  # [B, C-1, A]
-    boxes = decode(loc.float(), anchors.float(), prior_scaling).clamp_(0.0, 1.0)  # [B, A, 4]
-    k = min(pre_nms_top_k, num_anchors)
-    top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k]
-    keep = top_scores > score_threshold
-    image_index, class_index, slot = keep.nonzero(as_tuple=True)  # [N] each
-    cand_scores = top_scores[image_index, class_index, slot]
-    cand_anchor = top_anchor[image_index, class_index, slot]
-    cand_boxes = boxes[image_index, cand_anchor]  # [N, 4]
-    group = image_index * num_classes + class_index  # NMS within (image, class)
-    # batched_nms may shift each group's boxes by group * (max coordinate + 1); with up to 2 * B * C added to [0, 1]
-    # coordinates, float32 would lose up to 1e-3 of IoU and make decisions depend on the image's place in the
-    # batch. float64 keeps the shifted boxes exact to ~1e-12.
-    kept = batched_nms(cand_boxes.double(), cand_scores.double(), group, iou_threshold)  # by decreasing score
-    kept = kept[torch.sort(image_index[kept], stable=True).indices]  # grouped by image, still by score
+    scores = torch.softmax(conf.float(), dim=-1)[:, :, 1:]  # [B, A, C-1]
+    image_index, anchor_index, class_index, cand_scores = _candidates(scores, score_threshold, pre_nms_top_k)
+    offsets = loc.float()[image_index, anchor_index]  # [N, 4]
+    cand_boxes = decode(offsets, anchors.float()[anchor_index], prior_scaling).clamp_(0.0, 1.0)  # [N, 4]
+    group = image_index * (num_classes - 1) + class_index  # NMS within (image, class)
+    kept = grouped_nms(cand_boxes, cand_scores, group, iou_threshold)  # [K]
+    by_score = torch.sort(cand_scores[kept], descending=True, stable=True).indices
+    kept = kept[by_score]
+    kept = kept[torch.sort(image_index[kept], stable=True).indices]  # grouped by image, by decreasing score
     kept_image = image_index[kept]
     counts = torch.bincount(kept_image, minlength=batch)  # [B]
     starts = torch.cumsum(counts, 0) - counts
@@ -66,3 +60,25 @@ def postprocess(
     out_scores = cand_scores[kept].split(per_image)
     out_labels = (class_index[kept] + 1).split(per_image)
     return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(out_boxes, out_scores, out_labels)]
+
+
+def _candidates(scores: Tensor, score_threshold: float, pre_nms_top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The candidates of NMS: per (image, class), the class scores above the threshold, at most the highest
+    pre_nms_top_k of them.
+
+    scores: [B, A, C-1] (background left out). Returns image, default box and class (0-based, background left
+    out) indices [N] and scores [N]. Thresholding comes first, on the default boxes whose best class passes, so
+    a trained model's few candidates are handled alone; only when some (image, class) has more than
+    pre_nms_top_k candidates is a top-k taken over every default box.
+    """
+    batch, num_anchors, num_classes = scores.shape
+    image_of, anchor_of = (scores.amax(dim=2) > score_threshold).nonzero(as_tuple=True)  # [P] each
+    row, class_index = (scores[image_of, anchor_of] > score_threshold).nonzero(as_tuple=True)  # [N] each
+    image_index, anchor_index = image_of[row], anchor_of[row]
+    counts = torch.bincount(image_index * num_classes + class_index, minlength=1)
+    if int(counts.max()) <= pre_nms_top_k:
+        return image_index, anchor_index, class_index, scores[image_index, anchor_index, class_index]
+    top_scores, top_anchor = scores.transpose(1, 2).contiguous().topk(pre_nms_top_k, dim=2)  # [B, C-1, k]
+    image_index, class_index, slot = (top_scores > score_threshold).nonzero(as_tuple=True)  # [N] each
+    anchor_index = top_anchor[image_index, class_index, slot]
+    return image_index, anchor_index, class_index, top_scores[image_index, class_index, slot]

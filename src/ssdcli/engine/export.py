@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.coder import decode
+from ssdcli.core.nms import grouped_nms
 from ssdcli.errors import SsdcliError, UsageError
 
 from .loading import LoadedModel, load_model
@@ -47,22 +48,17 @@ class GroupedNms(torch.autograd.Function):
     ``score_threshold`` and its IoU with every higher-scoring kept candidate of its group is at most
     ``iou_threshold``. ONNX NMS runs each of its batch entries apart from the others, so no coordinate offsets are
     needed to separate the groups (an offset of g * 2 added to [0, 1] coordinates costs float32 up to 1e-3 of IoU
-    once there are a few hundred groups); in PyTorch the groups are suppressed in float64, as ``postprocess`` does.
+    once there are a few hundred groups); in PyTorch the groups go through ``grouped_nms``, as in ``postprocess``.
     """
 
     @staticmethod
     def forward(ctx: Any, boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float) -> Tensor:
-        from torchvision.ops import batched_nms
-
         groups, _, slots = scores.shape
         flat_scores = scores.reshape(-1)  # [G * K]
         group = torch.arange(groups, device=scores.device).repeat_interleave(slots)  # [G * K]
         candidate = torch.where(flat_scores > score_threshold)[0]
-        kept = batched_nms(
-            boxes.reshape(-1, 4)[candidate].double(), flat_scores[candidate].double(), group[candidate], iou_threshold
-        )  # by decreasing score
-        kept = candidate[kept]
-        kept = kept[torch.sort(group[kept], stable=True).indices]  # group-major, by decreasing score within
+        kept = grouped_nms(boxes.reshape(-1, 4)[candidate], flat_scores[candidate], group[candidate], iou_threshold)
+        kept = candidate[kept]  # group-major, by decreasing score within a group
         return torch.stack((kept // slots, kept % slots), dim=1)
 
     @staticmethod
