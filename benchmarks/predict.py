@@ -28,7 +28,9 @@ PyTorch and ONNX Runtime use ``--threads`` threads (default 2). Idle worker thre
 shared machine whose cores are busy with other work, spinning threads that wait for a descheduled sibling made
 eager PyTorch 5-100x slower from call to call; ``--spin`` keeps both runtimes' default spinning. The variants of
 a model and batch size run in turn, round after round (warm-up rounds first), so a change in machine load affects all alike; the table shows
-medians. Before timing, the ssdcli variants must give the same detections per image.
+medians. SSD300 takes 0.5-1 s per image on two cores: by default it gets 1 warm-up and 5 timed rounds at batch 1
+and a single timed round at batch 16 (``--heavy-repeats``, ``--heavy-batch-repeats``). The first round of every
+variant is checked: the ssdcli variants must find the same detections per image and label as eager PyTorch.
 """
 
 from __future__ import annotations
@@ -193,18 +195,19 @@ def check_same(results: dict[str, Detections]) -> None:
                 raise AssertionError(f"{name}: image {image} has other detections than eager PyTorch")
 
 
-def timed(calls: dict[str, Callable[[], Detections]], plan: Plan) -> dict[str, list[float]]:
-    """Run the calls in turn, warm-up rounds first; seconds per call of each timed round."""
-    for _ in range(plan.warmup):
-        for call in calls.values():
-            call()
+def timed(calls: dict[str, Callable[[], Detections]], plan: Plan) -> tuple[dict[str, list[float]], dict[str, Detections]]:
+    """Run the calls in turn, warm-up rounds first; seconds per call of each timed round, and the detections of
+    the first round (warm-up or timed) for checking."""
+    first: dict[str, Detections] = {}
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(plan.repeats):
+    for round_index in range(plan.warmup + plan.repeats):
         for name, call in calls.items():
             start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    return times
+            found = call()
+            if round_index >= plan.warmup:
+                times[name].append(time.perf_counter() - start)
+            first.setdefault(name, found)
+    return times, first
 
 
 def cpu_name() -> str:
@@ -219,11 +222,9 @@ def cpu_name() -> str:
 
 
 def plan_for(arch: str, batch: int, args: argparse.Namespace) -> Plan:
-    if batch == 1:
-        return Plan(args.warmup, args.repeats)
-    if arch == "ssd300_vgg16":  # several seconds per call on two cores; batch 1 has warmed everything up
-        return Plan(0, args.heavy_repeats)
-    return Plan(1, args.batch_repeats)
+    if arch == "ssd300_vgg16":  # 0.5-1 s per image on two cores
+        return Plan(1, args.heavy_repeats) if batch == 1 else Plan(0, args.heavy_batch_repeats)
+    return Plan(args.warmup, args.repeats) if batch == 1 else Plan(1, args.batch_repeats)
 
 
 def main() -> None:
@@ -234,7 +235,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="warm-up rounds at batch 1")
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds at batch 1")
     parser.add_argument("--batch-repeats", type=int, default=5, help="timed rounds at larger batches (1 warm-up)")
-    parser.add_argument("--heavy-repeats", type=int, default=2, help="timed rounds of ssd300_vgg16 at larger batches")
+    parser.add_argument("--heavy-repeats", type=int, default=5, help="ssd300_vgg16: timed rounds at batch 1 (1 warm-up)")
+    parser.add_argument(
+        "--heavy-batch-repeats", type=int, default=1,
+        help="ssd300_vgg16: timed rounds at larger batches (no warm-up: batch 1 ran before; ~1 min a round)",
+    )  # fmt: skip
     parser.add_argument("--background-bias", type=float, default=8.0, help="added to every background logit")
     parser.add_argument("--spin", action="store_true", help="let idle threads spin (the runtimes' default)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -254,9 +259,8 @@ def main() -> None:
             calls = build_calls(arch, images, Path(folder), args.threads, args.spin, args.background_bias)
             for batch in args.batches:
                 with torch.no_grad():
-                    results = {name: call() for name, call in calls[batch].items()}
-                    check_same(results)
-                    times = timed(calls[batch], plan_for(arch, batch, args))
+                    times, results = timed(calls[batch], plan_for(arch, batch, args))
+                check_same(results)
                 for name in calls[batch]:
                     rows.append({
                         "arch": arch, "batch": batch, "variant": name, "ms": 1000 * statistics.median(times[name]),
