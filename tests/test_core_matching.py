@@ -10,6 +10,7 @@ from torchvision.models.detection._utils import BoxCoder, SSDMatcher
 from torchvision.ops import box_convert, box_iou
 
 from ssdcli import default_boxes, encode, match
+from ssdcli.core import matching
 
 ANCHORS = default_boxes("ssd300")  # [8732, 4] cxcywh
 ANCHORS_XYXY = box_convert(ANCHORS, "cxcywh", "xyxy")  # converted by torchvision, not by ssdcli
@@ -278,3 +279,21 @@ def test_invalid_boxes_are_allowed_in_padding_rows() -> None:
     junk = torch.tensor([[[0.9, float("nan"), 0.1, 0.2]]])
     labels, _, _ = encode(torch.cat((GOOD_BOXES, junk), dim=1), torch.tensor([[1, 2, -1]]), ANCHORS)
     assert torch.equal(labels, encode(GOOD_BOXES, GOOD_CLASSES, ANCHORS).labels)
+
+
+@pytest.mark.parametrize("chunk_entries", [1, 7 * 8 * 64 * 3, 7 * 8 * 64 * 5])
+def test_small_chunks_of_default_boxes_match_the_references(
+    monkeypatch: pytest.MonkeyPatch, chunk_entries: int
+) -> None:
+    """encode works through the default boxes in chunks (a whole number of 64-box blocks, the last one partial);
+    with small chunks, every chunk and block boundary is crossed and the results still equal the references."""
+    monkeypatch.setattr(matching, "_CHUNK_ENTRIES", chunk_entries)
+    boxes, classes = make_batch(1)
+    labels, offsets, scores = encode(boxes, classes, ANCHORS)
+    for image in range(boxes.shape[0]):
+        tv_labels, tv_offsets, tv_scores = torchvision_targets(boxes[image], classes[image])
+        assert torch.equal(labels[image], tv_labels), f"image {image}"
+        torch.testing.assert_close(offsets[image], tv_offsets, **TOL)
+        torch.testing.assert_close(scores[image], tv_scores, **TOL)
+    ref = encode_batch(boxes.double().numpy(), classes.numpy(), ANCHORS.double().numpy(), best_anchor=False)
+    np.testing.assert_array_equal(encode(boxes, classes, ANCHORS, best_anchor=False).labels.numpy(), ref["labels"])

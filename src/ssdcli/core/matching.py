@@ -2,11 +2,12 @@
 
 Every image of a batch is matched at once: GTs are padded to [B, G, 4] and padding is marked by class -1.
 
-The IoU of a batch is the one large tensor here (32 images x 15 GTs x 8,732 default boxes is 17 MB in float32), so
-it is computed once, in place, and laid out [G, A, B]: both maxima (over GTs and over default boxes) then reduce
-over an outer dimension with the batch contiguous, which is fast, and the rows of one axis's overlaps are
-copied per default box from a table of its few distinct extents. Indices of maxima are looked up afterwards on
-small tensors, so no [B, G, A] argmax is taken.
+The IoU of a batch is the one large quantity here (32 images x 15 GTs x 8,732 default boxes is 17 MB in float32).
+``encode`` never builds it whole: it is computed in chunks of default boxes that stay in cache, laid out
+[G, a, B] so that both maxima (over GTs and over default boxes) reduce with the batch contiguous, and reduced at
+once. The overlap along each axis is copied per default box from a table over the layout's few distinct extents.
+Indices of maxima are looked up afterwards, where needed, on small tensors: max-with-index reductions over a
+whole chunk cost ten times a plain maximum on CPU.
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .boxes import axis_overlap, check_finite, check_tensor, check_xyxy, cxcywh_to_xyxy, iou_from_union_
+from .boxes import (
+    axis_overlap,
+    check_finite,
+    check_tensor,
+    check_xyxy,
+    cxcywh_to_xyxy,
+    iou_from_union_,
+    pairwise_iou,
+)
 from .coder import PRIOR_SCALING, encode_offsets
 
 
@@ -71,7 +80,11 @@ def _check_inputs(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: fl
     check_finite("anchors", anchors)
 
 
-#: Default boxes per block when looking up each GT's first highest-IoU default box (see _best_anchors).
+#: Entries of one chunk of the IoU, [G, a, B] (a default boxes of a chunk): about 2 MB of float32, so that the
+#: dozen passes over a chunk run in cache. The full [G, A, B] IoU of a batch is never built in ``encode``.
+_CHUNK_ENTRIES = 1 << 19
+#: Default boxes per block: each GT slot's best IoU is kept per block, and its first default box reaching the
+#: maximum is looked up in one block afterwards.
 _BLOCK = 64
 
 
@@ -105,86 +118,130 @@ def _union_needs_guard(gt_area: Tensor, anchor_area: Tensor) -> bool:
     return not (bool(torch.isfinite(bound)) and float(anchor_area.amin()) >= 4 * tiny and float(gt_area.amin()) >= 0)
 
 
-def _iou_gab(boxes: Tensor, anchors_xyxy: Tensor) -> Tensor:
-    """IoU of GT boxes [B, G, 4] with default boxes [A, 4], both xyxy; returns [G, A, B].
+class _Tables(NamedTuple):
+    """The IoU of GT slots with default boxes, in factors: inter = x_table[g, x_index[a], b] *
+    y_table[g, y_index[a], b], union = gt_area[g, b] + anchor_area[a] - inter.
 
-    The same values as :func:`pairwise_iou` (the same operations in the same order on each element).
+    x_table, y_table: [G, U, B] overlaps along an axis with each distinct extent; x_index, y_index: [A];
+    gt_area: [G, 1, B]; anchor_area: [A]; guard: whether inter / union needs the zero-union fallback.
     """
+
+    x_table: Tensor
+    y_table: Tensor
+    x_index: Tensor
+    y_index: Tensor
+    gt_area: Tensor
+    anchor_area: Tensor
+    guard: bool
+
+
+def _tables(boxes: Tensor, anchors_xyxy: Tensor) -> _Tables:
+    """The factors of the IoU of GT boxes [B, G, 4] with default boxes [A, 4] (both xyxy)."""
     gts = boxes.permute(2, 1, 0).contiguous()  # [4, G, B]
     gx1, gy1, gx2, gy2 = (coordinate[:, None, :] for coordinate in gts)  # [G, 1, B] each
     gt_area = (gx2 - gx1) * (gy2 - gy1)  # [G, 1, B]
     anchor_area = (anchors_xyxy[:, 2] - anchors_xyxy[:, 0]) * (anchors_xyxy[:, 3] - anchors_xyxy[:, 1])  # [A]
-    num_gt, batch, num_anchors = gts.shape[1], gts.shape[2], anchors_xyxy.shape[0]
-    tables = []
+    factors = []
     for low, high, g_low, g_high in ((0, 2, gx1, gx2), (1, 3, gy1, gy2)):
         a_low, a_high, index = _distinct_extents(anchors_xyxy[:, low], anchors_xyxy[:, high])
-        table = boxes.new_empty(num_gt, a_low.numel(), batch)  # [G, U, B]
-        axis_overlap(g_low, g_high, a_low[:, None], a_high[:, None], out=table)
-        tables.append((table, index))
-    inter = torch.index_select(tables[0][0], 1, tables[0][1])  # [G, A, B] width of the intersection for now
-    union = torch.index_select(tables[1][0], 1, tables[1][1])  # [G, A, B] its height for now
+        table = boxes.new_empty(gts.shape[1], a_low.numel(), gts.shape[2])  # [G, U, B]
+        factors.append((axis_overlap(g_low, g_high, a_low[:, None], a_high[:, None], out=table), index))
+    (x_table, x_index), (y_table, y_index) = factors
+    guard = _union_needs_guard(gt_area, anchor_area)
+    return _Tables(x_table, y_table, x_index, y_index, gt_area, anchor_area, guard)
+
+
+def _chunk_iou(tables: _Tables, start: int, stop: int, inter: Tensor, union: Tensor) -> Tensor:
+    """IoU [G, a, B] of every GT slot with default boxes start..stop-1, written into ``inter`` (``union`` is
+    clobbered); the operations of :func:`pairwise_iou` in the same order, so the values are the same."""
+    torch.index_select(tables.x_table, 1, tables.x_index[start:stop], out=inter)
+    torch.index_select(tables.y_table, 1, tables.y_index[start:stop], out=union)
     inter.mul_(union)
-    torch.add(gt_area, anchor_area[:, None], out=union).sub_(inter)
-    if _union_needs_guard(gt_area, anchor_area):
-        return iou_from_union_(inter, union)
-    return inter.div_(union)
+    torch.add(tables.gt_area, tables.anchor_area[start:stop, None], out=union).sub_(inter)
+    return iou_from_union_(inter, union) if tables.guard else inter.div_(union)
 
 
-def _best_anchors(iou: Tensor) -> tuple[Tensor, Tensor]:
-    """Each GT's highest IoU over the default boxes and the first default box reaching it, from iou [G, A, B].
+def _first_anchor_reaching(tables: _Tables, best: Tensor, start: Tensor, width: int) -> Tensor:
+    """For each GT slot, the first default box in start..start+width-1 whose IoU equals best.
 
-    Returns values [G, B] and indices [G, B]. The maximum is taken per block of default boxes; the first block
-    reaching the GT's maximum, then the first default box within it, give the index without an argmax over A.
+    best, start: [G, B]. The IoU is recomputed for those default boxes only, with the operations of
+    :func:`_chunk_iou`, so equal values compare equal. Returns [G, B] indices into the default boxes.
     """
-    num_gt, num_anchors, batch = iou.shape
-    whole = num_anchors // _BLOCK * _BLOCK
-    parts = []
-    if whole:
-        parts.append(iou[:, :whole].view(num_gt, whole // _BLOCK, _BLOCK, batch).amax(dim=2))
-    if whole < num_anchors:
-        parts.append(iou[:, whole:].amax(dim=1, keepdim=True))
-    block_max = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]  # [G, blocks, B]
-    best = block_max.amax(dim=1)  # [G, B]
-    block = (block_max == best[:, None, :]).to(torch.uint8).argmax(dim=1)  # [G, B]; argmax takes the first
-    offsets = torch.arange(_BLOCK, device=iou.device)[None, :, None]
-    index = (block[:, None, :] * _BLOCK + offsets).clamp_(max=num_anchors - 1)  # [G, BLOCK, B]
-    within = (iou.gather(1, index) == best[:, None, :]).to(torch.uint8).argmax(dim=1)  # [G, B]
-    return best, block * _BLOCK + within
+    num_anchors = tables.anchor_area.shape[0]
+    index = (start[:, :, None] + torch.arange(width, device=start.device)).clamp_(max=num_anchors - 1)  # [G, B, a]
+    flat = index.flatten()
+
+    def overlap(table: Tensor, extent_index: Tensor) -> Tensor:  # table [G, U, B] -> [G, B, a]
+        return table.transpose(1, 2).contiguous().gather(2, extent_index.index_select(0, flat).view_as(index))
+
+    inter = overlap(tables.x_table, tables.x_index).mul_(overlap(tables.y_table, tables.y_index))  # [G, B, a]
+    union = (tables.gt_area.transpose(1, 2) + tables.anchor_area.index_select(0, flat).view_as(index)).sub_(inter)
+    iou = iou_from_union_(inter, union) if tables.guard else inter.div_(union)
+    return index.gather(2, (iou == best[:, :, None]).to(torch.uint8).argmax(dim=2, keepdim=True))[:, :, 0]
+
+
+def _forced_matches(forcible: Tensor, best_anchor: Tensor) -> tuple[Tensor, Tensor]:
+    """The GT slots that claim their best default box: (slot, image) index pairs [F], one per claimed box.
+
+    forcible, best_anchor: [G, B]. Where several GTs of an image pick the same default box, the later GT keeps it
+    (as torchvision's indexed assignment does).
+    """
+    same = best_anchor[:, None, :] == best_anchor[None, :, :]  # [G, G', B]
+    later = torch.ones_like(same[:, :, 0]).triu_(1)[:, :, None]  # [G, G', 1]: G' after G
+    overtaken = (same & later & forcible[None, :, :]).any(dim=1)  # [G, B]
+    return (forcible & ~overtaken).nonzero(as_tuple=True)
 
 
 def _assign(
     boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, best_anchor: bool
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """gt_index [B, A], scores [B, A] and iou [G', A, B] of the first G' GT slots (None if G' = 0).
+) -> tuple[Tensor, Tensor]:
+    """gt_index [B, A] (-1 for background) and scores [B, A] of a batch.
 
-    G' ends at the last slot that is a GT in any image; padding slots before it are matched as empty boxes
-    (IoU 0), which changes no maximum that matters: scores are clamped at 0, a default box only takes a GT with
-    IoU above the threshold (>= 0), and only valid GTs with IoU > 0 claim their best default box.
+    The IoU is computed in chunks of default boxes laid out [G, a, B] (the batch contiguous) and reduced at
+    once: each default box's best IoU (and, above the threshold, the first GT slot reaching it) and each GT
+    slot's best IoU per chunk. Max-with-index reductions are slow on CPU, so indices are looked up only where
+    they are needed. Only the first G' GT slots take part, G' ending at the last slot that is a GT in any image;
+    padding slots before it are matched as empty boxes (IoU 0), which changes no maximum that matters: scores
+    are clamped at 0, a default box only takes a GT with IoU above the threshold (>= 0), and only valid GTs with
+    IoU > 0 claim their best default box.
     """
     batch, _, _ = boxes.shape
     num_anchors = anchors.shape[0]
     valid = classes >= 1  # [B, G]
     slots = torch.arange(1, valid.shape[1] + 1, device=boxes.device)
     used = int((valid * slots).amax()) if valid.numel() else 0
-    gt_index = torch.full((batch, num_anchors), -1, dtype=torch.int64, device=boxes.device)
+    gt_index = torch.full((batch, num_anchors), -1, dtype=torch.int64, device=boxes.device)  # [B, A]
     if used == 0:
-        return gt_index, boxes.new_zeros(batch, num_anchors), None
+        return gt_index, boxes.new_zeros(batch, num_anchors)
     valid = valid[:, :used]
     gt_boxes = torch.where(valid[:, :, None], boxes[:, :used], boxes.new_zeros(()))  # [B, G', 4]
-    iou = _iou_gab(gt_boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))  # [G', A, B]
-    best_iou = iou.amax(dim=0)  # [A, B]
-    anchor_of, image_of = (best_iou > threshold).nonzero(as_tuple=True)  # [P] each
-    column = iou[:, anchor_of, image_of]  # [G', P]
-    best_gt = (column == best_iou[anchor_of, image_of]).to(torch.uint8).argmax(dim=0)  # first GT on ties
-    gt_index[image_of, anchor_of] = best_gt
+    tables = _tables(gt_boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))
+    step = max(1, _CHUNK_ENTRIES // (used * batch * _BLOCK)) * _BLOCK  # a whole number of blocks
+    inter = boxes.new_empty(used, min(step, num_anchors), batch)  # [G', a, B], reused
+    union = torch.empty_like(inter)
+    best_iou = boxes.new_empty(num_anchors, batch)  # [A, B]
+    block_best = boxes.new_empty(used, -(-num_anchors // _BLOCK), batch)  # [G', blocks, B]
+    for start in range(0, num_anchors, step):
+        stop = min(start + step, num_anchors)
+        iou = _chunk_iou(tables, start, stop, inter[:, : stop - start], union[:, : stop - start])  # [G', a, B]
+        best = torch.amax(iou, dim=0, out=best_iou[start:stop])  # [a, B]
+        anchor_of, image_of = (best > threshold).nonzero(as_tuple=True)  # [P] each
+        column = iou.flatten(1).index_select(1, anchor_of * batch + image_of)  # [G', P]
+        first_gt = (column == best.flatten()[anchor_of * batch + image_of]).to(torch.uint8).argmax(dim=0)  # [P]
+        gt_index[image_of, anchor_of + start] = first_gt  # the first GT on ties
+        whole, first_block = (stop - start) // _BLOCK, start // _BLOCK
+        if whole:
+            blocks = iou[:, : whole * _BLOCK].view(used, whole, _BLOCK, batch)
+            block_best[:, first_block : first_block + whole] = blocks.amax(dim=2)
+        if whole * _BLOCK < stop - start:
+            block_best[:, first_block + whole] = iou[:, whole * _BLOCK :].amax(dim=1)
     if best_anchor:
-        gt_best_iou, gt_best_anchor = _best_anchors(iou)  # [G', B] each
-        forcible = valid & (gt_best_iou.t() > 0)  # [B, G']
-        candidate = torch.arange(used, device=boxes.device).expand(batch, used)
-        candidate = torch.where(forcible, candidate, torch.full_like(candidate, -1))
-        forced = torch.full_like(gt_index, -1).scatter_reduce(1, gt_best_anchor.t(), candidate, reduce="amax")
-        gt_index = torch.where(forced >= 0, forced, gt_index)  # [B, A]
-    return gt_index, best_iou.t().contiguous().clamp_(min=0.0), iou
+        gt_best_iou = block_best.amax(dim=1)  # [G', B]
+        first = (block_best == gt_best_iou[:, None]).to(torch.uint8).argmax(dim=1)  # [G', B] first block
+        gt_best_anchor = _first_anchor_reaching(tables, gt_best_iou, first * _BLOCK, _BLOCK)  # [G', B]
+        gt_slot, image = _forced_matches(valid.t() & (gt_best_iou > 0), gt_best_anchor)  # [F] each
+        gt_index[image, gt_best_anchor[gt_slot, image]] = gt_slot
+    return gt_index, best_iou.t().contiguous().clamp_(min=0.0)
 
 
 def match(
@@ -209,13 +266,9 @@ def match(
         num_classes: if given, classes must be < num_classes.
     """
     _check_inputs(boxes, classes, anchors, threshold, num_classes)
-    gt_index, scores, iou_gab = _assign(boxes, classes, anchors, threshold, best_anchor)
-    batch, num_gt, _ = boxes.shape
-    iou = boxes.new_full((batch, num_gt, anchors.shape[0]), -1.0)  # [B, G, A]
-    if iou_gab is not None:
-        used = iou_gab.shape[0]
-        iou[:, :used] = iou_gab.permute(2, 0, 1)
-        iou[:, :used].masked_fill_(classes[:, :used, None] < 1, -1.0)
+    gt_index, scores = _assign(boxes, classes, anchors, threshold, best_anchor)
+    iou = pairwise_iou(boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))  # [B, G, A]
+    iou.masked_fill_(classes[:, :, None] < 1, -1.0)
     return Match(gt_index, scores, iou)
 
 
@@ -239,7 +292,7 @@ def encode(
         labels [B, A] int64 (0 = background), offsets [B, A, 4], scores [B, A] = best IoU with any GT.
     """
     _check_inputs(boxes, classes, anchors, threshold, num_classes)
-    gt_index, scores, _ = _assign(boxes, classes, anchors, threshold, best_anchor)  # [B, A] each
+    gt_index, scores = _assign(boxes, classes, anchors, threshold, best_anchor)  # [B, A] each
     image_of, anchor_of = (gt_index >= 0).nonzero(as_tuple=True)  # [P] each
     gt_of = gt_index[image_of, anchor_of]  # [P]
     labels = torch.zeros_like(gt_index)
