@@ -1,5 +1,7 @@
 """Time COCO and VOC evaluation on generated data: ssdcli's wrapper against pycocotools used directly.
 
+With the optional faster-coco-eval installed, its backend is timed too (and checked against pycocotools).
+
     .venv/bin/python benchmarks/eval.py                    # 5,000 images x 100 detections
     .venv/bin/python benchmarks/eval.py --images 500       # quicker
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import importlib.util
 import io
 import platform
 import time
@@ -110,6 +113,10 @@ def main() -> None:
         ("VOC07, ssdcli evaluate_voc", t_voc07, f"mAP {voc07.mean_ap:.4f}"),
         ("VOC12, ssdcli evaluate_voc", t_voc12, f"mAP {voc12.mean_ap:.4f}"),
     ]
+    if importlib.util.find_spec("faster_coco_eval") is not None:  # the optional backend, when installed
+        t_faster, faster = timed(evaluate_coco, gt, results, backend="faster-coco-eval")
+        assert np.allclose(list(faster.metrics.as_dict().values()), stats, atol=1e-9)
+        rows.insert(2, ("COCO, ssdcli evaluate_coco --backend faster-coco-eval", t_faster, f"AP {faster.metrics.ap:.4f}"))
     width = max(len(r[0]) for r in rows)
     print(f"{'evaluation':<{width}}  {'seconds':>8}  result")
     for name, seconds, note in rows:

@@ -203,3 +203,19 @@ def test_faster_coco_eval_backend_says_how_to_install() -> None:
     gt, results = generate(0)
     with pytest.raises(UsageError, match="pip install faster-coco-eval"):
         coco_evaluate(gt, results, backend="faster-coco-eval")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_faster_coco_eval_backend_gives_pycocotools_numbers(seed: int) -> None:
+    """The optional backend (pip install faster-coco-eval) against pycocotools' own COCOeval."""
+    pytest.importorskip("faster_coco_eval")
+    gt, results = generate(seed)
+    faster = evaluate_coco(gt, results, per_class=True, backend="faster-coco-eval")
+    stats = raw_cocoeval(gt, results).stats
+    assert faster.metrics.as_dict() == pytest.approx(dict(zip(STATS_ORDER, stats)), abs=1e-9)
+    for c in faster.per_class:
+        alone = raw_cocoeval(gt, results, cat_ids=[c.category_id]).stats[0]
+        if alone == -1:
+            assert math.isnan(c.ap)
+        else:
+            assert c.ap == pytest.approx(alone, abs=1e-9)
