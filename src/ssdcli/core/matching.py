@@ -4,8 +4,8 @@ Every image of a batch is matched at once: GTs are padded to [B, G, 4] and paddi
 
 The IoU of a batch is the one large quantity here (32 images x 15 GTs x 8,732 default boxes is 17 MB in float32).
 ``encode`` never builds it whole: it is computed in chunks of default boxes that stay in cache, laid out
-[G, a, B] so that both maxima (over GTs and over default boxes) reduce with the batch contiguous, and reduced at
-once. The overlap along each axis is copied per default box from a table over the layout's few distinct extents.
+[a, G, B] so that both maxima (over GTs and over default boxes) reduce with the batch contiguous and the per-axis
+overlaps are copied as whole rows, and reduced at once. The overlap along each axis is copied per default box from a table over the layout's few distinct extents.
 Indices of maxima are looked up afterwards, where needed, on small tensors: max-with-index reductions over a
 whole chunk cost ten times a plain maximum on CPU.
 """
@@ -80,7 +80,7 @@ def _check_inputs(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: fl
     check_finite("anchors", anchors)
 
 
-#: Entries of one chunk of the IoU, [G, a, B] (a default boxes of a chunk): about 2 MB of float32, so that the
+#: Entries of one chunk of the IoU, [a, G, B] (a default boxes of a chunk): about 2 MB of float32, so that the
 #: dozen passes over a chunk run in cache. The full [G, A, B] IoU of a batch is never built in ``encode``.
 _CHUNK_ENTRIES = 1 << 19
 #: Default boxes per block: each GT slot's best IoU is kept per block, and its first default box reaching the
@@ -122,8 +122,8 @@ class _Tables(NamedTuple):
     """The IoU of GT slots with default boxes, in factors: inter = x_table[g, x_index[a], b] *
     y_table[g, y_index[a], b], union = gt_area[g, b] + anchor_area[a] - inter.
 
-    x_table, y_table: [G, U, B] overlaps along an axis with each distinct extent; x_index, y_index: [A];
-    gt_area: [G, 1, B]; anchor_area: [A]; guard: whether inter / union needs the zero-union fallback.
+    x_table, y_table: [U, G, B] overlaps along an axis with each distinct extent; x_index, y_index: [A];
+    gt_area: [1, G, B]; anchor_area: [A]; guard: whether inter / union needs the zero-union fallback.
     """
 
     x_table: Tensor
@@ -138,26 +138,26 @@ class _Tables(NamedTuple):
 def _tables(boxes: Tensor, anchors_xyxy: Tensor) -> _Tables:
     """The factors of the IoU of GT boxes [B, G, 4] with default boxes [A, 4] (both xyxy)."""
     gts = boxes.permute(2, 1, 0).contiguous()  # [4, G, B]
-    gx1, gy1, gx2, gy2 = (coordinate[:, None, :] for coordinate in gts)  # [G, 1, B] each
-    gt_area = (gx2 - gx1) * (gy2 - gy1)  # [G, 1, B]
+    gx1, gy1, gx2, gy2 = (coordinate[None] for coordinate in gts)  # [1, G, B] each
+    gt_area = (gx2 - gx1) * (gy2 - gy1)  # [1, G, B]
     anchor_area = (anchors_xyxy[:, 2] - anchors_xyxy[:, 0]) * (anchors_xyxy[:, 3] - anchors_xyxy[:, 1])  # [A]
     factors = []
     for low, high, g_low, g_high in ((0, 2, gx1, gx2), (1, 3, gy1, gy2)):
         a_low, a_high, index = _distinct_extents(anchors_xyxy[:, low], anchors_xyxy[:, high])
-        table = boxes.new_empty(gts.shape[1], a_low.numel(), gts.shape[2])  # [G, U, B]
-        factors.append((axis_overlap(g_low, g_high, a_low[:, None], a_high[:, None], out=table), index))
+        table = boxes.new_empty(a_low.numel(), gts.shape[1], gts.shape[2])  # [U, G, B]
+        factors.append((axis_overlap(g_low, g_high, a_low[:, None, None], a_high[:, None, None], out=table), index))
     (x_table, x_index), (y_table, y_index) = factors
     guard = _union_needs_guard(gt_area, anchor_area)
     return _Tables(x_table, y_table, x_index, y_index, gt_area, anchor_area, guard)
 
 
 def _chunk_iou(tables: _Tables, start: int, stop: int, inter: Tensor, union: Tensor) -> Tensor:
-    """IoU [G, a, B] of every GT slot with default boxes start..stop-1, written into ``inter`` (``union`` is
+    """IoU [a, G, B] of default boxes start..stop-1 with every GT slot, written into ``inter`` (``union`` is
     clobbered); the operations of :func:`pairwise_iou` in the same order, so the values are the same."""
-    torch.index_select(tables.x_table, 1, tables.x_index[start:stop], out=inter)
-    torch.index_select(tables.y_table, 1, tables.y_index[start:stop], out=union)
+    torch.index_select(tables.x_table, 0, tables.x_index[start:stop], out=inter)
+    torch.index_select(tables.y_table, 0, tables.y_index[start:stop], out=union)
     inter.mul_(union)
-    torch.add(tables.gt_area, tables.anchor_area[start:stop, None], out=union).sub_(inter)
+    torch.add(tables.gt_area, tables.anchor_area[start:stop, None, None], out=union).sub_(inter)
     return iou_from_union_(inter, union) if tables.guard else inter.div_(union)
 
 
@@ -171,11 +171,15 @@ def _first_anchor_reaching(tables: _Tables, best: Tensor, start: Tensor, width: 
     index = (start[:, :, None] + torch.arange(width, device=start.device)).clamp_(max=num_anchors - 1)  # [G, B, a]
     flat = index.flatten()
 
-    def overlap(table: Tensor, extent_index: Tensor) -> Tensor:  # table [G, U, B] -> [G, B, a]
-        return table.transpose(1, 2).contiguous().gather(2, extent_index.index_select(0, flat).view_as(index))
+    slots, batch = tables.gt_area.shape[1:]
+    cell = torch.arange(slots * batch, device=start.device).view(slots, batch, 1)  # [G, B, 1]: offset of (g, b)
+
+    def overlap(table: Tensor, extent_index: Tensor) -> Tensor:  # table [U, G, B] -> [G, B, a]
+        return table.take(extent_index.index_select(0, flat).view_as(index) * (slots * batch) + cell)
 
     inter = overlap(tables.x_table, tables.x_index).mul_(overlap(tables.y_table, tables.y_index))  # [G, B, a]
-    union = (tables.gt_area.transpose(1, 2) + tables.anchor_area.index_select(0, flat).view_as(index)).sub_(inter)
+    gt_area = tables.gt_area[0, :, :, None]  # [G, B, 1]
+    union = (gt_area + tables.anchor_area.index_select(0, flat).view_as(index)).sub_(inter)
     iou = iou_from_union_(inter, union) if tables.guard else inter.div_(union)
     return index.gather(2, (iou == best[:, :, None]).to(torch.uint8).argmax(dim=2, keepdim=True))[:, :, 0]
 
@@ -197,7 +201,7 @@ def _assign(
 ) -> tuple[Tensor, Tensor]:
     """gt_index [B, A] (-1 for background) and scores [B, A] of a batch.
 
-    The IoU is computed in chunks of default boxes laid out [G, a, B] (the batch contiguous) and reduced at
+    The IoU is computed in chunks of default boxes laid out [a, G, B] (the batch contiguous) and reduced at
     once: each default box's best IoU (and, above the threshold, the first GT slot reaching it) and each GT
     slot's best IoU per chunk. Max-with-index reductions are slow on CPU, so indices are looked up only where
     they are needed. Only the first G' GT slots take part, G' ending at the last slot that is a GT in any image;
@@ -217,27 +221,27 @@ def _assign(
     gt_boxes = torch.where(valid[:, :, None], boxes[:, :used], boxes.new_zeros(()))  # [B, G', 4]
     tables = _tables(gt_boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))
     step = max(1, _CHUNK_ENTRIES // (used * batch * _BLOCK)) * _BLOCK  # a whole number of blocks
-    inter = boxes.new_empty(used, min(step, num_anchors), batch)  # [G', a, B], reused
+    inter = boxes.new_empty(min(step, num_anchors), used, batch)  # [a, G', B], reused
     union = torch.empty_like(inter)
     best_iou = boxes.new_empty(num_anchors, batch)  # [A, B]
-    block_best = boxes.new_empty(used, -(-num_anchors // _BLOCK), batch)  # [G', blocks, B]
+    block_best = boxes.new_empty(-(-num_anchors // _BLOCK), used, batch)  # [blocks, G', B]
     for start in range(0, num_anchors, step):
         stop = min(start + step, num_anchors)
-        iou = _chunk_iou(tables, start, stop, inter[:, : stop - start], union[:, : stop - start])  # [G', a, B]
-        best = torch.amax(iou, dim=0, out=best_iou[start:stop])  # [a, B]
+        iou = _chunk_iou(tables, start, stop, inter[: stop - start], union[: stop - start])  # [a, G', B]
+        best = torch.amax(iou, dim=1, out=best_iou[start:stop])  # [a, B]
         anchor_of, image_of = (best > threshold).nonzero(as_tuple=True)  # [P] each
-        column = iou.flatten(1).index_select(1, anchor_of * batch + image_of)  # [G', P]
-        first_gt = (column == best.flatten()[anchor_of * batch + image_of]).to(torch.uint8).argmax(dim=0)  # [P]
+        column = iou[anchor_of, :, image_of]  # [P, G']
+        first_gt = (column == best[anchor_of, image_of, None]).to(torch.uint8).argmax(dim=1)  # [P]
         gt_index[image_of, anchor_of + start] = first_gt  # the first GT on ties
         whole, first_block = (stop - start) // _BLOCK, start // _BLOCK
         if whole:
-            blocks = iou[:, : whole * _BLOCK].view(used, whole, _BLOCK, batch)
-            block_best[:, first_block : first_block + whole] = blocks.amax(dim=2)
+            blocks = iou[: whole * _BLOCK].view(whole, _BLOCK, used, batch)
+            block_best[first_block : first_block + whole] = blocks.amax(dim=1)
         if whole * _BLOCK < stop - start:
-            block_best[:, first_block + whole] = iou[:, whole * _BLOCK :].amax(dim=1)
+            block_best[first_block + whole] = iou[whole * _BLOCK :].amax(dim=0)
     if best_anchor:
-        gt_best_iou = block_best.amax(dim=1)  # [G', B]
-        first = (block_best == gt_best_iou[:, None]).to(torch.uint8).argmax(dim=1)  # [G', B] first block
+        gt_best_iou = block_best.amax(dim=0)  # [G', B]
+        first = (block_best == gt_best_iou[None]).to(torch.uint8).argmax(dim=0)  # [G', B] first block
         gt_best_anchor = _first_anchor_reaching(tables, gt_best_iou, first * _BLOCK, _BLOCK)  # [G', B]
         gt_slot, image = _forced_matches(valid.t() & (gt_best_iou > 0), gt_best_anchor)  # [F] each
         gt_index[image, gt_best_anchor[gt_slot, image]] = gt_slot
