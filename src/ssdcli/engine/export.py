@@ -74,23 +74,21 @@ class GroupedNms(torch.autograd.Function):
         return g.op("Gather", selected, g.op("Constant", value_t=torch.tensor([0, 2], dtype=torch.int64)), axis_i=1)
 
 
-class DecodedDetector(nn.Module):
-    """SSD with decoding and NMS inside: images [B, 3, S, S] -> boxes [N, 4] xyxy normalised, scores [N],
-    labels [N] (1..C-1), batch_index [N] (which image), grouped by image, then class, then by decreasing score.
-    Score threshold, pre-NMS top-k and NMS IoU are fixed at export time; the runner keeps the top-k per image.
-    The same candidates and decisions as ``ssdcli.postprocess``: the top ``pre_nms_top_k`` scores of each
-    (image, class), clipped decoded boxes, NMS within each (image, class)."""
+class GraphPostprocess(nn.Module):
+    """Decoding and NMS as an exportable graph: conf [B, A, C] logits, loc [B, A, 4] -> boxes [N, 4] xyxy
+    normalised, scores [N], labels [N] (1..C-1), batch_index [N] (which image), grouped by image, then class, then
+    by decreasing score. Score threshold, pre-NMS top-k and NMS IoU are fixed at export time; the runner keeps the
+    top-k per image. The same candidates and decisions as ``ssdcli.postprocess``: the top ``pre_nms_top_k``
+    scores of each (image, class), clipped decoded boxes, NMS within each (image, class)."""
 
-    def __init__(self, model: nn.Module, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
+    def __init__(self, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
         super().__init__()
-        self.model = model
         self.register_buffer("anchors", anchors.clone())
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.pre_nms_top_k = min(pre_nms_top_k, anchors.shape[0])
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        conf, loc = self.model(images)
+    def forward(self, conf: Tensor, loc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         num_classes, k = conf.shape[2], self.pre_nms_top_k
         scores = torch.softmax(conf, dim=-1)[:, :, 1:].transpose(1, 2)  # [B, C-1, A]
         boxes = decode(loc, self.anchors).clamp(0.0, 1.0)  # [B, A, 4]
@@ -103,6 +101,18 @@ class DecodedDetector(nn.Module):
         image_index = torch.div(group, num_classes - 1, rounding_mode="floor")
         labels = group - image_index * (num_classes - 1) + 1
         return candidates[group, slot], candidate_scores[group, 0, slot], labels, image_index
+
+
+class DecodedDetector(nn.Module):
+    """SSD with decoding and NMS inside: images [B, 3, S, S] -> the outputs of :class:`GraphPostprocess`."""
+
+    def __init__(self, model: nn.Module, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
+        super().__init__()
+        self.model = model
+        self.postprocess = GraphPostprocess(anchors, score_threshold, iou_threshold, pre_nms_top_k)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.postprocess(*self.model(images))
 
 
 def model_metadata(loaded: LoadedModel, with_nms: bool, extra: dict[str, Any] | None = None) -> dict[str, str]:
@@ -132,6 +142,79 @@ def _sample_inputs(size: int, batch: int, seed: int = 0) -> Tensor:
     return torch.randn(batch, 3, size, size, generator=generator)
 
 
+def _onnx_modules() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnx.compose
+        import onnxruntime
+    except ImportError:
+        raise UsageError(
+            "ONNX export needs the optional packages onnx and onnxruntime: pip install 'ssdcli[onnx]'"
+        ) from None
+    return onnx, onnxruntime
+
+
+def _to_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, names: tuple[list[str], list[str]],
+             axes: dict[str, dict[int, str]], opset: int) -> None:  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            inputs,
+            str(path),
+            input_names=names[0],
+            output_names=names[1],
+            dynamic_axes=axes or None,
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def _session(onnxruntime: Any, path: Path) -> Any:
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def separated_head_outputs(
+    anchors: Tensor, num_classes: int, batch: int, iou_threshold: float, seed: int = 0, margin: float = 1e-3
+) -> tuple[Tensor, Tensor]:
+    """Head outputs conf [B, A, C], loc [B, A, 4] on which NMS decides with a margin: a few confident detections per
+    (image, class) on jittered default boxes, every pairwise IoU within a group at least ``margin`` away from
+    ``iou_threshold``, every score far from 0.01. Float differences between runtimes cannot flip a decision on
+    them, so the exported graph's detections must equal PyTorch's one for one.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    num_anchors = anchors.shape[0]
+    per_group = min(6, num_anchors // max(1, num_classes - 1))
+    for _ in range(100):
+        conf = torch.zeros(batch, num_anchors, num_classes)
+        conf[:, :, 0] = 12.0  # background: other classes score about 6e-6
+        loc = 0.5 * torch.randn(batch, num_anchors, 4, generator=generator)
+        chosen = torch.rand(batch, num_anchors, generator=generator).argsort(dim=1)[:, : per_group * (num_classes - 1)]
+        label = torch.arange(chosen.shape[1]) % (num_classes - 1) + 1  # [per_group * (C-1)]
+        image = torch.arange(batch)[:, None].expand_as(chosen)
+        conf[image, chosen, label.expand_as(chosen)] = 14.0 + 4.0 * torch.rand(chosen.shape, generator=generator)
+        boxes = decode(loc.double(), anchors.double()).clamp(0.0, 1.0)  # [B, A, 4]
+        separated = True
+        for c in range(1, num_classes):
+            group_boxes = boxes[image[:, label == c], chosen[:, label == c]]  # [B, per_group, 4]
+            iou = _pairwise_iou(group_boxes)
+            if bool(((iou - iou_threshold).abs() < margin).any()):
+                separated = False
+                break
+        if separated:
+            return conf, loc
+    raise ExportFailed("could not build NMS test inputs whose decisions are clear of the IoU threshold")
+
+
+def _pairwise_iou(boxes: Tensor) -> Tensor:
+    """IoU of every pair of boxes of each image: boxes [B, K, 4] xyxy -> [B, K, K]."""
+    low = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    high = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    inter = (high - low).clamp(min=0).prod(dim=-1)
+    area = (boxes[:, :, 2:] - boxes[:, :, :2]).prod(dim=-1)
+    return inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1e-12)
+
+
 def export_onnx(
     loaded: LoadedModel,
     path: Path,
@@ -142,66 +225,81 @@ def export_onnx(
     iou_threshold: float = 0.45,
     pre_nms_top_k: int = 400,
 ) -> ExportResult:
-    import onnx
-    import onnxruntime
+    """Export to ONNX, atomically, after checking ONNX Runtime against PyTorch.
 
+    The network (images -> conf, loc) is checked on sample images: every output within ``PARITY_TOLERANCE``.
+    With ``with_nms``, decoding and NMS are exported as a second graph (conf, loc -> detections), checked on
+    :func:`separated_head_outputs` (the same detections, values within the tolerance) and joined to the network
+    into one file. NMS is not checked on the network's outputs for random images: an untrained network scores
+    thousands of boxes alike, and IoUs within 1e-7 of the threshold, where float differences between runtimes may
+    decide either way, are then certain to occur.
+    """
+    onnx, onnxruntime = _onnx_modules()
     size = loaded.config.layout.image_size
     anchors = default_boxes(loaded.config.layout)
-    if with_nms:
-        module: nn.Module = DecodedDetector(loaded.model, anchors, score_threshold, iou_threshold, pre_nms_top_k).eval()
-        outputs = ("boxes", "scores", "labels", "batch_index")
-        axes = {name: {0: "detections"} for name in outputs}
-    else:
-        module = loaded.model
-        outputs = ("conf", "loc")
-        axes = {name: {0: "batch"} for name in outputs} if dynamic_batch else {}
-    if dynamic_batch:
-        axes["images"] = {0: "batch"}
+    batch_axis = {0: "batch"} if dynamic_batch else None
+    network_axes = {name: batch_axis for name in ("images", "conf", "loc")} if batch_axis else {}
     temporary = _temporary_beside(path)
+    postprocess_file = _temporary_beside(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                (_sample_inputs(size, 2),),
-                str(temporary),
-                input_names=["images"],
-                output_names=list(outputs),
-                dynamic_axes=axes or None,
-                opset_version=opset,
-                dynamo=False,
-            )
-        proto = onnx.load(str(temporary))
-        extra = {"score_threshold": score_threshold, "iou_threshold": iou_threshold} if with_nms else {}
-        for key, value in model_metadata(loaded, with_nms, extra).items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(proto, str(temporary))
-        session = onnxruntime.InferenceSession(str(temporary), providers=["CPUExecutionProvider"])
+        _to_onnx(loaded.model, (_sample_inputs(size, 2),), temporary, (["images"], ["conf", "loc"]), network_axes, opset)
+        session = _session(onnxruntime, temporary)
         difference = 0.0
         for batch in (1, 3) if dynamic_batch else (2,):
             images = _sample_inputs(size, batch, seed=batch)
             with torch.no_grad():
-                expected = module(images)
+                expected = loaded.model(images)
             got = session.run(None, {"images": images.numpy()})
-            difference = max(difference, _max_difference(expected, got, with_nms))
+            difference = max(difference, *(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got)))
+        outputs: tuple[str, ...] = ("conf", "loc")
+        proto = onnx.load(str(temporary))
+        if with_nms:
+            outputs = ("boxes", "scores", "labels", "batch_index")
+            graph = GraphPostprocess(anchors, score_threshold, iou_threshold, pre_nms_top_k).eval()
+            num_classes = loaded.config.num_classes
+            axes = {name: {0: "detections"} for name in outputs}
+            if batch_axis:
+                axes.update(conf=batch_axis, loc=batch_axis)
+            sample = separated_head_outputs(anchors, num_classes, 2, iou_threshold)
+            _to_onnx(graph, sample, postprocess_file, (["conf", "loc"], list(outputs)), axes, opset)
+            post_session = _session(onnxruntime, postprocess_file)
+            for batch in (1, 3) if dynamic_batch else (2,):
+                conf, loc = separated_head_outputs(anchors, num_classes, batch, iou_threshold, seed=batch)
+                with torch.no_grad():
+                    expected = graph(conf, loc)
+                got = post_session.run(None, {"conf": conf.numpy(), "loc": loc.numpy()})
+                difference = max(difference, _detection_difference(expected, got))
+            post = onnx.compose.add_prefix(onnx.load(str(postprocess_file)), "postprocess/", rename_inputs=False,
+                                           rename_outputs=False)  # fmt: skip
+            proto = onnx.compose.merge_models(proto, post, io_map=[("conf", "conf"), ("loc", "loc")])
         if difference > PARITY_TOLERANCE:
             raise ExportFailed(
                 f"ONNX Runtime differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE:.0e}); file not written",
                 path=path,
             )
+        extra = {"score_threshold": score_threshold, "iou_threshold": iou_threshold} if with_nms else {}
+        for key, value in model_metadata(loaded, with_nms, extra).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(temporary))
+        final = _session(onnxruntime, temporary)  # the joined file loads and runs
+        final.run(None, {"images": _sample_inputs(size, 2 if not dynamic_batch else 1).numpy()})
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+        postprocess_file.unlink(missing_ok=True)
     return ExportResult(path, "onnx", difference, PARITY_TOLERANCE, outputs)
 
 
-def _max_difference(expected: tuple[Tensor, ...], got: list[np.ndarray], with_nms: bool) -> float:
-    if not with_nms:
-        return max(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got))
+def _detection_difference(expected: tuple[Tensor, ...], got: list[np.ndarray]) -> float:
+    """Largest difference between two sets of detections in the same order; infinite if they differ in count or
+    in which image or class a detection belongs to."""
     if expected[0].shape[0] != got[0].shape[0]:
         return float("inf")
-    return max(float(np.abs(e.numpy().astype(np.float64) - g).max()) if e.numel() else 0.0 for e, g in zip(expected, got))
+    if not (np.array_equal(expected[2].numpy(), got[2]) and np.array_equal(expected[3].numpy(), got[3])):
+        return float("inf")
+    return max((float(np.abs(e.numpy().astype(np.float64) - g).max()) for e, g in zip(expected[:2], got[:2]) if e.numel()),
+               default=0.0)  # fmt: skip
 
 
 def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:

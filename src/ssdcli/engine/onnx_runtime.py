@@ -19,8 +19,10 @@ from .preprocess import network_input
 
 
 def _open_session(path: Path) -> tuple[Any, dict[str, Any]]:
-    import onnxruntime
-
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UsageError("--onnx needs the optional package onnxruntime: pip install 'ssdcli[onnx]'") from None
     if not path.is_file():
         raise CheckpointError("ONNX file not found", path=path)
     try:
