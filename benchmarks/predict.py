@@ -18,7 +18,10 @@ pixels (score > 0.01, NMS IoU 0.45 per class, top 400 candidates per class, top 
 
 Random weights score every class of every default box about 1/21, so every class would keep 400 candidates and NMS
 would dominate. As a trained detector does, the background wins: ``--background-bias`` (default 8) is added to the
-background logit through the bias of every class predictor, ssdcli's and torchvision's alike; the table shows the
+background logit through the bias of every class predictor, ssdcli's and torchvision's alike. A randomly
+initialised SSDLite head also gives every default box the same scores (its MobileNetV3 features are almost zero),
+so a fixed N(0, ``--logit-noise``) pattern (default 0.8) is added to the class logits of both heads, and a few
+default boxes per image stand out as a trained detector's objects do; the table shows the
 detections per image that remain. Random deep networks also produce denormal floats, which make CPU arithmetic
 tens of times slower and which trained weights do not produce; denormals are flushed to zero in PyTorch and ONNX
 Runtime.
@@ -93,6 +96,21 @@ def favour_background(convs: list[nn.Conv2d], num_classes: int, bias: float) -> 
             conv.bias.view(-1, num_classes)[:, 0] += bias
 
 
+def add_logit_noise(convs: list[nn.Conv2d], sizes: list[int], std: float, seed: int = 0) -> None:
+    """Add a fixed N(0, std) pattern over (channel, row, column) to the output of every class predictor (same
+    seed for ssdcli's and torchvision's heads, whose output shapes agree), so that class scores vary from default
+    box to default box as a trained detector's do; traced exports keep it as a constant."""
+    generator = torch.Generator().manual_seed(seed)
+    for conv, size in zip(convs, sizes):
+        noise = std * torch.randn(1, conv.out_channels, size, size, generator=generator)
+        conv.register_forward_hook(lambda module, inputs, output, noise=noise: output + noise)
+
+
+def feature_map_sizes(model: nn.Module) -> list[int]:
+    """Square feature map sizes of an ssdcli model, in head order."""
+    return [int(size) for size in model.config.layout.feature_maps]
+
+
 def last_conv(module: nn.Module) -> nn.Conv2d:
     return [m for m in module.modules() if isinstance(m, nn.Conv2d)][-1]
 
@@ -150,12 +168,14 @@ def torchvision_call(model: nn.Module, images: Tensor) -> Callable[[], Detection
 
 
 def build_calls(
-    arch: str, images: dict[int, Tensor], folder: Path, threads: int, spin: bool, bias: float
+    arch: str, images: dict[int, Tensor], folder: Path, threads: int, spin: bool, bias: float, noise: float
 ) -> dict[int, dict[str, Callable[[], Detections]]]:
     """Per batch size, the variants of ``arch`` on the same images; exports go to ``folder``."""
     torch.manual_seed(0)
     model = build_model(default_config(arch, NUM_CLASSES)).eval()
     favour_background([last_conv(m) for m in model.head.conf], NUM_CLASSES, bias)
+    sizes = feature_map_sizes(model)
+    add_logit_noise([last_conv(m) for m in model.head.conf], sizes, noise)
     names = ("background",) + tuple(f"class{i}" for i in range(1, NUM_CLASSES))
     loaded = LoadedModel(model, model.config, names, tuple(range(NUM_CLASSES)), folder / f"{arch}.pt")
     with warnings.catch_warnings():
@@ -171,6 +191,7 @@ def build_calls(
             nms_thresh=IOU_THRESHOLD, detections_per_img=TOP_K, topk_candidates=PRE_NMS_TOP_K,
         ).eval()  # fmt: skip
         favour_background([last_conv(m) for m in theirs.head.classification_head.module_list], NUM_CLASSES, bias)
+        add_logit_noise([last_conv(m) for m in theirs.head.classification_head.module_list], sizes, noise)
     calls = {}
     for batch, batch_images in images.items():
         calls[batch] = {
@@ -241,6 +262,7 @@ def main() -> None:
         help="ssd300_vgg16: timed rounds at larger batches (no warm-up: batch 1 ran before; ~1 min a round)",
     )  # fmt: skip
     parser.add_argument("--background-bias", type=float, default=8.0, help="added to every background logit")
+    parser.add_argument("--logit-noise", type=float, default=0.8, help="std of a fixed pattern added to class logits")
     parser.add_argument("--spin", action="store_true", help="let idle threads spin (the runtimes' default)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
@@ -256,7 +278,7 @@ def main() -> None:
         for arch in args.archs:
             size = default_config(arch, NUM_CLASSES).layout.image_size
             images = {batch: torch.rand(batch, 3, size, size, generator=generator) for batch in args.batches}
-            calls = build_calls(arch, images, Path(folder), args.threads, args.spin, args.background_bias)
+            calls = build_calls(arch, images, Path(folder), args.threads, args.spin, args.background_bias, args.logit_noise)
             for batch in args.batches:
                 with torch.no_grad():
                     times, results = timed(calls[batch], plan_for(arch, batch, args))
@@ -296,7 +318,7 @@ def main() -> None:
         f"{cpu_name()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads (PyTorch and ONNX Runtime), "
         f"torch {torch.__version__}, torchvision {torchvision.__version__}, onnxruntime {onnxruntime.__version__}; "
         f"load average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after; background bias "
-        f"{args.background_bias:g}; medians after warm-up; {time.perf_counter() - started:.0f} s in all"
+        f"{args.background_bias:g}, logit noise {args.logit_noise:g}; medians after warm-up; {time.perf_counter() - started:.0f} s in all"
     )
     console = Console()
     if args.markdown:
@@ -316,7 +338,7 @@ def main() -> None:
     if args.json:
         meta = {
             "cpu": cpu_name(), "cpus": os.cpu_count(), "threads": args.threads, "spin": args.spin,
-            "background_bias": args.background_bias, "load": [load_before, load_after],
+            "background_bias": args.background_bias, "logit_noise": args.logit_noise, "load": [load_before, load_after],
         }  # fmt: skip
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump({"machine": meta, "rows": rows}, out, indent=2)
