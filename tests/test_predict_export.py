@@ -65,6 +65,20 @@ def test_onnx_export_gives_the_same_detections(checkpoint: Path, images: Path, t
         assert a.image_size == b.image_size
 
 
+@pytest.mark.parametrize("with_nms", [False, True])
+def test_fixed_batch_onnx_predicts_any_number_of_images(checkpoint: Path, images: Path, tmp_path: Path, with_nms: bool) -> None:
+    """--no-dynamic-batch fixes the batch axis at 1; predict feeds it one image at a time."""
+    onnx_path = tmp_path / "fixed.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--no-dynamic-batch", "--out", str(onnx_path)]
+    assert main(args + (["--with-nms"] if with_nms else [])) == 0
+    paths = sorted(images.iterdir())
+    assert len(paths) == 3
+    from_torch = ssdcli.load(str(checkpoint), conf_threshold=0.2)(paths)
+    from_onnx = ssdcli.load(str(onnx_path), conf_threshold=0.2)(paths, batch_size=2)
+    for a, b in zip(from_torch, from_onnx, strict=True):
+        _same_detections(a, b)
+
+
 def test_export_refuses_to_overwrite(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "mine.onnx"
     target.write_text("a user's file")

@@ -242,10 +242,12 @@ def export_onnx(
     temporary = _temporary_beside(path)
     postprocess_file = _temporary_beside(path)
     try:
-        _to_onnx(loaded.model, (_sample_inputs(size, 2),), temporary, (["images"], ["conf", "loc"]), network_axes, opset)
+        traced_batch = 2 if dynamic_batch else 1  # a fixed batch axis is 1, as deployments feed single images
+        sample_images = _sample_inputs(size, traced_batch)
+        _to_onnx(loaded.model, (sample_images,), temporary, (["images"], ["conf", "loc"]), network_axes, opset)
         session = _session(onnxruntime, temporary)
         difference = 0.0
-        for batch in (1, 3) if dynamic_batch else (2,):
+        for batch in (1, 3) if dynamic_batch else (1,):
             images = _sample_inputs(size, batch, seed=batch)
             with torch.no_grad():
                 expected = loaded.model(images)
@@ -260,10 +262,10 @@ def export_onnx(
             axes = {name: {0: "detections"} for name in outputs}
             if batch_axis:
                 axes.update(conf=batch_axis, loc=batch_axis)
-            sample = separated_head_outputs(anchors, num_classes, 2, iou_threshold)
+            sample = separated_head_outputs(anchors, num_classes, traced_batch, iou_threshold)
             _to_onnx(graph, sample, postprocess_file, (["conf", "loc"], list(outputs)), axes, opset)
             post_session = _session(onnxruntime, postprocess_file)
-            for batch in (1, 3) if dynamic_batch else (2,):
+            for batch in (1, 3) if dynamic_batch else (1,):
                 conf, loc = separated_head_outputs(anchors, num_classes, batch, iou_threshold, seed=batch)
                 with torch.no_grad():
                     expected = graph(conf, loc)
@@ -283,7 +285,7 @@ def export_onnx(
             entry.key, entry.value = key, value
         onnx.save(proto, str(temporary))
         final = _session(onnxruntime, temporary)  # the joined file loads and runs
-        final.run(None, {"images": _sample_inputs(size, 2 if not dynamic_batch else 1).numpy()})
+        final.run(None, {"images": sample_images.numpy()})
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

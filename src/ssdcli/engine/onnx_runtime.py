@@ -35,6 +35,29 @@ def _open_session(path: Path) -> tuple[Any, dict[str, Any]]:
     return session, json.loads(raw)
 
 
+def _fixed_batch(session: Any) -> int | None:
+    """The batch size of a file exported without a dynamic batch axis, else None."""
+    size = session.get_inputs()[0].shape[0]
+    return size if isinstance(size, int) else None
+
+
+def _run_in_batches(session: Any, images: Tensor) -> list[tuple[list[np.ndarray], int]]:
+    """Run the graph on images [B, 3, S, S]: at once, or, for a fixed batch axis, in slices of that size (the last
+    one padded with zero images). Returns (outputs, real images in the slice) per slice."""
+    array = images.cpu().numpy()
+    fixed = _fixed_batch(session)
+    if fixed is None:
+        return [(session.run(None, {"images": array}), array.shape[0])]
+    runs = []
+    for start in range(0, array.shape[0], fixed):
+        part = array[start : start + fixed]
+        real = part.shape[0]
+        if real < fixed:
+            part = np.concatenate([part, np.zeros((fixed - real, *part.shape[1:]), dtype=part.dtype)])
+        runs.append((session.run(None, {"images": part}), real))
+    return runs
+
+
 class OnnxNetwork:
     """images [B, 3, S, S] -> (conf [B, A, C], loc [B, A, 4]) through ONNX Runtime."""
 
@@ -42,7 +65,9 @@ class OnnxNetwork:
         self.session = session
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        conf, loc = self.session.run(None, {"images": images.cpu().numpy()})
+        runs = _run_in_batches(self.session, images)
+        conf = np.concatenate([outputs[0][:real] for outputs, real in runs])
+        loc = np.concatenate([outputs[1][:real] for outputs, real in runs])
         return torch.from_numpy(conf), torch.from_numpy(loc)
 
 
@@ -60,7 +85,12 @@ class OnnxDecodedPredictor(Predictor):
             return []
         size, info = self.info.layout.image_size, self.info
         batch = torch.stack([network_input(image, size, info.mean, info.std) for image in images])
-        boxes, scores, labels, batch_index = (torch.from_numpy(a) for a in self.session.run(None, {"images": batch.numpy()}))
+        parts, offset = [], 0
+        for outputs, real in _run_in_batches(self.session, batch):  # outputs: boxes, scores, labels, batch_index
+            keep = outputs[3] < real  # drops the padding images' detections
+            parts.append([a[keep] for a in outputs[:3]] + [outputs[3][keep] + offset])
+            offset += real
+        boxes, scores, labels, batch_index = (torch.from_numpy(np.concatenate(column)) for column in zip(*parts))
         results = []
         for i, image in enumerate(images):
             mine = (batch_index == i) & (scores > self.conf_threshold)
