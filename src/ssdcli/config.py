@@ -39,6 +39,7 @@ class TrainConfig:
     resume: Path | None = None
     synth_images: int = 400
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
+    tensorboard: bool = False  # also write TensorBoard event files into the run folder (optional package)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

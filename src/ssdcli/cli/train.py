@@ -39,6 +39,7 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run of this last.pt with its exact schedule.")] = None,
     synth_images: Annotated[int, typer.Option(min=8, help="Images of the generated synthetic set (no --data).")] = 400,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Cap steps per epoch (quick runs).")] = None,
+    tensorboard: Annotated[bool, typer.Option(help="Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]').")] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
 
@@ -49,6 +50,8 @@ def train_command(
         ssd train --data VOCdevkit/VOC2007 --train-split trainval --val-split test --model ssd300_vgg16
 
         ssd train --resume runs/train/3/last.pt
+
+        ssd train --data data/bccd --tensorboard    # then: tensorboard --logdir runs/train
 
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
     """
@@ -81,6 +84,7 @@ def train_command(
         resume=resume,
         synth_images=synth_images,
         max_steps_per_epoch=max_steps_per_epoch,
+        tensorboard=tensorboard,
     )
     console = stdout_console()
     with TrainProgress(console) as progress:

@@ -34,6 +34,7 @@ from .distributed import DistContext, init_distributed, shutdown_distributed
 from .events import CheckpointSaved, EpochDone, EventHandler, Message, RunStarted, StepDone, ignore_events
 from .rundir import fresh_run_dir
 from .schedule import build_optimizer, default_lr, warmup_cosine
+from .tensorboard_log import TensorBoardLog, both
 from .validation import evaluate_model
 
 METRIC_COLUMNS = ("epoch", "loss", "loss_conf", "loss_loc", "lr", "map50", "coco_ap", "seconds")
@@ -78,6 +79,7 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None
         "workers": config.workers,
         "threads": config.threads,
         "resume": config.resume,
+        "tensorboard": config.tensorboard,
     }
     restored = TrainConfig(**{**_config_from_dict(saved).__dict__, **keep})
     return restored, checkpoint
@@ -153,9 +155,13 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
+    emit = on_event if context.is_main else ignore_events
+    board = TensorBoardLog() if config.tensorboard and context.is_main else None
     try:
-        return _train(config, device, context, on_event if context.is_main else ignore_events)
+        return _train(config, device, context, emit if board is None else both(emit, board))
     finally:
+        if board is not None:
+            board.close()
         shutdown_distributed(context)
 
 
