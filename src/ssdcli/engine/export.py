@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ssdcli.core.anchors import default_boxes
+from ssdcli.core.boxes import pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
 from ssdcli.errors import SsdcliError, UsageError
@@ -194,25 +195,11 @@ def separated_head_outputs(
         image = torch.arange(batch)[:, None].expand_as(chosen)
         conf[image, chosen, label.expand_as(chosen)] = 14.0 + 4.0 * torch.rand(chosen.shape, generator=generator)
         boxes = decode(loc.double(), anchors.double()).clamp(0.0, 1.0)  # [B, A, 4]
-        separated = True
-        for c in range(1, num_classes):
-            group_boxes = boxes[image[:, label == c], chosen[:, label == c]]  # [B, per_group, 4]
-            iou = _pairwise_iou(group_boxes)
-            if bool(((iou - iou_threshold).abs() < margin).any()):
-                separated = False
-                break
-        if separated:
+        groups = boxes[image, chosen].view(batch, per_group, num_classes - 1, 4).transpose(1, 2)  # [B, C-1, K, 4]
+        iou = pairwise_iou(groups.reshape(-1, per_group, 4), groups.reshape(-1, per_group, 4))  # [B(C-1), K, K]
+        if not bool(((iou - iou_threshold).abs() < margin).any()):
             return conf, loc
     raise ExportFailed("could not build NMS test inputs whose decisions are clear of the IoU threshold")
-
-
-def _pairwise_iou(boxes: Tensor) -> Tensor:
-    """IoU of every pair of boxes of each image: boxes [B, K, 4] xyxy -> [B, K, K]."""
-    low = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    high = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    inter = (high - low).clamp(min=0).prod(dim=-1)
-    area = (boxes[:, :, 2:] - boxes[:, :, :2]).prod(dim=-1)
-    return inter / (area[:, :, None] + area[:, None, :] - inter).clamp(min=1e-12)
 
 
 def export_onnx(
