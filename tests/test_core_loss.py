@@ -263,3 +263,26 @@ def test_bad_input_raises_value_error_naming_the_argument(name: str, changes: di
 
 def test_good_input_of_the_bad_input_table_is_accepted() -> None:
     assert float(ssd_loss(**GOOD).total) == 0.0  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mining", ["image", "batch"])
+def test_mining_equals_a_stable_sort_on_tied_losses(mining: str) -> None:
+    """Losses drawn from a few values (many ties), positives at random: the kept negatives are the first k of a
+    stable descending sort (numpy's), per image or over the batch."""
+    rng = np.random.default_rng(7)
+    for trial in range(20):
+        batch, anchors = int(rng.integers(1, 5)), int(rng.integers(5, 300))
+        losses = rng.integers(0, 4, size=(batch, anchors)).astype(np.float32) / 4
+        positive = rng.random((batch, anchors)) < rng.choice([0.0, 0.02, 0.2, 0.6])
+        kept = mine_hard_negatives(torch.from_numpy(losses), torch.from_numpy(positive), 3, mining).numpy()
+        expected = np.zeros_like(positive)
+        rows = [(slice(i, i + 1), 3 * int(positive[i].sum())) for i in range(batch)]
+        if mining == "batch":
+            rows = [(slice(0, batch), 3 * int(positive.sum()) + batch)]
+        for where, k in rows:
+            hardness = np.where(positive[where], -np.inf, losses[where]).ravel()
+            order = np.argsort(-hardness, kind="stable")[:k]
+            flat = np.zeros(hardness.size, dtype=bool)
+            flat[order] = True
+            expected[where] = flat.reshape(expected[where].shape) & ~positive[where]
+        assert np.array_equal(kept, expected), f"trial {trial}"

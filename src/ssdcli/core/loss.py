@@ -55,12 +55,22 @@ def _check(conf: Tensor, loc: Tensor, labels: Tensor, offsets: Tensor, neg_ratio
         raise ValueError(f"normalize: expected 'positives' or 'batch', got {normalize!r}")
 
 
-def _stable_rank_descending(values: Tensor) -> Tensor:
-    """Rank of each entry along the last dim when sorted by decreasing value, ties by position; same shape."""
-    order = torch.sort(values, dim=-1, descending=True, stable=True).indices
-    ranks = torch.empty_like(order)
-    positions = torch.arange(values.shape[-1], device=values.device).expand_as(order)
-    return ranks.scatter_(-1, order, positions)
+def _first_k_largest(values: Tensor, k: Tensor) -> Tensor:
+    """Mask of the k[i] largest entries of each row of ``values`` [R, N], ties taken in index order (what ranking by
+    a stable descending sort keeps); k [R, 1] int64 >= 0. One top-k of the largest k instead of a sort of the row:
+    the k-th largest value of a row is its cut-off, entries above it are kept, and entries equal to it are kept
+    in index order until the row has k."""
+    k = k.clamp(max=values.shape[-1])
+    largest = int(k.max()) if k.numel() else 0
+    if largest == 0:
+        return torch.zeros_like(values, dtype=torch.bool)
+    top = torch.topk(values, largest, dim=-1).values  # [R, largest], descending
+    cutoff = top.gather(-1, (k - 1).clamp(min=0))  # [R, 1]
+    above = values > cutoff
+    at = values == cutoff
+    room = k - above.sum(dim=-1, keepdim=True)  # [R, 1]: how many at the cut-off still fit
+    kept = above | (at & (at.cumsum(dim=-1) <= room))
+    return kept & (k > 0)
 
 
 def mine_hard_negatives(background_loss: Tensor, positive: Tensor, neg_ratio: float, mining: Mining) -> Tensor:
@@ -80,11 +90,10 @@ def mine_hard_negatives(background_loss: Tensor, positive: Tensor, neg_ratio: fl
     hardness = background_loss.detach().masked_fill(positive, float("-inf"))
     if mining == "image":
         num_keep = (neg_ratio * positive.sum(dim=1, keepdim=True)).long()  # [B, 1]
-        return negative & (_stable_rank_descending(hardness) < num_keep)
+        return negative & _first_k_largest(hardness, num_keep)
     batch = positive.shape[0]
-    num_keep = int(neg_ratio * int(positive.sum())) + batch
-    ranks = _stable_rank_descending(hardness.reshape(1, -1)).reshape(hardness.shape)
-    return negative & (ranks < num_keep)
+    num_keep = torch.tensor([[int(neg_ratio * int(positive.sum())) + batch]], device=hardness.device)  # [1, 1]
+    return negative & _first_k_largest(hardness.reshape(1, -1), num_keep).reshape(hardness.shape)
 
 
 def ssd_loss(

@@ -73,11 +73,14 @@ def _candidates(scores: Tensor, score_threshold: float, pre_nms_top_k: int) -> t
     """
     batch, num_anchors, num_classes = scores.shape
     image_of, anchor_of = (scores.amax(dim=2) > score_threshold).nonzero(as_tuple=True)  # [P] each
-    row, class_index = (scores[image_of, anchor_of] > score_threshold).nonzero(as_tuple=True)  # [N] each
-    image_index, anchor_index = image_of[row], anchor_of[row]
-    counts = torch.bincount(image_index * num_classes + class_index, minlength=1)
-    if int(counts.max()) <= pre_nms_top_k:
-        return image_index, anchor_index, class_index, scores[image_index, anchor_index, class_index]
+    # With more such default boxes than all groups may keep together, some group is over pre_nms_top_k: go
+    # straight to the top-k, without listing every (default box, class) above the threshold.
+    if image_of.numel() <= batch * num_classes * pre_nms_top_k:
+        row, class_index = (scores[image_of, anchor_of] > score_threshold).nonzero(as_tuple=True)  # [N] each
+        image_index, anchor_index = image_of[row], anchor_of[row]
+        counts = torch.bincount(image_index * num_classes + class_index, minlength=1)
+        if int(counts.max()) <= pre_nms_top_k:
+            return image_index, anchor_index, class_index, scores[image_index, anchor_index, class_index]
     top_scores, top_anchor = scores.transpose(1, 2).contiguous().topk(pre_nms_top_k, dim=2)  # [B, C-1, k]
     image_index, class_index, slot = (top_scores > score_threshold).nonzero(as_tuple=True)  # [N] each
     anchor_index = top_anchor[image_index, class_index, slot]
