@@ -223,12 +223,13 @@ def _assign(
     step = max(1, _CHUNK_ENTRIES // (used * batch * _BLOCK)) * _BLOCK  # a whole number of blocks
     inter = boxes.new_empty(min(step, num_anchors), used, batch)  # [a, G', B], reused
     union = torch.empty_like(inter)
-    best_iou = boxes.new_empty(num_anchors, batch)  # [A, B]
+    scores = boxes.new_empty(batch, num_anchors)  # [B, A]
     block_best = boxes.new_empty(-(-num_anchors // _BLOCK), used, batch)  # [blocks, G', B]
     for start in range(0, num_anchors, step):
         stop = min(start + step, num_anchors)
         iou = _chunk_iou(tables, start, stop, inter[: stop - start], union[: stop - start])  # [a, G', B]
-        best = torch.amax(iou, dim=1, out=best_iou[start:stop])  # [a, B]
+        best = torch.amax(iou, dim=1)  # [a, B]
+        scores[:, start:stop] = best.t()  # transposed while the chunk is in cache
         anchor_of, image_of = (best > threshold).nonzero(as_tuple=True)  # [P] each
         column = iou[anchor_of, :, image_of]  # [P, G']
         first_gt = (column == best[anchor_of, image_of, None]).to(torch.uint8).argmax(dim=1)  # [P]
@@ -245,7 +246,7 @@ def _assign(
         gt_best_anchor = _first_anchor_reaching(tables, gt_best_iou, first * _BLOCK, _BLOCK)  # [G', B]
         gt_slot, image = _forced_matches(valid.t() & (gt_best_iou > 0), gt_best_anchor)  # [F] each
         gt_index[image, gt_best_anchor[gt_slot, image]] = gt_slot
-    return gt_index, best_iou.t().contiguous().clamp_(min=0.0)
+    return gt_index, scores.clamp_(min=0.0)
 
 
 def match(
