@@ -196,27 +196,55 @@ def _forced_matches(forcible: Tensor, best_anchor: Tensor) -> tuple[Tensor, Tens
     return (forcible & ~overtaken).nonzero(as_tuple=True)
 
 
-def _assign(
-    boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, best_anchor: bool
-) -> tuple[Tensor, Tensor]:
-    """gt_index [B, A] (-1 for background) and scores [B, A] of a batch.
+class _Pairs(NamedTuple):
+    """Matched (image, default box, GT slot) triples, [P] int64 each."""
+
+    image: Tensor
+    anchor: Tensor
+    gt: Tensor
+
+
+class _Assignment(NamedTuple):
+    """The result of matching a batch. A default box in both lists takes its GT from ``forced``.
+
+    scores: [B, A] best IoU of each default box with any GT (0 where none overlaps).
+    by_threshold: default boxes whose best IoU is above the threshold, with the first GT slot reaching it.
+    forced: the best default box of each GT that claims one (the best-anchor rule; empty without it).
+    """
+
+    scores: Tensor
+    by_threshold: _Pairs
+    forced: _Pairs
+
+
+def _first_gt_reaching(tables: _Tables, best: Tensor, image: Tensor, anchor: Tensor) -> Tensor:
+    """For each (image, default box) pair [P], the first GT slot whose IoU equals best [P]: the IoU is recomputed
+    for those pairs only, with the operations of :func:`_chunk_iou`, so equal values compare equal. Returns [P]."""
+    inter = tables.x_table[tables.x_index[anchor], :, image] * tables.y_table[tables.y_index[anchor], :, image]  # [P, G]
+    union = (tables.gt_area[0, :, image].t() + tables.anchor_area[anchor, None]).sub_(inter)
+    iou = iou_from_union_(inter, union) if tables.guard else inter.div_(union)
+    return (iou == best[:, None]).to(torch.uint8).argmax(dim=1)
+
+
+def _assign(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, best_anchor: bool) -> _Assignment:
+    """Match a batch: each default box's best IoU, the default boxes above the threshold and the forced matches.
 
     The IoU is computed in chunks of default boxes laid out [a, G, B] (the batch contiguous) and reduced at
-    once: each default box's best IoU (and, above the threshold, the first GT slot reaching it) and each GT
-    slot's best IoU per chunk. Max-with-index reductions are slow on CPU, so indices are looked up only where
-    they are needed. Only the first G' GT slots take part, G' ending at the last slot that is a GT in any image;
-    padding slots before it are matched as empty boxes (IoU 0), which changes no maximum that matters: scores
-    are clamped at 0, a default box only takes a GT with IoU above the threshold (>= 0), and only valid GTs with
-    IoU > 0 claim their best default box.
+    once: each default box's best IoU and each GT slot's best IoU per block of default boxes. Max-with-index
+    reductions are slow on CPU, so indices are looked up afterwards, where they are needed, on few entries. Only
+    the first G' GT slots take part, G' ending at the last slot that is a GT in any image; padding slots before
+    it are matched as empty boxes (IoU 0), which changes no maximum that matters: scores are clamped at 0, a
+    default box only takes a GT with IoU above the threshold (>= 0), and only valid GTs with IoU > 0 claim
+    their best default box.
     """
     batch, _, _ = boxes.shape
     num_anchors = anchors.shape[0]
     valid = classes >= 1  # [B, G]
     slots = torch.arange(1, valid.shape[1] + 1, device=boxes.device)
     used = int((valid * slots).amax()) if valid.numel() else 0
-    gt_index = torch.full((batch, num_anchors), -1, dtype=torch.int64, device=boxes.device)  # [B, A]
+    none = torch.zeros(0, dtype=torch.int64, device=boxes.device)
     if used == 0:
-        return gt_index, boxes.new_zeros(batch, num_anchors)
+        return _Assignment(boxes.new_zeros(batch, num_anchors), _Pairs(none, none, none), _Pairs(none, none, none))
     valid = valid[:, :used]
     gt_boxes = torch.where(valid[:, :, None], boxes[:, :used], boxes.new_zeros(()))  # [B, G', 4]
     tables = _tables(gt_boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))
@@ -228,25 +256,23 @@ def _assign(
     for start in range(0, num_anchors, step):
         stop = min(start + step, num_anchors)
         iou = _chunk_iou(tables, start, stop, inter[: stop - start], union[: stop - start])  # [a, G', B]
-        best = torch.amax(iou, dim=1)  # [a, B]
-        scores[:, start:stop] = best.t()  # transposed while the chunk is in cache
-        anchor_of, image_of = (best > threshold).nonzero(as_tuple=True)  # [P] each
-        column = iou[anchor_of, :, image_of]  # [P, G']
-        first_gt = (column == best[anchor_of, image_of, None]).to(torch.uint8).argmax(dim=1)  # [P]
-        gt_index[image_of, anchor_of + start] = first_gt  # the first GT on ties
+        scores[:, start:stop] = torch.amax(iou, dim=1).t()  # transposed while the chunk is in cache
         whole, first_block = (stop - start) // _BLOCK, start // _BLOCK
         if whole:
             blocks = iou[: whole * _BLOCK].view(whole, _BLOCK, used, batch)
             block_best[first_block : first_block + whole] = blocks.amax(dim=1)
         if whole * _BLOCK < stop - start:
             block_best[first_block + whole] = iou[whole * _BLOCK :].amax(dim=0)
+    image, anchor = (scores > threshold).nonzero(as_tuple=True)  # [P] each
+    by_threshold = _Pairs(image, anchor, _first_gt_reaching(tables, scores[image, anchor], image, anchor))
+    forced = _Pairs(none, none, none)
     if best_anchor:
         gt_best_iou = block_best.amax(dim=0)  # [G', B]
         first = (block_best == gt_best_iou[None]).to(torch.uint8).argmax(dim=0)  # [G', B] first block
         gt_best_anchor = _first_anchor_reaching(tables, gt_best_iou, first * _BLOCK, _BLOCK)  # [G', B]
         gt_slot, image = _forced_matches(valid.t() & (gt_best_iou > 0), gt_best_anchor)  # [F] each
-        gt_index[image, gt_best_anchor[gt_slot, image]] = gt_slot
-    return gt_index, scores.clamp_(min=0.0)
+        forced = _Pairs(image, gt_best_anchor[gt_slot, image], gt_slot)
+    return _Assignment(scores.clamp_(min=0.0), by_threshold, forced)
 
 
 def match(
@@ -271,10 +297,13 @@ def match(
         num_classes: if given, classes must be < num_classes.
     """
     _check_inputs(boxes, classes, anchors, threshold, num_classes)
-    gt_index, scores = _assign(boxes, classes, anchors, threshold, best_anchor)
+    assigned = _assign(boxes, classes, anchors, threshold, best_anchor)
+    gt_index = torch.full(assigned.scores.shape, -1, dtype=torch.int64, device=boxes.device)  # [B, A]
+    for pairs in (assigned.by_threshold, assigned.forced):  # forced matches last: they win
+        gt_index[pairs.image, pairs.anchor] = pairs.gt
     iou = pairwise_iou(boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))  # [B, G, A]
     iou.masked_fill_(classes[:, :, None] < 1, -1.0)
-    return Match(gt_index, scores, iou)
+    return Match(gt_index, assigned.scores, iou)
 
 
 def encode(
@@ -297,12 +326,12 @@ def encode(
         labels [B, A] int64 (0 = background), offsets [B, A, 4], scores [B, A] = best IoU with any GT.
     """
     _check_inputs(boxes, classes, anchors, threshold, num_classes)
-    gt_index, scores = _assign(boxes, classes, anchors, threshold, best_anchor)  # [B, A] each
-    image_of, anchor_of = (gt_index >= 0).nonzero(as_tuple=True)  # [P] each
-    gt_of = gt_index[image_of, anchor_of]  # [P]
-    labels = torch.zeros_like(gt_index)
-    labels[image_of, anchor_of] = classes[image_of, gt_of].to(torch.int64)
-    offsets = boxes.new_zeros(*gt_index.shape, 4)  # [B, A, 4]
+    assigned = _assign(boxes, classes, anchors, threshold, best_anchor)
+    labels = torch.zeros(assigned.scores.shape, dtype=torch.int64, device=boxes.device)  # [B, A]
+    offsets = boxes.new_zeros(*assigned.scores.shape, 4)  # [B, A, 4]
     anchors = anchors.to(boxes.dtype)
-    offsets[image_of, anchor_of] = encode_offsets(boxes[image_of, gt_of], anchors[anchor_of], prior_scaling)
-    return EncodedTargets(labels, offsets, scores)
+    for pairs in (assigned.by_threshold, assigned.forced):  # forced matches last: they win
+        labels[pairs.image, pairs.anchor] = classes[pairs.image, pairs.gt].to(torch.int64)
+        matched = boxes[pairs.image, pairs.gt]  # [P, 4]
+        offsets[pairs.image, pairs.anchor] = encode_offsets(matched, anchors[pairs.anchor], prior_scaling)
+    return EncodedTargets(labels, offsets, assigned.scores)
