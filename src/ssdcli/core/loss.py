@@ -69,8 +69,7 @@ def _first_k_largest(values: Tensor, k: Tensor) -> Tensor:
     above = values > cutoff
     at = values == cutoff
     room = k - above.sum(dim=-1, keepdim=True)  # [R, 1]: how many at the cut-off still fit
-    kept = above | (at & (at.cumsum(dim=-1) <= room))
-    return kept & (k > 0)
+    return above | (at & (at.cumsum(dim=-1) <= room))
 
 
 def mine_hard_negatives(background_loss: Tensor, positive: Tensor, neg_ratio: float, mining: Mining) -> Tensor:

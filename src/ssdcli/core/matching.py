@@ -4,8 +4,9 @@ Every image of a batch is matched at once: GTs are padded to [B, G, 4] and paddi
 
 The IoU of a batch is the one large quantity here (32 images x 15 GTs x 8,732 default boxes is 17 MB in float32).
 ``encode`` never builds it whole: it is computed in chunks of default boxes that stay in cache, laid out
-[a, G, B] so that both maxima (over GTs and over default boxes) reduce with the batch contiguous and the per-axis
-overlaps are copied as whole rows, and reduced at once. The overlap along each axis is copied per default box from a table over the layout's few distinct extents.
+[a, G, B] so that both maxima (over GTs and over default boxes) reduce with the batch contiguous, and reduced at
+once. The overlap along each axis is copied per default box, as whole [G, B] rows, from a table over the layout's
+few distinct extents.
 Indices of maxima are looked up afterwards, where needed, on small tensors: max-with-index reductions over a
 whole chunk cost ten times a plain maximum on CPU.
 """
@@ -161,26 +162,26 @@ def _chunk_iou(tables: _Tables, start: int, stop: int, inter: Tensor, union: Ten
     return iou_from_union_(inter, union) if tables.guard else inter.div_(union)
 
 
+def _entry_iou(tables: _Tables, anchor: Tensor, gt: Tensor, image: Tensor) -> Tensor:
+    """IoU of single (default box, GT slot, image) entries, the three index tensors broadcast together; the
+    operations of :func:`_chunk_iou` in the same order, so equal IoUs compare equal to the chunks' values."""
+    inter = tables.x_table[tables.x_index[anchor], gt, image] * tables.y_table[tables.y_index[anchor], gt, image]
+    union = (tables.gt_area[0, gt, image] + tables.anchor_area[anchor]).sub_(inter)
+    return iou_from_union_(inter, union) if tables.guard else inter.div_(union)
+
+
 def _first_anchor_reaching(tables: _Tables, best: Tensor, start: Tensor, width: int) -> Tensor:
     """For each GT slot, the first default box in start..start+width-1 whose IoU equals best.
 
-    best, start: [G, B]. The IoU is recomputed for those default boxes only, with the operations of
-    :func:`_chunk_iou`, so equal values compare equal. Returns [G, B] indices into the default boxes.
+    best, start: [G, B]. The IoU is recomputed for those default boxes only. Returns [G, B] indices into the
+    default boxes.
     """
     num_anchors = tables.anchor_area.shape[0]
+    slots, batch = best.shape
     index = (start[:, :, None] + torch.arange(width, device=start.device)).clamp_(max=num_anchors - 1)  # [G, B, a]
-    flat = index.flatten()
-
-    slots, batch = tables.gt_area.shape[1:]
-    cell = torch.arange(slots * batch, device=start.device).view(slots, batch, 1)  # [G, B, 1]: offset of (g, b)
-
-    def overlap(table: Tensor, extent_index: Tensor) -> Tensor:  # table [U, G, B] -> [G, B, a]
-        return table.take(extent_index.index_select(0, flat).view_as(index) * (slots * batch) + cell)
-
-    inter = overlap(tables.x_table, tables.x_index).mul_(overlap(tables.y_table, tables.y_index))  # [G, B, a]
-    gt_area = tables.gt_area[0, :, :, None]  # [G, B, 1]
-    union = (gt_area + tables.anchor_area.index_select(0, flat).view_as(index)).sub_(inter)
-    iou = iou_from_union_(inter, union) if tables.guard else inter.div_(union)
+    gt = torch.arange(slots, device=start.device)[:, None, None]  # [G, 1, 1]
+    image = torch.arange(batch, device=start.device)[None, :, None]  # [1, B, 1]
+    iou = _entry_iou(tables, index, gt, image)  # [G, B, a]
     return index.gather(2, (iou == best[:, :, None]).to(torch.uint8).argmax(dim=2, keepdim=True))[:, :, 0]
 
 
@@ -218,11 +219,10 @@ class _Assignment(NamedTuple):
 
 
 def _first_gt_reaching(tables: _Tables, best: Tensor, image: Tensor, anchor: Tensor) -> Tensor:
-    """For each (image, default box) pair [P], the first GT slot whose IoU equals best [P]: the IoU is recomputed
-    for those pairs only, with the operations of :func:`_chunk_iou`, so equal values compare equal. Returns [P]."""
-    inter = tables.x_table[tables.x_index[anchor], :, image] * tables.y_table[tables.y_index[anchor], :, image]  # [P, G]
-    union = (tables.gt_area[0, :, image].t() + tables.anchor_area[anchor, None]).sub_(inter)
-    iou = iou_from_union_(inter, union) if tables.guard else inter.div_(union)
+    """For each (image, default box) pair [P], the first GT slot whose IoU equals best [P], the IoU recomputed
+    for those pairs only. Returns [P]."""
+    gt = torch.arange(tables.gt_area.shape[1], device=best.device)  # [G]
+    iou = _entry_iou(tables, anchor[:, None], gt, image[:, None])  # [P, G]
     return (iou == best[:, None]).to(torch.uint8).argmax(dim=1)
 
 
