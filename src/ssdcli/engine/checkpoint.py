@@ -75,8 +75,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"not a readable checkpoint ({first_line})", path=path) from None
+        # torch's own text is several sentences (and for a foreign pickle suggests loading it unsafely): name the
+        # kind of failure only.
+        raise CheckpointError(
+            f"not a readable checkpoint: corrupt, or not a file written by 'ssd train' ({type(error).__name__})",
+            path=path,
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError("not an ssdcli checkpoint (no 'format: ssdcli-checkpoint' entry)", path=path)
     if payload.get("version") != CHECKPOINT_VERSION:
