@@ -46,7 +46,7 @@ def test_synth_coco_then_check_root_and_file(tmp_path: Path, capsys: pytest.Capt
     assert all(image["width"] == 96 for image in data["images"])
     assert main(["data", "check", str(out), "--split", "val"]) == 0
     assert "val" in capsys.readouterr().out
-    assert main(["data", "check", str(out / "annotations" / "instances_test.json"), "--decode"]) == 0
+    assert main(["data", "check", str(out / "annotations" / "instances_test.json"), "--images"]) == 0
 
 
 def test_synth_refuses_a_non_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,8 +88,15 @@ def test_check_corrupt_image_names_the_file(tmp_path: Path, capsys: pytest.Captu
     capsys.readouterr()
     image = out / "JPEGImages" / "000002.jpg"
     image.write_bytes(b"broken")
+    assert main(["data", "check", str(out), "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "do not decode" in captured.out and "000002.jpg" in captured.out
+    assert main(["data", "check", str(out), "--no-images", "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "unreadable header" in captured.out and "000002.jpg" in captured.out
+    (out / "JPEGImages" / "000003.jpg").unlink()
     assert main(["data", "check", str(out)]) == 2
-    _one_line_error(capsys, str(image))
+    _one_line_error(capsys, "000003.jpg")
 
 
 def test_check_decode_finds_an_image_that_does_not_decode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,7 +105,7 @@ def test_check_decode_finds_an_image_that_does_not_decode(tmp_path: Path, capsys
     image = out / "JPEGImages" / "000001.jpg"
     image.write_bytes(image.read_bytes()[:30])  # a JPEG header, then nothing
     capsys.readouterr()
-    assert main(["data", "check", str(out), "--decode", "--strict"]) == 1
+    assert main(["data", "check", str(out), "--strict"]) == 1
     captured = capsys.readouterr()
     assert "do not decode" in captured.out and "000001.jpg" in captured.out
     assert captured.err.startswith("warning:")
@@ -154,3 +161,34 @@ def test_size_histogram_and_near_duplicates_known_answers() -> None:
     assert size_histogram(boxes) == (1, 1, 2, 0, 0, 1)  # sides 10, 16, 40, 300, 40
     record = ImageRecord(0, "x", Path("x.jpg"), 400, 400, boxes, np.array([1, 1, 2, 1, 2]), np.zeros(5, bool))
     assert near_duplicate_pairs(record) == 1  # boxes 2 and 4: IoU 39*40 / (1600 + 1600 - 1560) = 0.951
+
+
+def test_check_lists_what_training_would_trip_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated JPEG, an undecodable file, a wrong <size>, an empty split and a file name used twice: each is
+    listed with its split and file, in the table and in the JSON report."""
+    from messy_files import set_voc_size, truncate, undecodable_jpeg
+
+    from ssdcli.data.dataset import open_index
+
+    out = tmp_path / "shapes"
+    assert main(["data", "synth", str(out), "--images", "30"]) == 0
+    records = open_index(out, "train").records
+    truncate(records[0].path, cut=1024)
+    undecodable_jpeg(records[1].path)
+    set_voc_size(out / "Annotations" / f"{records[2].source_id}.xml", 200, 150)
+    (out / "ImageSets" / "Main" / "empty.txt").write_text("")
+    report = tmp_path / "report.json"
+    capsys.readouterr()
+    assert main(["data", "check", str(out), "--json", str(report)]) == 2  # the empty split cannot be used
+    table = capsys.readouterr().out
+    for words in ("truncated", "do not decode", "size differs", "split cannot be used"):
+        assert words in table, words
+    data = json.loads(report.read_text())
+    found = {(p["split"], p["problem"].split(" (")[0]): p["files"] for p in data["problems"]}
+    assert found[("train", "truncated images")] == [str(records[0].path)]
+    assert found[("train", "images that do not decode")] == [str(records[1].path)]
+    assert found[("train", "images whose size differs from the annotation")] == [str(records[2].path)]
+    assert any(split == "empty" for split, _ in found)
+    assert data["decoded"] is True
+    assert main(["data", "check", str(out), "--json", str(report)]) == 2  # never overwrites a report
+    assert "exists" in capsys.readouterr().err

@@ -226,7 +226,7 @@ def check_json(path: Path, want: dict[str, float]) -> None:
 @pytest.fixture(scope="module")
 def bccd() -> Path:
     if not (BCCD / "ImageSets" / "Main" / "test.txt").is_file():
-        pytest.skip("the BCCD data set is not available")
+        pytest.skip("BCCD data set not available")
     return BCCD
 
 

@@ -39,6 +39,8 @@ class TrainConfig:
     resume: Path | None = None
     synth_images: int = 400
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
+    verify_images: bool = True  # decode every image once before the first step (data/verify.py)
+    strict: bool = False  # an image that does not decode is an error instead of being left out
     tensorboard: bool = False  # also write TensorBoard event files into the run folder (optional package)
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -97,12 +97,18 @@ def check_command(
     path: Annotated[Path, typer.Argument(help="VOC root, COCO root, or COCO instances .json file.")],
     split: Annotated[str | None, typer.Option("--split", "-s", help="Check only this split (default: all).")] = None,
     format: Annotated[DataFormat, typer.Option("--format", "-f", help="Data set layout.")] = DataFormat.auto,
-    decode: Annotated[bool, typer.Option("--decode", help="Decode every image (slower, thorough).")] = False,
+    images: Annotated[Optional[bool], typer.Option("--images/--no-images", help="Decode every image as training does before its first step (default: on below 10,000 images).")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Threads decoding images.")] = 2,
+    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names: objects of other classes are an error, as in training.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file ('-': stdout, no table).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if any problem is found.")] = False,
 ) -> None:
     """Validate a data set and summarise it: images, objects per class, box sizes, problems found.
 
-    Unusable input (missing or corrupt image, malformed annotation, empty split) is an error (exit code 2).
+    Problems that training would trip on are listed per split and file: images that do not decode or are cut
+    short, sizes that differ from the annotation, boxes outside the image or without area, unusable splits,
+    file names used twice. A split that cannot be used (a missing image, a malformed annotation, an empty split)
+    is listed too, and the command then exits with code 2.
 
     Repaired or harmless problems are listed (exit code 0, or 1 with --strict).
 
@@ -111,11 +117,27 @@ def check_command(
         ssd data check data/VOC2007 --split trainval
 
         ssd data check data/coco/annotations/instances_val2017.json
+
+        ssd data check data/VOC2007 --json report.json     # the problems with every file, for scripts
     """
     from ssdcli.data.check import check_dataset
 
-    report = check_dataset(path, split=split, format=format.value, decode=decode)
-    _render_check(report)
+    from ssdcli.data.results_io import json_text, write_json
+    from ssdcli.errors import DataError, UsageError
+
+    names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
+    report = check_dataset(path, split=split, format=format.value, classes=names, decode=images, workers=workers)
+    if json_out is not None and str(json_out) == "-":
+        typer.echo(json_text(report.to_dict()), nl=False)
+    else:
+        _render_check(report)
+        if json_out is not None:
+            if json_out.exists():
+                raise UsageError("exists; choose another file for the JSON report", path=json_out)
+            write_json(json_out, report.to_dict())
+    if report.fatal:
+        first = report.fatal[0]
+        raise DataError(f"split {first.split!r}: {first.what}", path=first.files[0] if first.files else path)
     if not report.ok:
         total = sum(problem.count for problem in report.problems)
         print_warning(f"{path}: {total} problems of {len(report.problems)} kinds (see the table above)")

@@ -5,7 +5,16 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ssdcli.engine.events import CheckpointSaved, EpochDone, EvalProgress, Event, Message, RunStarted, StepDone
+from ssdcli.engine.events import (
+    CheckpointSaved,
+    EpochDone,
+    EvalProgress,
+    Event,
+    Message,
+    RunStarted,
+    StepDone,
+    TaskProgress,
+)
 
 from .render import print_warning
 
@@ -28,6 +37,7 @@ class TrainProgress:
         )
         self.task: int | None = None
         self.eval_task: int | None = None
+        self.prepare_tasks: dict[str, int] = {}
 
     def __enter__(self) -> TrainProgress:
         self.progress.start()
@@ -49,6 +59,10 @@ class TrainProgress:
                 f"loc {event.loss_loc:.3f}  lr {event.lr:.2e}  {event.images_per_s:.0f} img/s"
             )
             self.progress.update(self.task, advance=1, stats=stats)
+        elif isinstance(event, TaskProgress):
+            if event.task not in self.prepare_tasks:
+                self.prepare_tasks[event.task] = self.progress.add_task(event.task, total=event.total, stats="")
+            self.progress.update(self.prepare_tasks[event.task], completed=event.done)
         elif isinstance(event, EvalProgress):
             if self.eval_task is None:
                 self.eval_task = self.progress.add_task("validate", total=event.total, stats="")

@@ -39,6 +39,8 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run of this last.pt with its exact schedule.")] = None,
     synth_images: Annotated[int, typer.Option(min=8, help="Images of the generated synthetic set (no --data).")] = 400,
     max_steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Cap steps per epoch (quick runs).")] = None,
+    verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = True,
+    strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = False,
     tensorboard: Annotated[bool, typer.Option(help="Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]').")] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
@@ -84,6 +86,8 @@ def train_command(
         resume=resume,
         synth_images=synth_images,
         max_steps_per_epoch=max_steps_per_epoch,
+        verify_images=verify_images,
+        strict=strict,
         tensorboard=tensorboard,
     )
     console = stdout_console()

@@ -8,8 +8,12 @@ collected instead:
 - the loaders' repairs (:class:`DataWarnings`): boxes clipped to the image, zero-area boxes dropped,
   duplicate image ids;
 - near-duplicate boxes: two boxes of the same class in one image with IoU >= 0.9 (an object annotated twice);
-- an image whose header gives another size than its annotation (its boxes would not fit);
-- with ``decode=True``, an image that does not decode (the index only reads the first bytes of each file);
+- an image whose pixels (with ``decode=True``, else its header) have another size than its annotation;
+- with ``decode=True``, every image decoded once as training does before its first step
+  (:mod:`ssdcli.data.verify`): images that do not decode, JPEGs cut short;
+- file names used by two different image files (outputs named after them would collide);
+- a split that cannot be used at all (missing or empty split file, no objects, ...): reported, and the other
+  splits are still checked;
 - the same image in two of the train, val and test splits.
 """
 
@@ -24,14 +28,17 @@ import numpy as np
 from ssdcli.errors import DataError
 
 from .coco import coco_splits, split_of
-from .dataset import detect_format, open_index, read_image_rgb
+from .dataset import detect_format, open_index
 from .records import DatasetIndex, DataWarnings, ImageRecord, image_size_from_header
+from .verify import OK, TRUNCATED, UNDECODABLE, check_images
 from .voc import voc_splits
 
 # Box-size histogram: edges of sqrt(box area) in pixels of the image file.
 SIZE_EDGES: tuple[int, ...] = (16, 32, 64, 128, 256)
 SIZE_LABELS: tuple[str, ...] = ("<16", "16-32", "32-64", "64-128", "128-256", ">=256")
 NEAR_DUPLICATE_IOU = 0.9
+#: Below this many images, a check decodes every image unless told otherwise.
+DECODE_BELOW = 10_000
 _SPLIT_ORDER = ("train", "val", "trainval", "test")
 _DISJOINT = (("train", "val"), ("train", "test"), ("val", "test"), ("trainval", "test"))
 
@@ -44,6 +51,7 @@ class Problem:
     count: int
     files: tuple[str, ...] = ()
     split: str | None = None
+    fatal: bool = False  # the split cannot be used at all
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,40 @@ class DataCheckReport:
     problems: tuple[Problem, ...]
     size_labels: tuple[str, ...] = SIZE_LABELS
 
+    decoded: bool = False
+
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def fatal(self) -> tuple[Problem, ...]:
+        """Problems that make a split unusable (training on it would stop with an error)."""
+        return tuple(problem for problem in self.problems if problem.fatal)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able form for scripts: the splits' contents and every problem with all its files."""
+        return {
+            "root": str(self.root),
+            "format": self.format,
+            "decoded": self.decoded,
+            "classes": list(self.class_names),
+            "splits": [
+                {
+                    "split": s.split,
+                    "images": s.images,
+                    "objects": s.objects,
+                    "ignored": s.ignored,
+                    "images_without_objects": s.images_without_objects,
+                    "objects_per_class": s.objects_per_class,
+                    "size_histogram": dict(zip(self.size_labels, s.size_histogram)),
+                }
+                for s in self.splits
+            ],
+            "problems": [
+                {"split": p.split, "problem": p.what, "count": p.count, "files": list(p.files), "fatal": p.fatal} for p in self.problems
+            ],
+        }
 
 
 def size_histogram(boxes: np.ndarray) -> tuple[int, ...]:
@@ -137,49 +176,64 @@ def _summarise(index: DatasetIndex, names: Sequence[str]) -> SplitSummary:
 
 @dataclass(frozen=True)
 class _ImageFacts:
-    size: tuple[int, int] | None  # (width, height) from the header; None if unreadable
-    decodes: bool
+    size: tuple[int, int] | None  # (width, height) from the pixels or the header; None if unreadable
+    status: str  # verify.OK, TRUNCATED or UNDECODABLE; OK when not decoded
 
 
-def _inspect(path: Path, decode: bool) -> _ImageFacts:
+def _header_facts(path: Path) -> _ImageFacts:
     try:
-        size: tuple[int, int] | None = image_size_from_header(path)
+        return _ImageFacts(image_size_from_header(path), OK)
     except DataError:
-        size = None
+        return _ImageFacts(None, OK)
+
+
+def _image_facts(indexes: Sequence[DatasetIndex], decode: bool, workers: int) -> dict[Path, _ImageFacts]:
+    paths = list(dict.fromkeys(record.path for index in indexes for record in index.records))
     if not decode:
-        return _ImageFacts(size, True)
-    try:
-        read_image_rgb(path)
-    except DataError:
-        return _ImageFacts(size, False)
-    return _ImageFacts(size, True)
+        return {path: _header_facts(path) for path in paths}
+    checks = check_images(paths, workers)
+    return {
+        path: _ImageFacts((c.width, c.height) if c.status != UNDECODABLE else None, c.status)
+        for path, c in checks.items()
+    }
 
 
-def _record_problems(index: DatasetIndex, decode: bool, seen: dict[Path, _ImageFacts]) -> list[Problem]:
+def _record_problems(index: DatasetIndex, facts: dict[Path, _ImageFacts], decode: bool) -> list[Problem]:
     duplicates: list[str] = []
     mismatched: list[str] = []
     unreadable: list[str] = []
     undecodable: list[str] = []
+    truncated: list[str] = []
     for record in index.records:
         duplicates += [_annotation_file(index, record)] * near_duplicate_pairs(record)
-        if record.path not in seen:
-            seen[record.path] = _inspect(record.path, decode)
-        facts = seen[record.path]
-        if facts.size is None:
-            unreadable.append(str(record.path))
-        elif facts.size != (record.width, record.height):
-            mismatched.append(str(record.path))
-        if not facts.decodes:
+        found = facts[record.path]
+        if found.status == UNDECODABLE:
             undecodable.append(str(record.path))
+        elif found.size is None:
+            unreadable.append(str(record.path))
+        elif found.size != (record.width, record.height):
+            mismatched.append(str(record.path))
+        if found.status == TRUNCATED:
+            truncated.append(str(record.path))
     kinds = (
         (f"near-duplicate box pairs (same class, IoU >= {NEAR_DUPLICATE_IOU:g})", duplicates),
         ("images whose size differs from the annotation", mismatched),
         ("images with an unreadable header", unreadable),
-        ("images that do not decode", undecodable),
+        ("images that do not decode (left out when training)", undecodable),
+        ("truncated images (decoded as far as their data goes)", truncated),
     )
     problems = [Problem(what, count, files, index.split) for what, count, files in index.warnings.items()]
     problems += [Problem(what, len(files), tuple(dict.fromkeys(files)), index.split) for what, files in kinds if files]
     return problems
+
+
+def _same_names(indexes: Sequence[DatasetIndex]) -> list[Problem]:
+    by_name: dict[str, set[Path]] = {}
+    for index in indexes:
+        for record in index.records:
+            by_name.setdefault(record.path.name, set()).add(record.path)
+    shared = sorted(str(path) for paths in by_name.values() if len(paths) > 1 for path in paths)
+    return [Problem("file names shared by different image files", len(shared), tuple(shared))] if shared else []
 
 
 def _overlaps(indexes: Sequence[DatasetIndex]) -> list[Problem]:
@@ -198,22 +252,37 @@ def check_dataset(
     split: str | None = None,
     format: str = "auto",
     classes: Sequence[str] | None = None,
-    decode: bool = False,
+    decode: bool | None = None,
+    workers: int = 2,
 ) -> DataCheckReport:
     """Index and check a data set (every split found, or ``split``); see the module docstring.
 
-    ``decode=True`` decodes every image (slow on large data sets); otherwise images are checked by their
-    headers only.
+    ``decode=True`` decodes every image once (``workers`` threads); ``False`` checks images by their headers
+    only; ``None`` decodes when the splits hold fewer than :data:`DECODE_BELOW` images. A split that cannot be opened at all is a problem of the report; if no split opens, the
+    first split's :class:`DataError` is raised.
     """
     path = Path(path)
     if format == "auto":
         format = detect_format(path)
-    indexes = [open_index(path, name, format=format, classes=classes) for name in _splits(path, format, split)]
+    indexes: list[DatasetIndex] = []
+    problems: list[Problem] = []
+    errors: list[DataError] = []
+    for name in _splits(path, format, split):
+        try:
+            indexes.append(open_index(path, name, format=format, classes=classes, check_images=False))
+        except DataError as error:
+            errors.append(error)
+            problems.append(Problem(f"split cannot be used: {error.message}", 1, (error.path or str(path),), name, True))
+    if not indexes:
+        raise errors[0]
     names: list[str] = []
     for index in indexes:
         names += [name for name in index.class_names[1:] if name not in names]
-    seen: dict[Path, _ImageFacts] = {}
-    problems = [problem for index in indexes for problem in _record_problems(index, decode, seen)]
+    if decode is None:
+        decode = sum(len(index) for index in indexes) < DECODE_BELOW
+    facts = _image_facts(indexes, decode, workers)
+    problems += [problem for index in indexes for problem in _record_problems(index, facts, decode)]
+    problems += _same_names(indexes)
     problems += _overlaps(indexes)
     return DataCheckReport(
         root=path,
@@ -221,4 +290,5 @@ def check_dataset(
         class_names=tuple(names),
         splits=tuple(_summarise(index, names) for index in indexes),
         problems=tuple(problems),
+        decoded=decode,
     )

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ssdcli.errors import DataError
+
 PADDING = -1
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A sample or batch that could not be loaded, passed on as data instead of raised.
+
+    A ``DataLoader`` worker that raises hands the main process a multi-line "Caught ... in DataLoader worker
+    process" text; a :class:`LoadFailure` crosses the process boundary intact, and :func:`checked_batches`
+    raises it in the main process as the one-line :class:`DataError` it was.
+    """
+
+    message: str
+    path: str | None = None
+
+
+def checked_batches(batches: Iterable[DetectionBatch | LoadFailure]) -> Iterator[DetectionBatch]:
+    """The batches of a loader whose dataset returns failures; :class:`DataError` at the first failure."""
+    for batch in batches:
+        if isinstance(batch, LoadFailure):
+            raise DataError(batch.message, path=batch.path)
+        yield batch
 
 
 @dataclass(frozen=True)
@@ -51,10 +74,16 @@ class DetectionBatch:
         return int(self.images.shape[0])
 
 
-def collate_detections(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> DetectionBatch:
-    """Stack ``(image, target)`` samples of :class:`DetectionDataset`; pad objects to the batch's largest count."""
+def collate_detections(batch: Sequence[tuple[Tensor, dict[str, Any]] | LoadFailure]) -> DetectionBatch | LoadFailure:
+    """Stack ``(image, target)`` samples of :class:`DetectionDataset`; pad objects to the batch's largest count.
+
+    A batch holding a :class:`LoadFailure` is that failure (the first one).
+    """
     if not batch:
         raise ValueError("batch: expected at least one sample, got none")
+    failures = [sample for sample in batch if isinstance(sample, LoadFailure)]
+    if failures:
+        return failures[0]
     images = torch.stack([image for image, _ in batch])  # [B, 3, S, S]
     size = len(batch)
     most = max(1, max(int(target["labels"].shape[0]) for _, target in batch))

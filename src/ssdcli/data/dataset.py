@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -14,15 +13,13 @@ from torch.utils.data import Dataset
 from ssdcli.errors import DataError, UsageError
 
 from .coco import coco_splits, find_coco, images_dir_for, load_coco
+from .collate import LoadFailure
+from .images import decode_image
 from .records import DatasetIndex, ImageRecord
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, make_sample
 from .voc import is_voc_root, load_voc
 
 FORMATS = ("auto", "voc", "coco")
-
-# Decode flags: 3-channel colour, and pixel order as stored (annotations of VOC and COCO refer to the stored
-# pixels, not to the picture as turned by an EXIF orientation tag).
-_IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 def detect_format(path: str | Path) -> str:
@@ -76,26 +73,19 @@ def open_index(
     return load_coco(annotations_json, images_dir, classes=classes, split=split, check_images=check_images)
 
 
-def read_image_rgb(path: Path, width: int | None = None, height: int | None = None) -> np.ndarray:
-    """Decode an image file into RGB uint8 [H, W, 3].
+def read_sized_image(path: Path, width: int, height: int) -> np.ndarray:
+    """[H, W, 3] uint8 RGB pixels of an indexed image (:func:`ssdcli.data.images.decode_image`).
 
-    Raises :class:`DataError` naming the file if it is missing or does not decode, or if ``width``/``height``
-    are given and differ from the decoded size (the boxes would not fit the pixels).
+    Raises :class:`DataError` naming the file if it does not decode or its size is not ``width`` x ``height``
+    (the index was verified before training, so this means the file changed since).
     """
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError("image file not found", path=path) from None
-    except OSError as error:
-        raise DataError(f"cannot read image: {error.strerror}", path=path) from None
-    image = cv2.imdecode(data, _IMREAD_FLAGS) if data.size else None
-    if image is None:
-        raise DataError("cannot decode image (corrupt or not an image)", path=path)
-    if width is not None and height is not None and image.shape[:2] != (height, width):
+    image = decode_image(path).pixels
+    if image.shape[:2] != (height, width):
         raise DataError(
-            f"image is {image.shape[1]}x{image.shape[0]} pixels but its annotation says {width}x{height}", path=path
+            f"image is {image.shape[1]}x{image.shape[0]} pixels but its annotation says {width}x{height}",
+            path=path,
         )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
 class DetectionDataset(Dataset):
@@ -107,6 +97,8 @@ class DetectionDataset(Dataset):
             (1..C-1), ``ignore`` [G] bool, ``image_id`` int (the record's), ``orig_size`` (h, w) of the file.
     Training augmentation may drop boxes (cropped away); evaluation keeps every box of the record.
     ``transforms`` replaces the default pipeline of :func:`build_transforms` (same calling convention).
+    ``return_failures=True`` returns a :class:`LoadFailure` for an image that cannot be loaded instead of
+    raising :class:`DataError`, for ``DataLoader`` workers (see :func:`checked_batches`).
     """
 
     def __init__(
@@ -118,8 +110,10 @@ class DetectionDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         zoom_out_max: float = 4.0,
         transforms: Callable[..., Any] | None = None,
+        return_failures: bool = False,
     ) -> None:
         self.index = index
+        self.return_failures = return_failures
         self.image_size = int(image_size)
         self.train = train
         self.transforms = transforms or build_transforms(image_size, train, mean, std, zoom_out_max)
@@ -138,9 +132,14 @@ class DetectionDataset(Dataset):
     def record(self, i: int) -> ImageRecord:
         return self.index.records[i]
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | LoadFailure:
         record = self.index.records[i]
-        image = read_image_rgb(record.path, record.width, record.height)  # [H, W, 3]
+        try:
+            image = read_sized_image(record.path, record.width, record.height)  # [H, W, 3]
+        except DataError as error:
+            if not self.return_failures:
+                raise
+            return LoadFailure(error.message, error.path)
         sample = make_sample(image, record.boxes, record.labels, record.ignore)
         pixels, target = self.transforms(*sample)
         height, width = pixels.shape[-2:]

@@ -71,6 +71,10 @@ class DataWarnings:
     clipped_boxes: boxes reaching outside the image, clipped to it and kept.
     zero_area_boxes: boxes with no area (as written, or after clipping: wholly outside the image), dropped.
     duplicate_ids: image ids listed more than once (VOC split file, COCO ``images``), kept once.
+    The image checks before training (:mod:`ssdcli.data.verify`) add:
+    truncated_images: JPEGs cut short, decoded as far as their data goes and kept.
+    undecodable_images: images that do not decode at all, left out of the index.
+    resized_images: images whose pixels have another size than the annotation says; the pixels' size is used.
     """
 
     clipped_boxes: int = 0
@@ -79,10 +83,13 @@ class DataWarnings:
     clipped_files: tuple[str, ...] = ()
     zero_area_files: tuple[str, ...] = ()
     duplicate_id_files: tuple[str, ...] = ()
+    truncated_images: tuple[str, ...] = ()
+    undecodable_images: tuple[str, ...] = ()
+    resized_images: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
-        return self.clipped_boxes + self.zero_area_boxes + self.duplicate_ids
+        return sum(count for _, count, _ in self.items())
 
     def items(self) -> list[tuple[str, int, tuple[str, ...]]]:
         """(what was done, count, files) for every kind of warning with a non-zero count."""
@@ -90,6 +97,9 @@ class DataWarnings:
             ("boxes reaching outside the image clipped", self.clipped_boxes, self.clipped_files),
             ("zero-area boxes dropped", self.zero_area_boxes, self.zero_area_files),
             ("repeated image ids ignored", self.duplicate_ids, self.duplicate_id_files),
+            ("truncated images decoded as far as their data goes", len(self.truncated_images), self.truncated_images),
+            ("images that do not decode left out", len(self.undecodable_images), self.undecodable_images),
+            ("image sizes taken from the pixels, not the annotation", len(self.resized_images), self.resized_images),
         )
         return [kind for kind in kinds if kind[1]]
 

@@ -41,6 +41,15 @@ class EvalProgress:
 
 
 @dataclass(frozen=True)
+class TaskProgress:
+    """Progress of a preparation step before training, e.g. ``task="check images"``."""
+
+    task: str
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
 class CheckpointSaved:
     path: Path
     best: bool = False
@@ -54,7 +63,7 @@ class Message:
     level: str = "info"
 
 
-Event = Union[RunStarted, StepDone, EpochDone, EvalProgress, CheckpointSaved, Message]
+Event = Union[RunStarted, StepDone, EpochDone, EvalProgress, TaskProgress, CheckpointSaved, Message]
 EventHandler = Callable[[Event], None]
 
 

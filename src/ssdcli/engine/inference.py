@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ssdcli.core.postprocess import postprocess
-from ssdcli.data.collate import collate_detections
+from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
 from ssdcli.data.records import DatasetIndex
 
@@ -44,13 +44,13 @@ def detect_index(
 ) -> list[ImageDetections]:
     """Detections for every image of ``index`` (evaluation transforms: resize and normalise only)."""
     config = model.config
-    dataset = DetectionDataset(index, config.layout.image_size, False, config.mean, config.std)
+    dataset = DetectionDataset(index, config.layout.image_size, False, config.mean, config.std, return_failures=True)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_detections)
     was_training = model.training
     model.eval()
     results: list[ImageDetections] = []
     try:
-        for batch in loader:
+        for batch in checked_batches(loader):
             images = batch.images.to(device, non_blocking=True)
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)

@@ -11,12 +11,12 @@ from typing import Any, Sequence
 import cv2
 import torch
 
+from ssdcli.data.images import read_image_rgb
 from ssdcli.errors import DataError, SsdcliError
 
 from .draw import draw_detections
 from .events import EvalProgress, EventHandler, Message, ignore_events
 from .predictor import Detections, Predictor
-from .preprocess import read_image_rgb
 from .rundir import fresh_run_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

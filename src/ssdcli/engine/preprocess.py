@@ -4,38 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from ssdcli.data.images import read_image_rgb, rgb_from_array
 from ssdcli.errors import DataError
 
 ImageLike = str | Path | np.ndarray | Tensor
 
 
-def read_image_rgb(path: str | Path) -> np.ndarray:
-    """[H, W, 3] uint8 RGB; DataError naming the file if it is missing or not a decodable image."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("image not found", path=path)
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError("not a readable image (corrupt or unsupported format)", path=path)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
 def to_rgb_tensor(image: ImageLike) -> Tensor:
-    """[3, H, W] uint8 RGB from a path, a numpy BGR array as OpenCV gives ([H, W, 3] uint8), or a tensor
-    ([3, H, W], uint8 or float in [0, 1], RGB)."""
+    """[3, H, W] uint8 RGB from a path (decoded by :func:`ssdcli.data.images.decode_image`), a numpy BGR array as
+    OpenCV gives ([H, W, 3] or grayscale [H, W], uint8 or uint16: see :func:`ssdcli.data.images.rgb_from_array`),
+    or a tensor ([3, H, W], uint8 or float in [0, 1], RGB)."""
     if isinstance(image, (str, Path)):
         return torch.from_numpy(read_image_rgb(image)).permute(2, 0, 1).contiguous()
     if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise DataError(f"expected a [H, W, 3] BGR array, got shape {image.shape}")
-        rgb = cv2.cvtColor(np.ascontiguousarray(image).astype(np.uint8, copy=False), cv2.COLOR_BGR2RGB)
-        return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(rgb_from_array(image, "bgr")).permute(2, 0, 1).contiguous()
     if isinstance(image, Tensor):
         if image.dim() != 3 or image.shape[0] != 3:
             raise DataError(f"expected a [3, H, W] RGB tensor, got shape {tuple(image.shape)}")

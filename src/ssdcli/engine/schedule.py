@@ -28,12 +28,18 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def check_optimizer(name: str) -> str:
+    """``name`` if it is a known optimizer; UsageError listing the known ones otherwise."""
+    if name not in DEFAULT_LR:
+        raise UsageError(f"unknown optimizer {name!r} (choose from {', '.join(DEFAULT_LR)})")
+    return name
+
+
 def build_optimizer(
     model: nn.Module, name: str, lr: float, momentum: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     """SGD (the paper) or AdamW; no weight decay on biases and normalisation weights (1-d parameters)."""
-    if name not in DEFAULT_LR:
-        raise UsageError(f"--optimizer: unknown optimizer {name!r} (choose from {', '.join(DEFAULT_LR)})")
+    check_optimizer(name)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import islice
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -19,21 +21,32 @@ from ssdcli.config import TrainConfig
 from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.loss import ssd_loss
 from ssdcli.core.matching import encode
-from ssdcli.data.collate import collate_detections
+from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset, open_index
-from ssdcli.data.records import DatasetIndex
-from ssdcli.data.synth import write_synth
+from ssdcli.data.records import BACKGROUND, DatasetIndex
+from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.transforms import build_transforms
+from ssdcli.data.verify import ImageCheckCache, verify_index
 from ssdcli.errors import CheckpointError, DataError, UsageError
 from ssdcli.models.build import build_model
-from ssdcli.models.config import ModelConfig, default_config
+from ssdcli.models.config import ModelConfig, check_arch, default_config
+from ssdcli.models.weights import IMAGENET
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import cpu_threads, resolve_device
 from .distributed import DistContext, init_distributed, shutdown_distributed
-from .events import CheckpointSaved, EpochDone, EventHandler, Message, RunStarted, StepDone, ignore_events
+from .events import (
+    CheckpointSaved,
+    EpochDone,
+    EventHandler,
+    Message,
+    RunStarted,
+    StepDone,
+    TaskProgress,
+    ignore_events,
+)
 from .rundir import fresh_run_dir
-from .schedule import build_optimizer, default_lr, warmup_cosine
+from .schedule import build_optimizer, check_optimizer, default_lr, warmup_cosine
 from .tensorboard_log import TensorBoardLog, both
 from .validation import evaluate_model
 
@@ -93,50 +106,110 @@ def _config_from_dict(data: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def _prepare_data(config: TrainConfig, run_dir: Path, context: DistContext) -> Path:
-    if config.data is not None:
-        return config.data
-    data_dir = run_dir / "data"
-    if context.is_main:
-        write_synth(data_dir, format="voc", images=config.synth_images, seed=config.seed)
-    context.barrier()
-    return data_dir
+IMAGE_CHECK_CACHE = ".image-checks.json"
 
 
-def _open_indexes(config: TrainConfig, data: Path) -> tuple[DatasetIndex, DatasetIndex | None, list[str]]:
-    notes: list[str] = []
-    train_index = open_index(data, config.train_split, config.data_format, config.classes)
-    classes = train_index.class_names[1:]
+@dataclass(frozen=True)
+class TrainData:
+    """The splits a run uses, verified; ``val`` is None when validation is off."""
+
+    train: DatasetIndex
+    val: DatasetIndex | None
+    cache: ImageCheckCache | None = None
+
+
+def _check_options(config: TrainConfig) -> AnchorLayout | None:
+    """Options that need no data, checked before anything is read or written; returns the anchor layout file's."""
+    try:
+        check_arch(config.arch)
+    except ValueError as error:
+        raise UsageError(f"model: {error}") from None
+    check_optimizer(config.optimizer)
+    layout = load_layout_file(config.anchors) if config.anchors is not None else None
+    size = (layout or default_config(config.arch, 2).layout).image_size
+    if config.img_size is not None and config.img_size != size:
+        raise UsageError(
+            f"input size {config.img_size}: the anchor layout of {config.arch} is for {size} px inputs; "
+            "give an anchor layout file for that size"
+        )
+    weights = config.backbone_weights
+    if weights is not None and weights != IMAGENET and not Path(weights).is_file():
+        raise CheckpointError(f"backbone weights: neither {IMAGENET!r} nor an existing file", path=weights)
+    return layout
+
+
+def _open_split(config: TrainConfig, data: Path, split: str, classes: Sequence[str] | None) -> DatasetIndex:
+    return open_index(data, split, config.data_format, classes, check_images=not config.verify_images)
+
+
+def _open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
+    """Index the training split and (when validation is on) the validation split, then decode every image once.
+
+    A validation split that cannot be opened is an error, not a silent run without validation.
+    """
+    train_index = _open_split(config, data, config.train_split, config.classes)
     val_index = None
     if config.eval_every > 0:
         try:
-            val_index = open_index(data, config.val_split, config.data_format, classes)
+            val_index = _open_split(config, data, config.val_split, train_index.class_names[1:])
         except DataError as error:
-            notes.append(f"no validation ({error}); best.pt follows the training loss")
-    return train_index, val_index, notes
+            raise DataError(
+                f"validation split {config.val_split!r}: {error.message} (choose another validation split, or "
+                "turn validation off)",
+                path=error.path,
+            ) from None
+    if not config.verify_images:
+        return TrainData(train_index, val_index)
+    cache = ImageCheckCache.load(config.out / IMAGE_CHECK_CACHE)
+    verified = []
+    for index in (train_index, val_index):
+        if index is None:
+            verified.append(None)
+            continue
+        task = f"check images ({index.split})"
+        verified.append(
+            verify_index(
+                index,
+                workers=config.workers,
+                cache=cache,
+                strict=config.strict,
+                on_progress=lambda done, total, task=task: emit(TaskProgress(task, done, total)),
+            )
+        )
+    return TrainData(verified[0], verified[1], cache)
 
 
-def _model_config(config: TrainConfig, index: DatasetIndex, checkpoint: Checkpoint | None) -> ModelConfig:
+def _model_config(
+    config: TrainConfig, class_names: tuple[str, ...], layout: AnchorLayout | None, checkpoint: Checkpoint | None
+) -> ModelConfig:
     if checkpoint is not None:
         model_config = ModelConfig.from_dict(checkpoint.model_config)
-        if tuple(checkpoint.class_names) != tuple(index.class_names):
+        if tuple(checkpoint.class_names) != tuple(class_names):
             raise CheckpointError(
-                f"classes {list(checkpoint.class_names[1:])} differ from the data's {list(index.class_names[1:])}",
+                f"classes {list(checkpoint.class_names[1:])} differ from the data's {list(class_names[1:])}",
                 config.resume,
             )
         return model_config
-    layout = load_layout_file(config.anchors) if config.anchors is not None else None
-    try:
-        model_config = default_config(config.arch, num_classes=len(index.class_names), layout=layout)
-    except ValueError as error:
-        raise UsageError(f"--model: {error}") from None
-    size = model_config.layout.image_size
-    if config.img_size is not None and config.img_size != size:
-        raise UsageError(
-            f"--img-size {config.img_size}: the anchor layout of {config.arch} is for {size} px inputs; "
-            "pass --anchors FILE with a layout for that size"
+    return default_config(config.arch, num_classes=len(class_names), layout=layout)
+
+
+def _check_split_size(config: TrainConfig, index: DatasetIndex, processes: int, data: Path) -> None:
+    """A split too small for one batch fails here, not as an empty epoch."""
+    if len(index) < config.batch_size * processes:
+        raise DataError(
+            f"the {index.split!r} split has {len(index)} usable images, fewer than one batch "
+            f"({config.batch_size} x {processes} processes); use a smaller batch size",
+            data,
         )
-    return model_config
+
+
+def _check_batch_norm(config: TrainConfig, model: nn.Module) -> None:
+    """BatchNorm cannot take its statistics from one image: fail here, not at the first step."""
+    if config.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UsageError(
+            f"batch size 1: {config.arch} has BatchNorm layers, which cannot train on one image per batch; "
+            "use a batch size of 2 or more"
+        )
 
 
 def _write_metrics_row(path: Path, row: dict[str, float]) -> None:
@@ -170,18 +243,35 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(config.threads, config.workers))
     torch.manual_seed(config.seed)
+    # Everything the user gave is checked before anything is written: no run folder, no generated data.
+    layout_file = _check_options(config)
+    data = config.data.resolve() if config.data is not None else None
+    prepared = _open_data(config, data, emit) if data is not None else None
+    class_names = prepared.train.class_names if prepared is not None else (BACKGROUND, *SYNTH_CLASSES)
+    model_config = _model_config(config, class_names, layout_file, checkpoint)
+    model = build_model(model_config, None if checkpoint else config.backbone_weights)
+    model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
+    _check_batch_norm(config, model)
+    if prepared is not None:
+        _check_split_size(config, prepared.train, context.world_size, data)
+
     run_dir = context.broadcast(fresh_run_dir(config.out) if context.is_main else None)
-    data = _prepare_data(config, run_dir, context)
-    config = replace(config, data=data.resolve())
-    train_index, val_index, notes = _open_indexes(config, data)
+    if prepared is None:
+        data = run_dir / "data"
+        if context.is_main:
+            write_synth(data, format="voc", images=config.synth_images, seed=config.seed)
+        context.barrier()
+        prepared = _open_data(config, data, emit)
+        _check_split_size(config, prepared.train, context.world_size, data)
+    elif prepared.cache is not None and context.is_main:
+        prepared.cache.save()
+    config = replace(config, data=data)
+    train_index, val_index = prepared.train, prepared.val
     for index in (train_index, val_index):
         summary = index.warnings.summary() if index is not None else None
         if summary:
             emit(Message(f"{index.split}: {summary}", "warning"))
 
-    model_config = _model_config(config, train_index, checkpoint)
-    model = build_model(model_config, None if checkpoint else config.backbone_weights)
-    model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model_state)
     model.to(device)
@@ -195,14 +285,14 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         layout.image_size, True, model_config.mean, model_config.std, config.zoom_out, config.iou_crop
     )
     dataset = DetectionDataset(
-        train_index, layout.image_size, True, model_config.mean, model_config.std, transforms=augmentation
+        train_index,
+        layout.image_size,
+        True,
+        model_config.mean,
+        model_config.std,
+        transforms=augmentation,
+        return_failures=True,
     )
-    if len(dataset) < config.batch_size * context.world_size:
-        raise DataError(
-            f"the {config.train_split!r} split has {len(dataset)} images, fewer than one batch "
-            f"({config.batch_size} x {context.world_size} processes); lower --batch-size",
-            data,
-        )
     sampler = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed, drop_last=True
     )
@@ -241,7 +331,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     result = TrainResult(run_dir, None, None)
     if context.is_main:
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    emit(RunStarted(run_dir, config.epochs, steps_per_epoch, start_epoch, str(device), tuple(notes)))
+    emit(RunStarted(run_dir, config.epochs, steps_per_epoch, start_epoch, str(device)))
 
     def snapshot(epoch: int, step_in_epoch: int) -> Checkpoint:
         return Checkpoint(
@@ -275,7 +365,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
             batches = islice(loader, first, steps_per_epoch)
             step = first
             tick = time.perf_counter()
-            for batch in batches:
+            for batch in checked_batches(batches):
                 images = batch.images.to(device, non_blocking=True)
                 if device.type == "cuda":
                     images = images.contiguous(memory_format=torch.channels_last)
@@ -339,4 +429,10 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         if context.is_main:
             result.last_checkpoint = save_checkpoint(snapshot(epoch, step), run_dir / "last.pt")
             emit(CheckpointSaved(result.last_checkpoint))
+    except DataError:
+        # A file changed during the run: keep the progress so far, then report the file.
+        if context.is_main:
+            result.last_checkpoint = save_checkpoint(snapshot(epoch, step), run_dir / "last.pt")
+            emit(CheckpointSaved(result.last_checkpoint))
+        raise
     return result

@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ssdcli.data.images import read_image_rgb
 from ssdcli.data.voc_xml import parse_voc_xml
 from ssdcli.errors import DataError, UsageError
 
@@ -46,18 +47,9 @@ class ImageAnnotation:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to BGR uint8 [H, W, 3]; :class:`DataError` naming the file if missing or corrupt."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("image file not found" if not path.exists() else "expected an image file", path=path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise DataError(f"cannot read image: {error.strerror}", path=path) from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise DataError("not a readable image (corrupt or unknown format)", path=path)
-    return image
+    """BGR uint8 [H, W, 3] pixels of an image file, for drawing with OpenCV; decoded by the data layer's one
+    reader (:func:`ssdcli.data.images.decode_image`), so ``ssd encode`` sees the pixels training sees."""
+    return cv2.cvtColor(read_image_rgb(path), cv2.COLOR_RGB2BGR)
 
 
 def default_annotation_path(image: Path) -> Path | None:
