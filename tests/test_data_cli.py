@@ -166,7 +166,7 @@ def test_size_histogram_and_near_duplicates_known_answers() -> None:
 def test_check_lists_what_training_would_trip_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A truncated JPEG, an undecodable file, a wrong <size>, an empty split and a file name used twice: each is
     listed with its split and file, in the table and in the JSON report."""
-    from messy_files import set_voc_size, truncate, undecodable_jpeg
+    from messy_files import set_voc_size, smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 
     from ssdcli.data.dataset import open_index
 
@@ -176,6 +176,7 @@ def test_check_lists_what_training_would_trip_on(tmp_path: Path, capsys: pytest.
     truncate(records[0].path, cut=1024)
     undecodable_jpeg(records[1].path)
     set_voc_size(out / "Annotations" / f"{records[2].source_id}.xml", 200, 150)
+    write_jpeg(records[3].path, smooth_rgb(160, 160), orientation=6)
     (out / "ImageSets" / "Main" / "empty.txt").write_text("")
     report = tmp_path / "report.json"
     capsys.readouterr()
@@ -188,6 +189,7 @@ def test_check_lists_what_training_would_trip_on(tmp_path: Path, capsys: pytest.
     assert found[("train", "truncated images")] == [str(records[0].path)]
     assert found[("train", "images that do not decode")] == [str(records[1].path)]
     assert found[("train", "images whose size differs from the annotation")] == [str(records[2].path)]
+    assert found[("train", "images with an EXIF orientation tag")] == [str(records[3].path)]
     assert any(split == "empty" for split, _ in found)
     assert data["decoded"] is True
     assert main(["data", "check", str(out), "--json", str(report)]) == 2  # never overwrites a report

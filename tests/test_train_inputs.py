@@ -55,6 +55,7 @@ def test_messy_set_trains_to_the_end_with_counted_warnings(
     assert "1 truncated images decoded" in text and broken["truncated"].name in text
     assert "1 images that do not decode left out" in text and broken["undecodable"].name in text
     assert "1 image sizes taken from the pixels" in text and broken["resized"].name in text
+    assert "1 images with an EXIF orientation tag used as stored" in text and broken["rotated"].name in text
     assert "Traceback" not in captured.err and not _error_lines(captured.err)
     # The warnings come before the first step is reported.
     assert captured.out.index("epoch 1") > 0

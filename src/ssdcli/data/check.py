@@ -178,6 +178,7 @@ def _summarise(index: DatasetIndex, names: Sequence[str]) -> SplitSummary:
 class _ImageFacts:
     size: tuple[int, int] | None  # (width, height) from the pixels or the header; None if unreadable
     status: str  # verify.OK, TRUNCATED or UNDECODABLE; OK when not decoded
+    orientation: int = 1  # EXIF orientation tag (decoded checks only)
 
 
 def _header_facts(path: Path) -> _ImageFacts:
@@ -193,7 +194,7 @@ def _image_facts(indexes: Sequence[DatasetIndex], decode: bool, workers: int) ->
         return {path: _header_facts(path) for path in paths}
     checks = check_images(paths, workers)
     return {
-        path: _ImageFacts((c.width, c.height) if c.status != UNDECODABLE else None, c.status)
+        path: _ImageFacts((c.width, c.height) if c.status != UNDECODABLE else None, c.status, c.orientation)
         for path, c in checks.items()
     }
 
@@ -204,6 +205,7 @@ def _record_problems(index: DatasetIndex, facts: dict[Path, _ImageFacts], decode
     unreadable: list[str] = []
     undecodable: list[str] = []
     truncated: list[str] = []
+    rotated: list[str] = []
     for record in index.records:
         duplicates += [_annotation_file(index, record)] * near_duplicate_pairs(record)
         found = facts[record.path]
@@ -215,12 +217,15 @@ def _record_problems(index: DatasetIndex, facts: dict[Path, _ImageFacts], decode
             mismatched.append(str(record.path))
         if found.status == TRUNCATED:
             truncated.append(str(record.path))
+        if found.orientation != 1:
+            rotated.append(str(record.path))
     kinds = (
         (f"near-duplicate box pairs (same class, IoU >= {NEAR_DUPLICATE_IOU:g})", duplicates),
         ("images whose size differs from the annotation", mismatched),
         ("images with an unreadable header", unreadable),
         ("images that do not decode (left out when training)", undecodable),
         ("truncated images (decoded as far as their data goes)", truncated),
+        ("images with an EXIF orientation tag (used as stored: boxes refer to the stored pixels)", rotated),
     )
     problems = [Problem(what, count, files, index.split) for what, count, files in index.warnings.items()]
     problems += [Problem(what, len(files), tuple(dict.fromkeys(files)), index.split) for what, files in kinds if files]

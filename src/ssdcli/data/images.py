@@ -30,6 +30,7 @@ _DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _JPEG_START = b"\xff\xd8\xff"
 _JPEG_END = b"\xff\xd9"
 _JPEG_SCAN = b"\xff\xda"
+_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,21 @@ def decode_image(path: str | Path) -> DecodedImage:
     if bgr is None:
         raise DataError("cannot decode image (corrupt or not an image)", path=path)
     return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1 = upright, 6 = turned 90 degrees, ...); 1 when it has none.
+
+    Read from the header only. The reader ignores the tag; this tells checks which files a viewer shows turned.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return 1
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:

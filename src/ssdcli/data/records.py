@@ -75,6 +75,7 @@ class DataWarnings:
     truncated_images: JPEGs cut short, decoded as far as their data goes and kept.
     undecodable_images: images that do not decode at all, left out of the index.
     resized_images: images whose pixels have another size than the annotation says; the pixels' size is used.
+    rotated_images: images with an EXIF orientation tag, used as stored (a viewer shows them turned).
     """
 
     clipped_boxes: int = 0
@@ -86,6 +87,7 @@ class DataWarnings:
     truncated_images: tuple[str, ...] = ()
     undecodable_images: tuple[str, ...] = ()
     resized_images: tuple[str, ...] = ()
+    rotated_images: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -100,6 +102,11 @@ class DataWarnings:
             ("truncated images decoded as far as their data goes", len(self.truncated_images), self.truncated_images),
             ("images that do not decode left out", len(self.undecodable_images), self.undecodable_images),
             ("image sizes taken from the pixels, not the annotation", len(self.resized_images), self.resized_images),
+            (
+                "images with an EXIF orientation tag used as stored (boxes refer to the stored pixels)",
+                len(self.rotated_images),
+                self.rotated_images,
+            ),
         )
         return [kind for kind in kinds if kind[1]]
 

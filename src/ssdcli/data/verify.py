@@ -8,7 +8,9 @@ turns what it found into a usable index, as docs/data.md's policy says:
 - a JPEG cut short is kept (decoded as far as its data goes) and counted;
 - a file that does not decode at all is left out and counted, or is an error with ``strict=True``;
 - an image whose pixels have another size than the annotation says takes the pixels' size (its boxes are
-  clipped to it) and is counted.
+  clipped to it) and is counted;
+- an image with an EXIF orientation tag other than "upright" is used as stored (boxes refer to the stored
+  pixels) and counted, since a viewer shows it turned.
 
 Results are cached in a JSON file keyed by the image's absolute path, byte size and modification time, so a
 second run over the same files decodes nothing.
@@ -26,14 +28,14 @@ from pathlib import Path
 
 from ssdcli.errors import DataError
 
-from .images import decode_image
+from .images import decode_image, exif_orientation
 from .records import DatasetIndex, ImageRecord, WarningCounter, clip_boxes
 from .results_io import write_json
 
 OK = "ok"
 TRUNCATED = "truncated"
 UNDECODABLE = "undecodable"
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 #: Called with (images checked so far, images to check).
 ProgressCallback = Callable[[int, int], None]
@@ -43,12 +45,13 @@ ProgressCallback = Callable[[int, int], None]
 class ImageCheck:
     """What decoding one image file found: ``status`` is :data:`OK`, :data:`TRUNCATED` or :data:`UNDECODABLE`;
     ``width`` and ``height`` are the decoded pixels' (0 when undecodable); ``reason`` says why it does not
-    decode."""
+    decode; ``orientation`` is the EXIF orientation tag (1: upright or none)."""
 
     status: str
     width: int = 0
     height: int = 0
     reason: str = ""
+    orientation: int = 1
 
 
 def check_image(path: Path) -> ImageCheck:
@@ -59,7 +62,8 @@ def check_image(path: Path) -> ImageCheck:
         decoded = decode_image(path)
     except DataError as error:
         return ImageCheck(UNDECODABLE, reason=error.message)
-    return ImageCheck(TRUNCATED if decoded.truncated else OK, decoded.width, decoded.height)
+    status = TRUNCATED if decoded.truncated else OK
+    return ImageCheck(status, decoded.width, decoded.height, orientation=exif_orientation(path))
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -97,16 +101,16 @@ class ImageCheckCache:
 
     def get(self, path: Path, stamp: tuple[int, int] | None) -> ImageCheck | None:
         entry = self.entries.get(str(path))
-        if stamp is None or not isinstance(entry, list) or len(entry) != 6 or tuple(entry[:2]) != stamp:
+        if stamp is None or not isinstance(entry, list) or len(entry) != 7 or tuple(entry[:2]) != stamp:
             return None
-        status, width, height, reason = entry[2:]
+        status, width, height, reason, orientation = entry[2:]
         if status not in (OK, TRUNCATED, UNDECODABLE):
             return None
-        return ImageCheck(str(status), int(width), int(height), str(reason))
+        return ImageCheck(str(status), int(width), int(height), str(reason), int(orientation))
 
     def put(self, path: Path, stamp: tuple[int, int] | None, check: ImageCheck) -> None:
         if stamp is not None:
-            self.entries[str(path)] = [*stamp, check.status, check.width, check.height, check.reason]
+            self.entries[str(path)] = [*stamp, check.status, check.width, check.height, check.reason, check.orientation]
             self.changed = True
 
     def save(self) -> None:
@@ -173,6 +177,7 @@ def apply_image_checks(index: DatasetIndex, checks: Mapping[Path, ImageCheck], s
     truncated: list[str] = []
     undecodable: list[str] = []
     resized: list[str] = []
+    rotated: list[str] = []
     records: list[ImageRecord] = []
     for record in index.records:
         check = checks[record.path]
@@ -183,6 +188,8 @@ def apply_image_checks(index: DatasetIndex, checks: Mapping[Path, ImageCheck], s
             continue
         if check.status == TRUNCATED:
             truncated.append(str(record.path))
+        if check.orientation != 1:
+            rotated.append(str(record.path))
         if (check.width, check.height) != (record.width, record.height):
             resized.append(str(record.path))
             record = _resized(record, check.width, check.height, counter)
@@ -199,6 +206,7 @@ def apply_image_checks(index: DatasetIndex, checks: Mapping[Path, ImageCheck], s
         truncated_images=tuple(truncated),
         undecodable_images=tuple(undecodable),
         resized_images=tuple(resized),
+        rotated_images=tuple(rotated),
     )
     return dataclasses.replace(index, records=tuple(records), warnings=warnings)
 
