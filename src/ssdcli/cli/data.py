@@ -14,7 +14,7 @@ from .render import print_warning, stdout_console
 if TYPE_CHECKING:
     from ssdcli.data.check import DataCheckReport
 
-app = typer.Typer(help="Generate the built-in synthetic data set and check data sets.", no_args_is_help=True)
+app = typer.Typer(help="Generate the built-in synthetic data set, check and convert data sets.", no_args_is_help=True)
 
 
 class SynthFormat(str, Enum):
@@ -26,6 +26,7 @@ class DataFormat(str, Enum):
     auto = "auto"
     voc = "voc"
     coco = "coco"
+    yolo = "yolo"
 
 
 @app.command("synth")
@@ -54,6 +55,42 @@ def synth_command(
     stdout_console().print(
         f"wrote {result.images} images of {result.image_size}x{result.image_size} px ({splits}) and "
         f"{result.objects} objects ({per_class}) in {result.format.upper()} layout to {result.root}",
+        soft_wrap=True,
+    )
+
+
+class TargetFormat(str, Enum):
+    voc = "voc"
+    coco = "coco"
+    yolo = "yolo"
+
+
+@app.command("convert")
+def convert_command(
+    src: Annotated[Path, typer.Argument(help="Data set to convert: VOC root, COCO root or .json, YOLO root or data.yaml.")],
+    out: Annotated[Path, typer.Argument(help="New (or empty) folder for the converted data set.")],
+    to: Annotated[TargetFormat, typer.Option("--to", "-t", help="Target format.")],
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Source layout.")] = DataFormat.auto,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT (files of the same name are replaced).")] = False,
+) -> None:
+    """Convert a data set between VOC, COCO and YOLO, every split at once; SRC is only read.
+
+    Boxes are written as training reads them (clipped to the image, zero-area boxes dropped). VOC difficult and COCO iscrowd map onto each other; YOLO cannot hold them (such objects are left out and counted).
+
+    Examples:
+
+        ssd data convert data/VOC2007 data/voc-yolo --to yolo
+
+        ssd data convert data/shapes-yolo/data.yaml data/shapes-coco --to coco
+    """
+    from ssdcli.data.convert import convert_dataset
+
+    result = convert_dataset(src, to.value, out, force=force, source_format=format.value)
+    for note in result.notes:
+        print_warning(note)
+    splits = ", ".join(f"{count} {name}" for name, count in result.images_per_split.items())
+    stdout_console().print(
+        f"wrote {result.format.upper()} data set to {result.out}: {splits} images, {result.objects} objects",
         soft_wrap=True,
     )
 
@@ -94,7 +131,7 @@ def _render_check(report: DataCheckReport) -> None:
 
 @app.command("check")
 def check_command(
-    path: Annotated[Path, typer.Argument(help="VOC root, COCO root, or COCO instances .json file.")],
+    path: Annotated[Path, typer.Argument(help="VOC root, COCO root or instances .json file, YOLO root or data.yaml.")],
     split: Annotated[str | None, typer.Option("--split", "-s", help="Check only this split (default: all).")] = None,
     format: Annotated[DataFormat, typer.Option("--format", "-f", help="Data set layout.")] = DataFormat.auto,
     images: Annotated[Optional[bool], typer.Option("--images/--no-images", help="Decode every image as training does before its first step (default: on below 10,000 images).")] = None,

@@ -116,7 +116,7 @@ def eval_command(
         Path | None,
         typer.Option(help="Run this checkpoint over --data/--split, write its detections, evaluate (VOC and COCO)."),
     ] = None,
-    data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc or coco.")] = "auto",
+    data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc, coco or yolo.")] = "auto",
     out: Annotated[Path, typer.Option(help="--checkpoint: parent of the fresh run folder for detections.")] = Path(
         "runs/eval"
     ),

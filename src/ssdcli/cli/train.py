@@ -14,8 +14,8 @@ EXIT_INTERRUPTED = 130
 
 
 def train_command(
-    data: Annotated[Optional[Path], typer.Option(help="VOC root or COCO instances JSON/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
-    data_format: Annotated[str, typer.Option("--format", help="auto, voc or coco.")] = "auto",
+    data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
+    data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = "auto",
     train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
     val_split: Annotated[str, typer.Option(help="Split to validate on.")] = "val",
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,

@@ -32,6 +32,7 @@ from .dataset import detect_format, open_index
 from .records import DatasetIndex, DataWarnings, ImageRecord, image_size_from_header
 from .verify import OK, TRUNCATED, UNDECODABLE, check_images
 from .voc import voc_splits
+from .yolo import label_file, yolo_splits
 
 # Box-size histogram: edges of sqrt(box area) in pixels of the image file.
 SIZE_EDGES: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -140,17 +141,26 @@ def near_duplicate_pairs(record: ImageRecord, threshold: float = NEAR_DUPLICATE_
 def _annotation_file(index: DatasetIndex, record: ImageRecord) -> str:
     if index.format == "voc":
         return str(index.root / "Annotations" / f"{record.source_id}.xml")
+    if index.format == "yolo":
+        return str(label_file(record.path))
     return record.path.name
 
 
 def _splits(path: Path, format: str, split: str | None) -> list[str]:
     if split is not None:
         return [split]
-    if path.is_file():
+    if format == "yolo":
+        found = yolo_splits(path)
+    elif path.is_file():
         return [split_of(path)]
-    found = voc_splits(path) if format == "voc" else coco_splits(path)
+    else:
+        found = voc_splits(path) if format == "voc" else coco_splits(path)
     if not found:
-        expected = "ImageSets/Main/<split>.txt" if format == "voc" else "annotations/instances_<split>.json"
+        expected = {
+            "voc": "ImageSets/Main/<split>.txt",
+            "coco": "annotations/instances_<split>.json",
+            "yolo": "train/val/test in data.yaml, or images/<split>/",
+        }[format]
         raise DataError(f"no splits found: expected {expected} ({format.upper()} layout)", path=path)
     known = [s for s in _SPLIT_ORDER if s in found]
     return known + [s for s in found if s not in known]

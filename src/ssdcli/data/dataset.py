@@ -18,27 +18,35 @@ from .images import decode_image
 from .records import DatasetIndex, ImageRecord
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, make_sample
 from .voc import is_voc_root, load_voc
+from .yolo import is_yolo, load_yolo
 
-FORMATS = ("auto", "voc", "coco")
+FORMATS = ("auto", "voc", "coco", "yolo")
 
 
 def detect_format(path: str | Path) -> str:
     """``"voc"`` for a folder with ``Annotations/`` and ``ImageSets/``; ``"coco"`` for a ``.json`` file or a folder
-    with ``annotations/instances_*.json``. Raises :class:`DataError` naming the path otherwise."""
+    with ``annotations/instances_*.json``; ``"yolo"`` for a ``data.yaml`` file, a folder holding one, or a folder
+    with ``images/`` and ``labels/``. Raises :class:`DataError` naming the path otherwise."""
     path = Path(path)
     if not path.exists():
         raise DataError("data set not found", path=path)
     if path.is_file():
         if path.suffix.lower() == ".json":
             return "coco"
-        raise DataError("cannot tell the data set format: expected a folder or a COCO .json file", path=path)
+        if path.suffix.lower() in (".yaml", ".yml"):
+            return "yolo"
+        raise DataError(
+            "cannot tell the data set format: expected a folder, a COCO .json file or a YOLO data.yaml", path=path
+        )
     if is_voc_root(path):
         return "voc"
     if coco_splits(path):
         return "coco"
+    if is_yolo(path):
+        return "yolo"
     raise DataError(
-        "cannot tell the data set format: expected Annotations/ and ImageSets/ (VOC) "
-        "or annotations/instances_<split>.json (COCO)",
+        "cannot tell the data set format: expected Annotations/ and ImageSets/ (VOC), "
+        "annotations/instances_<split>.json (COCO), or data.yaml or images/ and labels/ (YOLO)",
         path=path,
     )
 
@@ -55,9 +63,11 @@ def open_index(
     Args:
         path: a VOC root, a COCO root (``annotations/instances_<split>.json`` + ``<split>/``), or a COCO
             instances ``.json`` file (then the file is the split, named after it: ``instances_val.json`` is
-            ``"val"``; images in ``<root>/<split>/``, ``<root>/images/<split>/`` or the JSON's folder).
-        split: the split name (VOC ``ImageSets/Main/<split>.txt``, COCO ``instances_<split>.json``).
-        format: ``"auto"`` (detected from the path), ``"voc"`` or ``"coco"``.
+            ``"val"``; images in ``<root>/<split>/``, ``<root>/images/<split>/`` or the JSON's folder), or a YOLO
+            data set (``data.yaml`` or ``images/<split>/`` + ``labels/<split>/``).
+        split: the split name (VOC ``ImageSets/Main/<split>.txt``, COCO ``instances_<split>.json``, YOLO a key
+            of data.yaml or a folder of ``images/``).
+        format: ``"auto"`` (detected from the path), ``"voc"``, ``"coco"`` or ``"yolo"``.
         classes: class names in label order; default from the data (see :func:`load_voc`, :func:`load_coco`).
     """
     if format not in FORMATS:
@@ -67,6 +77,8 @@ def open_index(
         format = detect_format(path)
     if format == "voc":
         return load_voc(path, split, classes=classes, check_images=check_images)
+    if format == "yolo":
+        return load_yolo(path, split, classes=classes, check_images=check_images)
     if path.is_file() or path.suffix.lower() == ".json":
         return load_coco(path, images_dir_for(path), classes=classes, check_images=check_images)
     annotations_json, images_dir = find_coco(path, split)

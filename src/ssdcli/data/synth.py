@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ import cv2
 import numpy as np
 
 from ssdcli.errors import DataError, UsageError
+
+from .writers import coco_annotations, coco_image, voc_xml
 
 SYNTH_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 SYNTH_FORMATS = ("voc", "coco")
@@ -201,27 +202,9 @@ def _encode_jpeg(image_rgb: np.ndarray, path: Path) -> None:
 
 def _voc_xml(name: str, scene: Scene) -> bytes:
     height, width = scene.image.shape[:2]
-    root = ET.Element("annotation")
-    ET.SubElement(root, "folder").text = "JPEGImages"
-    ET.SubElement(root, "filename").text = f"{name}.jpg"
-    ET.SubElement(ET.SubElement(root, "source"), "database").text = "ssdcli synthetic shapes"
-    size = ET.SubElement(root, "size")
-    for tag, value in (("width", width), ("height", height), ("depth", 3)):
-        ET.SubElement(size, tag).text = str(value)
-    ET.SubElement(root, "segmented").text = "0"
-    for box, label in zip(scene.boxes, scene.labels):
-        obj = ET.SubElement(root, "object")
-        ET.SubElement(obj, "name").text = SYNTH_CLASSES[label - 1]
-        ET.SubElement(obj, "pose").text = "Unspecified"
-        ET.SubElement(obj, "truncated").text = "0"
-        ET.SubElement(obj, "difficult").text = "0"
-        bndbox = ET.SubElement(obj, "bndbox")
-        # 0-based continuous -> VOC's 1-based inclusive pixel indices.
-        x1, y1, x2, y2 = (int(v) for v in box)
-        for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
-            ET.SubElement(bndbox, tag).text = str(value)
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="utf-8") + b"\n"
+    names = [SYNTH_CLASSES[label - 1] for label in scene.labels]
+    boxes = np.asarray(scene.boxes, dtype=np.int64)  # whole pixels, written as integers
+    return voc_xml(f"{name}.jpg", width, height, boxes, names, [False] * len(names), database="ssdcli synthetic shapes")
 
 
 def _write_voc(root: Path, scenes: list[Scene], splits: dict[str, list[int]]) -> None:
@@ -248,20 +231,11 @@ def _write_coco(root: Path, scenes: list[Scene], splits: dict[str, list[int]]) -
             height, width = scene.image.shape[:2]
             file_name = f"{_image_name(i)}.jpg"
             _encode_jpeg(scene.image, root / split / file_name)
-            images.append({"id": i + 1, "file_name": file_name, "width": width, "height": height})
-            for box, label in zip(scene.boxes, scene.labels):
-                x1, y1, x2, y2 = (int(v) for v in box)
-                annotations.append(
-                    {
-                        "id": annotation_id,
-                        "image_id": i + 1,
-                        "category_id": int(label),
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],  # xywh
-                        "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": 0,
-                    }
-                )
-                annotation_id += 1
+            images.append(coco_image(i + 1, file_name, width, height))
+            boxes = np.asarray(scene.boxes, dtype=np.int64)  # whole pixels
+            labels = [int(label) for label in scene.labels]
+            annotations += coco_annotations(boxes, labels, [False] * len(labels), i + 1, annotation_id)
+            annotation_id += len(labels)
         data = {
             "info": {"description": "ssdcli synthetic shapes", "version": "1"},
             "licenses": [],

@@ -1,0 +1,305 @@
+"""YOLO adapter: Ultralytics-style data sets (``data.yaml`` or ``images/<split>/`` + ``labels/<split>/``) as a
+:class:`DatasetIndex`.
+
+Layouts found by :func:`find_yolo`::
+
+    ROOT/data.yaml                          path, train, val, test, names (a list, or a dict id -> name)
+    ROOT/images/<split>/<name>.jpg          without data.yaml: the splits are the folders of images/
+    ROOT/labels/<split>/<name>.txt          one line per object: class cx cy w h (normalised to [0, 1])
+
+A split in ``data.yaml`` is a folder of images, a text file listing image paths, or a list of either; paths are
+relative to ``path`` (itself relative to the YAML file's folder). As in Ultralytics, the label file of
+``.../images/.../x.jpg`` is ``.../labels/.../x.txt`` (the last ``images`` folder of the path becomes
+``labels``). Roboflow's ``train/images`` + ``train/labels`` layout fits the same rule.
+
+Policy (docs/data.md): an image without a label file, or with an empty one, is a background image; a malformed
+line or a class id outside ``names`` is a :class:`DataError` naming the file and line; coordinates outside
+[0, 1] are clipped to the image and counted, boxes left without area are dropped and counted.
+Without class names (no ``data.yaml``, no ``classes.txt``), class k is named ``"k"``, unless ``classes`` names them.
+Labels are 1..C-1 for class ids 0..C-2; ``category_ids`` is the label itself (as for VOC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ssdcli.errors import DataError
+
+from .records import (
+    BACKGROUND,
+    DatasetIndex,
+    ImageRecord,
+    WarningCounter,
+    check_image_file,
+    image_size_from_header,
+    make_record,
+    normalise_classes,
+)
+
+YAML_NAMES = ("data.yaml", "data.yml")
+CLASS_FILES = ("classes.txt", "obj.names")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+# Normalised coordinates with 6 decimals land up to 0.5e-6 of the side off: well below this, in pixels.
+_EDGE_TOLERANCE_PX = 0.01
+
+
+@dataclass(frozen=True)
+class YoloLayout:
+    """Where one YOLO data set keeps its splits: split name -> image folders or list files, and class names."""
+
+    root: Path
+    splits: dict[str, tuple[Path, ...]]
+    names: tuple[str, ...] | None
+    source: Path  # the data.yaml, or the root folder
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("data set file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read: {error}", path=path) from None
+    except yaml.YAMLError as error:
+        raise DataError(f"malformed YAML: {str(error).splitlines()[0]}", path=path) from None
+    if not isinstance(data, dict):
+        raise DataError("malformed data.yaml: expected keys such as path, train, val, names", path=path)
+    return data
+
+
+def _names_from_yaml(value: Any, path: Path) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return tuple(str(v) for v in value)
+    if isinstance(value, dict):
+        try:
+            ids = sorted(int(k) for k in value)
+        except (TypeError, ValueError):
+            raise DataError(f"malformed data.yaml: names keys must be class ids, got {list(value)}", path=path) from None
+        if ids != list(range(len(ids))):
+            raise DataError(f"malformed data.yaml: names ids must be 0..{len(ids) - 1}, got {ids}", path=path)
+        by_id = {int(k): str(v) for k, v in value.items()}
+        return tuple(by_id[i] for i in ids)
+    raise DataError(f"malformed data.yaml: names must be a list or a mapping, got {type(value).__name__}", path=path)
+
+
+def _names_from_file(root: Path) -> tuple[str, ...] | None:
+    for name in CLASS_FILES:
+        path = root / name
+        if path.is_file():
+            return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return None
+
+
+def yaml_file(path: Path) -> Path | None:
+    """The data.yaml of ``path``: the file itself, or the one in the folder."""
+    if path.is_file():
+        return path if path.suffix.lower() in (".yaml", ".yml") else None
+    return next((path / name for name in YAML_NAMES if (path / name).is_file()), None)
+
+
+def is_yolo(path: Path) -> bool:
+    """True for a data.yaml file, a folder holding one, or a folder with ``images/`` and ``labels/``."""
+    return yaml_file(path) is not None or ((path / "images").is_dir() and (path / "labels").is_dir())
+
+
+def find_yolo(path: str | Path) -> YoloLayout:
+    """Read the layout of a YOLO data set (see the module docstring); DataError naming the path if there is none."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("data set not found", path=path)
+    config = yaml_file(path)
+    if config is None:
+        if not ((path / "images").is_dir() and (path / "labels").is_dir()):
+            raise DataError("not a YOLO data set: expected data.yaml, or images/ and labels/ folders", path=path)
+        splits = {d.name: (d,) for d in sorted((path / "images").iterdir()) if d.is_dir()}
+        return YoloLayout(path, splits, _names_from_file(path), path)
+    data = _read_yaml(config)
+    base = Path(str(data.get("path") or "."))
+    root = base if base.is_absolute() else (config.parent / base)
+    splits: dict[str, tuple[Path, ...]] = {}
+    for key, value in data.items():
+        if key in ("path", "names", "nc", "download") or value is None:
+            continue
+        entries = value if isinstance(value, list) else [value]
+        if not all(isinstance(e, str) for e in entries):
+            continue  # other keys (e.g. numbers) are not splits
+        splits[str(key)] = tuple(Path(e) if Path(e).is_absolute() else root / e for e in entries)
+    names = _names_from_yaml(data.get("names"), config)
+    if names is None:
+        names = _names_from_file(root)
+    return YoloLayout(root, splits, names, config)
+
+
+def yolo_splits(path: str | Path) -> list[str]:
+    return list(find_yolo(path).splits)
+
+
+def label_file(image: Path) -> Path:
+    """The label file of an image: the last ``images`` folder of its path becomes ``labels``, suffix ``.txt``."""
+    parts = list(image.parts)
+    for k in range(len(parts) - 2, -1, -1):
+        if parts[k] == "images":
+            parts[k] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def _split_images(entries: Sequence[Path], source: Path) -> list[Path]:
+    images: list[Path] = []
+    for entry in entries:
+        if entry.is_dir():
+            images += sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif entry.is_file() and entry.suffix.lower() == ".txt":
+            for line in entry.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    listed = Path(line.strip())
+                    images.append(listed if listed.is_absolute() else (entry.parent / listed))
+        elif entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(entry)
+        else:
+            raise DataError("split not found: expected a folder of images or a text file listing them", path=entry)
+    return list(dict.fromkeys(images))
+
+
+@dataclass(frozen=True)
+class _Line:
+    class_id: int
+    box: tuple[float, float, float, float]  # cx, cy, w, h normalised
+
+
+def parse_label_file(path: Path) -> list[_Line]:
+    """The objects of one label file; DataError naming the file and line for a malformed line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"cannot read label file: {error}", path=path) from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 5:
+            hint = " (a segmentation polygon? only boxes are read)" if len(fields) > 5 else ""
+            raise DataError(f"line {number}: expected 'class cx cy w h', got {line.strip()!r}{hint}", path=path)
+        try:
+            class_id = int(fields[0])
+            values = tuple(float(v) for v in fields[1:])
+        except ValueError:
+            raise DataError(f"line {number}: not numbers: {line.strip()!r}", path=path) from None
+        if class_id < 0 or not np.isfinite(values).all() or values[2] < 0 or values[3] < 0:
+            raise DataError(f"line {number}: negative class, size or non-finite number: {line.strip()!r}", path=path)
+        lines.append(_Line(class_id, values))  # type: ignore[arg-type]
+    return lines
+
+
+def _snap(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """xyxy pixels [4] with coordinates within the format's rounding of an image edge put on the edge, so that a
+    box written at the edge is not counted as reaching outside."""
+    limits = np.array([width, height, width, height], dtype=np.float64)
+    box = np.where(np.abs(box) < _EDGE_TOLERANCE_PX, 0.0, box)
+    return np.where(np.abs(box - limits) < _EDGE_TOLERANCE_PX, limits, box)
+
+
+def _source_id(image: Path, entries: Sequence[Path]) -> str:
+    for entry in entries:
+        if entry.is_dir() and image.is_relative_to(entry):
+            return image.relative_to(entry).with_suffix("").as_posix()
+    return image.stem
+
+
+def load_yolo(
+    path: str | Path,
+    split: str,
+    classes: Sequence[str] | None = None,
+    check_images: bool = True,
+) -> DatasetIndex:
+    """Index one split of a YOLO data set (see the module docstring).
+
+    Args:
+        path: a data.yaml file, a folder holding one, or a folder with ``images/<split>/`` and ``labels/<split>/``.
+        split: a split key of data.yaml (``train``, ``val``, ``test``) or a folder name under ``images/``.
+        classes: names of the class ids 0, 1, ... in order; default: data.yaml's ``names`` (or ``classes.txt``).
+            When both exist they must agree, so that class k means the same in every split.
+        check_images: check that every image file exists and starts with an image header.
+    """
+    layout = find_yolo(path)
+    if split not in layout.splits:
+        found = ", ".join(layout.splits) or "none"
+        raise DataError(f"split {split!r} not found (splits: {found})", path=layout.source)
+    entries = layout.splits[split]
+    images = _split_images(entries, layout.source)
+    if not images:
+        raise DataError(f"the {split!r} split holds no images", path=entries[0])
+    labels = [parse_label_file(label_file(image)) for image in images]
+    names = _class_names(layout, classes, labels, images)
+    counter = WarningCounter()
+    records: list[ImageRecord] = []
+    for image, lines in zip(images, labels):
+        if check_images:
+            check_image_file(image)
+        width, height = image_size_from_header(image)
+        source = str(label_file(image))
+        boxes, ids = [], []
+        for number, line in enumerate(lines, start=1):
+            if line.class_id >= len(names):
+                raise DataError(
+                    f"object {number}: class id {line.class_id} is outside the {len(names)} class names", path=source
+                )
+            cx, cy, w, h = line.box
+            box = np.array([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
+            boxes.append(_snap(box, width, height).tolist())
+            ids.append(line.class_id + 1)
+        records.append(
+            make_record(
+                image_id=len(records),
+                source_id=_source_id(image, entries),
+                path=image,
+                width=width,
+                height=height,
+                boxes=boxes,
+                labels=ids,
+                ignore=[False] * len(ids),
+                source=source,
+                counter=counter,
+                degenerate=[line.box[2] == 0 or line.box[3] == 0 for line in lines],
+            )
+        )
+    return DatasetIndex(
+        root=layout.root,
+        format="yolo",
+        split=split,
+        class_names=(BACKGROUND, *names),
+        category_ids=tuple(range(len(names) + 1)),
+        records=tuple(records),
+        warnings=counter.freeze(),
+    )
+
+
+def _class_names(
+    layout: YoloLayout, classes: Sequence[str] | None, labels: Sequence[list[_Line]], images: Sequence[Path]
+) -> tuple[str, ...]:
+    if classes is not None:
+        given = normalise_classes(classes)
+        if layout.names is not None and tuple(layout.names) != given:
+            raise DataError(
+                f"the classes {list(given)} differ from the data set's names {list(layout.names)}", path=layout.source
+            )
+        return given
+    if layout.names is not None:
+        return normalise_classes(layout.names)
+    most = max((line.class_id for lines in labels for line in lines), default=-1)
+    if most < 0:
+        raise DataError("no objects in any image of this split and no class names: cannot derive the class list",
+                        path=images[0].parent)
+    return tuple(str(k) for k in range(most + 1))
