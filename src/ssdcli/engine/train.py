@@ -20,7 +20,7 @@ from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.loss import ssd_loss
 from ssdcli.core.matching import encode
 from ssdcli.data.collate import collate_detections
-from ssdcli.data.dataset import DetectionDataset, open_index
+from ssdcli.data.dataset import DetectionDataset, is_split_file, open_index
 from ssdcli.data.records import DatasetIndex
 from ssdcli.data.synth import write_synth
 from ssdcli.data.transforms import build_transforms
@@ -86,7 +86,7 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None
 
 
 def _config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    paths = {"data", "anchors", "out", "resume"}
+    paths = {"data", "val_data", "anchors", "out", "resume"}
     values = {k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()}
     if values.get("classes") is not None:
         values["classes"] = tuple(values["classes"])
@@ -104,15 +104,29 @@ def _prepare_data(config: TrainConfig, run_dir: Path, context: DistContext) -> P
 
 
 def _open_indexes(config: TrainConfig, data: Path) -> tuple[DatasetIndex, DatasetIndex | None, list[str]]:
+    """The training split, and the validation split (None, with a note, where there is none).
+
+    A COCO file given as ``data`` is the training split only: validation then comes from ``val_data``, or is
+    left out with a note. A split that a file cannot give is an error, as is any problem with ``val_data``."""
     notes: list[str] = []
     train_index = open_index(data, config.train_split, config.data_format, config.classes)
     classes = train_index.class_names[1:]
     val_index = None
     if config.eval_every > 0:
-        try:
+        if config.val_data is not None:
+            val_index = open_index(config.val_data, config.val_split, config.data_format, classes, default_split="val")
+        elif is_split_file(data) and config.val_split is None:
+            notes.append(
+                f"no validation ({data} holds the {train_index.split!r} split only; give --val-data with the "
+                "validation file, or --data the data set root); best.pt follows the training loss"
+            )
+        elif is_split_file(data):
             val_index = open_index(data, config.val_split, config.data_format, classes)
-        except DataError as error:
-            notes.append(f"no validation ({error}); best.pt follows the training loss")
+        else:
+            try:
+                val_index = open_index(data, config.val_split, config.data_format, classes, default_split="val")
+            except DataError as error:
+                notes.append(f"no validation ({error}); best.pt follows the training loss")
     return train_index, val_index, notes
 
 
@@ -167,12 +181,15 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
 
 def _train(config: TrainConfig, device: torch.device, context: DistContext, emit: EventHandler) -> TrainResult:
     config, checkpoint = _resolve_resume(config)
+    if config.data is None and config.val_data is not None:
+        raise UsageError("--val-data needs --data (the training data it validates)")
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(config.threads, config.workers))
     torch.manual_seed(config.seed)
     run_dir = context.broadcast(fresh_run_dir(config.out) if context.is_main else None)
     data = _prepare_data(config, run_dir, context)
-    config = replace(config, data=data.resolve())
+    val_data = config.val_data.resolve() if config.val_data is not None else None
+    config = replace(config, data=data.resolve(), val_data=val_data)
     train_index, val_index, notes = _open_indexes(config, data)
     for index in (train_index, val_index):
         summary = index.warnings.summary() if index is not None else None
@@ -199,7 +216,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     )
     if len(dataset) < config.batch_size * context.world_size:
         raise DataError(
-            f"the {config.train_split!r} split has {len(dataset)} images, fewer than one batch "
+            f"the {train_index.split!r} split has {len(dataset)} images, fewer than one batch "
             f"({config.batch_size} x {context.world_size} processes); lower --batch-size",
             data,
         )

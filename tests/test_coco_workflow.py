@@ -1,0 +1,83 @@
+"""COCO data through train, eval and encode: a JSON file is one split, and evaluation gives COCO's own numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssdcli.cli.app import main
+from ssdcli.config import TrainConfig
+from ssdcli.data.synth import write_synth
+from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.train import _open_indexes
+from ssdcli.models.build import build_model
+from ssdcli.models.config import default_config
+
+CLASSES = ("background", "circle", "square", "triangle")
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic set in COCO layout: ROOT/annotations/instances_{train,val,test}.json, ROOT/{split}/."""
+    root = tmp_path_factory.mktemp("coco") / "synth"
+    write_synth(root, format="coco", images=24, seed=0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = build_model(default_config("ssd_tiny", num_classes=len(CLASSES)))
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, (0, 1, 2, 3), model.state_dict()), path)
+    return path
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "Traceback" not in err[0], err
+    return err[0]
+
+
+def test_training_on_a_json_file_validates_on_val_data_only(coco: Path) -> None:
+    train_json = coco / "annotations" / "instances_train.json"
+    val_json = coco / "annotations" / "instances_val.json"
+    train_index, val_index, notes = _open_indexes(TrainConfig(data=train_json, val_data=val_json), train_json)
+    assert (train_index.split, val_index.split, notes) == ("train", "val", [])
+    val_ids = {r.source_id for r in val_index.records}
+    assert val_ids == {image["id"] for image in json.loads(val_json.read_text())["images"]}
+    assert not val_ids & {r.source_id for r in train_index.records}
+    # Without --val-data a file cannot give a validation split: no validation (it used to be the training set).
+    train_index, val_index, notes = _open_indexes(TrainConfig(data=train_json), train_json)
+    assert val_index is None and len(notes) == 1 and "--val-data" in notes[0]
+    # A root honours both splits.
+    _, val_index, _ = _open_indexes(TrainConfig(data=coco), coco)
+    assert val_index is not None and {r.source_id for r in val_index.records} == val_ids
+
+
+@pytest.mark.parametrize("option", ["--val-split", "--train-split"])
+def test_train_refuses_a_split_the_file_does_not_hold(
+    coco: Path, tmp_path: Path, option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_json = coco / "annotations" / "instances_train.json"
+    args = ["train", "--data", str(train_json), option, "val", "--out", str(tmp_path), "--device", "cpu"]
+    assert main(args) == 2
+    line = one_line_error(capsys)
+    assert f"{train_json}: a COCO annotation file holds one split ('train'), not 'val'" in line
+
+
+def test_eval_and_encode_refuse_a_split_the_file_does_not_hold(
+    coco: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_json = coco / "annotations" / "instances_train.json"
+    args = ["eval", "--checkpoint", str(checkpoint), "--data", str(train_json), "--split", "test"]
+    assert main(args + ["--out", str(tmp_path), "--device", "cpu"]) == 2
+    assert f"{train_json}: a COCO annotation file holds one split ('train'), not 'test'" in one_line_error(capsys)
+    assert main(["encode", "--data", str(train_json), "--split", "val"]) == 2
+    assert f"{train_json}: a COCO annotation file holds one split ('train'), not 'val'" in one_line_error(capsys)
+    # Without --split, the file is the split.
+    assert main(["encode", "--data", str(train_json)]) == 0
+    assert "(train)" in capsys.readouterr().out
