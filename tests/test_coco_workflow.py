@@ -81,3 +81,39 @@ def test_eval_and_encode_refuse_a_split_the_file_does_not_hold(
     # Without --split, the file is the split.
     assert main(["encode", "--data", str(train_json)]) == 0
     assert "(train)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_coco_end_to_end_train_eval_and_results_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """synth (COCO layout) -> train on instances_train.json, validating on instances_val.json -> eval --checkpoint
+    on instances_test.json -> the detections it writes, evaluated by `ssd eval --coco` against that file, give
+    the same 12 numbers. (So short a run scores about 0; test_eval_ground_truth.py checks the same equality on
+    detections that score.)"""
+    data = tmp_path / "synth"
+    assert main(["data", "synth", str(data), "--format", "coco", "--images", "40"]) == 0
+    annotations = data / "annotations"
+    args = ["train", "--data", str(annotations / "instances_train.json"), "--val-data"]
+    args += [str(annotations / "instances_val.json"), "--out", str(tmp_path / "runs"), "--epochs", "2"]
+    args += ["--batch-size", "4", "--max-steps-per-epoch", "2", "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "1"
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "coco_ap" in rows[0]  # validated every epoch
+
+    test_json = annotations / "instances_test.json"
+    from_checkpoint = tmp_path / "checkpoint.json"
+    args = ["eval", "--checkpoint", str(run / "last.pt"), "--data", str(test_json), "--out", str(tmp_path / "eval")]
+    assert main(args + ["--json", str(from_checkpoint), "--device", "cpu"]) == 0
+    detections = tmp_path / "eval" / "1" / "detections.json"
+    results = json.loads(detections.read_text())
+    assert results and {r["category_id"] for r in results} <= {1, 2, 3}
+    test_ids = {image["id"] for image in json.loads(test_json.read_text())["images"]}
+    assert {r["image_id"] for r in results} <= test_ids
+
+    from_file = tmp_path / "file.json"
+    args = ["eval", "--coco", "--gt", str(test_json), "--results", str(detections), "--json", str(from_file)]
+    assert main(args) == 0
+    want = json.loads(from_file.read_text())
+    got = json.loads(from_checkpoint.read_text())["coco"]
+    assert list(got) == list(want)
+    assert got == pytest.approx(want, abs=1e-9)
