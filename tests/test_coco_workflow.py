@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,51 @@ def test_coco_end_to_end_train_eval_and_results_file(tmp_path: Path, capsys: pyt
     got = json.loads(from_checkpoint.read_text())["coco"]
     assert list(got) == list(want)
     assert got == pytest.approx(want, abs=1e-9)
+
+
+def test_predict_on_a_data_set_chains_into_eval(
+    coco: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ssd predict --data` writes results in the data set's ids: COCO image and category ids (here made
+    non-contiguous), VOC id strings and 1-based class indices; `ssd eval` reads them against the data set."""
+    root = tmp_path / "coco"
+    shutil.copytree(coco, root)
+    test_json = root / "annotations" / "instances_test.json"
+    gt = json.loads(test_json.read_text())
+    new_id = {1: 10, 2: 30, 3: 20}
+    for category in gt["categories"]:
+        category["id"] = new_id[category["id"]]
+    for ann in gt["annotations"]:
+        ann["category_id"] = new_id[ann["category_id"]]
+    test_json.write_text(json.dumps(gt))
+    args = ["predict", "--data", str(test_json), "--checkpoint", str(checkpoint), "--json", "--conf", "0.01"]
+    assert main(args + ["--out", str(tmp_path / "predict"), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    results_json = tmp_path / "predict" / "1" / "results.json"
+    results = json.loads(results_json.read_text())
+    names = {image["id"]: image["file_name"] for image in gt["images"]}
+    assert results and all(names[r["image_id"]] == r["file_name"] for r in results)
+    by_name = {c["name"]: c["id"] for c in gt["categories"]}
+    assert {r["category_id"] for r in results} <= {by_name[name] for name in CLASSES[1:]}
+    assert main(["eval", "--coco", "--gt", str(test_json), "--results", str(results_json), "--json", "-"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) >= {"AP", "ARl"}
+
+    voc = tmp_path / "voc"
+    write_synth(voc, format="voc", images=16, seed=1)
+    args = ["predict", "--data", str(voc), "--split", "test", "--checkpoint", str(checkpoint), "--json"]
+    assert main(args + ["--conf", "0.01", "--out", str(tmp_path / "predict"), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    results_json = tmp_path / "predict" / "2" / "results.json"
+    split_ids = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()
+    assert {r["image_id"] for r in json.loads(results_json.read_text())} <= set(split_ids)
+    args = ["eval", "--voc", "--data", str(voc), "--split", "test", "--results", str(results_json), "--json", "-"]
+    assert main(args) == 0
+    assert set(json.loads(capsys.readouterr().out)["per_class"]) == set(CLASSES[1:])
+
+
+def test_predict_needs_images_or_data(checkpoint: Path, coco: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predict", "--checkpoint", str(checkpoint)]) == 2
+    assert "SOURCES" in one_line_error(capsys)
+    train_json = coco / "annotations" / "instances_train.json"
+    assert main(["predict", "--data", str(train_json), "--split", "val", "--checkpoint", str(checkpoint)]) == 2
+    assert "holds one split ('train'), not 'val'" in one_line_error(capsys)
