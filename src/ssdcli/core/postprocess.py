@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .boxes import check_tensor
+from .boxes import check_tensor, has_area
 from .coder import PRIOR_SCALING, decode
 from .nms import grouped_nms
 
@@ -66,11 +66,6 @@ def postprocess(
     out_scores = cand_scores[kept].split(per_image)
     out_labels = (class_index[kept] + 1).split(per_image)
     return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(out_boxes, out_scores, out_labels)]
-
-
-def has_area(boxes: Tensor) -> Tensor:
-    """[..., 4] xyxy -> [...] bool: positive width and height."""
-    return (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
 
 
 def _candidates(scores: Tensor, score_threshold: float, pre_nms_top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

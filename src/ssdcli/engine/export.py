@@ -16,10 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from ssdcli.core.anchors import default_boxes
-from ssdcli.core.boxes import pairwise_iou
+from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
-from ssdcli.core.postprocess import has_area
 from ssdcli.errors import SsdcliError, UsageError
 
 from .loading import LoadedModel, load_model
