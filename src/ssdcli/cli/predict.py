@@ -13,7 +13,7 @@ from .render import print_warning, stderr_console, stdout_console
 
 
 def predict_command(
-    sources: Annotated[Optional[list[str]], typer.Argument(help="Image files, folders, glob patterns or video files (or --data).", show_default=False)] = None,
+    sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns or video files (or --data).", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train'.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --format onnx'.")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = Path("runs/predict"),
