@@ -237,3 +237,20 @@ def test_postprocess_bad_input_names_the_argument(
 def test_decode_bad_input_names_the_argument(name: str, offsets: torch.Tensor, anchors: torch.Tensor) -> None:
     with pytest.raises(ValueError, match=name):
         decode(offsets, anchors)
+
+
+def test_boxes_clipped_to_no_area_are_dropped_before_nms() -> None:
+    """A box decoded above the image clips to zero height: it is no detection and suppresses nothing. (``ssd
+    predict`` once returned "bbox": [190.88, 0.0, 103.12, 0.0] for such a box.)"""
+    anchors = torch.tensor([[0.5, 0.5, 0.4, 0.4], [0.5, 0.5, 0.4, 0.4], [0.5, 0.5, 0.4, 0.4]])  # cxcywh
+    loc = torch.zeros(1, 3, 4)
+    loc[0, 0, 1] = -20.0  # centre 0.8 above the image centre: the box lies wholly above the image
+    loc[0, 2, 0] = 20.0  # wholly right of the image
+    conf = torch.full((1, 3, 3), -10.0)
+    conf[0, :, 1] = torch.tensor([5.0, 3.0, 4.0])  # the outside boxes score highest
+    out = postprocess(conf, loc, anchors)[0]
+    assert out["labels"].tolist() == [1]
+    torch.testing.assert_close(out["boxes"][0], torch.tensor([0.3, 0.3, 0.7, 0.7]), **TOL)
+    # Only the boxes outside: no detection at all.
+    out = postprocess(conf[:, [0, 2]], loc[:, [0, 2]], anchors[:2])[0]
+    assert out["boxes"].shape == (0, 4) and out["scores"].shape == (0,)

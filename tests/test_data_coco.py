@@ -106,13 +106,25 @@ def test_find_coco_and_open_index(tmp_path: Path) -> None:
     assert find_coco(root, "val2017") == (path, images_dir)
     assert detect_format(root) == "coco" and detect_format(path) == "coco"
     from_root = open_index(root, "val2017")
-    from_file = open_index(path, "ignored")
-    assert from_root.split == from_file.split == "val2017"
+    from_file = open_index(path, None)  # the file's own split
+    assert from_root.split == from_file.split == open_index(path, "val2017").split == "val2017"
     assert [r.path for r in from_root.records] == [r.path for r in from_file.records]
     with pytest.raises(DataError) as caught:
         open_index(root, "train2017")
     assert caught.value.path == str(root / "annotations" / "instances_train2017.json")
     assert "val2017" in caught.value.message
+
+
+def test_a_json_file_refuses_a_split_it_does_not_hold(tmp_path: Path) -> None:
+    """`--data instances_train.json` once gave its training images for any split, so training validated on its
+    own training set."""
+    path, _ = _coco(tmp_path, split="train")
+    for split in ("val", "test", "ignored"):
+        error = _error(lambda: open_index(path, split), path)
+        assert f"holds one split ('train'), not {split!r}" in error.message
+    assert open_index(path, "train", "coco").split == "train"
+    assert open_index(tmp_path / "coco", None).split == "train"  # a root: the default split
+    assert open_index(tmp_path / "coco", None, default_split="train").split == "train"
 
 
 def test_images_under_images_folder(tmp_path: Path) -> None:

@@ -159,3 +159,43 @@ def test_checkpoint_of_another_model_is_rejected(checkpoint: Path, tmp_path: Pat
     torch.save(payload, other)
     assert main(["predict", str(tmp_path), "--checkpoint", str(other)]) == 2
     assert str(other) in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def outside_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model that ignores its input: the first default box of every cell is pushed wholly above the image and
+    scores highest for class 1; the other default boxes stay where they are, with a lower score."""
+    torch.manual_seed(0)
+    model = build_model(default_config("ssd_tiny", num_classes=len(CLASSES)))
+    with torch.no_grad():
+        for conf, loc, k in zip(model.head.conf, model.head.loc, model.head.boxes_per_cell):
+            conf_conv, loc_conv = (
+                [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)][-1] for module in (conf, loc)
+            )
+            conf_conv.weight.zero_()
+            loc_conv.weight.zero_()
+            conf_bias = torch.zeros(k, len(CLASSES))
+            conf_bias[:, 1] = torch.linspace(4.0, 3.0, k)  # box 0 of a cell scores highest
+            conf_conv.bias.copy_(conf_bias.reshape(-1))
+            loc_bias = torch.zeros(k, 4)
+            loc_bias[0, 1] = -40.0  # t_cy: 4 box heights above its default box
+            loc_conv.bias.copy_(loc_bias.reshape(-1))
+    path = tmp_path_factory.mktemp("outside") / "best.pt"
+    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, (0, 1, 2, 3), model.state_dict()), path)
+    return path
+
+
+def test_boxes_outside_the_image_are_no_detections(outside_checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    """Boxes decoded above the image clip to zero height; they were reported ("bbox": [190.88, 0.0, 103.12, 0.0]).
+    Now neither the PyTorch postprocessing nor the exported ONNX graph (--with-nms) reports them, and they take
+    no candidate place from the boxes inside the image."""
+    onnx_path = tmp_path / "model.onnx"
+    args = ["export", "--checkpoint", str(outside_checkpoint), "--format", "onnx", "--with-nms", "--out", str(onnx_path)]
+    assert main(args) == 0
+    paths = sorted(images.iterdir())
+    for model in (outside_checkpoint, onnx_path):
+        found = ssdcli.load(str(model), conf_threshold=0.01)(paths)
+        for detections in found:
+            assert len(detections) > 0
+            boxes = detections.boxes
+            assert bool((boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()), model.name

@@ -13,8 +13,9 @@ class TrainConfig:
 
     data: Path | None = None
     data_format: str = "auto"
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str | None = None  # None: "train" of a data set root, or the split a COCO file holds
+    val_split: str | None = None  # None: "val" of a data set root (of val_data if given)
+    val_data: Path | None = None  # validation data apart from ``data`` (a COCO file of another split)
     classes: tuple[str, ...] | None = None
     arch: str = "ssd_tiny"
     anchors: Path | None = None

@@ -229,7 +229,7 @@ def encode_command(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file.")] = None,
     visualize: Annotated[Optional[Path], typer.Option(help="Write a picture (PNG): matches per feature map, or the data-set charts.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data-set mode: a VOC root or COCO JSON/root; coverage statistics over every image.")] = None,
-    split: Annotated[str, typer.Option(help="Split of the data set.")] = "train",
+    split: Annotated[Optional[str], typer.Option(help="Split of the data set (default: train; a COCO JSON file is its own split).")] = None,
     data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = "auto",
     suggest: Annotated[Optional[int], typer.Option(min=1, help="Fit K aspect ratios and the sizes to the data set; writes --out.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where --suggest writes the anchor layout JSON.")] = None,

@@ -103,7 +103,10 @@ def eval_command(
     results: Annotated[Path | None, typer.Option(help=_RESULTS_HELP)] = None,
     gt: Annotated[Path | None, typer.Option(help="--coco: the ground-truth instances JSON.")] = None,
     data: Annotated[Path | None, typer.Option(help="--voc: the VOC root (Annotations/, ImageSets/Main/).")] = None,
-    split: Annotated[str | None, typer.Option(help="--voc: the split to evaluate on (default: test).")] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="--voc, --checkpoint: the split to evaluate on (default: test; a COCO JSON file is its own split)."),
+    ] = None,
     metric: Annotated[
         VocMetric | None, typer.Option(help="--voc: voc07 (11-point) or voc12 (area, VOC2010+) (default: voc07).")
     ] = None,
@@ -143,7 +146,7 @@ def eval_command(
         if data is None:
             raise UsageError("--checkpoint needs --data (the data set to evaluate on)")
         _evaluate_checkpoint(
-            checkpoint, data, split or "test", data_format, out, metric, iou, per_class, batch_size, device, json_out, plots
+            checkpoint, data, split, data_format, out, metric, iou, per_class, batch_size, device, json_out, plots
         )
         return
     if coco == voc:
@@ -195,7 +198,7 @@ def eval_command(
 def _evaluate_checkpoint(
     checkpoint: Path,
     data: Path,
-    split: str,
+    split: str | None,
     data_format: str,
     out: Path,
     metric: VocMetric | None,

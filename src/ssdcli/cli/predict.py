@@ -13,7 +13,7 @@ from .render import print_warning, stderr_console, stdout_console
 
 
 def predict_command(
-    sources: Annotated[list[str], typer.Argument(help="Image files, folders, glob patterns or video files.")],
+    sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns or video files (or --data).", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train'.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --format onnx'.")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = Path("runs/predict"),
@@ -25,6 +25,9 @@ def predict_command(
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the model's.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Predict on a data set's split instead (VOC root, COCO root or JSON); results.json then carries its image and category ids, for 'ssd eval'.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="--data: the split (default: test; a COCO JSON file is its own split).")] = None,
+    data_format: Annotated[str, typer.Option("--format", help="--data: auto, voc or coco.")] = "auto",
 ) -> int:
     """Detect objects in images, folders, globs and videos; writes annotated copies and optional JSON.
 
@@ -35,14 +38,21 @@ def predict_command(
         ssd predict images/ clip.mp4 --checkpoint best.pt --json --conf 0.4
 
         ssd predict 'data/*.png' --onnx model.onnx --json -
+
+        ssd predict --data coco/annotations/instances_val.json --checkpoint best.pt --json --conf 0.01
+        ssd eval --coco --gt coco/annotations/instances_val.json --results runs/predict/1/results.json
     """
     from ssdcli.engine.device import resolve_device
-    from ssdcli.engine.predict import run_predict
+    from ssdcli.engine.predict import dataset_images, run_predict
     from ssdcli.engine.predictor import load_predictor
     from ssdcli.errors import UsageError
 
     if (checkpoint is None) == (onnx is None):
         raise UsageError("give exactly one of --checkpoint or --onnx")
+    if bool(sources) == (data is not None):
+        raise UsageError("give images to predict on (SOURCES) or --data, one of the two")
+    if data is None and split is not None:
+        raise UsageError("--split applies to --data")
     to_stdout = json_stdout
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     predictor = load_predictor(
@@ -51,10 +61,11 @@ def predict_command(
     size = predictor.info.layout.image_size
     if img_size is not None and img_size != size:
         raise UsageError(f"--img-size {img_size}: the model was trained at {size} px")
+    dataset = dataset_images(data, split, data_format, predictor.info.class_names) if data is not None else None
     status = stderr_console() if to_stdout else stdout_console()
     with EvalProgressBar(status, "predict") as progress:
         result = run_predict(
-            predictor, sources, None if to_stdout else out, batch_size, write_json=json_files, emit=progress
+            predictor, sources or [], None if to_stdout else out, batch_size, json_files, progress, dataset
         )
     if to_stdout:
         typer.echo(json.dumps({"results": result.results, "images": result.per_image}))

@@ -15,9 +15,10 @@ EXIT_INTERRUPTED = 130
 
 def train_command(
     data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
+    val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
     data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = "auto",
-    train_split: Annotated[str, typer.Option(help="Split to train on.")] = "train",
-    val_split: Annotated[str, typer.Option(help="Split to validate on.")] = "val",
+    train_split: Annotated[Optional[str], typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
+    val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
     model: Annotated[str, typer.Option(help="ssd_tiny, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny",
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes).")] = None,
@@ -51,6 +52,8 @@ def train_command(
 
         ssd train --data VOCdevkit/VOC2007 --train-split trainval --val-split test --model ssd300_vgg16
 
+        ssd train --data coco/annotations/instances_train.json --val-data coco/annotations/instances_val.json
+
         ssd train --resume runs/train/3/last.pt
 
         ssd train --data data/bccd --tensorboard    # then: tensorboard --logdir runs/train
@@ -62,6 +65,7 @@ def train_command(
 
     config = TrainConfig(
         data=data,
+        val_data=val_data,
         data_format=data_format,
         train_split=train_split,
         val_split=val_split,

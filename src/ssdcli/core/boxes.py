@@ -22,6 +22,11 @@ def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
     return torch.cat((0.5 * (top_left + bottom_right), bottom_right - top_left), dim=-1)
 
 
+def has_area(boxes: Tensor) -> Tensor:
+    """xyxy boxes [..., 4] -> [...] bool: positive width and height."""
+    return (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+
+
 def axis_overlap(low1: Tensor, high1: Tensor, low2: Tensor, high2: Tensor, out: Tensor | None = None) -> Tensor:
     """Length of the overlap of the intervals [low1, high1] and [low2, high2] (broadcast), 0 where they are apart.
 

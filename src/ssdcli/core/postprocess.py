@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .boxes import check_tensor
+from .boxes import check_tensor, has_area
 from .coder import PRIOR_SCALING, decode
 from .nms import grouped_nms
 
@@ -29,9 +29,12 @@ def postprocess(
         top_k: detections kept per image after NMS.
         pre_nms_top_k: candidates kept per class and image before NMS.
 
+    Decoded boxes are clipped to [0, 1]; a box left with zero width or height (it lay wholly outside the image)
+    is dropped before the candidates are chosen.
+
     Returns:
-        One dict per image: "boxes" [K, 4] xyxy normalised and clipped to [0, 1], "scores" [K], "labels" [K]
-        int64 in 1..C-1, sorted by decreasing score.
+        One dict per image: "boxes" [K, 4] xyxy normalised and clipped to [0, 1], each with positive width and
+        height, "scores" [K], "labels" [K] int64 in 1..C-1, sorted by decreasing score.
     """
     check_tensor("conf", conf, 3)
     check_tensor("loc", loc, 3, 4)
@@ -42,9 +45,12 @@ def postprocess(
         )
     batch, num_anchors, num_classes = conf.shape
     scores = torch.softmax(conf.float(), dim=-1)[:, :, 1:]  # [B, A, C-1]
+    boxes = decode(loc.float(), anchors.float(), prior_scaling).clamp_(0.0, 1.0)  # [B, A, 4]
+    # A box wholly outside the image clips to zero width or height: it is no detection. Scored -1, it is no
+    # candidate (below any threshold), so it takes no pre-NMS place and suppresses nothing.
+    scores = scores.masked_fill(~has_area(boxes).unsqueeze(-1), -1.0)
     image_index, anchor_index, class_index, cand_scores = _candidates(scores, score_threshold, pre_nms_top_k)
-    offsets = loc.float()[image_index, anchor_index]  # [N, 4]
-    cand_boxes = decode(offsets, anchors.float()[anchor_index], prior_scaling).clamp_(0.0, 1.0)  # [N, 4]
+    cand_boxes = boxes[image_index, anchor_index]  # [N, 4]
     group = image_index * (num_classes - 1) + class_index  # NMS within (image, class)
     kept = grouped_nms(cand_boxes, cand_scores, group, iou_threshold)  # [K]
     by_score = torch.sort(cand_scores[kept], descending=True, stable=True).indices

@@ -254,5 +254,6 @@ def load_coco(
         category_ids=(0, *ids),
         records=tuple(records),
         warnings=counter.freeze(),
+        annotations_file=path,
     )
 

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ssdcli.errors import DataError, UsageError
 
-from .coco import coco_splits, find_coco, images_dir_for, load_coco
+from .coco import coco_splits, find_coco, images_dir_for, load_coco, split_of
 from .collate import LoadFailure
 from .images import decode_image
 from .records import DatasetIndex, ImageRecord
@@ -53,10 +53,11 @@ def detect_format(path: str | Path) -> str:
 
 def open_index(
     path: str | Path,
-    split: str,
+    split: str | None,
     format: str = "auto",
     classes: Sequence[str] | None = None,
     check_images: bool = True,
+    default_split: str = "train",
 ) -> DatasetIndex:
     """Index one split of a data set.
 
@@ -66,7 +67,9 @@ def open_index(
             ``"val"``; images in ``<root>/<split>/``, ``<root>/images/<split>/`` or the JSON's folder), or a YOLO
             data set (``data.yaml`` or ``images/<split>/`` + ``labels/<split>/``).
         split: the split name (VOC ``ImageSets/Main/<split>.txt``, COCO ``instances_<split>.json``, YOLO a key
-            of data.yaml or a folder of ``images/``).
+            of data.yaml or a folder of ``images/``); None: the file's own split for a COCO file, else
+            ``default_split``. A COCO file holds one split only: another split name is a :class:`DataError`
+            naming the file (it never silently gives its own split).
         format: ``"auto"`` (detected from the path), ``"voc"``, ``"coco"`` or ``"yolo"``.
         classes: class names in label order; default from the data (see :func:`load_voc`, :func:`load_coco`).
     """
@@ -75,14 +78,33 @@ def open_index(
     path = Path(path)
     if format == "auto":
         format = detect_format(path)
+    if format == "coco" and is_split_file(path):
+        check_file_split(path, split)
+        return load_coco(path, images_dir_for(path), classes=classes, check_images=check_images)
+    split = default_split if split is None else split
     if format == "voc":
         return load_voc(path, split, classes=classes, check_images=check_images)
     if format == "yolo":
         return load_yolo(path, split, classes=classes, check_images=check_images)
-    if path.is_file() or path.suffix.lower() == ".json":
-        return load_coco(path, images_dir_for(path), classes=classes, check_images=check_images)
     annotations_json, images_dir = find_coco(path, split)
     return load_coco(annotations_json, images_dir, classes=classes, split=split, check_images=check_images)
+
+
+def is_split_file(path: str | Path) -> bool:
+    """True for a COCO instances ``.json`` file given directly (one split), False for a data set root."""
+    path = Path(path)
+    return path.is_file() or path.suffix.lower() == ".json"
+
+
+def check_file_split(path: Path, split: str | None) -> None:
+    """A COCO file is the one split it is named after; asking it for another is a :class:`DataError`."""
+    own = split_of(path)
+    if split is not None and split != own:
+        raise DataError(
+            f"a COCO annotation file holds one split ({own!r}), not {split!r}: give the file of split {split!r} "
+            f"or the data set root (annotations/instances_{split}.json)",
+            path=path,
+        )
 
 
 def read_sized_image(path: Path, width: int, height: int) -> np.ndarray:

@@ -80,7 +80,7 @@ def _decode_truncated_jpeg(data: bytes) -> np.ndarray | None:
 
     try:
         with Image.open(io.BytesIO(data + _JPEG_END)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.array(image.convert("RGB"))  # a writable copy
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
 

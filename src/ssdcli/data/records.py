@@ -123,6 +123,8 @@ class DatasetIndex:
     class_names: index 0 is ``"background"``; label k of a record is ``class_names[k]``.
     category_ids: the data set's own id of each label (COCO: the category id, index 0 unused and 0;
         VOC: 0..C-1, the label itself), used to write results in the data set's ids.
+    annotations_file: COCO: the instances JSON the split was read from (evaluation scores against it as
+        written); None for VOC (one XML file per image under ``root``).
     """
 
     root: Path
@@ -132,6 +134,7 @@ class DatasetIndex:
     category_ids: tuple[int, ...]
     records: tuple[ImageRecord, ...]
     warnings: DataWarnings = field(default_factory=DataWarnings)
+    annotations_file: Path | None = None
 
     @property
     def num_classes(self) -> int:

@@ -30,7 +30,7 @@ class CheckpointEvaluation:
 def evaluate_checkpoint(
     checkpoint: str | Path,
     data: str | Path,
-    split: str = "test",
+    split: str | None = None,
     data_format: str = "auto",
     out: str | Path = "runs/eval",
     metric: str = "voc07",
@@ -42,13 +42,14 @@ def evaluate_checkpoint(
     emit: EventHandler = ignore_events,
 ) -> CheckpointEvaluation:
     """Detections of ``checkpoint`` on ``data``/``split`` (score threshold 0.01, as evaluation wants), written as
-    a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated. With ``plots``,
+    a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated. ``split`` None: "test"
+    of a data set root, or the split a COCO file holds. With ``plots``,
     precision-recall curves per class and a confusion summary go there as PNG files."""
     torch_device = resolve_device(device)
     loaded = load_model(checkpoint, torch_device)
-    index = open_index(data, split, data_format, loaded.class_names[1:])
+    index = open_index(data, split, data_format, loaded.class_names[1:], default_split="test")
     if index.warnings.summary():
-        emit(Message(f"{split}: {index.warnings.summary()}", "warning"))
+        emit(Message(f"{index.split}: {index.warnings.summary()}", "warning"))
     anchors = default_boxes(loaded.config.layout, device=torch_device)
     detections = detect_index(loaded.model, index, anchors, torch_device, batch_size, emit=emit)
     evaluation = evaluate_detections(index, detections, metric, iou_threshold, per_class)
@@ -58,7 +59,7 @@ def evaluate_checkpoint(
     if index.format == "voc":
         devkit_dir = run_dir / "devkit"
         devkit_dir.mkdir()
-        write_devkit_detections(devkit_dir, evaluation.voc_detections, index.class_names[1:], split)
+        write_devkit_detections(devkit_dir, evaluation.voc_detections, index.class_names[1:], index.split)
     drawn: tuple[Path, ...] = ()
     if plots is not None:
         drawn = tuple(write_evaluation_plots(Path(plots), evaluation.voc, index, detections))

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ssdcli.core.anchors import default_boxes
-from ssdcli.core.boxes import pairwise_iou
+from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
 from ssdcli.errors import SsdcliError, UsageError
@@ -79,8 +79,9 @@ class GraphPostprocess(nn.Module):
     """Decoding and NMS as an exportable graph: conf [B, A, C] logits, loc [B, A, 4] -> boxes [N, 4] xyxy
     normalised, scores [N], labels [N] (1..C-1), batch_index [N] (which image), grouped by image, then class, then
     by decreasing score. Score threshold, pre-NMS top-k and NMS IoU are fixed at export time; the runner keeps the
-    top-k per image. The same candidates and decisions as ``ssdcli.postprocess``: the top ``pre_nms_top_k``
-    scores of each (image, class), clipped decoded boxes, NMS within each (image, class)."""
+    top-k per image. The same candidates and decisions as ``ssdcli.postprocess``: clipped decoded boxes, those
+    left without area scored -1 (no candidate), the top ``pre_nms_top_k`` scores of each (image, class), NMS
+    within each (image, class)."""
 
     def __init__(self, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
         super().__init__()
@@ -91,8 +92,9 @@ class GraphPostprocess(nn.Module):
 
     def forward(self, conf: Tensor, loc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         num_classes, k = conf.shape[2], self.pre_nms_top_k
-        scores = torch.softmax(conf, dim=-1)[:, :, 1:].transpose(1, 2)  # [B, C-1, A]
         boxes = decode(loc, self.anchors).clamp(0.0, 1.0)  # [B, A, 4]
+        scores = torch.softmax(conf, dim=-1)[:, :, 1:]  # [B, A, C-1]
+        scores = torch.where(has_area(boxes).unsqueeze(-1), scores, -1.0).transpose(1, 2)  # [B, C-1, A]
         top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k]
         candidates = boxes.gather(1, top_anchor.reshape(top_anchor.shape[0], -1, 1).expand(-1, -1, 4))  # [B, (C-1)k, 4]
         candidates = candidates.reshape(-1, k, 4)  # [G, k, 4], group g = image * (C-1) + class - 1

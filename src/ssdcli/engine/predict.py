@@ -11,8 +11,9 @@ from typing import Any, Sequence
 import cv2
 import torch
 
+from ssdcli.data.dataset import open_index
 from ssdcli.data.images import read_image_rgb
-from ssdcli.errors import DataError, SsdcliError
+from ssdcli.errors import DataError, SsdcliError, UsageError
 
 from .draw import draw_detections
 from .events import EvalProgress, EventHandler, Message, ignore_events
@@ -28,6 +29,29 @@ class Sources:
     images: tuple[Path, ...]
     videos: tuple[Path, ...]
     problems: tuple[str, ...]  # one line per source that could not be used
+
+
+@dataclass(frozen=True)
+class DatasetImages:
+    """The images of one split of a data set and the ids its results files use: ``image_ids`` [N] aligned with
+    ``paths`` (COCO: the JSON's image ids; VOC: the id strings), ``category_ids`` by model label (COCO: the
+    category ids; VOC: the label, the 1-based index into the model's classes that ``ssd eval --voc`` reads)."""
+
+    paths: tuple[Path, ...]
+    image_ids: tuple[int | str, ...]
+    category_ids: tuple[int, ...]
+
+
+def dataset_images(
+    data: str | Path, split: str | None, data_format: str, class_names: Sequence[str]
+) -> DatasetImages:
+    """The images of ``data``/``split`` (None: "test" of a root, or the split a COCO file holds), with the
+    data set's ids for the model's classes ``class_names`` (index 0 the background)."""
+    index = open_index(data, split, data_format, class_names[1:], check_images=False, default_split="test")
+    records = index.records
+    return DatasetImages(
+        tuple(r.path for r in records), tuple(r.source_id for r in records), tuple(index.category_ids)
+    )
 
 
 @dataclass
@@ -75,7 +99,9 @@ def expand_sources(sources: Sequence[str]) -> Sources:
     return Sources(tuple(images), tuple(videos), tuple(problems))
 
 
-def _records(detections: Detections, image_id: int, file_name: str, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+def _records(
+    detections: Detections, image_id: int | str, file_name: str, category_ids: Sequence[int]
+) -> list[dict[str, Any]]:
     records = []
     for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
         x1, y1, x2, y2 = (float(v) for v in box)
@@ -120,9 +146,18 @@ def run_predict(
     batch_size: int = 16,
     write_json: bool = False,
     emit: EventHandler = ignore_events,
+    dataset: DatasetImages | None = None,
 ) -> PredictResult:
-    """Predict on every source. ``out=None`` writes nothing (the JSON is returned for printing)."""
-    found = expand_sources(sources)
+    """Predict on every source, or on the images of ``dataset`` (then ``sources`` is empty). ``out=None`` writes
+    nothing (the JSON is returned for printing).
+
+    The COCO-style ``results`` carry, besides ``file_name``, the data set's image and category ids with
+    ``dataset`` (so ``ssd eval`` scores them against the data set), else ids 0..N-1 in input order and the
+    checkpoint's category ids."""
+    if dataset is not None and sources:
+        raise UsageError("give images or a data set, not both")
+    found = expand_sources(sources) if dataset is None else Sources(dataset.paths, (), ())
+    id_of: dict[Path, int | str] = dict(zip(dataset.paths, dataset.image_ids)) if dataset is not None else {}
     for problem in found.problems:
         emit(Message(problem, "warning"))
     result = PredictResult(None, failed=list(found.problems))
@@ -131,7 +166,7 @@ def run_predict(
     run_dir = fresh_run_dir(out) if out is not None else None
     result.run_dir = run_dir
     taken: set[str] = set()
-    category_ids = predictor.info.category_ids
+    category_ids = predictor.info.category_ids if dataset is None else dataset.category_ids
     total = len(found.images)
     for start in range(0, total, batch_size):
         paths, rgbs = [], []
@@ -143,7 +178,7 @@ def run_predict(
                 result.failed.append(str(error))
                 emit(Message(str(error), "warning"))
         for path, rgb, detections in zip(paths, rgbs, predictor.predict_rgb(rgbs)):
-            image_id = result.images_done
+            image_id = id_of[path] if dataset is not None else result.images_done
             result.images_done += 1
             result.results.extend(_records(detections, image_id, path.name, category_ids))
             result.per_image.append(_image_json(detections, str(path)))

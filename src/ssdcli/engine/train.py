@@ -22,7 +22,7 @@ from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.loss import ssd_loss
 from ssdcli.core.matching import encode
 from ssdcli.data.collate import checked_batches, collate_detections
-from ssdcli.data.dataset import DetectionDataset, open_index
+from ssdcli.data.dataset import DetectionDataset, is_split_file, open_index
 from ssdcli.data.records import BACKGROUND, DatasetIndex
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.transforms import build_transforms
@@ -99,7 +99,7 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None
 
 
 def _config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    paths = {"data", "anchors", "out", "resume"}
+    paths = {"data", "val_data", "anchors", "out", "resume"}
     values = {k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()}
     if values.get("classes") is not None:
         values["classes"] = tuple(values["classes"])
@@ -116,6 +116,7 @@ class TrainData:
     train: DatasetIndex
     val: DatasetIndex | None
     cache: ImageCheckCache | None = None
+    notes: tuple[str, ...] = ()
 
 
 def _check_options(config: TrainConfig) -> AnchorLayout | None:
@@ -138,28 +139,42 @@ def _check_options(config: TrainConfig) -> AnchorLayout | None:
     return layout
 
 
-def _open_split(config: TrainConfig, data: Path, split: str, classes: Sequence[str] | None) -> DatasetIndex:
-    return open_index(data, split, config.data_format, classes, check_images=not config.verify_images)
+def _open_split(
+    config: TrainConfig, data: Path, split: str | None, classes: Sequence[str] | None, default_split: str = "train"
+) -> DatasetIndex:
+    return open_index(
+        data, split, config.data_format, classes, check_images=not config.verify_images, default_split=default_split
+    )
 
 
 def _open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
     """Index the training split and (when validation is on) the validation split, then decode every image once.
 
-    A validation split that cannot be opened is an error, not a silent run without validation.
+    A COCO file given as ``data`` is the training split only: validation then comes from ``val_data``, or is
+    left out with a note. A validation split that cannot be opened is an error, not a silent run without
+    validation; a split that a file cannot give is an error too.
     """
     train_index = _open_split(config, data, config.train_split, config.classes)
-    val_index = None
+    classes = train_index.class_names[1:]
+    val_index, notes = None, []
     if config.eval_every > 0:
-        try:
-            val_index = _open_split(config, data, config.val_split, train_index.class_names[1:])
-        except DataError as error:
-            raise DataError(
-                f"validation split {config.val_split!r}: {error.message} (choose another validation split, or "
-                "turn validation off)",
-                path=error.path,
-            ) from None
+        if is_split_file(data) and config.val_data is None and config.val_split is None:
+            notes.append(
+                f"no validation: {data.name} holds the {train_index.split!r} split only (give the validation "
+                "file, or the data set root); best.pt follows the training loss"
+            )
+        else:
+            source = config.val_data if config.val_data is not None else data
+            try:
+                val_index = _open_split(config, source, config.val_split, classes, default_split="val")
+            except DataError as error:
+                raise DataError(
+                    f"validation split {config.val_split or 'val'!r}: {error.message} (choose another validation "
+                    "split, or turn validation off)",
+                    path=error.path,
+                ) from None
     if not config.verify_images:
-        return TrainData(train_index, val_index)
+        return TrainData(train_index, val_index, notes=tuple(notes))
     cache = ImageCheckCache.load(config.out / IMAGE_CHECK_CACHE)
     verified = []
     for index in (train_index, val_index):
@@ -176,7 +191,7 @@ def _open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData
                 on_progress=lambda done, total, task=task: emit(TaskProgress(task, done, total)),
             )
         )
-    return TrainData(verified[0], verified[1], cache)
+    return TrainData(verified[0], verified[1], cache, tuple(notes))
 
 
 def _model_config(
@@ -240,6 +255,8 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
 
 def _train(config: TrainConfig, device: torch.device, context: DistContext, emit: EventHandler) -> TrainResult:
     config, checkpoint = _resolve_resume(config)
+    if config.data is None and config.val_data is not None:
+        raise UsageError("--val-data needs --data (the training data it validates)")
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(config.threads, config.workers))
     torch.manual_seed(config.seed)
@@ -265,8 +282,11 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         _check_split_size(config, prepared.train, context.world_size, data)
     elif prepared.cache is not None and context.is_main:
         prepared.cache.save()
-    config = replace(config, data=data)
+    val_data = config.val_data.resolve() if config.val_data is not None else None
+    config = replace(config, data=data, val_data=val_data)
     train_index, val_index = prepared.train, prepared.val
+    for note in prepared.notes:
+        emit(Message(note, "warning"))
     for index in (train_index, val_index):
         summary = index.warnings.summary() if index is not None else None
         if summary:

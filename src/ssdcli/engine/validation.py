@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,28 +13,54 @@ from ssdcli.data.records import DatasetIndex
 from ssdcli.metrics.coco import CocoResult, coco_evaluate
 from ssdcli.metrics.voc import Detection, VocImageGT, VocResult, voc_evaluate
 
+from .evaluate import load_coco_ground_truth, load_voc_ground_truth
 from .events import EventHandler, ignore_events
 from .inference import ImageDetections, detect_index
 
+DIFFICULT = "difficult"  # the flag of VOC's difficult objects in the COCO ground truth built here
 
-def coco_ground_truth(index: DatasetIndex) -> dict[str, Any]:
-    """The index as a COCO ground-truth dict with contiguous category ids 1..C-1 (crowd = ignored objects)."""
+
+def voc_ground_truth(index: DatasetIndex) -> dict[str, VocImageGT]:
+    """Ground truth for the VOC metric, image id string -> :class:`VocImageGT`.
+
+    VOC data: the split's annotation files as the devkit reads them (every object as written, difficult ones
+    flagged; boxes neither clipped nor dropped), so that the numbers equal ``ssd eval --voc`` on the same
+    detections. COCO data (no devkit): the index's records, crowd objects as difficult ones.
+    """
+    if index.format == "voc":
+        return load_voc_ground_truth(index.root, index.split)
+    names = index.class_names
+    return {
+        str(r.source_id): VocImageGT(r.boxes, tuple(names[int(l)] for l in r.labels), r.ignore) for r in index.records
+    }
+
+
+def coco_ground_truth(index: DatasetIndex, ground_truth: Mapping[str, VocImageGT]) -> dict[str, Any]:
+    """The ground truth of :func:`voc_ground_truth` as a COCO dict, for data without an instances file (VOC):
+    image ids are the records' ``image_id``, category ids the labels 1..C-1; difficult objects are flagged
+    ``"difficult"`` (not ``iscrowd``, whose IoU differs) for ``coco_evaluate(ignore_key=DIFFICULT)``, which
+    ignores them as the devkit does."""
+    label_of = {name: label for label, name in enumerate(index.class_names) if label > 0}
     images, annotations = [], []
     for record in index.records:
         images.append({"id": record.image_id, "width": record.width, "height": record.height})
-        for box, label, ignore in zip(record.boxes.tolist(), record.labels.tolist(), record.ignore.tolist()):
+        found = ground_truth[str(record.source_id)]
+        for box, name, difficult in zip(found.boxes_xyxy.tolist(), found.class_names, found.difficult.tolist()):
+            if name not in label_of:
+                continue  # a class the model does not know: not evaluated, as in the VOC metric
             x1, y1, x2, y2 = box
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": record.image_id,
-                    "category_id": int(label),
+                    "category_id": label_of[name],
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": int(ignore),
+                    "iscrowd": 0,
+                    DIFFICULT: int(difficult),
                 }
             )
-    categories = [{"id": i, "name": name} for i, name in enumerate(index.class_names) if i > 0]
+    categories = [{"id": label, "name": name} for name, label in label_of.items()]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
@@ -59,9 +86,6 @@ def evaluate_detections(
     """Evaluate ``detections`` (model labels, pixels) against ``index`` with the VOC and COCO evaluators."""
     names = index.class_names
     records = {r.image_id: r for r in index.records}
-    ground_truth = {
-        str(r.source_id): VocImageGT(r.boxes, tuple(names[int(l)] for l in r.labels), r.ignore) for r in index.records
-    }
     voc_detections: list[Detection] = []
     internal: list[dict[str, Any]] = []
     exported: list[dict[str, Any]] = []
@@ -74,8 +98,14 @@ def evaluate_detections(
             internal.append({"image_id": found.image_id, "category_id": int(label), "bbox": xywh, "score": score})
             category = index.category_ids[int(label)] if index.format == "coco" else int(label)
             exported.append({"image_id": source_id, "category_id": int(category), "bbox": xywh, "score": score})
+    ground_truth = voc_ground_truth(index)
     voc = voc_evaluate(ground_truth, voc_detections, names[1:], iou_threshold, metric)  # type: ignore[arg-type]
-    coco = coco_evaluate(coco_ground_truth(index), internal, per_class=per_class)
+    if index.format == "coco" and index.annotations_file is not None:
+        # The instances file as written (COCO's own areas, crowd regions, every image), scored in its own ids.
+        coco = coco_evaluate(load_coco_ground_truth(index.annotations_file), exported, per_class=per_class)
+    else:
+        gt = coco_ground_truth(index, ground_truth)
+        coco = coco_evaluate(gt, internal, per_class=per_class, ignore_key=DIFFICULT)
     return DetectionEvaluation(voc, coco, voc_detections, exported)
 
 

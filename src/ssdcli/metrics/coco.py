@@ -10,6 +10,12 @@ Two cases pycocotools does not handle are handled here: an empty results list (`
 the results are then an empty set of detections, giving AP 0 wherever there is ground truth) and ground truth
 annotations without ``iscrowd`` or ``area`` (taken as 0 and as the box area w * h).
 Metrics with no ground truth in their area range are -1, as in pycocotools.
+
+One addition, off by default: ``ignore_key`` names an annotation flag (``"difficult"`` for PASCAL VOC objects)
+whose objects are ignored the way COCOeval ignores crowd regions (not counted as ground truth; any number of
+detections matched to one are neither true nor false positives) but matched with the ordinary IoU. Marking them
+``iscrowd`` in the file would also change their IoU to intersection / detection area, under which a small
+detection inside a large difficult object is ignored where the VOC devkit counts it as a false positive.
 """
 
 from __future__ import annotations
@@ -143,6 +149,25 @@ def _ground_truth(coco_cls: Any, gt: Mapping[str, Any]) -> Any:
     return coco
 
 
+def _ignoring(eval_cls: Any, ignore_key: str) -> Any:
+    """``eval_cls`` that ignores the ground truth flagged ``ignore_key`` with the ordinary IoU.
+
+    COCOeval computes every IoU (``computeIoU``, with the crowd rule for ``iscrowd`` objects) before it matches
+    any image (``evaluateImg``). The flagged objects enter the IoU as ordinary boxes and are marked crowd right
+    after: ignored, and free to absorb any number of detections, as the VOC devkit lets a difficult object do.
+    """
+
+    class IgnoringEval(eval_cls):  # type: ignore[misc, valid-type]
+        def computeIoU(self, imgId: Any, catId: Any) -> Any:  # noqa: N802, N803 (COCOeval's names)
+            ious = super().computeIoU(imgId, catId)
+            for ann in self._gts[imgId, catId]:
+                if ann.get(ignore_key):
+                    ann["iscrowd"] = ann["ignore"] = 1
+            return ious
+
+    return IgnoringEval
+
+
 def _detections(coco_gt: Any, coco_cls: Any, results: Sequence[Mapping[str, Any]]) -> Any:
     """The results as a COCO object: ``loadRes`` on copies of the dicts; an empty COCO set for no results."""
     if results:
@@ -164,14 +189,20 @@ def coco_evaluate(
     *,
     per_class: bool = False,
     backend: str = "pycocotools",
+    ignore_key: str | None = None,
 ) -> CocoResult:
     """COCOeval (bbox, default parameters) of ``results`` against the COCO ground truth dict ``gt``.
 
     ``gt`` holds ``images``, ``annotations`` and ``categories``; ``results`` are dicts
     ``{image_id, category_id, bbox [x, y, w, h] pixels, score}`` whose ids exist in ``gt`` (the engine checks
-    that). With ``per_class``, AP per category in the order of ``gt["categories"]``.
+    that). With ``per_class``, AP per category in the order of ``gt["categories"]``. ``ignore_key``: annotations
+    with a true value under this key are ignored (see the module docstring; pycocotools backend only).
     """
     coco_cls, eval_cls = _backend(backend)
+    if ignore_key is not None:
+        if backend != "pycocotools":
+            raise UsageError(f"ignoring {ignore_key!r} objects needs the pycocotools backend")
+        eval_cls = _ignoring(eval_cls, ignore_key)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = _ground_truth(coco_cls, gt)
         coco_dt = _detections(coco_gt, coco_cls, results)
@@ -187,7 +218,8 @@ def coco_evaluate(
         ap_by_id = dict(zip(cat_ids, ap))
         num_gt = {cat_id: 0 for cat_id in cat_ids}
         for ann in coco_gt.dataset["annotations"]:
-            if not ann.get("iscrowd", 0) and ann["category_id"] in num_gt:
+            ignored = ann.get("iscrowd", 0) or (ignore_key is not None and ann.get(ignore_key, False))
+            if not ignored and ann["category_id"] in num_gt:
                 num_gt[ann["category_id"]] += 1
         classes = tuple(
             CocoClassAP(cat["id"], str(cat.get("name", cat["id"])), float(ap_by_id[cat["id"]]), num_gt[cat["id"]])

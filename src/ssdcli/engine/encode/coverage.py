@@ -105,12 +105,13 @@ def gt_set_from_index(index: _Index, source: str = "", split: str | None = None)
     )
 
 
-def load_gt_set(path: str | Path, split: str = "train", data_format: str = "auto") -> GtSet:
-    """Open a split of a VOC or COCO data set (``open_index``) and pad its boxes into a :class:`GtSet`."""
+def load_gt_set(path: str | Path, split: str | None = None, data_format: str = "auto") -> GtSet:
+    """Open a split of a VOC or COCO data set (``open_index``; ``split`` None: "train", or the split of a COCO
+    file) and pad its boxes into a :class:`GtSet`."""
     from ssdcli.data.dataset import open_index
 
     index = open_index(Path(path), split, data_format, check_images=False)  # boxes and sizes only
-    return gt_set_from_index(index, str(path), split)
+    return gt_set_from_index(index, str(path), index.split)
 
 
 def image_chunks(gts: GtSet, num_anchors: int) -> Iterator[tuple[torch.Tensor, int]]:

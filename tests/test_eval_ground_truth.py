@@ -1,0 +1,149 @@
+"""Evaluating a model's detections on a data set (``ssd eval --checkpoint``, training's validation) scores them
+against the data set's files as written: COCO's instances JSON (its ``area``, crowd regions, every box) and VOC's
+annotation XML under the devkit's rules (difficult objects ignored, boxes neither clipped nor dropped)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_metrics_coco import STATS_ORDER, raw_cocoeval
+
+from ssdcli.data.dataset import open_index
+from ssdcli.data.results_io import write_devkit_detections
+from ssdcli.data.synth import write_synth
+from ssdcli.engine.evaluate import evaluate_voc_files
+from ssdcli.engine.inference import ImageDetections
+from ssdcli.engine.validation import evaluate_detections
+
+
+def jittered_detections(index, seed: int) -> list[ImageDetections]:
+    """Every object of the index found with a jittered box and a random score, some missed, plus false positives."""
+    rng = random.Random(seed)
+    out = []
+    for record in index.records:
+        boxes, scores, labels = [], [], []
+        for box, label in zip(record.boxes.tolist(), record.labels.tolist()):
+            if rng.random() < 0.2:
+                continue
+            x1, y1, x2, y2 = (v + rng.uniform(-3, 3) for v in box)
+            boxes.append([max(x1, 0.0), max(y1, 0.0), max(x2, x1 + 1), max(y2, y1 + 1)])
+            scores.append(rng.random())
+            labels.append(label)
+        for _ in range(rng.randint(0, 2)):
+            x, y = rng.uniform(0, record.width / 2), rng.uniform(0, record.height / 2)
+            boxes.append([x, y, x + rng.uniform(5, 60), y + rng.uniform(5, 60)])
+            scores.append(rng.random() * 0.6)
+            labels.append(rng.randint(1, index.num_classes - 1))
+        out.append(
+            ImageDetections(
+                record.image_id,
+                np.array(boxes, dtype=np.float64).reshape(-1, 4),
+                np.array(scores),
+                np.array(labels, dtype=np.int64),
+            )
+        )
+    return out
+
+
+def test_coco_numbers_are_cocoeval_on_the_original_file(tmp_path: Path) -> None:
+    """COCO's `area` is the segment's, not the box's: APs/APm/APl follow it. The file's crowd regions and a box
+    that the loader drops (zero width) count as COCOeval counts them."""
+    root = tmp_path / "coco"
+    write_synth(root, format="coco", images=40, seed=3)
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    for k, ann in enumerate(data["annotations"]):
+        if k % 2:
+            ann["area"] = 0.3 * ann["area"]  # a segment covers part of its box: medium objects become small
+    data["annotations"][0]["iscrowd"] = 1
+    first = data["annotations"][1]
+    data["annotations"].append({**first, "id": 10_000, "bbox": [first["bbox"][0], first["bbox"][1], 0, 5]})
+    path.write_text(json.dumps(data))
+    index = open_index(path, None)
+    assert index.warnings.zero_area_boxes == 1
+
+    evaluation = evaluate_detections(index, jittered_detections(index, seed=1), per_class=True)
+    want = dict(zip(STATS_ORDER, raw_cocoeval(data, evaluation.coco_results).stats))
+    assert evaluation.coco.metrics.as_dict() == pytest.approx(want, abs=1e-12)
+    assert 0.2 < want["AP"] < 0.9 and want["APs"] > 0  # a real test: small objects exist and are found
+    assert {r["image_id"] for r in evaluation.coco_results} <= {image["id"] for image in data["images"]}
+
+
+CLASSES = ("cat", "dog")
+
+
+def _object(name: str, box: tuple[int, int, int, int], difficult: bool = False) -> str:
+    xmin, ymin, xmax, ymax = box
+    return (
+        f"<object><name>{name}</name><difficult>{int(difficult)}</difficult><bndbox><xmin>{xmin}</xmin>"
+        f"<ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox></object>"
+    )
+
+
+@pytest.fixture
+def voc(tmp_path: Path) -> Path:
+    """Two 100 x 80 images. a: a cat, a difficult cat covering the image, a dog written as a point (xmin = xmax:
+    the loader drops it, the devkit counts a 1-pixel object) and a dog reaching past the right edge (the loader
+    clips it, the devkit does not). b: one dog."""
+    root = tmp_path / "VOC"
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True)
+    objects = {
+        "a": [
+            _object("cat", (11, 11, 40, 40)),
+            _object("cat", (1, 1, 100, 80), difficult=True),
+            _object("dog", (50, 50, 50, 50)),
+            _object("dog", (60, 20, 120, 60)),
+        ],
+        "b": [_object("dog", (10, 10, 50, 50))],
+    }
+    for name, found in objects.items():
+        cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), np.zeros((80, 100, 3), np.uint8))
+        (root / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>100</width><height>80</height>"
+            f"<depth>3</depth></size>{''.join(found)}</annotation>"
+        )
+    (root / "ImageSets" / "Main" / "test.txt").write_text("a\nb\n")
+    return root
+
+
+def test_voc_numbers_follow_the_devkit_on_the_annotation_files(voc: Path, tmp_path: Path) -> None:
+    index = open_index(voc, "test", classes=CLASSES)
+    assert index.warnings.zero_area_boxes == 1 and index.warnings.clipped_boxes == 1
+    cat, dog = 1, 2
+    detections = [
+        ImageDetections(
+            0,
+            np.array(
+                [
+                    [0, 0, 100, 80],  # on the difficult cat: ignored
+                    [0.5, 0, 100, 80],  # again: still ignored (the devkit ignores any number)
+                    [60, 5, 80, 25],  # small, inside the difficult cat's box, IoU 0.05: a false positive
+                    [10, 10, 40, 40],  # the cat
+                    [59, 19, 100, 60],  # the dog past the edge, as a model sees it (clipped)
+                ],
+                dtype=np.float64,
+            ),
+            np.array([0.99, 0.98, 0.95, 0.9, 0.8]),
+            np.array([cat, cat, cat, cat, dog]),
+        ),
+        ImageDetections(1, np.array([[9.0, 9, 50, 50]]), np.array([0.7]), np.array([dog])),
+    ]
+    evaluation = evaluate_detections(index, detections, metric="voc07", per_class=True)
+    # The project's evaluator on the files: what `ssd eval --voc --results devkit/` gives.
+    devkit = tmp_path / "devkit"
+    write_devkit_detections(devkit, evaluation.voc_detections, CLASSES, "test")
+    from_files = evaluate_voc_files(voc, "test", devkit, classes=CLASSES, metric="voc07")
+    assert evaluation.voc.ap_by_class() == pytest.approx(from_files.ap_by_class(), abs=1e-12)
+    assert [c.num_gt for c in evaluation.voc.per_class] == [1, 3]  # the point counts, the difficult cat does not
+    assert evaluation.voc.ap_by_class()["cat"] == pytest.approx(0.5)  # FP then TP; the difficult cat ignored
+    # COCO numbers on VOC data: the difficult cat is ignored with the ordinary IoU. As a crowd region
+    # (IoU = intersection / detection area) it would also have swallowed the small false positive: AP 1.
+    per_class = {c.name: c.ap for c in evaluation.coco.per_class}
+    assert per_class["cat"] == pytest.approx(0.5, abs=1e-9)
+    assert [c.num_gt for c in evaluation.coco.per_class] == [1, 3]
