@@ -299,4 +299,5 @@ def test_open_index_detects_voc(tmp_path: Path) -> None:
     assert open_index(root, "train").format == "voc"
     _error(lambda: open_index(tmp_path, "train"), tmp_path)
     with pytest.raises(UsageError):
-        open_index(root, "train", format="yolo")
+        open_index(root, "train", format="darknet")
+    _error(lambda: open_index(root, "train", format="yolo"), root)  # a VOC folder is no YOLO data set

@@ -119,6 +119,13 @@ def eval_command(
         Path | None,
         typer.Option(help="Run this checkpoint over --data/--split, write its detections, evaluate (VOC and COCO)."),
     ] = None,
+    onnx: Annotated[
+        Path | None,
+        typer.Option(help="As --checkpoint, for a file from 'ssd export --format onnx' (with or without --with-nms)."),
+    ] = None,
+    torchscript: Annotated[
+        Path | None, typer.Option(help="As --checkpoint, for a file from 'ssd export --format torchscript'.")
+    ] = None,
     data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc, coco or yolo.")] = "auto",
     out: Annotated[Path, typer.Option(help="--checkpoint: parent of the fresh run folder for detections.")] = Path(
         "runs/eval"
@@ -140,13 +147,21 @@ def eval_command(
         ssd eval --voc --data VOCdevkit/VOC2007 --results detections.json --json metrics.json
 
         ssd eval --checkpoint runs/train/1/best.pt --data VOCdevkit/VOC2007 --split test
+
+        ssd eval --onnx model.onnx --data VOCdevkit/VOC2007 --split test     # the export keeps the mAP?
     """
-    if checkpoint is not None:
-        _reject({"--results": results, "--gt": gt, "--backend": backend}, "--checkpoint")
+    models = {"--checkpoint": (checkpoint, "checkpoint"), "--onnx": (onnx, "onnx"), "--torchscript": (torchscript, "torchscript")}
+    given = [(flag, path, kind) for flag, (path, kind) in models.items() if path is not None]
+    if len(given) > 1:
+        raise UsageError(f"give one model: {' and '.join(flag for flag, _, _ in given)} were given")
+    if given:
+        flag, model_path, model_format = given[0]
+        _reject({"--results": results, "--gt": gt, "--backend": backend}, flag)
         if data is None:
-            raise UsageError("--checkpoint needs --data (the data set to evaluate on)")
+            raise UsageError(f"{flag} needs --data (the data set to evaluate on)")
         _evaluate_checkpoint(
-            checkpoint, data, split, data_format, out, metric, iou, per_class, batch_size, device, json_out, plots
+            model_path, data, split, data_format, out, metric, iou, per_class, batch_size, device, json_out, plots,
+            model_format,
         )
         return
     if coco == voc:
@@ -208,6 +223,7 @@ def _evaluate_checkpoint(
     device: str,
     json_out: str | None,
     plots: Path | None,
+    model_format: str = "checkpoint",
 ) -> None:
     from ssdcli.engine.evaluate_checkpoint import evaluate_checkpoint
 
@@ -228,6 +244,7 @@ def _evaluate_checkpoint(
             per_class,
             plots,
             emit=progress,
+            model_format=model_format,
         )
     voc, coco = result.evaluation.voc, result.evaluation.coco
     if json_out is not None:

@@ -1,18 +1,18 @@
-"""``ssd eval --checkpoint``: run a trained model over a data set split, write its detections, evaluate them."""
+"""``ssd eval --checkpoint`` (also ``--onnx``, ``--torchscript``): run a trained model over a data set split, write
+its detections, evaluate them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssdcli.core.anchors import default_boxes
 from ssdcli.data.dataset import open_index
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
 
 from .device import resolve_device
 from .events import EventHandler, Message, ignore_events
-from .inference import detect_index
-from .loading import load_model
+from .detectors import load_detector
+from .inference import detect_index_with
 from .plots import write_evaluation_plots
 from .rundir import fresh_run_dir
 from .validation import DetectionEvaluation, evaluate_detections
@@ -40,18 +40,24 @@ def evaluate_checkpoint(
     per_class: bool = False,
     plots: str | Path | None = None,
     emit: EventHandler = ignore_events,
+    model_format: str = "checkpoint",
 ) -> CheckpointEvaluation:
     """Detections of ``checkpoint`` on ``data``/``split`` (score threshold 0.01, as evaluation wants), written as
     a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated. ``split`` None: "test"
     of a data set root, or the split a COCO file holds. With ``plots``,
-    precision-recall curves per class and a confusion summary go there as PNG files."""
-    torch_device = resolve_device(device)
-    loaded = load_model(checkpoint, torch_device)
-    index = open_index(data, split, data_format, loaded.class_names[1:], default_split="test")
+    precision-recall curves per class and a confusion summary go there as PNG files.
+
+    ``model_format`` says what ``checkpoint`` is: "checkpoint", "onnx" (with or without NMS in the graph),
+    "torchscript", or "auto" (from the file name). Every form runs through the same data pipeline and
+    evaluators, so an export's figures are comparable with its checkpoint's to the last digit the runtimes allow."""
+    detector = load_detector(checkpoint, model_format, resolve_device(device))
+    info = detector.info
+    index = open_index(data, split, data_format, info.class_names[1:], default_split="test")
     if index.warnings.summary():
         emit(Message(f"{index.split}: {index.warnings.summary()}", "warning"))
-    anchors = default_boxes(loaded.config.layout, device=torch_device)
-    detections = detect_index(loaded.model, index, anchors, torch_device, batch_size, emit=emit)
+    detections = detect_index_with(
+        detector.detect, index, info.layout.image_size, info.mean, info.std, batch_size, emit=emit
+    )
     evaluation = evaluate_detections(index, detections, metric, iou_threshold, per_class)
     run_dir = fresh_run_dir(out)
     results_json = write_coco_results(run_dir / "detections.json", evaluation.coco_results)

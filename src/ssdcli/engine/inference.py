@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,33 @@ class ImageDetections:
 
 
 @torch.no_grad()
+def detect_index_with(
+    detect: Callable[[Tensor], list[dict[str, Tensor]]],
+    index: DatasetIndex,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int = 16,
+    workers: int = 0,
+    emit: EventHandler = ignore_events,
+) -> list[ImageDetections]:
+    """Detections for every image of ``index`` (evaluation transforms: resize to ``image_size`` and normalise).
+
+    ``detect`` maps images [B, 3, S, S] to per-image normalised detections (see ``engine.detectors``), so a
+    checkpoint, an ONNX file and a TorchScript file are evaluated on exactly the same inputs.
+    """
+    dataset = DetectionDataset(index, image_size, False, mean, std, return_failures=True)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_detections)
+    results: list[ImageDetections] = []
+    for batch in checked_batches(loader):
+        detections = detect(batch.images)
+        for image_id, (height, width), found in zip(batch.image_ids.tolist(), batch.orig_sizes.tolist(), detections):
+            results.append(ImageDetections(int(image_id), *to_pixels(found, int(height), int(width))))
+        emit(EvalProgress(len(results), len(dataset)))
+    return results
+
+
+@torch.no_grad()
 def detect_index(
     model: nn.Module,
     index: DatasetIndex,
@@ -42,23 +70,19 @@ def detect_index(
     top_k: int = 200,
     emit: EventHandler = ignore_events,
 ) -> list[ImageDetections]:
-    """Detections for every image of ``index`` (evaluation transforms: resize and normalise only)."""
+    """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc), run in eval mode."""
     config = model.config
-    dataset = DetectionDataset(index, config.layout.image_size, False, config.mean, config.std, return_failures=True)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_detections)
+
+    def detect(images: Tensor) -> list[dict[str, Tensor]]:
+        images = images.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        conf, loc = model(images)
+        return postprocess(conf, loc, anchors, score_threshold, iou_threshold, top_k)
+
     was_training = model.training
     model.eval()
-    results: list[ImageDetections] = []
     try:
-        for batch in checked_batches(loader):
-            images = batch.images.to(device, non_blocking=True)
-            if device.type == "cuda":
-                images = images.contiguous(memory_format=torch.channels_last)
-            conf, loc = model(images)
-            detections = postprocess(conf, loc, anchors, score_threshold, iou_threshold, top_k)
-            for image_id, (height, width), found in zip(batch.image_ids.tolist(), batch.orig_sizes.tolist(), detections):
-                results.append(ImageDetections(int(image_id), *to_pixels(found, int(height), int(width))))
-            emit(EvalProgress(len(results), len(dataset)))
+        return detect_index_with(detect, index, config.layout.image_size, config.mean, config.std, batch_size, workers, emit)
     finally:
         model.train(was_training)
-    return results

@@ -71,6 +71,23 @@ class OnnxNetwork:
         return torch.from_numpy(conf), torch.from_numpy(loc)
 
 
+def decoded_detections(session: Any, batch: Tensor, score_threshold: float, top_k: int) -> list[dict[str, Tensor]]:
+    """Run a graph exported with ``--with-nms`` on images [B, 3, S, S]: per image ``boxes`` [K, 4] xyxy normalised,
+    ``scores`` [K] and ``labels`` [K], scores above ``score_threshold``, the ``top_k`` best (as postprocess gives)."""
+    parts, offset = [], 0
+    for outputs, real in _run_in_batches(session, batch):  # outputs: boxes, scores, labels, batch_index
+        keep = outputs[3] < real  # drops the padding images' detections
+        parts.append([a[keep] for a in outputs[:3]] + [outputs[3][keep] + offset])
+        offset += real
+    boxes, scores, labels, batch_index = (torch.from_numpy(np.concatenate(column)) for column in zip(*parts))
+    results = []
+    for i in range(batch.shape[0]):
+        mine = (batch_index == i) & (scores > score_threshold)
+        order = torch.argsort(scores[mine], descending=True, stable=True)[:top_k]
+        results.append({"boxes": boxes[mine][order], "scores": scores[mine][order], "labels": labels[mine][order].long()})
+    return results
+
+
 class OnnxDecodedPredictor(Predictor):
     """A predictor over an ONNX file exported with ``--with-nms``: the graph decodes and suppresses; this keeps the
     score threshold and the top-k per image."""
@@ -85,17 +102,8 @@ class OnnxDecodedPredictor(Predictor):
             return []
         size, info = self.info.layout.image_size, self.info
         batch = torch.stack([network_input(image, size, info.mean, info.std) for image in images])
-        parts, offset = [], 0
-        for outputs, real in _run_in_batches(self.session, batch):  # outputs: boxes, scores, labels, batch_index
-            keep = outputs[3] < real  # drops the padding images' detections
-            parts.append([a[keep] for a in outputs[:3]] + [outputs[3][keep] + offset])
-            offset += real
-        boxes, scores, labels, batch_index = (torch.from_numpy(np.concatenate(column)) for column in zip(*parts))
         results = []
-        for i, image in enumerate(images):
-            mine = (batch_index == i) & (scores > self.conf_threshold)
-            order = torch.argsort(scores[mine], descending=True, stable=True)[: self.top_k]
-            found = {"boxes": boxes[mine][order], "scores": scores[mine][order], "labels": labels[mine][order].long()}
+        for image, found in zip(images, decoded_detections(self.session, batch, self.conf_threshold, self.top_k)):
             height, width = int(image.shape[1]), int(image.shape[2])
             pixel_boxes, pixel_scores, pixel_labels = to_pixels(found, height, width)
             if self.keep_labels is not None:
@@ -125,15 +133,25 @@ def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Pat
         )
 
 
-def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
-    session, meta = _open_session(Path(path))
+def model_info(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> ModelInfo:
+    """The :class:`ModelInfo` of an exported file's ssdcli metadata; CheckpointError naming the file if it is bad."""
     try:
         config = ModelConfig.from_dict(meta["model_config"])
-        info = ModelInfo(
+        return ModelInfo(
             config.arch, config.layout, tuple(meta["class_names"]), tuple(meta["category_ids"]), config.mean, config.std
         )
     except (KeyError, ValueError, TypeError) as error:
-        raise CheckpointError(f"bad ssdcli metadata in ONNX file: {error}", path=path) from None
+        raise CheckpointError(f"bad ssdcli metadata in {what}: {error}", path=path) from None
+
+
+def open_onnx(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """An ONNX Runtime session of an exported file and its ssdcli metadata."""
+    return _open_session(Path(path))
+
+
+def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
+    session, meta = _open_session(Path(path))
+    info = model_info(meta, path)
     if meta.get("with_nms"):
         _check_built_in_nms(meta, options, Path(path))
         return OnnxDecodedPredictor(session, info, **options)

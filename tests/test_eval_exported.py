@@ -1,0 +1,75 @@
+"""`ssd eval --onnx` and `--torchscript` evaluate an exported file as `--checkpoint` evaluates its checkpoint: the
+same figures, so an export that lost accuracy shows."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import torch
+
+from ssdcli.cli.app import main
+from ssdcli.data.synth import SYNTH_CLASSES, write_synth
+from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.models.build import build_model
+from ssdcli.models.config import default_config
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The synthetic set, and an ssd_tiny checkpoint whose class scores are spread far apart (its class head
+    scaled up): detections that rank and suppress each other by clear margins, some of them on objects, as a
+    trained model's do, without the minutes of training."""
+    root = tmp_path_factory.mktemp("exported")
+    write_synth(root / "runs" / "1" / "data", format="voc", images=40, seed=0)
+    torch.manual_seed(0)
+    model = build_model(default_config("ssd_tiny", num_classes=4))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith("head.conf."):
+                parameter.mul_(25.0)
+    classes = ("background", *SYNTH_CLASSES)
+    path = save_checkpoint(Checkpoint(model.config.to_dict(), classes, (0, 1, 2, 3), model.state_dict()), root / "m.pt")
+    return root, path
+
+
+def _metrics(root: Path, name: str, model: list[str]) -> dict:
+    out = root / f"{name}.json"
+    data = root / "runs" / "1" / "data"
+    args = ["eval", *model, "--data", str(data), "--split", "val", "--out", str(root / "eval"), "--device", "cpu"]
+    assert main(args + ["--json", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_exported_files_keep_the_checkpoints_figures(trained: tuple[Path, Path]) -> None:
+    root, checkpoint = trained
+    reference = _metrics(root, "checkpoint", ["--checkpoint", str(checkpoint)])
+    assert reference["mAP"] > 0.0, "the model finds nothing: the comparison would mean nothing"
+    files = {
+        "onnx": root / "m.onnx",
+        "onnx-nms": root / "m-nms.onnx",
+        "torchscript": root / "m.torchscript.pt",
+    }
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(files["onnx"])]) == 0
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--with-nms", "--out", str(files["onnx-nms"])]
+    assert main(args) == 0
+    args = ["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(files["torchscript"])]
+    assert main(args) == 0
+    for name, path in files.items():
+        flag = "--torchscript" if name == "torchscript" else "--onnx"
+        got = _metrics(root, name, [flag, str(path)])
+        assert got["mAP"] == pytest.approx(reference["mAP"], abs=1e-3), name
+        assert got["coco"]["AP"] == pytest.approx(reference["coco"]["AP"], abs=1e-3), name
+        assert got["coco"]["AR100"] == pytest.approx(reference["coco"]["AR100"], abs=1e-3), name
+
+
+def test_one_model_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["eval", "--checkpoint", "a.pt", "--onnx", "b.onnx", "--data", str(tmp_path)]
+    assert main(args) == 2
+    assert "give one model" in capsys.readouterr().err
+    assert main(["eval", "--onnx", str(tmp_path / "missing.onnx"), "--data", str(tmp_path)]) == 2
