@@ -41,7 +41,9 @@ def evaluate_checkpoint(
     plots: str | Path | None = None,
     emit: EventHandler = ignore_events,
 ) -> CheckpointEvaluation:
-    """Detections of ``checkpoint`` on ``data``/``split`` (score threshold 0.01, as evaluation wants), written as
+    """Detections of ``checkpoint`` on ``data``/``split`` (with the model's own settings: score threshold 0.01,
+    NMS IoU 0.45, 200 per image for checkpoints and torchvision's ssd300_vgg16, 0.001 / 0.55 / 300 for its
+    SSDLite), written as
     a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated. With ``plots``,
     precision-recall curves per class and a confusion summary go there as PNG files."""
     torch_device = resolve_device(device)
@@ -50,7 +52,19 @@ def evaluate_checkpoint(
     if index.warnings.summary():
         emit(Message(f"{split}: {index.warnings.summary()}", "warning"))
     anchors = default_boxes(loaded.config.layout, device=torch_device)
-    detections = detect_index(loaded.model, index, anchors, torch_device, batch_size, emit=emit)
+    settings = loaded.postprocess
+    detections = detect_index(
+        loaded.model,
+        index,
+        anchors,
+        torch_device,
+        batch_size,
+        score_threshold=settings.score_threshold,
+        iou_threshold=settings.iou_threshold,
+        top_k=settings.top_k,
+        pre_nms_top_k=settings.pre_nms_top_k,
+        emit=emit,
+    )
     evaluation = evaluate_detections(index, detections, metric, iou_threshold, per_class)
     run_dir = fresh_run_dir(out)
     results_json = write_coco_results(run_dir / "detections.json", evaluation.coco_results)

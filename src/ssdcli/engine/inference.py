@@ -41,6 +41,7 @@ def detect_index(
     iou_threshold: float = 0.45,
     top_k: int = 200,
     emit: EventHandler = ignore_events,
+    pre_nms_top_k: int = 400,
 ) -> list[ImageDetections]:
     """Detections for every image of ``index`` (evaluation transforms: resize and normalise only)."""
     config = model.config
@@ -55,7 +56,7 @@ def detect_index(
             if device.type == "cuda":
                 images = images.contiguous(memory_format=torch.channels_last)
             conf, loc = model(images)
-            detections = postprocess(conf, loc, anchors, score_threshold, iou_threshold, top_k)
+            detections = postprocess(conf, loc, anchors, score_threshold, iou_threshold, top_k, pre_nms_top_k)
             for image_id, (height, width), found in zip(batch.image_ids.tolist(), batch.orig_sizes.tolist(), detections):
                 results.append(ImageDetections(int(image_id), *to_pixels(found, int(height), int(width))))
             emit(EvalProgress(len(results), len(dataset)))

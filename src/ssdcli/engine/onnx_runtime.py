@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssdcli.core.postprocess import PostprocessSettings
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.config import ModelConfig
 
 from .export import METADATA_KEY
-from .predictor import Detections, ModelInfo, Predictor, to_pixels
+from .predictor import Detections, ModelInfo, Predictor, model_settings, to_pixels
 from .preprocess import network_input
 
 
@@ -134,6 +135,11 @@ def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
         )
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"bad ssdcli metadata in ONNX file: {error}", path=path) from None
+    try:
+        settings = PostprocessSettings(**meta.get("postprocess", {}))
+    except TypeError as error:
+        raise CheckpointError(f"bad ssdcli metadata in ONNX file: postprocess: {error}", path=path) from None
+    options = model_settings(settings, options)
     if meta.get("with_nms"):
         _check_built_in_nms(meta, options, Path(path))
         return OnnxDecodedPredictor(session, info, **options)

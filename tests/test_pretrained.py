@@ -1,0 +1,174 @@
+"""torchvision's COCO SSD detectors loaded into ssdcli: the same detections as torchvision, bad files rejected."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
+
+from ssdcli import default_boxes
+from ssdcli.cli.app import main
+from ssdcli.engine.loading import load_model
+from ssdcli.engine.predictor import torch_predictor
+from ssdcli.errors import CheckpointError
+from ssdcli.models.pretrained import TORCHVISION_DETECTORS, load_pretrained
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "ssd300_vgg16": ssd300_vgg16,
+    "ssdlite320_mobilenet_v3_large": ssdlite320_mobilenet_v3_large,
+}
+
+
+def _last_convs(head: nn.Module) -> list[nn.Conv2d]:
+    return [layer if isinstance(layer, nn.Conv2d) else layer[-1] for layer in head.module_list]
+
+
+def _images(size: int) -> torch.Tensor:
+    """Two [3, S, S] uint8 images at the network's input size (neither side resizes them)."""
+    return torch.randint(0, 256, (2, 3, size, size), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+
+
+def _reference(arch: str) -> nn.Module:
+    """torchvision's detector with random weights (seed 0), made to give spread-out scores and moderate offsets.
+
+    SSDLite's N(0, 0.03) initialisation leaves its maps near 0, so its backbone convolutions are redrawn with
+    Kaiming's rule and its BatchNorm statistics made non-trivial. Then, for both, the class predictors are scaled to
+    logits of standard deviation 2 on the first image, the background logit raised by 5 (a few hundred candidates
+    per class, not every default box) and the box predictors scaled to offsets of standard deviation 1.
+    """
+    torch.manual_seed(0)
+    reference = BUILDERS[arch](weights=None, weights_backbone=None).eval()
+    size = TORCHVISION_DETECTORS[arch].layout.image_size
+    with torch.no_grad():
+        if arch == "ssdlite320_mobilenet_v3_large":
+            for module in reference.backbone.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight)
+                if isinstance(module, nn.BatchNorm2d):
+                    module.running_mean.uniform_(-0.1, 0.1)
+                    module.running_var.uniform_(0.5, 2.0)
+        batch, _ = reference.transform([_images(size)[0].float() / 255])
+        outputs = reference.head(list(reference.backbone(batch.tensors).values()))
+        boxes_per_cell = reference.anchor_generator.num_anchors_per_location()
+        for conv, k in zip(_last_convs(reference.head.classification_head), boxes_per_cell):
+            conv.weight.mul_(2.0 / outputs["cls_logits"].std())
+            conv.bias.view(k, -1)[:, 0] += 5.0  # [k, C]: the background column of every box of the cell
+        for conv in _last_convs(reference.head.regression_head):
+            conv.weight.mul_(1.0 / outputs["bbox_regression"].std())
+    return reference
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def detector_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, nn.Module, Path]:
+    """(architecture, torchvision's model, its state dict saved to a file)."""
+    arch = request.param
+    reference = _reference(arch)
+    path = tmp_path_factory.mktemp(arch) / f"{arch}.pth"
+    torch.save(reference.state_dict(), path)
+    return arch, reference, path
+
+
+def test_default_boxes_equal_torchvisions(detector_file: tuple[str, nn.Module, Path]) -> None:
+    arch, reference, _ = detector_file
+    layout = TORCHVISION_DETECTORS[arch].layout
+    grids = [[f, f] for f in layout.feature_maps]
+    theirs = reference.anchor_generator._grid_default_boxes(grids, [layout.image_size] * 2)  # [A, 4] cxcywh
+    # torchvision builds its boxes in float32: equal to float32 precision, in the same order.
+    torch.testing.assert_close(default_boxes(layout), theirs, rtol=0, atol=1e-6)
+
+
+def test_detections_equal_torchvisions(detector_file: tuple[str, nn.Module, Path]) -> None:
+    """The state dict file through ssdcli's predictor (the model's own NMS settings, torchvision's score threshold):
+    the same boxes, labels and scores as torchvision's model with its own transform and postprocess."""
+    arch, reference, path = detector_file
+    settings = TORCHVISION_DETECTORS[arch].postprocess
+    images = _images(TORCHVISION_DETECTORS[arch].layout.image_size)
+    predictor = torch_predictor(path, "cpu", conf_threshold=settings.score_threshold)
+    with torch.no_grad():
+        theirs = reference([image.float() / 255 for image in images])
+    ours = predictor.predict_rgb(list(images))
+    for expected, got in zip(theirs, ours):
+        assert len(got) == len(expected["scores"]) == settings.top_k
+        np.testing.assert_array_equal(got.labels, expected["labels"].numpy())
+        np.testing.assert_allclose(got.boxes, expected["boxes"].numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=0, atol=1e-5)
+    meta = TORCHVISION_DETECTORS[arch].weights.meta["categories"]
+    assert predictor.info.class_names == tuple(meta) and len(meta) == 91
+    assert predictor.info.category_ids == tuple(range(91))
+    assert ours[0].names[0] == meta[int(ours[0].labels[0])]
+
+
+@pytest.fixture
+def no_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty torch hub cache under tmp_path, and every download path made to fail the test."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        pytest.fail("tried to download")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", forbidden)
+    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_weights_by_name_come_from_the_hub_cache_only(no_downloads: Path, detector_file: tuple[str, nn.Module, Path]) -> None:
+    arch, reference, path = detector_file
+    name = TORCHVISION_DETECTORS[arch].name
+    cached = no_downloads / Path(TORCHVISION_DETECTORS[arch].weights.url).name
+    with pytest.raises(CheckpointError, match="never downloaded") as error:
+        load_model(name)
+    assert error.value.path == str(cached)
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(path.read_bytes())
+    loaded = load_model(name.lower())  # names are case-insensitive
+    assert loaded.pretrained_name == name and loaded.path == cached
+    assert loaded.postprocess == TORCHVISION_DETECTORS[arch].postprocess
+    key = "weight" if arch == "ssd300_vgg16" else "1.weight"
+    ours, theirs = loaded.model.head.loc[0].state_dict()[key], reference.head.regression_head.module_list[0].state_dict()[key]
+    assert torch.equal(ours, theirs)
+
+
+def test_file_of_another_model_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "mobilenet_v3_small.pth"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), other)
+    with pytest.raises(CheckpointError, match="not a torchvision ssd300_vgg16 or ssdlite320") as error:
+        load_pretrained(other)
+    assert error.value.path == str(other)
+    image = tmp_path / "image.png"
+    image.write_bytes(b"")
+    assert main(["predict", str(image), "--checkpoint", str(other), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(other) in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+
+
+def test_detector_missing_a_layer_names_it(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    state = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=5).state_dict()
+    del state["backbone.extra.3.2.0.weight"]
+    broken = tmp_path / "broken.pth"
+    torch.save(state, broken)
+    with pytest.raises(CheckpointError, match="1 missing") as error:
+        load_model(broken)
+    assert error.value.path == str(broken)
+    del state["backbone.extra.0.0.0.weight"]  # the tail can no longer be told
+    torch.save(state, broken)
+    with pytest.raises(CheckpointError, match="backbone.extra.0.0.0.weight"):
+        load_model(broken)
+
+
+def test_other_class_count_gets_generic_names(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    path = tmp_path / "five.pth"
+    torch.save(ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=5).state_dict(), path)
+    loaded = load_pretrained(path)
+    assert loaded.class_names == ("__background__", "class_1", "class_2", "class_3", "class_4")
+    assert loaded.model.config.num_classes == 5 and loaded.model.config.reduced_tail is True
