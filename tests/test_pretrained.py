@@ -172,3 +172,40 @@ def test_other_class_count_gets_generic_names(tmp_path: Path) -> None:
     loaded = load_pretrained(path)
     assert loaded.class_names == ("__background__", "class_1", "class_2", "class_3", "class_4")
     assert loaded.model.config.num_classes == 5 and loaded.model.config.reduced_tail is True
+
+
+@pytest.mark.slow
+def test_fine_tuning_re_initialises_the_class_head_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``ssd train --weights FILE`` on the synthetic set: the model, layout and normalisation are the detector's,
+    the class head is new (one line says so) and the rest starts from the file."""
+    torch.manual_seed(0)
+    reference = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+    weights = tmp_path / "ssdlite.pth"
+    torch.save(reference.state_dict(), weights)
+    out = tmp_path / "runs"
+    args = ["train", "--weights", str(weights), "--out", str(out), "--epochs", "1", "--max-steps-per-epoch", "1",
+            "--batch-size", "2", "--synth-images", "8", "--workers", "0", "--eval-every", "0", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert printed.count("class head re-initialised for 3 classes (the weights have 90)") == 1, printed
+    loaded = load_model(out / "1" / "last.pt")
+    detector = TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"]
+    assert loaded.config.arch == detector.arch and loaded.config.layout == detector.layout
+    assert (loaded.config.mean, loaded.config.std) == (detector.mean, detector.std)
+    assert loaded.config.num_classes == len(loaded.class_names) < 91
+    assert loaded.model.head.conf[0][1].out_channels == 6 * loaded.config.num_classes
+    # one SGD step moved the weights a little: the box head still starts from the file's, not from a fresh draw
+    ours = loaded.model.head.loc[0][1].weight
+    theirs = reference.head.regression_head.module_list[0][1].weight
+    assert (ours - theirs).abs().max() < 0.1 * theirs.abs().max()
+
+
+def test_fine_tuning_rejects_conflicting_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.pth"
+    assert main(["train", "--weights", str(missing), "--backbone-weights", "imagenet", "--out", str(tmp_path / "r"),
+                 "--synth-images", "8", "--workers", "0"]) == 2  # fmt: skip
+    assert "leave out --backbone-weights" in capsys.readouterr().err
+    assert main(["train", "--weights", str(missing), "--out", str(tmp_path / "r"), "--synth-images", "8",
+                 "--workers", "0"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert str(missing) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

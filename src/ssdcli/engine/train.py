@@ -31,6 +31,7 @@ from ssdcli.models.config import ModelConfig, default_config
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import cpu_threads, resolve_device
 from .distributed import DistContext, init_distributed, shutdown_distributed
+from .finetune import start_from_detector
 from .events import CheckpointSaved, EpochDone, EventHandler, Message, RunStarted, StepDone, ignore_events
 from .rundir import fresh_run_dir
 from .schedule import build_optimizer, default_lr, warmup_cosine
@@ -179,8 +180,12 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         if summary:
             emit(Message(f"{index.split}: {summary}", "warning"))
 
-    model_config = _model_config(config, train_index, checkpoint)
-    model = build_model(model_config, None if checkpoint else config.backbone_weights)
+    if checkpoint is None and config.weights is not None:
+        model, note = start_from_detector(config, train_index.class_names)
+        emit(Message(note))
+        config = replace(config, arch=model.config.arch)
+    else:
+        model = build_model(_model_config(config, train_index, checkpoint), None if checkpoint else config.backbone_weights)
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model_state)
