@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -129,7 +131,7 @@ def test_weights_by_name_come_from_the_hub_cache_only(no_downloads: Path, detect
     cached.parent.mkdir(parents=True)
     cached.write_bytes(path.read_bytes())
     loaded = load_model(name.lower())  # names are case-insensitive
-    assert loaded.pretrained_name == name and loaded.path == cached
+    assert loaded.pretrained == name and loaded.path == cached
     assert loaded.postprocess == TORCHVISION_DETECTORS[arch].postprocess
     key = "weight" if arch == "ssd300_vgg16" else "1.weight"
     ours, theirs = loaded.model.head.loc[0].state_dict()[key], reference.head.regression_head.module_list[0].state_dict()[key]
@@ -209,3 +211,34 @@ def test_fine_tuning_rejects_conflicting_options(tmp_path: Path, capsys: pytest.
                  "--workers", "0"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert str(missing) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``ssd eval --checkpoint FILE`` on a COCO set with two of COCO's categories: labels 1..90 of the detector
+    become the set's, detections of other classes are dropped, the results file has the set's category ids."""
+    torch.manual_seed(0)
+    weights = tmp_path / "ssdlite.pth"
+    torch.save(_reference("ssdlite320_mobilenet_v3_large").state_dict(), weights)
+    root = tmp_path / "coco"
+    (root / "val").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images = _images(64)
+    for k, image in enumerate(images):
+        cv2.imwrite(str(root / "val" / f"{k}.png"), image.permute(1, 2, 0).numpy()[:, :, ::-1])
+    instances = {
+        "images": [{"id": k + 1, "file_name": f"{k}.png", "width": 64, "height": 64} for k in range(len(images))],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 40], "area": 1200, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 3, "bbox": [20, 10, 40, 30], "area": 1200, "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+    }
+    (root / "annotations" / "instances_val.json").write_text(json.dumps(instances))
+    out = tmp_path / "runs"
+    code = main(["eval", "--checkpoint", str(weights), "--data", str(root), "--split", "val", "--out", str(out),
+                 "--device", "cpu", "--batch-size", "2"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / "1" / "detections.json").read_text())
+    assert results and {r["category_id"] for r in results} == {1, 3}
+    assert len(results) <= 2 * TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"].postprocess.top_k

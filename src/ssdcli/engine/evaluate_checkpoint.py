@@ -5,14 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ssdcli.core.anchors import default_boxes
 from ssdcli.data.dataset import open_index
+from ssdcli.data.records import DatasetIndex
+from ssdcli.errors import DataError
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
 
 from .device import resolve_device
 from .events import EventHandler, Message, ignore_events
-from .inference import detect_index
-from .loading import load_model
+from .inference import ImageDetections, detect_index
+from .loading import LoadedModel, load_model
 from .plots import write_evaluation_plots
 from .rundir import fresh_run_dir
 from .validation import DetectionEvaluation, evaluate_detections
@@ -25,6 +29,39 @@ class CheckpointEvaluation:
     results_json: Path
     devkit_dir: Path | None  # VOC data sets: comp4_det_<split>_<class>.txt files
     plots: tuple[Path, ...] = ()
+
+
+def _open_for(loaded: LoadedModel, data: str | Path, split: str, data_format: str) -> DatasetIndex:
+    """The split with the model's classes; for torchvision's detectors (COCO's 91-index label space, 'N/A'
+    placeholders) the data's own classes, each of which must be one of the detector's."""
+    if loaded.pretrained is None:
+        return open_index(data, split, data_format, loaded.class_names[1:])
+    index = open_index(data, split, data_format)
+    unknown = [name for name in index.class_names[1:] if name not in loaded.class_names[1:]]
+    if unknown:
+        raise DataError(
+            f"class {unknown[0]!r} of the data is not one of {loaded.config.arch}'s classes "
+            f"({', '.join(dict.fromkeys(loaded.class_names[1:]))})",
+            path=data,
+        )
+    return index
+
+
+def relabel(
+    detections: list[ImageDetections], model_names: tuple[str, ...], index_names: tuple[str, ...]
+) -> list[ImageDetections]:
+    """Detections with the model's labels turned into the data set's (by class name); detections of classes the
+    data set does not have (placeholders) are dropped. The identity for a checkpoint trained on the data."""
+    if tuple(model_names[1:]) == tuple(index_names[1:]):
+        return detections
+    position = {name: label for label, name in enumerate(index_names) if label > 0}
+    to_index = np.array([position.get(name, -1) for name in model_names], dtype=np.int64)  # [C] model label -> ours
+    relabelled = []
+    for found in detections:
+        labels = to_index[found.labels.astype(np.int64)]  # [K]
+        keep = labels > 0
+        relabelled.append(ImageDetections(found.image_id, found.boxes[keep], found.scores[keep], labels[keep]))
+    return relabelled
 
 
 def evaluate_checkpoint(
@@ -48,7 +85,7 @@ def evaluate_checkpoint(
     precision-recall curves per class and a confusion summary go there as PNG files."""
     torch_device = resolve_device(device)
     loaded = load_model(checkpoint, torch_device)
-    index = open_index(data, split, data_format, loaded.class_names[1:])
+    index = _open_for(loaded, data, split, data_format)
     if index.warnings.summary():
         emit(Message(f"{split}: {index.warnings.summary()}", "warning"))
     anchors = default_boxes(loaded.config.layout, device=torch_device)
@@ -65,6 +102,7 @@ def evaluate_checkpoint(
         pre_nms_top_k=settings.pre_nms_top_k,
         emit=emit,
     )
+    detections = relabel(detections, loaded.class_names, index.class_names)
     evaluation = evaluate_detections(index, detections, metric, iou_threshold, per_class)
     run_dir = fresh_run_dir(out)
     results_json = write_coco_results(run_dir / "detections.json", evaluation.coco_results)

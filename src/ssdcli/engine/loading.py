@@ -29,11 +29,12 @@ class LoadedModel:
     #: The model's own detection settings: ssdcli's evaluation settings for checkpoints, torchvision's for its
     #: detectors.
     postprocess: PostprocessSettings = EVAL_SETTINGS
-    #: The torchvision weights name when the model is one of its detectors by name, else None.
-    pretrained_name: str | None = None
+    #: For torchvision's detectors, its weights name (``SSD300_VGG16_Weights.COCO_V1``, whether loaded by name or
+    #: from a file); None for checkpoints.
+    pretrained: str | None = None
 
 
-def _from_pretrained(pretrained: PretrainedModel, device: torch.device | str, by_name: bool) -> LoadedModel:
+def _from_pretrained(pretrained: PretrainedModel, device: torch.device | str) -> LoadedModel:
     model = pretrained.model.to(device).eval()
     return LoadedModel(
         model,
@@ -42,7 +43,7 @@ def _from_pretrained(pretrained: PretrainedModel, device: torch.device | str, by
         pretrained.category_ids,
         pretrained.path,
         pretrained.detector.postprocess,
-        pretrained.detector.name if by_name else None,
+        pretrained.detector.name,
     )
 
 
@@ -53,10 +54,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     ``SSDLite320_MobileNet_V3_Large_Weights.COCO_V1``, read from the torch hub cache) or be their state dict file.
     """
     if detector_by_name(path) is not None:
-        return _from_pretrained(load_pretrained(path), device, by_name=True)
+        return _from_pretrained(load_pretrained(path), device)
     payload = read_payload(path)
     if is_state_dict(payload):  # a bare state dict, not a checkpoint: torchvision's detectors are the ones known
-        return _from_pretrained(model_from_state(payload, Path(path)), device, by_name=False)  # type: ignore[arg-type]
+        return _from_pretrained(model_from_state(payload, Path(path)), device)  # type: ignore[arg-type]
     checkpoint = checkpoint_from_payload(payload, path)
     try:
         config = ModelConfig.from_dict(checkpoint.model_config)
