@@ -242,3 +242,21 @@ def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys:
     results = json.loads((out / "1" / "detections.json").read_text())
     assert results and {r["category_id"] for r in results} == {1, 3}
     assert len(results) <= 2 * TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"].postprocess.top_k
+
+
+@pytest.mark.slow
+def test_export_of_a_coco_detector_keeps_its_settings(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    from ssdcli.engine.predictor import load_predictor
+
+    torch.manual_seed(0)
+    weights = tmp_path / "ssdlite.pth"
+    torch.save(ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict(), weights)
+    target = tmp_path / "ssdlite.onnx"
+    assert main(["export", "--checkpoint", str(weights), "--format", "onnx", "--with-nms", "--out", str(target)]) == 0
+    settings = TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"].postprocess
+    predictor = load_predictor(target)
+    assert (predictor.iou_threshold, predictor.top_k, predictor.pre_nms_top_k) == (0.55, 300, 300) == (
+        settings.iou_threshold, settings.top_k, settings.pre_nms_top_k
+    )
+    assert predictor.info.class_names[1] == "person" and len(predictor.info.class_names) == 91
