@@ -91,11 +91,13 @@ def test_detections_equal_torchvisions(detector_file: tuple[str, nn.Module, Path
     the same boxes, labels and scores as torchvision's model with its own transform and postprocess."""
     arch, reference, path = detector_file
     settings = TORCHVISION_DETECTORS[arch].postprocess
-    images = _images(TORCHVISION_DETECTORS[arch].layout.image_size)
+    generator = torch.Generator().manual_seed(2)
+    other_sizes = [torch.randint(0, 256, (3, h, w), generator=generator, dtype=torch.uint8) for h, w in ((180, 250), (240, 200))]
+    images = [*_images(TORCHVISION_DETECTORS[arch].layout.image_size), *other_sizes]  # resized by both sides
     predictor = torch_predictor(path, "cpu", conf_threshold=settings.score_threshold)
     with torch.no_grad():
         theirs = reference([image.float() / 255 for image in images])
-    ours = predictor.predict_rgb(list(images))
+    ours = predictor.predict_rgb(images)
     for expected, got in zip(theirs, ours):
         assert len(got) == len(expected["scores"]) == settings.top_k
         np.testing.assert_array_equal(got.labels, expected["labels"].numpy())

@@ -118,11 +118,12 @@ class DetectionDataset(Dataset):
         std: Sequence[float] = IMAGENET_STD,
         zoom_out_max: float = 4.0,
         transforms: Callable[..., Any] | None = None,
+        resize: str = "antialias",
     ) -> None:
         self.index = index
         self.image_size = int(image_size)
         self.train = train
-        self.transforms = transforms or build_transforms(image_size, train, mean, std, zoom_out_max)
+        self.transforms = transforms or build_transforms(image_size, train, mean, std, zoom_out_max, resize=resize)
 
     @property
     def class_names(self) -> tuple[str, ...]:

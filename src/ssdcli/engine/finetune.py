@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from ssdcli.config import TrainConfig
 from ssdcli.errors import UsageError
 from ssdcli.models.pretrained import load_pretrained
@@ -12,8 +14,10 @@ def start_from_detector(config: TrainConfig, class_names: tuple[str, ...]) -> tu
     """The detector ``config.weights`` (weights name or state dict file) ready to train on ``class_names``
     (index 0 = background), and one line saying what was kept.
 
-    The architecture, default boxes and input normalisation are the detector's. When the data's classes are not
-    the detector's (by name, in order), only the class head starts afresh; the backbone and box head are kept.
+    The architecture, default boxes and input normalisation are the detector's; images are resized as ssdcli's
+    training pipeline does (8-bit, antialiased), not as torchvision's detection transform. When the data's classes
+    are not the detector's (by name, in order), only the class head starts afresh; the backbone and box head are
+    kept.
     """
     if config.backbone_weights is not None:
         raise UsageError("--weights loads a whole detector; leave out --backbone-weights")
@@ -21,6 +25,7 @@ def start_from_detector(config: TrainConfig, class_names: tuple[str, ...]) -> tu
         raise UsageError("--weights: the detector's default boxes come with its weights; leave out --anchors")
     pretrained = load_pretrained(str(config.weights))
     model = pretrained.model
+    model.config = dataclasses.replace(model.config, resize="antialias")  # trained and run through ssdcli's pipeline
     arch, layout = model.config.arch, model.config.layout
     if config.arch not in (TrainConfig.arch, arch):
         raise UsageError(f"--model {config.arch}: the weights {pretrained.path} are for {arch}")

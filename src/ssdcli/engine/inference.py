@@ -45,7 +45,7 @@ def detect_index(
 ) -> list[ImageDetections]:
     """Detections for every image of ``index`` (evaluation transforms: resize and normalise only)."""
     config = model.config
-    dataset = DetectionDataset(index, config.layout.image_size, False, config.mean, config.std)
+    dataset = DetectionDataset(index, config.layout.image_size, False, config.mean, config.std, resize=config.resize)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_detections)
     was_training = model.training
     model.eval()

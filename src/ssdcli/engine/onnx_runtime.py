@@ -85,7 +85,7 @@ class OnnxDecodedPredictor(Predictor):
         if not images:
             return []
         size, info = self.info.layout.image_size, self.info
-        batch = torch.stack([network_input(image, size, info.mean, info.std) for image in images])
+        batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
         parts, offset = [], 0
         for outputs, real in _run_in_batches(self.session, batch):  # outputs: boxes, scores, labels, batch_index
             keep = outputs[3] < real  # drops the padding images' detections
@@ -131,7 +131,13 @@ def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     try:
         config = ModelConfig.from_dict(meta["model_config"])
         info = ModelInfo(
-            config.arch, config.layout, tuple(meta["class_names"]), tuple(meta["category_ids"]), config.mean, config.std
+            config.arch,
+            config.layout,
+            tuple(meta["class_names"]),
+            tuple(meta["category_ids"]),
+            config.mean,
+            config.std,
+            config.resize,
         )
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"bad ssdcli metadata in ONNX file: {error}", path=path) from None

@@ -37,6 +37,7 @@ class ModelInfo:
     category_ids: tuple[int, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: str = "antialias"  # see ModelConfig.resize
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,8 @@ class Predictor:
         if not images:
             return []
         size, info = self.info.layout.image_size, self.info
-        batch = torch.stack([network_input(image, size, info.mean, info.std) for image in images]).to(self.device)
+        batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
+        batch = batch.to(self.device)
         conf, loc = self.network(batch)
         found = postprocess(
             conf, loc, self.anchors, self.conf_threshold, self.iou_threshold, self.top_k, self.pre_nms_top_k
@@ -142,7 +144,13 @@ def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **opti
     if torch.device(device).type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
     info = ModelInfo(
-        loaded.config.arch, loaded.config.layout, loaded.class_names, loaded.category_ids, loaded.config.mean, loaded.config.std
+        loaded.config.arch,
+        loaded.config.layout,
+        loaded.class_names,
+        loaded.category_ids,
+        loaded.config.mean,
+        loaded.config.std,
+        loaded.config.resize,
     )
     return Predictor(loaded.model, info, device, **options)  # type: ignore[arg-type]
 

@@ -185,7 +185,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         emit(Message(note))
         config = replace(config, arch=model.config.arch)
     else:
-        model = build_model(_model_config(config, train_index, checkpoint), None if checkpoint else config.backbone_weights)
+        model_config = _model_config(config, train_index, checkpoint)
+        model = build_model(model_config, None if checkpoint else config.backbone_weights)
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     if checkpoint is not None:
         model.load_state_dict(checkpoint.model_state)

@@ -1,4 +1,4 @@
-"""torchvision's COCO-trained SSD detectors as ssdcli models (read from the torch hub cache or a file, never downloaded).
+"""torchvision's COCO-trained SSD detectors as ssdcli models (from the torch hub cache or a file, never downloaded).
 
 Two detectors are known, by the name of their torchvision weights or by the path of their state dict file:
 
@@ -11,7 +11,8 @@ class count is read from the class head. Everything that makes torchvision's det
 parameters (key by key, see :func:`vgg_key` and :func:`mobilenet_key`), the default boxes (torchvision clips their
 widths and heights to the image: ``clip=True``), the input normalisation (``ssd300_vgg16``: Caffe-style mean
 (0.48235, 0.45882, 0.40784) and std 1/255 on [0, 1] images, i.e. the mean pixel subtracted on the 0-255 scale;
-``ssdlite``: 0.5 / 0.5), the box coder (weights 10, 10, 5, 5 = ssdcli's prior scaling 0.1, 0.1, 0.2, 0.2, log
+``ssdlite``: 0.5 / 0.5) and resizing (``resize="bilinear"``: the normalised float image, no antialiasing), the
+box coder (weights 10, 10, 5, 5 = ssdcli's prior scaling 0.1, 0.1, 0.2, 0.2, log
 scale clipped at log(1000/16)) and torchvision's postprocess settings (:class:`PostprocessSettings`). COCO's
 91-index label space is kept as it is: label i is COCO category id i, named by ``weights.meta["categories"]``
 ('__background__' at 0 and 'N/A' for the ten unused ids).
@@ -161,7 +162,8 @@ def mobilenet_key(key: str, c4: int) -> str:
 def _which_detector(state: dict[str, Tensor], path: Path) -> TorchvisionDetector:
     if "backbone.scale_weight" in state:
         return TORCHVISION_DETECTORS["ssd300_vgg16"]
-    if any(k.startswith("backbone.features.1.0.") for k in state) and any(k.startswith("backbone.extra.") for k in state):
+    mobilenet_keys = ("backbone.features.1.0.", "backbone.extra.")
+    if all(any(k.startswith(prefix) for k in state) for prefix in mobilenet_keys):
         return TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"]
     raise CheckpointError(
         "not a torchvision ssd300_vgg16 or ssdlite320_mobilenet_v3_large detector (nor an ssdcli checkpoint): "
@@ -216,7 +218,13 @@ def model_from_state(state: dict[str, Tensor], path: Path) -> PretrainedModel:
                 path=path,
             )
     config = ModelConfig(
-        detector.arch, num_classes, detector.layout, mean=detector.mean, std=detector.std, reduced_tail=reduced_tail
+        detector.arch,
+        num_classes,
+        detector.layout,
+        mean=detector.mean,
+        std=detector.std,
+        reduced_tail=reduced_tail,
+        resize="bilinear",  # torchvision's detection transform
     )
     model = build_model(config)
     if isinstance(model.backbone, MobileNetV3Backbone):

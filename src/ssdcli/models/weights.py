@@ -155,7 +155,8 @@ def load_backbone_weights(backbone: nn.Module, source: str | Path, config: Model
     elif config.reduced_tail is False:
         what += " (MobileNetV3 with full tail)"
     if any(k.startswith("backbone.") for k in state):
-        fit_state_dict(backbone, {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}, path, what)
+        own = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        fit_state_dict(backbone, own, path, what)
     elif hasattr(backbone, "trunk") and any(k.startswith("features.") for k in state):
         trunk_state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         fit_state_dict(backbone.trunk, trunk_state, path, what + " as a torchvision ImageNet classifier file")
