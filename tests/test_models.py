@@ -335,7 +335,7 @@ def test_backbone_file_of_another_model_names_it(tmp_path: Path) -> None:
     assert str(path) in str(error.value)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read") as error:
+    with pytest.raises(CheckpointError, match="not a readable PyTorch state dict") as error:
         build_model(default_config("ssd_tiny", 3), backbone_weights=garbage)
     assert str(garbage) in str(error.value)
 

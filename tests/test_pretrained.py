@@ -262,3 +262,11 @@ def test_export_of_a_coco_detector_keeps_its_settings(tmp_path: Path) -> None:
         settings.iou_threshold, settings.top_k, settings.pre_nms_top_k
     )
     assert predictor.info.class_names[1] == "person" and len(predictor.info.class_names) == 91
+
+
+def test_file_that_is_no_state_dict_is_one_short_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    picture = tmp_path / "picture.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a readable PyTorch state dict") as error:
+        load_pretrained(picture)
+    assert error.value.path == str(picture) and "weights_only" not in str(error.value)

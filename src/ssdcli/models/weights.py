@@ -104,7 +104,11 @@ def read_state_dict(path: str | Path, what: str = "backbone weights file") -> di
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many kinds (pickle, zip, runtime) for a bad file
-        raise CheckpointError(f"cannot read a PyTorch state dict: {error}".splitlines()[0], path=path) from error
+        # torch's own text is several sentences (and for a foreign pickle suggests loading it unsafely): name the
+        # kind of failure only.
+        raise CheckpointError(
+            f"not a readable PyTorch state dict: corrupt, or not a weights file ({type(error).__name__})", path=path
+        ) from None
     if not is_state_dict(obj) and isinstance(obj, Mapping):
         obj = next((obj[k] for k in ("model", "state_dict") if is_state_dict(obj.get(k))), obj)
     if not is_state_dict(obj):
