@@ -215,14 +215,8 @@ def test_fine_tuning_rejects_conflicting_options(tmp_path: Path, capsys: pytest.
     assert str(missing) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
-def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """``ssd eval --checkpoint FILE`` on a COCO set with two of COCO's categories: labels 1..90 of the detector
-    become the set's, detections of other classes are dropped, the results file has the set's category ids."""
-    torch.manual_seed(0)
-    weights = tmp_path / "ssdlite.pth"
-    torch.save(_reference("ssdlite320_mobilenet_v3_large").state_dict(), weights)
-    root = tmp_path / "coco"
+def _coco_set(root: Path, second_class: str) -> Path:
+    """A COCO set of two 64x64 images with categories 1 "person" and 3 ``second_class``, one object each."""
     (root / "val").mkdir(parents=True)
     (root / "annotations").mkdir()
     images = _images(64)
@@ -234,9 +228,20 @@ def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys:
             {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 4, 30, 40], "area": 1200, "iscrowd": 0},
             {"id": 2, "image_id": 2, "category_id": 3, "bbox": [20, 10, 40, 30], "area": 1200, "iscrowd": 0},
         ],
-        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}],
+        "categories": [{"id": 1, "name": "person"}, {"id": 3, "name": second_class}],
     }
     (root / "annotations" / "instances_val.json").write_text(json.dumps(instances))
+    return root
+
+
+@pytest.mark.slow
+def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``ssd eval --checkpoint FILE`` on a COCO set with two of COCO's categories: labels 1..90 of the detector
+    become the set's, detections of other classes are dropped, the results file has the set's category ids."""
+    torch.manual_seed(0)
+    weights = tmp_path / "ssdlite.pth"
+    torch.save(_reference("ssdlite320_mobilenet_v3_large").state_dict(), weights)
+    root = _coco_set(tmp_path / "coco", "car")
     out = tmp_path / "runs"
     code = main(["eval", "--checkpoint", str(weights), "--data", str(root), "--split", "val", "--out", str(out),
                  "--device", "cpu", "--batch-size", "2"])  # fmt: skip
@@ -270,3 +275,16 @@ def test_file_that_is_no_state_dict_is_one_short_line(tmp_path: Path, capsys: py
     with pytest.raises(CheckpointError, match="not a readable PyTorch state dict") as error:
         load_pretrained(picture)
     assert error.value.path == str(picture) and "weights_only" not in str(error.value)
+
+
+def test_eval_of_a_coco_detector_on_a_class_it_lacks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    weights = tmp_path / "ssdlite.pth"
+    torch.save(ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict(), weights)
+    root = _coco_set(tmp_path / "voc_names", "aeroplane")
+    code = main(["eval", "--checkpoint", str(weights), "--data", str(root), "--split", "val", "--device", "cpu",
+                 "--out", str(tmp_path / "runs")])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {root}: class 'aeroplane'") and "did you mean 'airplane'?" in err
+    assert len(err.splitlines()) == 1

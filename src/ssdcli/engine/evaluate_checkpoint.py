@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import numpy as np
 from ssdcli.core.anchors import default_boxes
 from ssdcli.data.dataset import open_index
 from ssdcli.data.records import DatasetIndex
-from ssdcli.errors import DataError
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
+from ssdcli.errors import DataError
 
 from .device import resolve_device
 from .events import EventHandler, Message, ignore_events
@@ -39,9 +40,12 @@ def _open_for(loaded: LoadedModel, data: str | Path, split: str, data_format: st
     index = open_index(data, split, data_format)
     unknown = [name for name in index.class_names[1:] if name not in loaded.class_names[1:]]
     if unknown:
+        known = list(dict.fromkeys(loaded.class_names[1:]))
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DataError(
-            f"class {unknown[0]!r} of the data is not one of {loaded.config.arch}'s classes "
-            f"({', '.join(dict.fromkeys(loaded.class_names[1:]))})",
+            f"class {unknown[0]!r} of the data is not one of the {len(known)} class names of {loaded.config.arch} "
+            f"from {loaded.path.name}{hint}",
             path=data,
         )
     return index
