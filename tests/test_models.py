@@ -17,6 +17,7 @@ from ssdcli import AnchorLayout, default_boxes, encode, postprocess, ssd_loss
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models import ARCHS, SSD, ModelConfig, build_model, default_config
 from ssdcli.models.backbones import L2Norm
+from ssdcli.models.pretrained import mobilenet_key, vgg_key
 
 
 def _num_params(module: nn.Module) -> int:
@@ -199,43 +200,6 @@ def test_ssdlite320_parameter_count_equals_torchvision(ssdlite: SSD, torchvision
     assert _num_params(ssdlite) == _num_params(torchvision_ssdlite) == 2_469_860
 
 
-def _vgg_key(key: str) -> str:
-    """torchvision ssd300_vgg16 state-dict key -> ours."""
-    parts = key.split(".")
-    if parts[0] == "head":
-        which = {"classification_head": "conf", "regression_head": "loc"}[parts[1]]
-        return ".".join(["head", which, *parts[3:]])
-    rest = parts[2:]
-    if parts[1] == "scale_weight":
-        return "backbone.l2norm.weight"
-    if parts[1] == "features":
-        return ".".join(["backbone.trunk", *rest])
-    block, index = int(rest[0]), int(rest[1])
-    if block == 0 and index < 7:  # pool4 .. relu5_3
-        return ".".join(["backbone.trunk", str(23 + index), *rest[2:]])
-    if block == 0:  # pool5, fc6, fc7
-        return ".".join(["backbone.fc", *rest[2:]])
-    return ".".join(["backbone.extras", str(block - 1), *rest[1:]])
-
-
-def _mobilenet_key(key: str, c4: int) -> str:
-    """torchvision ssdlite320_mobilenet_v3_large state-dict key -> ours."""
-    parts = key.split(".")
-    if parts[0] == "head":
-        which = {"classification_head": "conf", "regression_head": "loc"}[parts[1]]
-        return ".".join(["head", which, *parts[3:]])
-    if parts[1] == "extra":
-        return ".".join(["backbone.extras", *parts[2:]])
-    part, index, rest = int(parts[2]), int(parts[3]), parts[4:]
-    if part == 0 and index < c4:
-        return ".".join(["backbone.trunk", str(index), *rest])
-    if part == 0:  # the C4 expansion layer
-        return ".".join(["backbone.trunk", str(c4), "block.0", *rest])
-    if index == 0:  # the rest of the C4 block (a slice of it, so its layers keep their numbers)
-        return ".".join(["backbone.trunk", str(c4), "block", *rest])
-    return ".".join(["backbone.trunk", str(c4 + index), *rest])
-
-
 def _same_outputs_as_torchvision(ours: SSD, reference: nn.Module, mapping: dict[str, str], size: int) -> None:
     theirs = reference.state_dict()
     assert sorted(mapping.values()) == sorted(ours.state_dict())
@@ -249,12 +213,12 @@ def _same_outputs_as_torchvision(ours: SSD, reference: nn.Module, mapping: dict[
 
 
 def test_ssd300_computes_what_torchvision_computes(ssd300: SSD, torchvision_ssd300: nn.Module) -> None:
-    mapping = {k: _vgg_key(k) for k in torchvision_ssd300.state_dict()}
+    mapping = {k: vgg_key(k) for k in torchvision_ssd300.state_dict()}
     _same_outputs_as_torchvision(ssd300, torchvision_ssd300, mapping, 300)
 
 
 def test_ssdlite320_computes_what_torchvision_computes(ssdlite: SSD, torchvision_ssdlite: nn.Module) -> None:
-    mapping = {k: _mobilenet_key(k, ssdlite.backbone.c4_index) for k in torchvision_ssdlite.state_dict()}
+    mapping = {k: mobilenet_key(k, ssdlite.backbone.c4_index) for k in torchvision_ssdlite.state_dict()}
     _same_outputs_as_torchvision(ssdlite, torchvision_ssdlite, mapping, 320)
 
 
@@ -371,7 +335,7 @@ def test_backbone_file_of_another_model_names_it(tmp_path: Path) -> None:
     assert str(path) in str(error.value)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read") as error:
+    with pytest.raises(CheckpointError, match="not a readable PyTorch state dict") as error:
         build_model(default_config("ssd_tiny", 3), backbone_weights=garbage)
     assert str(garbage) in str(error.value)
 

@@ -18,7 +18,8 @@ from .core.postprocess import postprocess
 
 
 def load(path: str, device: str = "cpu", **options: object) -> "Predictor":  # noqa: F821
-    """A :class:`~ssdcli.engine.predictor.Predictor` from a checkpoint (.pt) or an exported ONNX file (.onnx).
+    """A :class:`~ssdcli.engine.predictor.Predictor` from a checkpoint (.pt), an exported ONNX file (.onnx), or
+    torchvision's COCO detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
 
     ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels.
     """

@@ -20,6 +20,7 @@ class TrainConfig:
     arch: str = "ssd_tiny"
     anchors: Path | None = None
     backbone_weights: str | None = None
+    weights: str | None = None  # a torchvision COCO detector to start from (weights name or state dict file)
     img_size: int | None = None  # must agree with the anchor layout
     epochs: int = 30
     batch_size: int = 32

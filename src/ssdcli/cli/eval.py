@@ -117,7 +117,7 @@ def eval_command(
     json_out: Annotated[str | None, typer.Option("--json", help=_JSON_HELP)] = None,
     checkpoint: Annotated[
         Path | None,
-        typer.Option(help="Run this checkpoint over --data/--split, write its detections, evaluate (VOC and COCO)."),
+        typer.Option(help="Run this checkpoint over --data/--split, write its detections, evaluate (VOC and COCO). Also torchvision's COCO detector (weights name or state dict file, as for 'ssd predict'), with its own thresholds."),
     ] = None,
     onnx: Annotated[
         Path | None,

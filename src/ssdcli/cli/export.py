@@ -11,7 +11,7 @@ from .render import stdout_console
 
 
 def export_command(
-    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train'.")],
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,

@@ -14,13 +14,13 @@ from .render import print_warning, stderr_console, stdout_console
 
 def predict_command(
     sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns or video files (or --data).", show_default=False)] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train'.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --format onnx'.")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = Path("runs/predict"),
     json_files: Annotated[bool, typer.Option("--json", help="Also write results.json (COCO style) and one JSON per image; '--json -' prints the JSON to stdout and nothing else.")] = False,
     json_stdout: Annotated[bool, typer.Option("--json-stdout", hidden=True)] = False,
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Score threshold.")] = 0.25,
-    iou: Annotated[float, typer.Option(min=0.0, max=1.0, help="NMS IoU threshold.")] = 0.45,
+    iou: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="NMS IoU threshold (default: the model's; 0.45, torchvision's SSDLite 0.55).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Only these classes (comma-separated names).")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -41,6 +41,7 @@ def predict_command(
 
         ssd predict --data coco/annotations/instances_val.json --checkpoint best.pt --json --conf 0.01
         ssd eval --coco --gt coco/annotations/instances_val.json --results runs/predict/1/results.json
+        ssd predict street.jpg --checkpoint SSD300_VGG16_Weights.COCO_V1
     """
     from ssdcli.engine.device import resolve_device
     from ssdcli.engine.predict import dataset_images, run_predict

@@ -23,6 +23,7 @@ def train_command(
     model: Annotated[str, typer.Option(help="ssd_tiny, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny",
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 30,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
@@ -56,6 +57,8 @@ def train_command(
 
         ssd train --resume runs/train/3/last.pt
 
+        ssd train --data data/bccd --weights SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
+
         ssd train --data data/bccd --tensorboard    # then: tensorboard --logdir runs/train
 
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
@@ -73,6 +76,7 @@ def train_command(
         arch=model,
         anchors=anchors,
         backbone_weights=backbone_weights,
+        weights=weights,
         img_size=img_size,
         epochs=epochs,
         batch_size=batch_size,

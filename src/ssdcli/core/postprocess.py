@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from .boxes import check_tensor, has_area
 from .coder import PRIOR_SCALING, decode
 from .nms import grouped_nms
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """The settings of :func:`postprocess` a model's detections are made with.
+
+    Attributes:
+        score_threshold: keep class scores strictly above this.
+        iou_threshold: NMS IoU, per class.
+        top_k: detections kept per image after NMS.
+        pre_nms_top_k: candidates kept per class and image before NMS.
+    """
+
+    score_threshold: float = 0.01
+    iou_threshold: float = 0.45
+    top_k: int = 200
+    pre_nms_top_k: int = 400
+
+
+#: ssdcli's evaluation settings (DESIGN.md 1.5), also those of torchvision's ssd300_vgg16.
+EVAL_SETTINGS = PostprocessSettings()
 
 
 def postprocess(

@@ -145,12 +145,13 @@ class DetectionDataset(Dataset):
         zoom_out_max: float = 4.0,
         transforms: Callable[..., Any] | None = None,
         return_failures: bool = False,
+        resize: str = "antialias",
     ) -> None:
         self.index = index
         self.return_failures = return_failures
         self.image_size = int(image_size)
         self.train = train
-        self.transforms = transforms or build_transforms(image_size, train, mean, std, zoom_out_max)
+        self.transforms = transforms or build_transforms(image_size, train, mean, std, zoom_out_max, resize=resize)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -99,6 +99,7 @@ def build_transforms(
     std: Sequence[float] = IMAGENET_STD,
     zoom_out_max: float = 4.0,
     iou_crop: bool = True,
+    resize: str = "antialias",
 ) -> v2.Compose:
     """The transform of a sample ``(image, target)`` (see the module docstring).
 
@@ -108,11 +109,25 @@ def build_transforms(
         mean, std: per-channel RGB statistics in [0, 1] scale; the zoom-out canvas is filled with ``mean``.
         zoom_out_max: the largest zoom-out factor (canvas side / image side); 1 or less turns zoom-out off.
         iou_crop: the SSD min-IoU random crop (on by default).
+        resize: evaluation only: "antialias" resizes the 8-bit image with antialiasing (as training does);
+            "bilinear" normalises first and resizes the float image bilinearly without antialiasing, as
+            torchvision's detection transform does.
     """
     if image_size < 1:
         raise ValueError(f"image_size: expected a positive size, got {image_size}")
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean, std: expected 3 values each (RGB), got {len(mean)} and {len(std)}")
+    if resize not in ("antialias", "bilinear"):
+        raise ValueError(f"resize: expected antialias or bilinear, got {resize!r}")
+    if not train and resize == "bilinear":
+        return v2.Compose(
+            [
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean=list(mean), std=list(std)),
+                v2.Resize((image_size, image_size), antialias=False),
+                v2.ToPureTensor(),
+            ]
+        )
     steps: list[v2.Transform] = []
     if train:
         if zoom_out_max > 1.0:

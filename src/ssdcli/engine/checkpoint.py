@@ -67,8 +67,9 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
     return atomic_torch_save(checkpoint.to_payload(), path)
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint; :class:`CheckpointError` naming the file if it is missing, corrupt or not ours."""
+def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """What ``torch.load(weights_only=True)`` reads from ``path``; CheckpointError naming the file if it is missing
+    or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint not found", path=path)
@@ -81,6 +82,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"not a readable checkpoint: corrupt, or not a file written by 'ssd train' ({type(error).__name__})",
             path=path,
         ) from None
+    return payload
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint; :class:`CheckpointError` naming the file if it is missing, corrupt or not ours."""
+    return checkpoint_from_payload(read_payload(path, map_location), path)
+
+
+def checkpoint_from_payload(payload: Any, path: str | Path) -> Checkpoint:
+    """The checkpoint in a payload read from ``path``; CheckpointError naming the file if it is not ours."""
+    path = Path(path)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError("not an ssdcli checkpoint (no 'format: ssdcli-checkpoint' entry)", path=path)
     if payload.get("version") != CHECKPOINT_VERSION:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ssdcli.core.anchors import default_boxes
-from ssdcli.core.postprocess import postprocess
+from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.errors import CheckpointError, UsageError
 
 from .predictor import ModelInfo
@@ -30,12 +30,17 @@ MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
 
 @dataclass(frozen=True)
 class LoadedDetector:
-    """A model file ready to detect: ``detect`` on normalised images of ``info.layout.image_size``."""
+    """A model file ready to detect: ``detect`` on normalised images of ``info.layout.image_size``, with the
+    detection ``settings`` it was made with (the model's own: ssdcli's evaluation settings for checkpoints,
+    torchvision's for its detectors). ``pretrained`` names torchvision's weights, None otherwise."""
 
     detect: BatchDetector
     info: ModelInfo
     format: str  # one of MODEL_FORMATS
     device: torch.device
+    settings: PostprocessSettings
+    path: Path
+    pretrained: str | None = None
 
 
 def guess_model_format(path: str | Path) -> str:
@@ -50,12 +55,7 @@ def guess_model_format(path: str | Path) -> str:
 
 
 def _raw_detector(
-    network: Callable[[Tensor], tuple[Tensor, Tensor]],
-    anchors: Tensor,
-    device: torch.device,
-    score_threshold: float,
-    iou_threshold: float,
-    top_k: int,
+    network: Callable[[Tensor], tuple[Tensor, Tensor]], anchors: Tensor, device: torch.device, settings: PostprocessSettings
 ) -> BatchDetector:
     """A detector over a network that gives (conf [B, A, C], loc [B, A, 4]): the project's decoding and NMS."""
 
@@ -65,44 +65,59 @@ def _raw_detector(
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         conf, loc = network(images)
-        return postprocess(conf.to(device), loc.to(device), anchors, score_threshold, iou_threshold, top_k)
+        return postprocess(
+            conf.to(device),
+            loc.to(device),
+            anchors,
+            settings.score_threshold,
+            settings.iou_threshold,
+            settings.top_k,
+            settings.pre_nms_top_k,
+        )
 
     return detect
 
 
-def _checkpoint(path: Path, device: torch.device, score: float, iou: float, top_k: int) -> LoadedDetector:
+def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:
     from .loading import load_model
 
     loaded = load_model(path, device)
     if device.type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
     config = loaded.config
-    info = ModelInfo(config.arch, config.layout, loaded.class_names, loaded.category_ids, config.mean, config.std)
+    info = ModelInfo(
+        config.arch, config.layout, loaded.class_names, loaded.category_ids, config.mean, config.std, config.resize
+    )
     anchors = default_boxes(config.layout, device=device)
-    return LoadedDetector(_raw_detector(loaded.model, anchors, device, score, iou, top_k), info, "checkpoint", device)
+    detect = _raw_detector(loaded.model, anchors, device, loaded.postprocess)
+    return LoadedDetector(detect, info, "checkpoint", device, loaded.postprocess, loaded.path, loaded.pretrained)
 
 
-def _onnx(path: Path, score: float, iou: float, top_k: int) -> LoadedDetector:
-    from .onnx_runtime import OnnxNetwork, decoded_detections, model_info, open_onnx
+def _onnx(path: Path) -> LoadedDetector:
+    from .onnx_runtime import OnnxNetwork, decoded_detections, model_info, open_onnx, postprocess_settings
 
     session, meta = open_onnx(path)
-    info = model_info(meta, path)
+    info, settings = model_info(meta, path), postprocess_settings(meta, path)
     cpu = torch.device("cpu")
     if meta.get("with_nms"):
-        built_in_score, built_in_iou = float(meta.get("score_threshold", 0.0)), float(meta.get("iou_threshold", 0.45))
-        if score < built_in_score or abs(iou - built_in_iou) > 1e-6:
+        built_in_score = float(meta.get("score_threshold", settings.score_threshold))
+        if built_in_score > settings.score_threshold:
             raise UsageError(
-                f"this file has NMS at IoU {built_in_iou:g} and a score threshold of {built_in_score:g} built in; "
-                f"evaluation needs IoU {iou:g} and scores from {score:g}: export it again with those",
+                f"this file drops scores up to {built_in_score:g} inside its graph; evaluation needs scores from "
+                f"{settings.score_threshold:g}: export it again with the default score threshold",
                 path=path,
             )
-        return LoadedDetector(lambda images: decoded_detections(session, images, score, top_k), info, "onnx", cpu)
+
+        def detect(images: Tensor) -> list[dict[str, Tensor]]:
+            return decoded_detections(session, images, settings.score_threshold, settings.top_k)
+
+        return LoadedDetector(detect, info, "onnx", cpu, settings, path)
     anchors = default_boxes(info.layout, device=cpu)
-    return LoadedDetector(_raw_detector(OnnxNetwork(session), anchors, cpu, score, iou, top_k), info, "onnx", cpu)
+    return LoadedDetector(_raw_detector(OnnxNetwork(session), anchors, cpu, settings), info, "onnx", cpu, settings, path)
 
 
-def _torchscript(path: Path, device: torch.device, score: float, iou: float, top_k: int) -> LoadedDetector:
-    from .onnx_runtime import model_info
+def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
+    from .onnx_runtime import model_info, postprocess_settings
 
     if not path.is_file():
         raise CheckpointError("TorchScript file not found", path=path)
@@ -115,31 +130,29 @@ def _torchscript(path: Path, device: torch.device, score: float, iou: float, top
         raise CheckpointError("TorchScript file has no ssdcli metadata (export it with 'ssd export')", path=path)
     meta = json.loads(extra["ssdcli.json"])
     info = model_info(meta, path, "TorchScript file")
+    settings = postprocess_settings(meta, path, "TorchScript file")
     module.eval()
     anchors = default_boxes(info.layout, device=device)
-    return LoadedDetector(_raw_detector(module, anchors, device, score, iou, top_k), info, "torchscript", device)
+    detect = _raw_detector(module, anchors, device, settings)
+    return LoadedDetector(detect, info, "torchscript", device, settings, path)
 
 
-def load_detector(
-    path: str | Path,
-    model_format: str = "auto",
-    device: torch.device | str = "cpu",
-    score_threshold: float = 0.01,
-    iou_threshold: float = 0.45,
-    top_k: int = 200,
-) -> LoadedDetector:
-    """A checkpoint, an ONNX file (with or without NMS in the graph) or a TorchScript file as a detector.
+def load_detector(path: str | Path, model_format: str = "auto", device: torch.device | str = "cpu") -> LoadedDetector:
+    """A checkpoint (or torchvision's detector, see ``load_model``), an ONNX file (with or without NMS in the
+    graph) or a TorchScript file as a detector with the model's own detection settings.
 
     ``model_format`` "auto" guesses from the file name (:func:`guess_model_format`). ONNX files run on the CPU
-    with ONNX Runtime. The defaults are evaluation's: scores above 0.01, NMS at IoU 0.45, 200 per image.
+    with ONNX Runtime.
     """
-    path, device = Path(path), torch.device(device)
+    device = torch.device(device)
     fmt = guess_model_format(path) if model_format == "auto" else model_format
     if fmt not in MODEL_FORMATS:
         raise UsageError(f"unknown model format {fmt!r} (choose from {', '.join(MODEL_FORMATS)})")
+    if fmt != "checkpoint":
+        path = Path(path)
     if fmt == "onnx":
-        return _onnx(path, score_threshold, iou_threshold, top_k)
+        return _onnx(path)
     if fmt == "torchscript":
-        return _torchscript(path, device, score_threshold, iou_threshold, top_k)
-    return _checkpoint(path, device, score_threshold, iou_threshold, top_k)
+        return _torchscript(path, device)
+    return _checkpoint(path, device)
 

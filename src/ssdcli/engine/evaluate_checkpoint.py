@@ -3,16 +3,21 @@ its detections, evaluate them."""
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssdcli.data.dataset import open_index
-from ssdcli.data.results_io import write_coco_results, write_devkit_detections
+import numpy as np
 
+from ssdcli.data.dataset import open_index
+from ssdcli.data.records import DatasetIndex
+from ssdcli.data.results_io import write_coco_results, write_devkit_detections
+from ssdcli.errors import DataError
+
+from .detectors import LoadedDetector, load_detector
 from .device import resolve_device
 from .events import EventHandler, Message, ignore_events
-from .detectors import load_detector
-from .inference import detect_index_with
+from .inference import ImageDetections, detect_index_with
 from .plots import write_evaluation_plots
 from .rundir import fresh_run_dir
 from .validation import DetectionEvaluation, evaluate_detections
@@ -25,6 +30,43 @@ class CheckpointEvaluation:
     results_json: Path
     devkit_dir: Path | None  # VOC data sets: comp4_det_<split>_<class>.txt files
     plots: tuple[Path, ...] = ()
+
+
+def _open_for(loaded: LoadedDetector, data: str | Path, split: str | None, data_format: str) -> DatasetIndex:
+    """The split with the model's classes; for torchvision's detectors (COCO's 91-index label space, 'N/A'
+    placeholders) the data's own classes, each of which must be one of the detector's."""
+    names = loaded.info.class_names
+    if loaded.pretrained is None:
+        return open_index(data, split, data_format, names[1:], default_split="test")
+    index = open_index(data, split, data_format, default_split="test")
+    unknown = [name for name in index.class_names[1:] if name not in names[1:]]
+    if unknown:
+        known = list(dict.fromkeys(names[1:]))
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DataError(
+            f"class {unknown[0]!r} of the data is not one of the {len(known)} class names of {loaded.info.arch} "
+            f"from {loaded.path.name}{hint}",
+            path=data,
+        )
+    return index
+
+
+def relabel(
+    detections: list[ImageDetections], model_names: tuple[str, ...], index_names: tuple[str, ...]
+) -> list[ImageDetections]:
+    """Detections with the model's labels turned into the data set's (by class name); detections of classes the
+    data set does not have (placeholders) are dropped. The identity for a checkpoint trained on the data."""
+    if tuple(model_names[1:]) == tuple(index_names[1:]):
+        return detections
+    position = {name: label for label, name in enumerate(index_names) if label > 0}
+    to_index = np.array([position.get(name, -1) for name in model_names], dtype=np.int64)  # [C] model label -> ours
+    relabelled = []
+    for found in detections:
+        labels = to_index[found.labels.astype(np.int64)]  # [K]
+        keep = labels > 0
+        relabelled.append(ImageDetections(found.image_id, found.boxes[keep], found.scores[keep], labels[keep]))
+    return relabelled
 
 
 def evaluate_checkpoint(
@@ -42,22 +84,24 @@ def evaluate_checkpoint(
     emit: EventHandler = ignore_events,
     model_format: str = "checkpoint",
 ) -> CheckpointEvaluation:
-    """Detections of ``checkpoint`` on ``data``/``split`` (score threshold 0.01, as evaluation wants), written as
-    a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated. ``split`` None: "test"
-    of a data set root, or the split a COCO file holds. With ``plots``,
-    precision-recall curves per class and a confusion summary go there as PNG files.
+    """Detections of ``checkpoint`` on ``data``/``split`` (with the model's own settings: score threshold 0.01,
+    NMS IoU 0.45, 200 per image for checkpoints and torchvision's ssd300_vgg16, 0.001 / 0.55 / 300 for its
+    SSDLite), written as a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated.
+    ``split`` None: "test" of a data set root, or the split a COCO file holds. With ``plots``, precision-recall
+    curves per class and a confusion summary go there as PNG files.
 
     ``model_format`` says what ``checkpoint`` is: "checkpoint", "onnx" (with or without NMS in the graph),
     "torchscript", or "auto" (from the file name). Every form runs through the same data pipeline and
     evaluators, so an export's figures are comparable with its checkpoint's to the last digit the runtimes allow."""
     detector = load_detector(checkpoint, model_format, resolve_device(device))
     info = detector.info
-    index = open_index(data, split, data_format, info.class_names[1:], default_split="test")
+    index = _open_for(detector, data, split, data_format)
     if index.warnings.summary():
         emit(Message(f"{index.split}: {index.warnings.summary()}", "warning"))
     detections = detect_index_with(
-        detector.detect, index, info.layout.image_size, info.mean, info.std, batch_size, emit=emit
+        detector.detect, index, info.layout.image_size, info.mean, info.std, batch_size, emit=emit, resize=info.resize
     )
+    detections = relabel(detections, info.class_names, index.class_names)
     evaluation = evaluate_detections(index, detections, metric, iou_threshold, per_class)
     run_dir = fresh_run_dir(out)
     results_json = write_coco_results(run_dir / "detections.json", evaluation.coco_results)

@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
 from ssdcli.errors import SsdcliError, UsageError
+from ssdcli.models.pretrained import detector_by_name
 
 from .loading import LoadedModel, load_model
 
@@ -129,6 +131,7 @@ def model_metadata(loaded: LoadedModel, with_nms: bool, extra: dict[str, Any] | 
         "mean": list(loaded.config.mean),
         "std": list(loaded.config.std),
         "with_nms": with_nms,
+        "postprocess": dataclasses.asdict(loaded.postprocess),
         **(extra or {}),
     }
     return {METADATA_KEY: json.dumps(info)}
@@ -332,11 +335,26 @@ def run_export(
     if with_nms and format != "onnx":
         raise UsageError("--with-nms applies to --format onnx only")
     suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
-    path = Path(out) if out is not None else Path(checkpoint).with_suffix(suffix)
+    if out is not None:
+        path = Path(out)
+    elif detector_by_name(checkpoint) is not None:  # torchvision's weights by name: a file in the working folder
+        path = Path(str(checkpoint) + suffix)
+    else:
+        path = Path(checkpoint).with_suffix(suffix)
     if path.exists() and not force:
         raise UsageError("exists; choose another --out or pass --force to replace it", path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
     loaded = load_model(checkpoint, "cpu")
     if format == "onnx":
-        return export_onnx(loaded, path, opset, dynamic_batch, with_nms)
+        settings = loaded.postprocess  # NMS inside the graph: the model's own settings
+        return export_onnx(
+            loaded,
+            path,
+            opset,
+            dynamic_batch,
+            with_nms,
+            settings.score_threshold,
+            settings.iou_threshold,
+            settings.pre_nms_top_k,
+        )
     return export_torchscript(loaded, path)

@@ -40,13 +40,15 @@ def detect_index_with(
     batch_size: int = 16,
     workers: int = 0,
     emit: EventHandler = ignore_events,
+    resize: str = "antialias",
 ) -> list[ImageDetections]:
-    """Detections for every image of ``index`` (evaluation transforms: resize to ``image_size`` and normalise).
+    """Detections for every image of ``index`` (evaluation transforms: resize to ``image_size`` the model's way,
+    see ``ModelConfig.resize``, and normalise).
 
     ``detect`` maps images [B, 3, S, S] to per-image normalised detections (see ``engine.detectors``), so a
     checkpoint, an ONNX file and a TorchScript file are evaluated on exactly the same inputs.
     """
-    dataset = DetectionDataset(index, image_size, False, mean, std, return_failures=True)
+    dataset = DetectionDataset(index, image_size, False, mean, std, return_failures=True, resize=resize)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_detections)
     results: list[ImageDetections] = []
     for batch in checked_batches(loader):
@@ -69,6 +71,7 @@ def detect_index(
     iou_threshold: float = 0.45,
     top_k: int = 200,
     emit: EventHandler = ignore_events,
+    pre_nms_top_k: int = 400,
 ) -> list[ImageDetections]:
     """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc), run in eval mode."""
     config = model.config
@@ -78,11 +81,13 @@ def detect_index(
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         conf, loc = model(images)
-        return postprocess(conf, loc, anchors, score_threshold, iou_threshold, top_k)
+        return postprocess(conf, loc, anchors, score_threshold, iou_threshold, top_k, pre_nms_top_k)
 
     was_training = model.training
     model.eval()
     try:
-        return detect_index_with(detect, index, config.layout.image_size, config.mean, config.std, batch_size, workers, emit)
+        return detect_index_with(
+            detect, index, config.layout.image_size, config.mean, config.std, batch_size, workers, emit, config.resize
+        )
     finally:
         model.train(was_training)

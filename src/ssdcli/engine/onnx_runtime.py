@@ -10,11 +10,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssdcli.core.postprocess import PostprocessSettings
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.config import ModelConfig
 
 from .export import METADATA_KEY
-from .predictor import Detections, ModelInfo, Predictor, to_pixels
+from .predictor import Detections, ModelInfo, Predictor, model_settings, to_pixels
 from .preprocess import network_input
 
 
@@ -101,7 +102,7 @@ class OnnxDecodedPredictor(Predictor):
         if not images:
             return []
         size, info = self.info.layout.image_size, self.info
-        batch = torch.stack([network_input(image, size, info.mean, info.std) for image in images])
+        batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
         results = []
         for image, found in zip(images, decoded_detections(self.session, batch, self.conf_threshold, self.top_k)):
             height, width = int(image.shape[1]), int(image.shape[2])
@@ -138,10 +139,24 @@ def model_info(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") 
     try:
         config = ModelConfig.from_dict(meta["model_config"])
         return ModelInfo(
-            config.arch, config.layout, tuple(meta["class_names"]), tuple(meta["category_ids"]), config.mean, config.std
+            config.arch,
+            config.layout,
+            tuple(meta["class_names"]),
+            tuple(meta["category_ids"]),
+            config.mean,
+            config.std,
+            config.resize,
         )
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"bad ssdcli metadata in {what}: {error}", path=path) from None
+
+
+def postprocess_settings(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> PostprocessSettings:
+    """The detection settings an exported file carries (ssdcli's evaluation settings when it has none)."""
+    try:
+        return PostprocessSettings(**meta.get("postprocess", {}))
+    except TypeError as error:
+        raise CheckpointError(f"bad ssdcli metadata in {what}: postprocess: {error}", path=path) from None
 
 
 def open_onnx(path: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -152,6 +167,7 @@ def open_onnx(path: str | Path) -> tuple[Any, dict[str, Any]]:
 def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     session, meta = _open_session(Path(path))
     info = model_info(meta, path)
+    options = model_settings(postprocess_settings(meta, path), options)
     if meta.get("with_nms"):
         _check_built_in_nms(meta, options, Path(path))
         return OnnxDecodedPredictor(session, info, **options)

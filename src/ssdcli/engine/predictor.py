@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ssdcli.core.anchors import AnchorLayout, default_boxes
-from ssdcli.core.postprocess import postprocess
+from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.errors import UsageError
 
 from .preprocess import ImageLike, network_input, to_rgb_tensor
@@ -37,6 +37,7 @@ class ModelInfo:
     category_ids: tuple[int, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: str = "antialias"  # see ModelConfig.resize
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Predictor:
         iou_threshold: float = 0.45,
         top_k: int = 200,
         classes: Sequence[str] | None = None,
+        pre_nms_top_k: int = 400,
     ) -> None:
         self.network = network
         self.info = info
@@ -76,6 +78,7 @@ class Predictor:
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.top_k = top_k
+        self.pre_nms_top_k = pre_nms_top_k
         self.anchors = default_boxes(info.layout, device=self.device)
         self.keep_labels = None if classes is None else self._label_ids(classes)
 
@@ -92,9 +95,12 @@ class Predictor:
         if not images:
             return []
         size, info = self.info.layout.image_size, self.info
-        batch = torch.stack([network_input(image, size, info.mean, info.std) for image in images]).to(self.device)
+        batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
+        batch = batch.to(self.device)
         conf, loc = self.network(batch)
-        found = postprocess(conf, loc, self.anchors, self.conf_threshold, self.iou_threshold, self.top_k)
+        found = postprocess(
+            conf, loc, self.anchors, self.conf_threshold, self.iou_threshold, self.top_k, self.pre_nms_top_k
+        )
         results = []
         for image, detections in zip(images, found):
             height, width = int(image.shape[1]), int(image.shape[2])
@@ -115,15 +121,36 @@ class Predictor:
         return results
 
 
+def model_settings(settings: PostprocessSettings, options: dict[str, object]) -> dict[str, object]:
+    """Predictor options: ``options`` where given (not None), else the model's NMS IoU, top-k and pre-NMS top-k
+    (the score threshold stays the predictor's own: a display threshold, not the model's evaluation one)."""
+    given = {key: value for key, value in options.items() if value is not None}
+    defaults = {
+        "iou_threshold": settings.iou_threshold,
+        "top_k": settings.top_k,
+        "pre_nms_top_k": settings.pre_nms_top_k,
+    }
+    return {**defaults, **given}
+
+
 def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
-    """A predictor over a checkpoint's model."""
+    """A predictor over a checkpoint's model, or one of torchvision's detectors (name or file, see ``load_model``).
+
+    Options left out or None take the model's own settings (``LoadedModel.postprocess``)."""
     from .loading import load_model
 
     loaded = load_model(path, device)
+    options = model_settings(loaded.postprocess, options)
     if torch.device(device).type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
     info = ModelInfo(
-        loaded.config.arch, loaded.config.layout, loaded.class_names, loaded.category_ids, loaded.config.mean, loaded.config.std
+        loaded.config.arch,
+        loaded.config.layout,
+        loaded.class_names,
+        loaded.category_ids,
+        loaded.config.mean,
+        loaded.config.std,
+        loaded.config.resize,
     )
     return Predictor(loaded.model, info, device, **options)  # type: ignore[arg-type]
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
@@ -32,7 +33,17 @@ def to_rgb_tensor(image: ImageLike) -> Tensor:
     raise DataError(f"cannot read an image from a {type(image).__name__}")
 
 
-def network_input(rgb: Tensor, image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
-    """[3, H, W] uint8 RGB -> [3, S, S] float normalised: resized without letterboxing, as training does."""
+def network_input(
+    rgb: Tensor, image_size: int, mean: tuple[float, ...], std: tuple[float, ...], resize: str = "antialias"
+) -> Tensor:
+    """[3, H, W] uint8 RGB -> [3, S, S] float normalised, resized without letterboxing.
+
+    ``resize="antialias"``: the 8-bit image resized with antialiasing, as training does. ``"bilinear"``: as
+    torchvision's detection transform, the same float operations in the same order: scaled to [0, 1],
+    normalised, then resized bilinearly without antialiasing (``align_corners=False``).
+    """
+    if resize == "bilinear":
+        normalised = TF.normalize(rgb.float() / 255.0, list(mean), list(std))  # [3, H, W]
+        return F.interpolate(normalised[None], size=(image_size, image_size), mode="bilinear", align_corners=False)[0]
     resized = TF.resize(rgb, [image_size, image_size], antialias=True)
     return TF.normalize(resized.float() / 255.0, list(mean), list(std))

@@ -45,6 +45,7 @@ from .events import (
     TaskProgress,
     ignore_events,
 )
+from .finetune import start_from_detector
 from .rundir import fresh_run_dir
 from .schedule import build_optimizer, check_optimizer, default_lr, warmup_cosine
 from .tensorboard_log import TensorBoardLog, both
@@ -126,6 +127,8 @@ def _check_options(config: TrainConfig) -> AnchorLayout | None:
     except ValueError as error:
         raise UsageError(f"model: {error}") from None
     check_optimizer(config.optimizer)
+    if config.weights is not None:
+        return None  # the detector's layout and input size come with its weights (engine/finetune.py)
     layout = load_layout_file(config.anchors) if config.anchors is not None else None
     size = (layout or default_config(config.arch, 2).layout).image_size
     if config.img_size is not None and config.img_size != size:
@@ -265,8 +268,13 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     data = config.data.resolve() if config.data is not None else None
     prepared = _open_data(config, data, emit) if data is not None else None
     class_names = prepared.train.class_names if prepared is not None else (BACKGROUND, *SYNTH_CLASSES)
-    model_config = _model_config(config, class_names, layout_file, checkpoint)
-    model = build_model(model_config, None if checkpoint else config.backbone_weights)
+    weights_note = None
+    if checkpoint is None and config.weights is not None:
+        model, weights_note = start_from_detector(config, class_names)
+        config = replace(config, arch=model.config.arch)
+    else:
+        model_config = _model_config(config, class_names, layout_file, checkpoint)
+        model = build_model(model_config, None if checkpoint else config.backbone_weights)
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     _check_batch_norm(config, model)
     if prepared is not None:
@@ -287,6 +295,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     train_index, val_index = prepared.train, prepared.val
     for note in prepared.notes:
         emit(Message(note, "warning"))
+    if weights_note is not None:
+        emit(Message(weights_note))
     for index in (train_index, val_index):
         summary = index.warnings.summary() if index is not None else None
         if summary:

@@ -35,6 +35,11 @@ ARCHS: dict[str, AnchorLayout] = {
     "ssd_tiny": SSD_TINY_LAYOUT,
 }
 
+#: How images are resized to the network input: "antialias": the 8-bit image, antialiased (ssdcli's pipeline,
+#: training included); "bilinear": the normalised float image, bilinear without antialiasing (torchvision's
+#: detection transform, which its COCO detectors were trained and evaluated with).
+RESIZE_MODES = ("antialias", "bilinear")
+
 #: Architectures with a MobileNetV3 backbone, the only ones where ``ModelConfig.reduced_tail`` applies.
 MOBILENET_ARCHS = frozenset({"ssdlite320_mobilenet_v3_large"})
 
@@ -76,6 +81,7 @@ class ModelConfig:
         reduced_tail: MobileNetV3 only: halve the channels of the last stage (MobileNetV3 paper, Table 6).
             ``None`` decides as torchvision does: reduced unless backbone weights are loaded. ``build_model``
             resolves it, so ``model.config`` always holds ``True`` or ``False`` there.
+        resize: how inference resizes images to the input size, one of :data:`RESIZE_MODES`.
     """
 
     arch: str
@@ -84,6 +90,7 @@ class ModelConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     reduced_tail: bool | None = None
+    resize: str = "antialias"
 
     def __post_init__(self) -> None:
         check_arch(self.arch)
@@ -98,6 +105,8 @@ class ModelConfig:
         object.__setattr__(self, "std", _triple("std", self.std))
         if any(s <= 0 for s in self.std):
             raise ValueError(f"model config: std must be positive, got {self.std}")
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"model config: resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}")
         if self.reduced_tail is not None and self.arch not in MOBILENET_ARCHS:
             raise ValueError(f"model config: reduced_tail applies to MobileNetV3 models only, not {self.arch!r}")
 
@@ -110,6 +119,7 @@ class ModelConfig:
             "mean": list(self.mean),
             "std": list(self.std),
             "reduced_tail": self.reduced_tail,
+            "resize": self.resize,
         }
 
     @classmethod
@@ -118,7 +128,7 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ValueError(f"model config: expected a mapping, got {type(data).__name__}")
         required = {"arch", "num_classes", "layout"}
-        unknown = set(data) - required - {"mean", "std", "reduced_tail"}
+        unknown = set(data) - required - {"mean", "std", "reduced_tail", "resize"}
         missing = required - set(data)
         if unknown or missing:
             raise ValueError(f"model config: unknown keys {sorted(unknown)}, missing keys {sorted(missing)}")
@@ -134,6 +144,7 @@ class ModelConfig:
             mean=data.get("mean", IMAGENET_MEAN),
             std=data.get("std", IMAGENET_STD),
             reduced_tail=reduced_tail,
+            resize=str(data.get("resize", "antialias")),
         )
 
 

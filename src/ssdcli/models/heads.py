@@ -59,15 +59,32 @@ class SSDHead(nn.Module):
             raise ValueError(
                 f"head: {len(in_channels)} feature maps but {len(boxes_per_cell)} entries of boxes per cell"
             )
-        predictor = separable_predictor if separable else conv_predictor
         self.num_classes = num_classes
+        self.in_channels = tuple(in_channels)
         self.boxes_per_cell = tuple(boxes_per_cell)
-        self.conf = nn.ModuleList(predictor(c, k * num_classes) for c, k in zip(in_channels, boxes_per_cell))
-        self.loc = nn.ModuleList(predictor(c, k * 4) for c, k in zip(in_channels, boxes_per_cell))
-        if separable:
-            normal_init(self)
+        self.separable = separable
+        self.conf = self._predictors(num_classes)
+        self.loc = self._predictors(4)
+        self._initialise(self)
+
+    def _predictors(self, columns: int) -> nn.ModuleList:
+        """One predictor per feature map with k * ``columns`` outputs (initialise with :meth:`_initialise`)."""
+        predictor = separable_predictor if self.separable else conv_predictor
+        return nn.ModuleList(predictor(c, k * columns) for c, k in zip(self.in_channels, self.boxes_per_cell))
+
+    def _initialise(self, module: nn.Module) -> None:
+        if self.separable:
+            normal_init(module)
         else:
-            xavier_init(self)
+            xavier_init(module)
+
+    def reset_classes(self, num_classes: int) -> None:
+        """New, freshly initialised class predictors for ``num_classes`` classes; the box predictors are kept."""
+        device = next(self.conf.parameters()).device
+        conf = self._predictors(num_classes)
+        self._initialise(conf)
+        self.num_classes = num_classes
+        self.conf = conf.to(device)
 
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Feature maps [B, C_k, f_k, f_k] -> (conf [B, A, num_classes], loc [B, A, 4]) in anchor order."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import Tensor, nn
 
 from .config import ModelConfig
@@ -37,3 +39,9 @@ class SSD(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != size or images.shape[3] != size:
             raise ValueError(f"images: expected shape [B, 3, {size}, {size}], got {tuple(images.shape)}")
         return self.head(self.backbone(images))
+
+    def reset_classes(self, num_classes: int) -> None:
+        """Start the class head afresh for ``num_classes`` classes (background included), e.g. to fine-tune on
+        another class list; the backbone and the box head are kept and ``config`` follows."""
+        self.head.reset_classes(num_classes)
+        self.config = dataclasses.replace(self.config, num_classes=num_classes)

@@ -86,24 +86,32 @@ def _imagenet_file(config: ModelConfig) -> Path:
     )
 
 
-def _is_state_dict(obj: object) -> bool:
+def is_state_dict(obj: object) -> bool:
+    """Whether ``obj`` is a non-empty mapping of parameter names to tensors."""
     return isinstance(obj, Mapping) and bool(obj) and all(
         isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
     )
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """The state dict in ``path`` (unwrapping ``{"model": ...}`` / ``{"state_dict": ...}``); CheckpointError if none."""
+def read_state_dict(path: str | Path, what: str = "backbone weights file") -> dict[str, Tensor]:
+    """The state dict in ``path`` (unwrapping ``{"model": ...}`` / ``{"state_dict": ...}``); CheckpointError if none.
+
+    ``what`` names the file in the message when it does not exist.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError("backbone weights file not found", path=path)
+        raise CheckpointError(f"{what} not found", path=path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many kinds (pickle, zip, runtime) for a bad file
-        raise CheckpointError(f"cannot read a PyTorch state dict: {error}".splitlines()[0], path=path) from error
-    if not _is_state_dict(obj) and isinstance(obj, Mapping):
-        obj = next((obj[k] for k in ("model", "state_dict") if _is_state_dict(obj.get(k))), obj)
-    if not _is_state_dict(obj):
+        # torch's own text is several sentences (and for a foreign pickle suggests loading it unsafely): name the
+        # kind of failure only.
+        raise CheckpointError(
+            f"not a readable PyTorch state dict: corrupt, or not a weights file ({type(error).__name__})", path=path
+        ) from None
+    if not is_state_dict(obj) and isinstance(obj, Mapping):
+        obj = next((obj[k] for k in ("model", "state_dict") if is_state_dict(obj.get(k))), obj)
+    if not is_state_dict(obj):
         raise CheckpointError(
             f"does not hold a state dict (a mapping of parameter names to tensors), got {type(obj).__name__}",
             path=path,
@@ -115,7 +123,7 @@ def _examples(keys: list[str]) -> str:
     return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
 
 
-def _fit(target: nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
+def fit_state_dict(target: nn.Module, state: dict[str, Tensor], path: Path, what: str) -> None:
     """Load ``state`` into ``target`` if every key and shape fits (BatchNorm counters may be absent)."""
     expected = target.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
@@ -151,10 +159,11 @@ def load_backbone_weights(backbone: nn.Module, source: str | Path, config: Model
     elif config.reduced_tail is False:
         what += " (MobileNetV3 with full tail)"
     if any(k.startswith("backbone.") for k in state):
-        _fit(backbone, {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}, path, what)
+        own = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+        fit_state_dict(backbone, own, path, what)
     elif hasattr(backbone, "trunk") and any(k.startswith("features.") for k in state):
         trunk_state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
-        _fit(backbone.trunk, trunk_state, path, what + " as a torchvision ImageNet classifier file")
+        fit_state_dict(backbone.trunk, trunk_state, path, what + " as a torchvision ImageNet classifier file")
     else:
-        _fit(backbone, state, path, what)
+        fit_state_dict(backbone, state, path, what)
     return path
