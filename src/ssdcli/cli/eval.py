@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from ssdcli.engine.outputs import check_new_file
 from ssdcli.errors import UsageError
 
 from .render import print_warning, stderr_console, stdout_console
@@ -125,6 +126,7 @@ def eval_command(
     plots: Annotated[
         Path | None, typer.Option(help="--checkpoint: write precision-recall curves and a confusion summary (PNG) here.")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file and --plots images.")] = False,
 ) -> None:
     """Evaluate detections against ground truth: COCO metrics or PASCAL VOC AP.
 
@@ -138,12 +140,15 @@ def eval_command(
 
         ssd eval --checkpoint runs/train/1/best.pt --data VOCdevkit/VOC2007 --split test
     """
+    if json_out is not None and json_out != "-":
+        check_new_file(json_out, force)
     if checkpoint is not None:
         _reject({"--results": results, "--gt": gt, "--backend": backend}, "--checkpoint")
         if data is None:
             raise UsageError("--checkpoint needs --data (the data set to evaluate on)")
         _evaluate_checkpoint(
-            checkpoint, data, split or "test", data_format, out, metric, iou, per_class, batch_size, device, json_out, plots
+            checkpoint, data, split or "test", data_format, out, metric, iou, per_class, batch_size, device, json_out, plots,
+            force,
         )
         return
     if coco == voc:
@@ -205,6 +210,7 @@ def _evaluate_checkpoint(
     device: str,
     json_out: str | None,
     plots: Path | None,
+    force: bool,
 ) -> None:
     from ssdcli.engine.evaluate_checkpoint import evaluate_checkpoint
 
@@ -225,6 +231,7 @@ def _evaluate_checkpoint(
             per_class,
             plots,
             emit=progress,
+            force=force,
         )
     voc, coco = result.evaluation.voc, result.evaluation.coco
     if json_out is not None:

@@ -8,12 +8,14 @@ from pathlib import Path
 from ssdcli.core.anchors import default_boxes
 from ssdcli.data.dataset import open_index
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
+from ssdcli.errors import UsageError
 
 from .device import resolve_device
 from .events import EventHandler, Message, ignore_events
 from .inference import detect_index
 from .loading import load_model
-from .plots import write_evaluation_plots
+from .outputs import check_new_file
+from .plots import evaluation_plot_paths, write_evaluation_plots
 from .rundir import fresh_run_dir
 from .validation import DetectionEvaluation, evaluate_detections
 
@@ -40,15 +42,19 @@ def evaluate_checkpoint(
     per_class: bool = False,
     plots: str | Path | None = None,
     emit: EventHandler = ignore_events,
+    force: bool = False,
 ) -> CheckpointEvaluation:
     """Detections of ``checkpoint`` on ``data``/``split`` (score threshold 0.01, as evaluation wants), written as
     a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated. With ``plots``,
-    precision-recall curves per class and a confusion summary go there as PNG files."""
+    precision-recall curves per class and a confusion summary go there as PNG files; one that exists already
+    stops the run before any detection unless ``force``."""
     torch_device = resolve_device(device)
     loaded = load_model(checkpoint, torch_device)
     index = open_index(data, split, data_format, loaded.class_names[1:])
     if index.warnings.summary():
         emit(Message(f"{split}: {index.warnings.summary()}", "warning"))
+    if plots is not None:
+        _check_plot_folder(Path(plots), index.class_names[1:], force)
     anchors = default_boxes(loaded.config.layout, device=torch_device)
     detections = detect_index(loaded.model, index, anchors, torch_device, batch_size, emit=emit)
     evaluation = evaluate_detections(index, detections, metric, iou_threshold, per_class)
@@ -63,3 +69,10 @@ def evaluate_checkpoint(
     if plots is not None:
         drawn = tuple(write_evaluation_plots(Path(plots), evaluation.voc, index, detections))
     return CheckpointEvaluation(run_dir, evaluation, results_json, devkit_dir, drawn)
+
+
+def _check_plot_folder(folder: Path, class_names: list[str], force: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UsageError("exists and is not a folder", path=folder)
+    for path in evaluation_plot_paths(folder, class_names):
+        check_new_file(path, force)

@@ -22,6 +22,7 @@ from ssdcli.core.nms import grouped_nms
 from ssdcli.errors import SsdcliError, UsageError
 
 from .loading import LoadedModel, load_model
+from .outputs import check_new_file
 
 #: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
 PARITY_TOLERANCE = 1e-3
@@ -331,8 +332,7 @@ def run_export(
         raise UsageError("--with-nms applies to --format onnx only")
     suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
     path = Path(out) if out is not None else Path(checkpoint).with_suffix(suffix)
-    if path.exists() and not force:
-        raise UsageError("exists; choose another --out or pass --force to replace it", path=path)
+    check_new_file(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     loaded = load_model(checkpoint, "cpu")
     if format == "onnx":
