@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .progress import TrainProgress
-from .render import stdout_console
+from .render import print_warning, stdout_console
 
 EXIT_INTERRUPTED = 130
 
@@ -32,7 +32,7 @@ def train_command(
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 2,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads of the main process (default: cores left by the workers).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA).")] = False,
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices (elsewhere a warning; float32).")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     eval_every: Annotated[int, typer.Option(min=0, help="Validate every N epochs (0: never).")] = 1,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = Path("runs/train"),
@@ -58,6 +58,7 @@ def train_command(
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
     """
     from ssdcli.config import TrainConfig
+    from ssdcli.engine.device import mixed_precision_note, resolve_device
     from ssdcli.engine.train import train
 
     config = TrainConfig(
@@ -90,6 +91,9 @@ def train_command(
         strict=strict,
         tensorboard=tensorboard,
     )
+    note = mixed_precision_note(amp, resolve_device(device))
+    if note is not None:
+        print_warning(note)
     console = stdout_console()
     with TrainProgress(console) as progress:
         result = train(config, on_event=progress)
