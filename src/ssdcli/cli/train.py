@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape  # help texts are Rich markup: '[...]' must be escaped to be shown
 
 from .progress import TrainProgress
 from .render import print_warning, stdout_console
@@ -41,7 +42,7 @@ def train_command(
     max_steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Cap steps per epoch (quick runs).")] = None,
     verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = True,
     strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = False,
-    tensorboard: Annotated[bool, typer.Option(help="Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]').")] = False,
+    tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
 
