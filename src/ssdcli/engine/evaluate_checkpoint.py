@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def evaluate_checkpoint(
     return CheckpointEvaluation(run_dir, evaluation, results_json, devkit_dir, drawn)
 
 
-def _check_plot_folder(folder: Path, class_names: list[str], force: bool) -> None:
+def _check_plot_folder(folder: Path, class_names: Sequence[str], force: bool) -> None:
     if folder.exists() and not folder.is_dir():
         raise UsageError("exists and is not a folder", path=folder)
     for path in evaluation_plot_paths(folder, class_names):

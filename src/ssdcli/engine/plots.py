@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +121,7 @@ def _pr_curve_path(folder: Path, class_name: str) -> Path:
     return folder / f"pr_{safe}.png"
 
 
-def evaluation_plot_paths(folder: Path, class_names: list[str]) -> list[Path]:
+def evaluation_plot_paths(folder: Path, class_names: Sequence[str]) -> list[Path]:
     """The files :func:`write_evaluation_plots` writes for these classes (background excluded)."""
     return [_pr_curve_path(folder, name) for name in class_names] + [folder / "confusion.png"]
 
