@@ -251,12 +251,12 @@ def test_voc_on_bccd_devkit_files_and_json_match_the_devkit(
 
     results = detections_to_coco_results(as_detections(dets), classes)
     named = write_coco_results(tmp_path / "named.json", results)
-    assert main([*args, str(out), "--results", str(named)]) == 0
+    assert main([*args, str(out), "--results", str(named), "--force"]) == 0  # replaces the JSON of the first run
     check_json(out, want)
 
     index = {image_id: k for k, image_id in enumerate(recs)}  # integer image ids: 0-based split positions
     indexed = write_coco_results(tmp_path / "indexed.json", [dict(r, image_id=index[r["image_id"]]) for r in results])
-    assert main([*args, str(out), "--results", str(indexed)]) == 0
+    assert main([*args, str(out), "--results", str(indexed), "--force"]) == 0
     check_json(out, want)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .render import stdout_console
+from .train import EXIT_INTERRUPTED
 
 
 def demo_command(
@@ -18,7 +19,7 @@ def demo_command(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs of the small model.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the data and the training.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-) -> None:
+) -> int:
     """Generate synthetic data, train the small model, evaluate it and predict (no downloads; minutes on a CPU).
 
     Examples:
@@ -36,6 +37,9 @@ def demo_command(
     settings = DemoSettings(images=images, epochs=epochs, seed=seed, device=device)
     with TrainProgress(console) as progress:
         result = run_demo(out, settings, emit=progress)
+    if result.evaluation is None or result.prediction is None:  # Ctrl-C during training: nothing ran after it
+        console.print(f"interrupted: nothing evaluated; training saved {result.training.last_checkpoint}")
+        return EXIT_INTERRUPTED
     _render_voc(result.evaluation.evaluation.voc)
     _render_coco(result.evaluation.evaluation.coco)
     console.print(f"[bold]everything is in {result.run_dir}[/]")
@@ -43,3 +47,4 @@ def demo_command(
     console.print(f"  checkpoints: {result.training.run_dir} (best.pt, last.pt, metrics.csv)")
     console.print(f"  evaluation:  {result.evaluation.run_dir}")
     console.print(f"  predictions: {result.prediction.run_dir}")
+    return 0

@@ -233,7 +233,7 @@ def encode_command(
     data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = "auto",
     suggest: Annotated[Optional[int], typer.Option(min=1, help="Fit K aspect ratios and the sizes to the data set; writes --out.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where --suggest writes the anchor layout JSON.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Let --suggest overwrite an existing --out file.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace existing --json, --visualize and --out files.")] = False,
 ) -> int:
     """Show how SSD assigns default boxes to ground truth: per GT of an image, or over a whole data set.
 
@@ -261,6 +261,9 @@ def encode_command(
     )
 
     _check_options(image, data, suggest, out, annotation, image_id)
+    for target in (json_out, visualize, out):
+        if target is not None:
+            check_new_file(target, force)
     layout = resolve_layout(model, anchors, checkpoint)
     console = stdout_console()
     if image is not None:
@@ -271,8 +274,6 @@ def encode_command(
         if visualize is not None:
             console.print(f"picture: {write_image_figure(report, visualize)}")
         return 0
-    if out is not None:
-        check_new_file(out, force)
     gts = load_gt_set(data, split, data_format)  # type: ignore[arg-type]  # _check_options: data is set
     with EvalProgressBar(console, "encode") as progress:
         coverage = dataset_coverage(gts, layout, threshold, not reference, on_event=progress)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from ssdcli.engine.outputs import check_new_file
 from ssdcli.errors import UsageError
 
 from .render import print_warning, stderr_console, stdout_console
@@ -135,6 +136,7 @@ def eval_command(
     plots: Annotated[
         Path | None, typer.Option(help="--checkpoint: write precision-recall curves and a confusion summary (PNG) here.")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file and --plots images.")] = False,
 ) -> None:
     """Evaluate detections against ground truth: COCO metrics or PASCAL VOC AP.
 
@@ -150,6 +152,8 @@ def eval_command(
 
         ssd eval --onnx model.onnx --data VOCdevkit/VOC2007 --split test     # the export keeps the mAP?
     """
+    if json_out is not None and json_out != "-":
+        check_new_file(json_out, force)
     models = {"--checkpoint": (checkpoint, "checkpoint"), "--onnx": (onnx, "onnx"), "--torchscript": (torchscript, "torchscript")}
     given = [(flag, path, kind) for flag, (path, kind) in models.items() if path is not None]
     if len(given) > 1:
@@ -161,7 +165,7 @@ def eval_command(
             raise UsageError(f"{flag} needs --data (the data set to evaluate on)")
         _evaluate_checkpoint(
             model_path, data, split, data_format, out, metric, iou, per_class, batch_size, device, json_out, plots,
-            model_format,
+            model_format, force,
         )
         return
     if coco == voc:
@@ -223,7 +227,8 @@ def _evaluate_checkpoint(
     device: str,
     json_out: str | None,
     plots: Path | None,
-    model_format: str = "checkpoint",
+    model_format: str,
+    force: bool,
 ) -> None:
     from ssdcli.engine.evaluate_checkpoint import evaluate_checkpoint
 
@@ -245,6 +250,7 @@ def _evaluate_checkpoint(
             plots,
             emit=progress,
             model_format=model_format,
+            force=force,
         )
     voc, coco = result.evaluation.voc, result.evaluation.coco
     if json_out is not None:

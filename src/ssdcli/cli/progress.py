@@ -16,7 +16,7 @@ from ssdcli.engine.events import (
     TaskProgress,
 )
 
-from .render import print_warning
+from .render import live_display, print_warning
 
 
 class TrainProgress:
@@ -34,6 +34,7 @@ class TrainProgress:
             TimeRemainingColumn(),
             console=console,
             transient=False,
+            disable=not live_display(console),
         )
         self.task: int | None = None
         self.eval_task: int | None = None
@@ -89,6 +90,7 @@ class EvalProgressBar:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
             console=console,
+            disable=not live_display(console),
         )
         self.description = description
         self.task: int | None = None

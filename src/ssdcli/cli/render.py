@@ -6,12 +6,27 @@ from rich.console import Console
 from rich.markup import escape
 
 
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        # A log (CI, tee, nohup): every printed line stays one line instead of being wrapped at an assumed 80
+        # columns, which splits numbers and paths ("seconds\n4.4624"). Tables keep their layout.
+        console.soft_wrap = True
+    return console
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False)
+    return _console(stderr=False)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return _console(stderr=True)
+
+
+def live_display(console: Console) -> bool:
+    """Whether progress bars may be drawn: only where they redraw in place (a terminal or a notebook). In a log
+    they would be printed once, truncated, when the work is done."""
+    return console.is_interactive or console.is_jupyter
 
 
 def one_line(message: str) -> str:

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape  # help texts are Rich markup: '[...]' must be escaped to be shown
 
 from .progress import TrainProgress
-from .render import stdout_console
+from .render import print_warning, stdout_console
 
 EXIT_INTERRUPTED = 130
 
@@ -34,7 +35,7 @@ def train_command(
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 2,
     threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads of the main process (default: cores left by the workers).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA).")] = False,
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices (elsewhere a warning; float32).")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     eval_every: Annotated[int, typer.Option(min=0, help="Validate every N epochs (0: never).")] = 1,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = Path("runs/train"),
@@ -43,7 +44,7 @@ def train_command(
     max_steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Cap steps per epoch (quick runs).")] = None,
     verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = True,
     strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = False,
-    tensorboard: Annotated[bool, typer.Option(help="Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]').")] = False,
+    tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
 
@@ -64,6 +65,7 @@ def train_command(
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
     """
     from ssdcli.config import TrainConfig
+    from ssdcli.engine.device import mixed_precision_note, resolve_device
     from ssdcli.engine.train import train
 
     config = TrainConfig(
@@ -98,6 +100,9 @@ def train_command(
         strict=strict,
         tensorboard=tensorboard,
     )
+    note = mixed_precision_note(amp, resolve_device(device))
+    if note is not None:
+        print_warning(note)
     console = stdout_console()
     with TrainProgress(console) as progress:
         result = train(config, on_event=progress)

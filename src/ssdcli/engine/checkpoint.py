@@ -12,6 +12,8 @@ import torch
 
 from ssdcli.errors import CheckpointError
 
+from .interrupts import interrupt_after_block
+
 CHECKPOINT_FORMAT = "ssdcli-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -22,11 +24,12 @@ def atomic_torch_save(payload: Any, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        with interrupt_after_block():  # Ctrl-C: the file is finished, then the interrupt goes on
+            with os.fdopen(handle, "wb") as stream:
+                torch.save(payload, stream)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

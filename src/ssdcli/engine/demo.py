@@ -35,11 +35,17 @@ class DemoSettings:
 
 @dataclass(frozen=True)
 class DemoResult:
+    """``evaluation`` and ``prediction`` are None when training was interrupted (nothing runs after Ctrl-C)."""
+
     run_dir: Path
     data_dir: Path
     training: TrainResult
-    evaluation: CheckpointEvaluation
-    prediction: PredictResult
+    evaluation: CheckpointEvaluation | None
+    prediction: PredictResult | None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.training.interrupted
 
 
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), emit: EventHandler = ignore_events) -> DemoResult:
@@ -63,6 +69,8 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), emit: Eve
         out=run_dir / "train",
     )
     training = train(config, emit)
+    if training.interrupted:
+        return DemoResult(run_dir, data_dir, training, None, None)
     best = training.best_checkpoint or training.last_checkpoint
     assert best is not None  # train() always writes last.pt after an uninterrupted epoch
     emit(Message(f"evaluating {best} on the test split"))

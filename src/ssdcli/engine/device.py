@@ -22,6 +22,13 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def mixed_precision_note(amp: bool, device: torch.device) -> str | None:
+    """Why mixed precision asked for is not used on ``device`` (training uses it on CUDA only), else None."""
+    if amp and device.type != "cuda":
+        return f"mixed precision is for CUDA devices; training in float32 on {device.type}"
+    return None
+
+
 def cpu_threads(requested: int | None, workers: int) -> int:
     """Threads for the main process on CPU: as requested, else the cores left over by the data workers.
 

@@ -4,6 +4,7 @@ its detections, evaluate them."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +13,14 @@ import numpy as np
 from ssdcli.data.dataset import open_index
 from ssdcli.data.records import DatasetIndex
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
-from ssdcli.errors import DataError
+from ssdcli.errors import DataError, UsageError
 
 from .detectors import LoadedDetector, load_detector
 from .device import resolve_device
 from .events import EventHandler, Message, ignore_events
 from .inference import ImageDetections, detect_index_with
-from .plots import write_evaluation_plots
+from .outputs import check_new_file
+from .plots import evaluation_plot_paths, write_evaluation_plots
 from .rundir import fresh_run_dir
 from .validation import DetectionEvaluation, evaluate_detections
 
@@ -83,12 +85,14 @@ def evaluate_checkpoint(
     plots: str | Path | None = None,
     emit: EventHandler = ignore_events,
     model_format: str = "checkpoint",
+    force: bool = False,
 ) -> CheckpointEvaluation:
     """Detections of ``checkpoint`` on ``data``/``split`` (with the model's own settings: score threshold 0.01,
     NMS IoU 0.45, 200 per image for checkpoints and torchvision's ssd300_vgg16, 0.001 / 0.55 / 300 for its
     SSDLite), written as a COCO results JSON (and devkit files for VOC) into a fresh run folder, then evaluated.
     ``split`` None: "test" of a data set root, or the split a COCO file holds. With ``plots``, precision-recall
-    curves per class and a confusion summary go there as PNG files.
+    curves per class and a confusion summary go there as PNG files; one that exists already stops the run before any
+    detection unless ``force``.
 
     ``model_format`` says what ``checkpoint`` is: "checkpoint", "onnx" (with or without NMS in the graph),
     "torchscript", or "auto" (from the file name). Every form runs through the same data pipeline and
@@ -98,6 +102,8 @@ def evaluate_checkpoint(
     index = _open_for(detector, data, split, data_format)
     if index.warnings.summary():
         emit(Message(f"{index.split}: {index.warnings.summary()}", "warning"))
+    if plots is not None:
+        _check_plot_folder(Path(plots), index.class_names[1:], force)
     detections = detect_index_with(
         detector.detect, index, info.layout.image_size, info.mean, info.std, batch_size, emit=emit, resize=info.resize
     )
@@ -114,3 +120,10 @@ def evaluate_checkpoint(
     if plots is not None:
         drawn = tuple(write_evaluation_plots(Path(plots), evaluation.voc, index, detections))
     return CheckpointEvaluation(run_dir, evaluation, results_json, devkit_dir, drawn)
+
+
+def _check_plot_folder(folder: Path, class_names: Sequence[str], force: bool) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise UsageError("exists and is not a folder", path=folder)
+    for path in evaluation_plot_paths(folder, class_names):
+        check_new_file(path, force)

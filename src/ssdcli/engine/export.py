@@ -3,11 +3,11 @@ against the PyTorch model before the command succeeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 import warnings
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from ssdcli.errors import SsdcliError, UsageError
 from ssdcli.models.pretrained import detector_by_name
 
 from .loading import LoadedModel, load_model
+from .outputs import check_new_file
 
 #: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
 PARITY_TOLERANCE = 1e-3
@@ -341,8 +342,7 @@ def run_export(
         path = Path(str(checkpoint) + suffix)
     else:
         path = Path(checkpoint).with_suffix(suffix)
-    if path.exists() and not force:
-        raise UsageError("exists; choose another --out or pass --force to replace it", path=path)
+    check_new_file(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     loaded = load_model(checkpoint, "cpu")
     if format == "onnx":

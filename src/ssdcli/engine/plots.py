@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,16 @@ def draw_confusion(confusion: Confusion) -> np.ndarray:
     return canvas
 
 
+def _pr_curve_path(folder: Path, class_name: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in class_name)
+    return folder / f"pr_{safe}.png"
+
+
+def evaluation_plot_paths(folder: Path, class_names: Sequence[str]) -> list[Path]:
+    """The files :func:`write_evaluation_plots` writes for these classes (background excluded)."""
+    return [_pr_curve_path(folder, name) for name in class_names] + [folder / "confusion.png"]
+
+
 def write_evaluation_plots(
     folder: Path, voc: VocResult, index: DatasetIndex, detections: list[ImageDetections]
 ) -> list[Path]:
@@ -123,7 +134,6 @@ def write_evaluation_plots(
     paths = []
     for label, result in enumerate(voc.per_class, start=1):
         image = draw_pr_curve(result.name, label, result.curve_recall, result.curve_precision, result.ap)
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in result.name)
-        paths.append(_save_png(image, folder / f"pr_{safe}.png"))
+        paths.append(_save_png(image, _pr_curve_path(folder, result.name)))
     paths.append(_save_png(draw_confusion(confusion_summary(index, detections)), folder / "confusion.png"))
     return paths

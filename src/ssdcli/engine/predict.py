@@ -130,13 +130,21 @@ def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
     }
 
 
-def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str]) -> Path:
-    name, n = f"{stem}{suffix}", 1
-    while name in taken:
+#: The COCO results file of a run with JSON output; no per-image file may take its name.
+RESULTS_JSON = "results.json"
+
+
+def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str], sidecar: str | None = None) -> Path:
+    """``run_dir/<stem><suffix>``, numbered ``<stem>_<n><suffix>`` while it, or its ``sidecar`` file (the same
+    stem with that suffix), would take a name already in ``taken``; both names are then taken."""
+    name, n = stem, 1
+    while f"{name}{suffix}" in taken or (sidecar is not None and f"{name}{sidecar}" in taken):
         n += 1
-        name = f"{stem}_{n}{suffix}"
-    taken.add(name)
-    return run_dir / name
+        name = f"{stem}_{n}"
+    taken.add(f"{name}{suffix}")
+    if sidecar is not None:
+        taken.add(f"{name}{sidecar}")
+    return run_dir / f"{name}{suffix}"
 
 
 def run_predict(
@@ -165,7 +173,7 @@ def run_predict(
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
     run_dir = fresh_run_dir(out) if out is not None else None
     result.run_dir = run_dir
-    taken: set[str] = set()
+    taken: set[str] = {RESULTS_JSON} if write_json else set()
     category_ids = predictor.info.category_ids if dataset is None else dataset.category_ids
     total = len(found.images)
     for start in range(0, total, batch_size):
@@ -184,7 +192,7 @@ def run_predict(
             result.per_image.append(_image_json(detections, str(path)))
             if run_dir is not None:
                 bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
-                target = _unique_name(run_dir, path.stem, ".jpg", taken)
+                target = _unique_name(run_dir, path.stem, ".jpg", taken, ".json" if write_json else None)
                 cv2.imwrite(str(target), draw_detections(bgr, detections))
                 result.outputs.append(target)
                 if write_json:
@@ -197,7 +205,7 @@ def run_predict(
             result.failed.append(str(error))
             emit(Message(str(error), "warning"))
     if run_dir is not None and write_json:
-        (run_dir / "results.json").write_text(json.dumps(result.results))
+        (run_dir / RESULTS_JSON).write_text(json.dumps(result.results))
     if result.images_done == 0 and result.frames_done == 0:
         raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
     return result

@@ -6,17 +6,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from ssdcli.errors import DataError, UsageError
+from ssdcli.errors import DataError
 
+from ..outputs import check_new_file
 
-def check_new_file(path: str | Path, force: bool = False) -> Path:
-    """``path`` if it may be written: refuse an existing file unless ``force``, and any existing folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError("is a folder; give a file name", path=path)
-    if path.exists() and not force:
-        raise UsageError("already exists; pass --force to overwrite it", path=path)
-    return path
+__all__ = ["check_new_file", "write_bytes"]
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

@@ -1,0 +1,65 @@
+"""`ssd train --amp`: mixed precision on CUDA; anywhere else one warning line and float32 training."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssdcli.cli.app import main
+from ssdcli.config import TrainConfig
+from ssdcli.engine.device import mixed_precision_note
+from ssdcli.engine.events import Event, StepDone
+from ssdcli.engine.train import train
+
+QUICK = ["--synth-images", "16", "--batch-size", "4", "--epochs", "1", "--max-steps-per-epoch", "1", "--workers", "0"]
+
+
+def test_the_note_names_no_command_line_option() -> None:
+    assert mixed_precision_note(True, torch.device("cpu")) == "mixed precision is for CUDA devices; training in float32 on cpu"
+    assert mixed_precision_note(False, torch.device("cpu")) is None
+    assert mixed_precision_note(True, torch.device("cuda")) is None
+
+
+@pytest.mark.slow
+def test_amp_on_cpu_is_one_warning_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--amp", "--device", "cpu", "--out", str(tmp_path), *QUICK]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "mixed precision" in line]
+    assert lines == ["warning: mixed precision is for CUDA devices; training in float32 on cpu"], err
+    assert (tmp_path / "1" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_no_warning_without_amp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--device", "cpu", "--out", str(tmp_path), *QUICK]) == 0
+    assert "mixed precision" not in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision needs a CUDA device")
+def test_amp_trains_two_steps_on_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: list[StepDone] = []
+    autocast_enabled: list[bool] = []
+    original_autocast = torch.autocast
+
+    def recording_autocast(device_type: str, *args: object, **kwargs: object) -> torch.autocast:
+        autocast_enabled.append(bool(kwargs.get("enabled", True)))
+        return original_autocast(device_type, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch, "autocast", recording_autocast)
+
+    def record(event: Event) -> None:
+        if isinstance(event, StepDone):
+            steps.append(event)
+
+    config = TrainConfig(
+        out=tmp_path, device="cuda", amp=True, epochs=1, max_steps_per_epoch=2, batch_size=4, synth_images=16, workers=0
+    )
+    result = train(config, record)
+    assert len(steps) == 2
+    assert all(math.isfinite(s.loss_conf) and math.isfinite(s.loss_loc) for s in steps)
+    assert result.last_checkpoint is not None and result.last_checkpoint.is_file()
+    assert autocast_enabled and all(autocast_enabled[:2])  # the training steps ran under autocast

@@ -1,0 +1,98 @@
+"""Ctrl-C (SIGINT to a real ``python -m ssdcli`` process): exit code 130, one line saying so, nothing run after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import ssdcli
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX only")
+
+SRC = str(Path(ssdcli.__file__).resolve().parents[1])
+
+
+def start(args: list[str]) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ssdcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def interrupt_when(process: subprocess.Popen[str], marker: Path, timeout: float = 240.0) -> tuple[int, str]:
+    """Wait for ``marker`` to appear, send SIGINT, return the exit code and stdout + stderr."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            out, err = process.communicate()
+            pytest.fail(f"{marker} never appeared (exit {process.returncode}): {out}{err}")
+        time.sleep(0.05)
+    # Python drops a SIGINT that arrives inside os.fork() (DataLoader workers start at each epoch): like a user,
+    # press Ctrl-C again when nothing happens.
+    for _ in range(3):
+        process.send_signal(signal.SIGINT)
+        try:
+            out, err = process.communicate(timeout=30)
+            return process.returncode, out + err
+        except subprocess.TimeoutExpired:
+            continue
+    process.kill()
+    out, err = process.communicate()
+    pytest.fail(f"still running 90 s after SIGINT: {out}{err}")
+
+
+def interrupted_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "interrupted" in line]
+
+
+@pytest.mark.slow
+def test_train_stops_on_sigint_with_exit_code_130(tmp_path: Path) -> None:
+    process = start(
+        ["train", "--synth-images", "24", "--batch-size", "4", "--epochs", "50", "--workers", "0", "--device", "cpu"]
+        + ["--out", str(tmp_path)]
+    )
+    code, output = interrupt_when(process, tmp_path / "1" / "last.pt")  # after the first epoch
+    assert code == 130, output
+    assert len(interrupted_lines(output)) == 1, output
+    assert "unexpected" not in output  # e.g. torch.save's RuntimeError when Ctrl-C hits a checkpoint write
+
+
+@pytest.mark.slow
+def test_demo_stops_on_sigint_and_evaluates_nothing(tmp_path: Path) -> None:
+    process = start(["demo", "--out", str(tmp_path), "--images", "16", "--epochs", "200", "--device", "cpu"])
+    code, output = interrupt_when(process, tmp_path / "1" / "train" / "1" / "last.pt")  # training is under way
+    assert code == 130, output
+    assert len(interrupted_lines(output)) == 1, output
+    assert "unexpected" not in output
+    assert not (tmp_path / "1" / "eval").exists() and not (tmp_path / "1" / "predict").exists()
+    assert "mAP" not in output
+
+
+def test_a_checkpoint_being_written_is_finished_before_ctrl_c_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGINT inside the write: the file is complete and loadable, then KeyboardInterrupt (not torch's RuntimeError)."""
+    import torch
+
+    from ssdcli.engine.checkpoint import atomic_torch_save
+
+    target = tmp_path / "last.pt"
+    original = torch.save
+
+    def save_after_ctrl_c(payload: object, stream: object) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the file is being written
+        original(payload, stream)
+
+    monkeypatch.setattr(torch, "save", save_after_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_torch_save({"weights": torch.arange(10)}, target)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(target, weights_only=True)["weights"], torch.arange(10))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
