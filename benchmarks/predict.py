@@ -11,6 +11,10 @@ pixels (score > 0.01, NMS IoU 0.45 per class, top 400 candidates per class, top 
 - ssdcli TorchScript: the same with the model traced and saved by ``ssd export --format torchscript``.
 - ONNX Runtime raw: the same with the model exported by ``ssd export --format onnx`` run by ONNX Runtime.
 - ONNX Runtime NMS: the ``--with-nms`` export (decoding and NMS in the graph), then the top 200 per image.
+- ONNX Runtime INT8: the raw export quantised by ``ssd export --int8`` (static, QDQ, per-channel weights),
+  calibrated on 24 images of the same kind as the timed ones, decoded by ssdcli as "ORT raw". Its detections
+  differ from FP32 by quantisation, so it is not part of the same-detections check; its accuracy is measured with
+  ``ssd eval --onnx`` on real data (docs/results.md).
 - torchvision: ``ssdlite320_mobilenet_v3_large`` / ``ssd300_vgg16`` (weights=None, eval mode) called on the list
   of images: its transform (normalise, resize to the same size), network, ``postprocess_detections`` and box
   rescaling, with its thresholds set to the ones above (torchvision's SSDLite defaults to score 0.001, NMS 0.55,
@@ -66,6 +70,7 @@ from ssdcli import default_boxes, postprocess
 from ssdcli.engine.export import export_onnx, export_torchscript
 from ssdcli.engine.loading import LoadedModel
 from ssdcli.engine.onnx_runtime import OnnxNetwork
+from ssdcli.engine.quantize import quantize_prepared
 from ssdcli.models import build_model, default_config
 
 NUM_CLASSES = 21
@@ -183,7 +188,13 @@ def build_calls(
         raw = export_onnx(loaded, folder / f"{arch}.onnx", 17, True, False).path
         with_nms = export_onnx(loaded, folder / f"{arch}_nms.onnx", 17, True, True, SCORE_THRESHOLD, IOU_THRESHOLD, PRE_NMS_TOP_K).path
         scripted = torch.jit.load(str(export_torchscript(loaded, folder / f"{arch}.torchscript.pt").path)).eval()
+        calibration = (torch.rand(24, 3, *images[min(images)].shape[-2:], generator=torch.Generator().manual_seed(1)))
+        mean = torch.tensor(model.config.mean).view(1, 3, 1, 1)
+        std = torch.tensor(model.config.std).view(1, 3, 1, 1)
+        int8 = folder / f"{arch}_int8.onnx"
+        quantize_prepared(raw, int8, ((calibration - mean) / std).numpy())
     raw_network, nms_session = OnnxNetwork(onnx_session(raw, threads, spin)), onnx_session(with_nms, threads, spin)
+    int8_network = OnnxNetwork(onnx_session(int8, threads, spin))
     theirs = None
     if arch in TORCHVISION_BUILDERS:
         theirs = TORCHVISION_BUILDERS[arch](
@@ -199,6 +210,7 @@ def build_calls(
             "TorchScript": ssdcli_call(scripted, loaded, batch_images),
             "ORT raw": ssdcli_call(raw_network, loaded, batch_images),
             "ORT NMS": onnx_nms_call(nms_session, loaded, batch_images),
+            "ORT INT8": ssdcli_call(int8_network, loaded, batch_images),
         }
         if theirs is not None:
             calls[batch]["torchvision"] = torchvision_call(theirs, batch_images)
@@ -209,7 +221,7 @@ def check_same(results: dict[str, Detections]) -> None:
     """Every ssdcli variant finds the same number of detections per image and label as eager PyTorch."""
     reference = results["eager"]
     for name, found in results.items():
-        if name == "torchvision":
+        if name in ("torchvision", "ORT INT8"):
             continue
         for image, (want, got) in enumerate(zip(reference, found)):
             if sorted(want["labels"].tolist()) != sorted(got["labels"].tolist()):

@@ -18,6 +18,8 @@ def export_command(
     dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = True,
     with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="ONNX: quantise to INT8 (static, QDQ) for fast CPU inference.")] = False,
+    calibration: Annotated[Optional[Path], typer.Option(help="--int8: a folder of images like those the model will see (default: the checkpoint's training split).")] = None,
 ) -> None:
     """Export a checkpoint to ONNX or TorchScript and verify it against PyTorch (fails if they differ).
 
@@ -28,10 +30,20 @@ def export_command(
         ssd export --checkpoint best.pt --format onnx --with-nms --out model_nms.onnx
 
         ssd export --checkpoint best.pt --format torchscript
+
+        ssd export --checkpoint best.pt --format onnx --int8 --calibration data/VOC2007/JPEGImages --out model_int8.onnx
     """
     from ssdcli.engine.export import run_export
 
-    result = run_export(checkpoint, format, out, opset, dynamic_batch, with_nms, force)
+    result = run_export(checkpoint, format, out, opset, dynamic_batch, with_nms, force, int8, calibration)
+    if result.format == "onnx-int8":
+        stdout_console().print(
+            f"wrote {result.path} (ONNX, INT8; outputs {', '.join(result.outputs)}); agreement with FP32 "
+            f"(cosine) {1.0 - result.max_difference:.4f} >= {1.0 - result.tolerance:.2f}; measure its mAP with "
+            f"'ssd eval --onnx {result.path}'",
+            soft_wrap=True,
+        )
+        return
     stdout_console().print(
         f"wrote {result.path} ({result.format}; outputs {', '.join(result.outputs)}); "
         f"max difference to PyTorch {result.max_difference:.2e} <= {result.tolerance:.0e}"

@@ -329,12 +329,21 @@ def run_export(
     dynamic_batch: bool = True,
     with_nms: bool = False,
     force: bool = False,
+    int8: bool = False,
+    calibration: Path | None = None,
 ) -> ExportResult:
-    """Export a checkpoint; the file is written atomically and only after the parity check passes."""
+    """Export a checkpoint; the file is written atomically and only after the parity check passes.
+
+    ``int8``: an ONNX file quantised to INT8 (see ``engine/quantize.py``), calibrated on the images of the folder
+    ``calibration``, or of the training split the checkpoint was trained on."""
     if format not in ("onnx", "torchscript"):
         raise UsageError(f"--format: expected onnx or torchscript, got {format!r}")
     if with_nms and format != "onnx":
         raise UsageError("--with-nms applies to --format onnx only")
+    if int8 and (format != "onnx" or with_nms):
+        raise UsageError("--int8 applies to --format onnx without --with-nms (quantise the network, decode in ssdcli)")
+    if calibration is not None and not int8:
+        raise UsageError("--calibration applies to --int8 only")
     suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
     if out is not None:
         path = Path(out)
@@ -345,6 +354,8 @@ def run_export(
     check_new_file(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
     loaded = load_model(checkpoint, "cpu")
+    if int8:
+        return _export_int8(loaded, checkpoint, path, opset, dynamic_batch, calibration)
     if format == "onnx":
         settings = loaded.postprocess  # NMS inside the graph: the model's own settings
         return export_onnx(
@@ -358,3 +369,47 @@ def run_export(
             settings.pre_nms_top_k,
         )
     return export_torchscript(loaded, path)
+
+
+def _training_images(checkpoint: Path) -> list[Path]:
+    """The image files of the split a checkpoint was trained on (from its saved training settings)."""
+    from ssdcli.data.dataset import open_index
+
+    from .checkpoint import load_checkpoint
+
+    saved = (load_checkpoint(checkpoint).train_state or {}).get("config") or {}
+    if not saved.get("data"):
+        raise UsageError("calibration images: the checkpoint names no training data; give a folder of images")
+    index = open_index(
+        saved["data"], saved.get("train_split"), saved.get("data_format", "auto"), check_images=False
+    )
+    return [record.path for record in index.records]
+
+
+def _export_int8(
+    loaded: LoadedModel, checkpoint: Path, path: Path, opset: int, dynamic_batch: bool, calibration: Path | None
+) -> ExportResult:
+    """FP32 export (checked against PyTorch), then INT8 quantisation (checked against the FP32 file)."""
+    import random
+
+    from .quantize import MAX_CALIBRATION_IMAGES, MIN_AGREEMENT, calibration_images, quantize_onnx
+
+    if calibration is not None:
+        images = calibration_images(Path(calibration))
+    else:
+        images = _training_images(Path(checkpoint))
+        if len(images) > MAX_CALIBRATION_IMAGES:
+            images = sorted(random.Random(0).sample(images, MAX_CALIBRATION_IMAGES))
+    fp32 = _temporary_beside(path).with_suffix(".onnx")
+    int8 = _temporary_beside(path).with_suffix(".onnx")
+    try:
+        export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
+        config = loaded.config
+        result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
+        os.replace(int8, path)
+    finally:
+        for leftover in (fp32, int8):
+            leftover.unlink(missing_ok=True)
+        for stray in path.parent.glob(f".{path.name}.*.tmp"):
+            stray.unlink(missing_ok=True)
+    return ExportResult(path, "onnx-int8", 1.0 - result.agreement, 1.0 - MIN_AGREEMENT, ("conf", "loc"))

@@ -95,7 +95,12 @@ def quantize_onnx(
     fp32: Path, out: Path, images: Sequence[Path], size: int, mean: Sequence[float], std: Sequence[float]
 ) -> QuantizeResult:
     """Quantise the network of the FP32 file ``fp32`` (outputs ``conf`` and ``loc``) into ``out``, calibrated on
-    ``images`` (the last :data:`CHECK_IMAGES` held back for the check). Metadata is carried over."""
+    the image files ``images`` (the last :data:`CHECK_IMAGES` held back for the check). Metadata is carried over."""
+    return quantize_prepared(fp32, out, _inputs(images, size, mean, std))
+
+
+def quantize_prepared(fp32: Path, out: Path, prepared: np.ndarray) -> QuantizeResult:
+    """:func:`quantize_onnx` on network inputs already prepared: [N, 3, S, S] float32, normalised."""
     try:
         import onnx
         import onnxruntime
@@ -103,7 +108,8 @@ def quantize_onnx(
         from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise UsageError("INT8 export needs the optional packages onnx and onnxruntime: pip install 'ssdcli[onnx]'") from None
-    prepared = _inputs(images, size, mean, std)
+    if len(prepared) < CHECK_IMAGES + 1:
+        raise DataError(f"calibration needs at least {CHECK_IMAGES + 1} images, got {len(prepared)}")
     calibration, check = prepared[:-CHECK_IMAGES], prepared[-CHECK_IMAGES:]
     staged = out.with_name(f".{out.name}.pre.onnx")
     try:
