@@ -54,12 +54,17 @@ def test_exported_files_keep_the_checkpoints_figures(trained: tuple[Path, Path])
         "onnx": root / "m.onnx",
         "onnx-nms": root / "m-nms.onnx",
         "torchscript": root / "m.torchscript.pt",
+        "onnx-pixels": root / "m-pixels.onnx",
+        "onnx-pixels-nms": root / "m-pixels-nms.onnx",
     }
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(files["onnx"])]) == 0
     args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--with-nms", "--out", str(files["onnx-nms"])]
     assert main(args) == 0
     args = ["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(files["torchscript"])]
     assert main(args) == 0
+    for name, extra in (("onnx-pixels", []), ("onnx-pixels-nms", ["--with-nms"])):
+        args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--with-preprocess", *extra]
+        assert main(args + ["--out", str(files[name])]) == 0
     for name, path in files.items():
         flag = "--torchscript" if name == "torchscript" else "--onnx"
         got = _metrics(root, name, [flag, str(path)])
@@ -73,3 +78,41 @@ def test_one_model_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(args) == 2
     assert "give one model" in capsys.readouterr().err
     assert main(["eval", "--onnx", str(tmp_path / "missing.onnx"), "--data", str(tmp_path)]) == 2
+
+
+def test_preprocess_in_the_graph_takes_pixels_and_gives_pixel_boxes(trained: tuple[Path, Path]) -> None:
+    """--with-preprocess: uint8 RGB [B, S, S, 3] in; the network's outputs as PyTorch gives them for the same pixels
+    scaled and normalised by hand; with NMS, boxes in pixels of the S x S input."""
+    import numpy as np
+    import onnxruntime
+
+    from ssdcli import default_boxes, postprocess
+    from ssdcli.engine.loading import load_model
+
+    root, checkpoint = trained
+    loaded = load_model(checkpoint)
+    size = loaded.config.layout.image_size
+    raw, nms = root / "pixels.onnx", root / "pixels-nms.onnx"
+    base = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--with-preprocess"]
+    assert main(base + ["--out", str(raw)]) == 0 and main(base + ["--with-nms", "--out", str(nms)]) == 0
+    pixels = np.random.default_rng(3).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    mean = torch.tensor(loaded.config.mean).view(1, 3, 1, 1)
+    std = torch.tensor(loaded.config.std).view(1, 3, 1, 1)
+    images = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    with torch.no_grad():
+        conf, loc = loaded.model(images)
+    got = onnxruntime.InferenceSession(str(raw)).run(["conf", "loc"], {"images": pixels})
+    np.testing.assert_allclose(got[0], conf.numpy(), atol=1e-3)
+    np.testing.assert_allclose(got[1], loc.numpy(), atol=1e-3)
+    boxes, scores, labels, index = onnxruntime.InferenceSession(str(nms)).run(None, {"images": pixels})
+    expected = postprocess(conf, loc, default_boxes(loaded.config.layout), 0.01, 0.45, 400)[0]
+    mine = index == 0
+    assert mine.sum() >= len(expected["scores"]) > 0
+
+    def in_order(found: np.ndarray) -> np.ndarray:  # rows sorted by their values: the same set in the same order
+        return found[np.lexsort(found.T[::-1])]
+
+    top = np.argsort(-scores[mine], kind="stable")[: len(expected["scores"])]
+    np.testing.assert_allclose(
+        in_order(boxes[mine][top].astype(np.float64)), in_order(expected["boxes"].double().numpy() * size), atol=1e-2
+    )

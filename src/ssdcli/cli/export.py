@@ -18,6 +18,7 @@ def export_command(
     dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = True,
     with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+    with_preprocess: Annotated[bool, typer.Option(help="ONNX: take uint8 RGB pixels [B, S, S, 3] at the model's input size and normalise inside the graph (with --with-nms, boxes in those pixels).")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="ONNX: quantise to INT8 (static, QDQ) for fast CPU inference.")] = False,
     calibration: Annotated[Optional[Path], typer.Option(help="--int8: a folder of images like those the model will see (default: the checkpoint's training split).")] = None,
 ) -> None:
@@ -35,7 +36,9 @@ def export_command(
     """
     from ssdcli.engine.export import run_export
 
-    result = run_export(checkpoint, format, out, opset, dynamic_batch, with_nms, force, int8, calibration)
+    result = run_export(
+        checkpoint, format, out, opset, dynamic_batch, with_nms, force, int8, calibration, with_preprocess
+    )
     if result.format == "onnx-int8":
         stdout_console().print(
             f"wrote {result.path} (ONNX, INT8; outputs {', '.join(result.outputs)}); agreement with FP32 "

@@ -94,10 +94,19 @@ def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:
 
 
 def _onnx(path: Path) -> LoadedDetector:
-    from .onnx_runtime import OnnxNetwork, decoded_detections, model_info, open_onnx, postprocess_settings
+    from .onnx_runtime import (
+        OnnxNetwork,
+        box_scale,
+        decoded_detections,
+        input_feed,
+        model_info,
+        open_onnx,
+        postprocess_settings,
+    )
 
     session, meta = open_onnx(path)
     info, settings = model_info(meta, path), postprocess_settings(meta, path)
+    feed = input_feed(meta, info)
     cpu = torch.device("cpu")
     if meta.get("with_nms"):
         built_in_score = float(meta.get("score_threshold", settings.score_threshold))
@@ -109,11 +118,14 @@ def _onnx(path: Path) -> LoadedDetector:
             )
 
         def detect(images: Tensor) -> list[dict[str, Tensor]]:
-            return decoded_detections(session, images, settings.score_threshold, settings.top_k)
+            return decoded_detections(
+                session, images, settings.score_threshold, settings.top_k, feed, box_scale(meta, info)
+            )
 
         return LoadedDetector(detect, info, "onnx", cpu, settings, path)
     anchors = default_boxes(info.layout, device=cpu)
-    return LoadedDetector(_raw_detector(OnnxNetwork(session), anchors, cpu, settings), info, "onnx", cpu, settings, path)
+    network = OnnxNetwork(session, feed)
+    return LoadedDetector(_raw_detector(network, anchors, cpu, settings), info, "onnx", cpu, settings, path)
 
 
 def _torchscript(path: Path, device: torch.device) -> LoadedDetector:

@@ -29,6 +29,9 @@ from .outputs import check_new_file
 #: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
 PARITY_TOLERANCE = 1e-3
 METADATA_KEY = "ssdcli"
+#: The ``input`` metadata of an ONNX file: float images [B, 3, S, S] normalised, or uint8 pixels [B, S, S, 3] RGB.
+NORMALISED_INPUT = "float32 [B, 3, S, S] normalised"
+PIXEL_INPUT = "uint8 [B, S, S, 3] RGB"
 
 
 class ExportFailed(SsdcliError):
@@ -86,12 +89,15 @@ class GraphPostprocess(nn.Module):
     left without area scored -1 (no candidate), the top ``pre_nms_top_k`` scores of each (image, class), NMS
     within each (image, class)."""
 
-    def __init__(self, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
+    def __init__(
+        self, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int, box_scale: float = 1.0
+    ):
         super().__init__()
         self.register_buffer("anchors", anchors.clone())
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.pre_nms_top_k = min(pre_nms_top_k, anchors.shape[0])
+        self.box_scale = box_scale  # 1: normalised boxes; S: pixels of the S x S input (--with-preprocess)
 
     def forward(self, conf: Tensor, loc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         num_classes, k = conf.shape[2], self.pre_nms_top_k
@@ -106,7 +112,24 @@ class GraphPostprocess(nn.Module):
         group, slot = selected[:, 0], selected[:, 1]
         image_index = torch.div(group, num_classes - 1, rounding_mode="floor")
         labels = group - image_index * (num_classes - 1) + 1
-        return candidates[group, slot], candidate_scores[group, 0, slot], labels, image_index
+        boxes_out = candidates[group, slot] if self.box_scale == 1.0 else candidates[group, slot] * self.box_scale
+        return boxes_out, candidate_scores[group, 0, slot], labels, image_index
+
+
+class PixelInput(nn.Module):
+    """The network with its input preparation inside: pixels [B, S, S, 3] uint8 RGB at the model's input size ->
+    the network's outputs, scaling to [0, 1] and normalising with ``mean``/``std`` in the graph (``--with-preprocess``:
+    a C++ or mobile caller resizes and feeds pixels)."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        images = pixels.permute(0, 3, 1, 2).float() / 255.0  # [B, 3, S, S]
+        return self.model((images - self.mean) / self.std)
 
 
 class DecodedDetector(nn.Module):
@@ -142,6 +165,11 @@ def _temporary_beside(path: Path) -> Path:
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     return Path(name)
+
+
+def _sample_pixels(size: int, batch: int, seed: int = 0) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, size, size, 3), generator=generator, dtype=torch.uint8)
 
 
 def _sample_inputs(size: int, batch: int, seed: int = 0) -> Tensor:
@@ -217,8 +245,12 @@ def export_onnx(
     score_threshold: float = 0.01,
     iou_threshold: float = 0.45,
     pre_nms_top_k: int = 400,
+    with_preprocess: bool = False,
 ) -> ExportResult:
     """Export to ONNX, atomically, after checking ONNX Runtime against PyTorch.
+
+    ``with_preprocess``: the file takes uint8 RGB pixels [B, S, S, 3] (:class:`PixelInput`) and, with NMS, gives
+    boxes in pixels of that S x S input; the metadata says so (``input``, ``boxes``).
 
     The network (images -> conf, loc) is checked on sample images: every output within ``PARITY_TOLERANCE``.
     With ``with_nms``, decoding and NMS are exported as a second graph (conf, loc -> detections), checked on
@@ -236,21 +268,25 @@ def export_onnx(
     postprocess_file = _temporary_beside(path)
     try:
         traced_batch = 2 if dynamic_batch else 1  # a fixed batch axis is 1, as deployments feed single images
-        sample_images = _sample_inputs(size, traced_batch)
-        _to_onnx(loaded.model, (sample_images,), temporary, (["images"], ["conf", "loc"]), network_axes, opset)
+        config = loaded.config
+        network = PixelInput(loaded.model, config.mean, config.std).eval() if with_preprocess else loaded.model
+        sample = _sample_pixels if with_preprocess else _sample_inputs
+        sample_images = sample(size, traced_batch)
+        _to_onnx(network, (sample_images,), temporary, (["images"], ["conf", "loc"]), network_axes, opset)
         session = _session(onnxruntime, temporary)
         difference = 0.0
         for batch in (1, 3) if dynamic_batch else (1,):
-            images = _sample_inputs(size, batch, seed=batch)
+            images = sample(size, batch, seed=batch)
             with torch.no_grad():
-                expected = loaded.model(images)
+                expected = network(images)
             got = session.run(None, {"images": images.numpy()})
             difference = max(difference, *(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got)))
         outputs: tuple[str, ...] = ("conf", "loc")
         proto = onnx.load(str(temporary))
         if with_nms:
             outputs = ("boxes", "scores", "labels", "batch_index")
-            graph = GraphPostprocess(anchors, score_threshold, iou_threshold, pre_nms_top_k).eval()
+            box_scale = float(size) if with_preprocess else 1.0
+            graph = GraphPostprocess(anchors, score_threshold, iou_threshold, pre_nms_top_k, box_scale).eval()
             num_classes = loaded.config.num_classes
             axes = {name: {0: "detections"} for name in outputs}
             if batch_axis:
@@ -272,7 +308,10 @@ def export_onnx(
                 f"ONNX Runtime differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE:.0e}); file not written",
                 path=path,
             )
-        extra = {"score_threshold": score_threshold, "iou_threshold": iou_threshold} if with_nms else {}
+        extra: dict[str, Any] = {"score_threshold": score_threshold, "iou_threshold": iou_threshold} if with_nms else {}
+        extra["input"] = PIXEL_INPUT if with_preprocess else NORMALISED_INPUT
+        if with_nms:
+            extra["boxes"] = "pixels" if with_preprocess else "normalised"
         for key, value in model_metadata(loaded, with_nms, extra).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
@@ -331,6 +370,7 @@ def run_export(
     force: bool = False,
     int8: bool = False,
     calibration: Path | None = None,
+    with_preprocess: bool = False,
 ) -> ExportResult:
     """Export a checkpoint; the file is written atomically and only after the parity check passes.
 
@@ -344,6 +384,8 @@ def run_export(
         raise UsageError("--int8 applies to --format onnx without --with-nms (quantise the network, decode in ssdcli)")
     if calibration is not None and not int8:
         raise UsageError("--calibration applies to --int8 only")
+    if with_preprocess and (format != "onnx" or int8):
+        raise UsageError("--with-preprocess applies to --format onnx without --int8")
     suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
     if out is not None:
         path = Path(out)
@@ -367,6 +409,7 @@ def run_export(
             settings.score_threshold,
             settings.iou_threshold,
             settings.pre_nms_top_k,
+            with_preprocess,
         )
     return export_torchscript(loaded, path)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -14,7 +15,7 @@ from ssdcli.core.postprocess import PostprocessSettings
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.config import ModelConfig
 
-from .export import METADATA_KEY
+from .export import METADATA_KEY, PIXEL_INPUT
 from .predictor import Detections, ModelInfo, Predictor, model_settings, to_pixels
 from .preprocess import network_input
 
@@ -42,10 +43,34 @@ def _fixed_batch(session: Any) -> int | None:
     return size if isinstance(size, int) else None
 
 
-def _run_in_batches(session: Any, images: Tensor) -> list[tuple[list[np.ndarray], int]]:
-    """Run the graph on images [B, 3, S, S]: at once, or, for a fixed batch axis, in slices of that size (the last
-    one padded with zero images). Returns (outputs, real images in the slice) per slice."""
-    array = images.cpu().numpy()
+@dataclass(frozen=True)
+class InputFeed:
+    """How a file takes its images: normalised float [B, 3, S, S] (``pixels`` False), or uint8 RGB pixels
+    [B, S, S, 3] (``ssd export --with-preprocess``), recovered exactly from the normalised images ssdcli prepares
+    (which come from 8-bit pixels)."""
+
+    pixels: bool = False
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+    def __call__(self, images: Tensor) -> np.ndarray:
+        if not self.pixels:
+            return images.cpu().numpy()
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        pixels = ((images.cpu() * std + mean) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return pixels.permute(0, 2, 3, 1).contiguous().numpy()  # [B, S, S, 3]
+
+
+def input_feed(meta: dict[str, Any], info: ModelInfo) -> InputFeed:
+    """The :class:`InputFeed` an exported file's metadata asks for."""
+    return InputFeed(meta.get("input") == PIXEL_INPUT, tuple(info.mean), tuple(info.std))
+
+
+def _run_in_batches(session: Any, images: Tensor, feed: InputFeed = InputFeed()) -> list[tuple[list[np.ndarray], int]]:
+    """Run the graph on images [B, 3, S, S] (fed as ``feed`` says): at once, or, for a fixed batch axis, in slices
+    of that size (the last one padded with zero images). Returns (outputs, real images in the slice) per slice."""
+    array = feed(images)
     fixed = _fixed_batch(session)
     if fixed is None:
         return [(session.run(None, {"images": array}), array.shape[0])]
@@ -62,25 +87,35 @@ def _run_in_batches(session: Any, images: Tensor) -> list[tuple[list[np.ndarray]
 class OnnxNetwork:
     """images [B, 3, S, S] -> (conf [B, A, C], loc [B, A, 4]) through ONNX Runtime."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, feed: InputFeed = InputFeed()) -> None:
         self.session = session
+        self.feed = feed
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        runs = _run_in_batches(self.session, images)
+        runs = _run_in_batches(self.session, images, self.feed)
         conf = np.concatenate([outputs[0][:real] for outputs, real in runs])
         loc = np.concatenate([outputs[1][:real] for outputs, real in runs])
         return torch.from_numpy(conf), torch.from_numpy(loc)
 
 
-def decoded_detections(session: Any, batch: Tensor, score_threshold: float, top_k: int) -> list[dict[str, Tensor]]:
-    """Run a graph exported with ``--with-nms`` on images [B, 3, S, S]: per image ``boxes`` [K, 4] xyxy normalised,
-    ``scores`` [K] and ``labels`` [K], scores above ``score_threshold``, the ``top_k`` best (as postprocess gives)."""
+def decoded_detections(
+    session: Any,
+    batch: Tensor,
+    score_threshold: float,
+    top_k: int,
+    feed: InputFeed = InputFeed(),
+    box_scale: float = 1.0,
+) -> list[dict[str, Tensor]]:
+    """Run a graph exported with ``--with-nms`` on images [B, 3, S, S]: per image ``boxes`` [K, 4] xyxy normalised
+    (the graph's boxes divided by ``box_scale``: S for a file that gives pixels), ``scores`` [K] and ``labels``
+    [K], scores above ``score_threshold``, the ``top_k`` best (as postprocess gives)."""
     parts, offset = [], 0
-    for outputs, real in _run_in_batches(session, batch):  # outputs: boxes, scores, labels, batch_index
+    for outputs, real in _run_in_batches(session, batch, feed):  # outputs: boxes, scores, labels, batch_index
         keep = outputs[3] < real  # drops the padding images' detections
         parts.append([a[keep] for a in outputs[:3]] + [outputs[3][keep] + offset])
         offset += real
     boxes, scores, labels, batch_index = (torch.from_numpy(np.concatenate(column)) for column in zip(*parts))
+    boxes = boxes / box_scale
     results = []
     for i in range(batch.shape[0]):
         mine = (batch_index == i) & (scores > score_threshold)
@@ -93,9 +128,11 @@ class OnnxDecodedPredictor(Predictor):
     """A predictor over an ONNX file exported with ``--with-nms``: the graph decodes and suppresses; this keeps the
     score threshold and the top-k per image."""
 
-    def __init__(self, session: Any, info: ModelInfo, **options: Any) -> None:
+    def __init__(self, session: Any, info: ModelInfo, feed: InputFeed, box_scale: float, **options: Any) -> None:
         super().__init__(lambda images: (images, images), info, "cpu", **options)
         self.session = session
+        self.feed = feed
+        self.box_scale = box_scale
 
     @torch.no_grad()
     def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
@@ -104,7 +141,8 @@ class OnnxDecodedPredictor(Predictor):
         size, info = self.info.layout.image_size, self.info
         batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
         results = []
-        for image, found in zip(images, decoded_detections(self.session, batch, self.conf_threshold, self.top_k)):
+        found_all = decoded_detections(self.session, batch, self.conf_threshold, self.top_k, self.feed, self.box_scale)
+        for image, found in zip(images, found_all):
             height, width = int(image.shape[1]), int(image.shape[2])
             pixel_boxes, pixel_scores, pixel_labels = to_pixels(found, height, width)
             if self.keep_labels is not None:
@@ -168,7 +206,13 @@ def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     session, meta = _open_session(Path(path))
     info = model_info(meta, path)
     options = model_settings(postprocess_settings(meta, path), options)
+    feed = input_feed(meta, info)
     if meta.get("with_nms"):
         _check_built_in_nms(meta, options, Path(path))
-        return OnnxDecodedPredictor(session, info, **options)
-    return Predictor(OnnxNetwork(session), info, "cpu", **options)
+        return OnnxDecodedPredictor(session, info, feed, box_scale(meta, info), **options)
+    return Predictor(OnnxNetwork(session, feed), info, "cpu", **options)
+
+
+def box_scale(meta: dict[str, Any], info: ModelInfo) -> float:
+    """What a ``--with-nms`` file's boxes are divided by to be normalised: S when they are in input pixels."""
+    return float(info.layout.image_size) if meta.get("boxes") == "pixels" else 1.0
