@@ -7,17 +7,46 @@ The core engine (pure tensor code) is importable from here::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .core.anchors import AnchorLayout, BUILTIN_LAYOUTS, default_boxes, get_layout
-from .core.coder import decode
-from .core.loss import SSDLoss, ssd_loss
-from .core.matching import EncodedTargets, Match, encode, match
-from .core.postprocess import postprocess
+#: Public name -> the core module that defines it. Loaded on first use, so that ``ssd --help`` and the CLI's
+#: argument parsing do not import torch.
+_CORE_EXPORTS = {
+    "AnchorLayout": "anchors",
+    "BUILTIN_LAYOUTS": "anchors",
+    "default_boxes": "anchors",
+    "get_layout": "anchors",
+    "decode": "coder",
+    "SSDLoss": "loss",
+    "ssd_loss": "loss",
+    "EncodedTargets": "matching",
+    "Match": "matching",
+    "encode": "matching",
+    "match": "matching",
+    "postprocess": "postprocess",
+}
+
+if TYPE_CHECKING:
+    from .core.anchors import BUILTIN_LAYOUTS, AnchorLayout, default_boxes, get_layout
+    from .core.coder import decode
+    from .core.loss import SSDLoss, ssd_loss
+    from .core.matching import EncodedTargets, Match, encode, match
+    from .core.postprocess import postprocess
+    from .engine.predictor import Predictor
+
+
+def __getattr__(name: str) -> Any:
+    module = _CORE_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssdcli' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".core.{module}", __name__), name)
 
 
 
-def load(path: str, device: str = "cpu", **options: object) -> "Predictor":  # noqa: F821
+def load(path: str, device: str = "cpu", **options: object) -> Predictor:
     """A :class:`~ssdcli.engine.predictor.Predictor` from a checkpoint (.pt), an exported ONNX file (.onnx), or
     torchvision's COCO detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
 

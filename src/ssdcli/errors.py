@@ -35,9 +35,3 @@ class CheckpointError(SsdcliError):
     """A checkpoint or exported model that is missing, corrupt or from another model."""
 
     exit_code = 2
-
-
-class NotImplementedYet(SsdcliError):
-    """A command that a later release fills in."""
-
-    exit_code = 1

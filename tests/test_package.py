@@ -1,0 +1,20 @@
+"""The package surface: the core engine importable from ``ssdcli``, and a command line that starts without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import ssdcli
+
+
+def test_core_exports_resolve() -> None:
+    for name in ("AnchorLayout", "BUILTIN_LAYOUTS", "default_boxes", "encode", "match", "decode", "ssd_loss", "postprocess"):
+        assert getattr(ssdcli, name) is not None
+    assert ssdcli.default_boxes("ssd300").shape == (8732, 4)
+
+
+def test_help_does_not_import_torch() -> None:
+    code = "import sys; from ssdcli.cli.app import main; main(['--help']); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
