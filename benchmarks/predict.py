@@ -185,8 +185,8 @@ def build_calls(
     loaded = LoadedModel(model, model.config, names, tuple(range(NUM_CLASSES)), folder / f"{arch}.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        raw = export_onnx(loaded, folder / f"{arch}.onnx", 17, True, False).path
-        with_nms = export_onnx(loaded, folder / f"{arch}_nms.onnx", 17, True, True, SCORE_THRESHOLD, IOU_THRESHOLD, PRE_NMS_TOP_K).path
+        raw = export_onnx(loaded, folder / f"{arch}.onnx", 18, True, False).path
+        with_nms = export_onnx(loaded, folder / f"{arch}_nms.onnx", 18, True, True, SCORE_THRESHOLD, IOU_THRESHOLD, PRE_NMS_TOP_K).path
         scripted = torch.jit.load(str(export_torchscript(loaded, folder / f"{arch}.torchscript.pt").path)).eval()
         calibration = (torch.rand(24, 3, *images[min(images)].shape[-2:], generator=torch.Generator().manual_seed(1)))
         mean = torch.tensor(model.config.mean).view(1, 3, 1, 1)

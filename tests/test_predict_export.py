@@ -199,3 +199,32 @@ def test_boxes_outside_the_image_are_no_detections(outside_checkpoint: Path, ima
             assert len(detections) > 0
             boxes = detections.boxes
             assert bool((boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()), model.name
+
+
+@pytest.mark.parametrize("new_exporter", [True, False])
+def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_exporter: bool
+) -> None:
+    """The network goes through PyTorch's current exporter (dynamo) when onnxscript is installed, else the
+    TorchScript-based one; the metadata names it and either file passes the parity check against PyTorch."""
+    import json
+    import sys
+
+    import onnx
+
+    from ssdcli.engine.export import export_onnx
+    from ssdcli.engine.loading import LoadedModel
+    from ssdcli.models.build import build_model
+    from ssdcli.models.config import default_config
+
+    if new_exporter:
+        pytest.importorskip("onnxscript")
+    else:
+        monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
+    torch.manual_seed(0)
+    model = build_model(default_config("ssd_tiny", num_classes=3)).eval()
+    loaded = LoadedModel(model, model.config, ("background", "a", "b"), (0, 1, 2), tmp_path / "m.pt")
+    result = export_onnx(loaded, tmp_path / "m.onnx", 18, True, True)
+    assert result.max_difference <= result.tolerance
+    meta = json.loads({p.key: p.value for p in onnx.load(str(result.path)).metadata_props}["ssdcli"])
+    assert meta["exporter"] == ("dynamo" if new_exporter else "torchscript")

@@ -14,7 +14,7 @@ def export_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = None,
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option(min=18, help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = 18,
     dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = True,
     with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,

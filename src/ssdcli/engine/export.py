@@ -3,7 +3,9 @@ against the PyTorch model before the command succeeds."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import tempfile
@@ -191,6 +193,8 @@ def _onnx_modules() -> tuple[Any, Any]:
 
 def _to_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, names: tuple[list[str], list[str]],
              axes: dict[str, dict[int, str]], opset: int) -> None:  # fmt: skip
+    """PyTorch's TorchScript-based ONNX exporter (``dynamo=False``): the one that exports the NMS graph, whose
+    custom :class:`GroupedNms` node has a TorchScript ``symbolic``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -203,6 +207,38 @@ def _to_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, names: t
             opset_version=opset,
             dynamo=False,
         )
+
+
+def _network_to_onnx(module: nn.Module, images: Tensor, path: Path, dynamic_batch: bool, opset: int) -> str:
+    """Export the network (images -> conf, loc) with PyTorch's current exporter (``torch.export`` then ONNX,
+    ``dynamo=True``) where it is installed (onnxscript) and works, else with the TorchScript-based one. Returns
+    the exporter used ("dynamo" or "torchscript"); either file is checked against PyTorch by the caller."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        onnxscript = None
+    if onnxscript is not None:
+        shapes = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module,
+                    (images,),
+                    str(path),
+                    input_names=["images"],
+                    output_names=["conf", "loc"],
+                    dynamic_shapes=shapes,
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=False,
+                )
+            return "dynamo"
+        except Exception:  # noqa: BLE001 - any failure of the new exporter falls back to the proven one
+            path.unlink(missing_ok=True)
+    axes = {name: {0: "batch"} for name in ("images", "conf", "loc")} if dynamic_batch else {}
+    _to_onnx(module, (images,), path, (["images"], ["conf", "loc"]), axes, opset)
+    return "torchscript"
 
 
 def _session(onnxruntime: Any, path: Path) -> Any:
@@ -263,7 +299,6 @@ def export_onnx(
     size = loaded.config.layout.image_size
     anchors = default_boxes(loaded.config.layout)
     batch_axis = {0: "batch"} if dynamic_batch else None
-    network_axes = {name: batch_axis for name in ("images", "conf", "loc")} if batch_axis else {}
     temporary = _temporary_beside(path)
     postprocess_file = _temporary_beside(path)
     try:
@@ -272,7 +307,7 @@ def export_onnx(
         network = PixelInput(loaded.model, config.mean, config.std).eval() if with_preprocess else loaded.model
         sample = _sample_pixels if with_preprocess else _sample_inputs
         sample_images = sample(size, traced_batch)
-        _to_onnx(network, (sample_images,), temporary, (["images"], ["conf", "loc"]), network_axes, opset)
+        exporter = _network_to_onnx(network, sample_images, temporary, dynamic_batch, opset)
         session = _session(onnxruntime, temporary)
         difference = 0.0
         for batch in (1, 3) if dynamic_batch else (1,):
@@ -302,6 +337,7 @@ def export_onnx(
                 difference = max(difference, _detection_difference(expected, got))
             post = onnx.compose.add_prefix(onnx.load(str(postprocess_file)), "postprocess/", rename_inputs=False,
                                            rename_outputs=False)  # fmt: skip
+            proto.ir_version = post.ir_version = max(proto.ir_version, post.ir_version)  # the exporters differ
             proto = onnx.compose.merge_models(proto, post, io_map=[("conf", "conf"), ("loc", "loc")])
         if difference > PARITY_TOLERANCE:
             raise ExportFailed(
@@ -310,6 +346,7 @@ def export_onnx(
             )
         extra: dict[str, Any] = {"score_threshold": score_threshold, "iou_threshold": iou_threshold} if with_nms else {}
         extra["input"] = PIXEL_INPUT if with_preprocess else NORMALISED_INPUT
+        extra["exporter"] = exporter
         if with_nms:
             extra["boxes"] = "pixels" if with_preprocess else "normalised"
         for key, value in model_metadata(loaded, with_nms, extra).items():
@@ -364,7 +401,7 @@ def run_export(
     checkpoint: Path,
     format: str,
     out: Path | None,
-    opset: int = 17,
+    opset: int = 18,
     dynamic_batch: bool = True,
     with_nms: bool = False,
     force: bool = False,
