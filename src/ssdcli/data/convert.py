@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import filecmp
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from ssdcli.errors import DataError, UsageError
 from .coco import coco_splits, split_of
 from .dataset import FORMATS, detect_format, open_index
 from .records import DatasetIndex, ImageRecord
+from .staging import write_folder
 from .voc import voc_splits
 from .writers import (
     coco_annotations,
@@ -189,20 +189,7 @@ def convert_dataset(src: str | Path, to: str, out: str | Path, force: bool = Fal
     _check_out(src, out, force)
     indexes = _read_splits(src, format)
     notes = [f"{index.split}: {index.warnings.summary()}" for index in indexes if index.warnings.summary()]
-    fresh = not out.exists() or not any(out.iterdir())
-    target = out.parent / f".{out.name}.partial-{os.getpid()}" if fresh else out
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        _WRITERS[to](target, indexes, notes)
-        if fresh:
-            if out.exists():
-                out.rmdir()
-            target.rename(out)
-    except OSError as error:
-        raise DataError(f"cannot write the data set: {error.strerror or error}", path=out) from None
-    finally:
-        if fresh and target.exists():
-            shutil.rmtree(target, ignore_errors=True)
+    write_folder(out, lambda folder: _WRITERS[to](folder, indexes, notes))
     return ConvertResult(
         out=out,
         format=to,

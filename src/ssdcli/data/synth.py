@@ -19,8 +19,6 @@ Layouts written (``ROOT`` is the output folder):
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 
 from ssdcli.errors import DataError, UsageError
 
+from .staging import write_folder
 from .writers import coco_annotations, coco_image, voc_xml
 
 SYNTH_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -275,19 +274,8 @@ def write_synth(
     _check_output(out)
     scenes = [render_scene([seed, i], image_size) for i in range(images)]
     splits = split_assignment(images, seed)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
-        (_write_voc if format == "voc" else _write_coco)(staging, scenes, splits)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except OSError as error:
-        raise DataError(f"cannot write the data set: {error.strerror or error}", path=out) from None
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    writer = _write_voc if format == "voc" else _write_coco
+    write_folder(out, lambda folder: writer(folder, scenes, splits))
     counts = np.bincount(np.concatenate([s.labels for s in scenes]), minlength=len(SYNTH_CLASSES) + 1)[1:]
     sizes = {name: len(members) for name, members in splits.items()}
     if format == "voc":
