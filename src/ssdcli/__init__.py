@@ -52,7 +52,7 @@ def load(path: str, device: str = "cpu", **options: object) -> Predictor:
 
     ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels.
     """
-    from .engine.predictor import load_predictor
+    from .engine.detectors import load_predictor
 
     return load_predictor(path, device, **options)
 

@@ -45,7 +45,7 @@ def predict_command(
     """
     from ssdcli.engine.device import resolve_device
     from ssdcli.engine.predict import dataset_images, run_predict
-    from ssdcli.engine.predictor import load_predictor
+    from ssdcli.engine.detectors import load_predictor
     from ssdcli.errors import UsageError
 
     if (checkpoint is None) == (onnx is None):

@@ -9,10 +9,10 @@ from ssdcli.config import TrainConfig
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 
+from .detectors import torch_predictor
 from .evaluate_checkpoint import CheckpointEvaluation, evaluate_checkpoint
 from .events import EventHandler, Message, ignore_events
 from .predict import PredictResult, run_predict
-from .predictor import torch_predictor
 from .rundir import fresh_run_dir
 from .train import TrainResult, train
 

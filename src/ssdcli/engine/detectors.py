@@ -20,7 +20,8 @@ from ssdcli.core.anchors import default_boxes
 from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.errors import CheckpointError, UsageError
 
-from .predictor import ModelInfo
+from .loading import LoadedModel, load_model
+from .predictor import ModelInfo, Predictor, model_settings
 
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
 BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
@@ -78,16 +79,20 @@ def _raw_detector(
     return detect
 
 
-def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:
-    from .loading import load_model
+def checkpoint_info(loaded: LoadedModel) -> ModelInfo:
+    """What inference needs of a loaded checkpoint besides its weights."""
+    config = loaded.config
+    return ModelInfo(
+        config.arch, config.layout, loaded.class_names, loaded.category_ids, config.mean, config.std, config.resize
+    )
 
+
+def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:
     loaded = load_model(path, device)
     if device.type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
     config = loaded.config
-    info = ModelInfo(
-        config.arch, config.layout, loaded.class_names, loaded.category_ids, config.mean, config.std, config.resize
-    )
+    info = checkpoint_info(loaded)
     anchors = default_boxes(config.layout, device=device)
     detect = _raw_detector(loaded.model, anchors, device, loaded.postprocess)
     return LoadedDetector(detect, info, "checkpoint", device, loaded.postprocess, loaded.path, loaded.pretrained)
@@ -168,3 +173,24 @@ def load_detector(path: str | Path, model_format: str = "auto", device: torch.de
         return _torchscript(path, device)
     return _checkpoint(path, device)
 
+
+
+def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
+    """A predictor over a checkpoint's model, or one of torchvision's detectors (name or file, see ``load_model``).
+
+    Options left out or None take the model's own settings (``LoadedModel.postprocess``)."""
+    loaded = load_model(path, device)
+    options = model_settings(loaded.postprocess, options)
+    if torch.device(device).type == "cuda":
+        loaded.model.to(memory_format=torch.channels_last)
+    return Predictor(loaded.model, checkpoint_info(loaded), device, **options)  # type: ignore[arg-type]
+
+
+def load_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
+    """A predictor (images in, detections in pixels out) from a checkpoint, torchvision's detector, or an exported
+    ONNX file (``.onnx``)."""
+    if Path(path).suffix.lower() == ".onnx":
+        from .onnx_runtime import onnx_predictor
+
+        return onnx_predictor(path, **options)
+    return torch_predictor(path, device, **options)

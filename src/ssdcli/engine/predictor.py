@@ -131,34 +131,3 @@ def model_settings(settings: PostprocessSettings, options: dict[str, object]) ->
         "pre_nms_top_k": settings.pre_nms_top_k,
     }
     return {**defaults, **given}
-
-
-def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
-    """A predictor over a checkpoint's model, or one of torchvision's detectors (name or file, see ``load_model``).
-
-    Options left out or None take the model's own settings (``LoadedModel.postprocess``)."""
-    from .loading import load_model
-
-    loaded = load_model(path, device)
-    options = model_settings(loaded.postprocess, options)
-    if torch.device(device).type == "cuda":
-        loaded.model.to(memory_format=torch.channels_last)
-    info = ModelInfo(
-        loaded.config.arch,
-        loaded.config.layout,
-        loaded.class_names,
-        loaded.category_ids,
-        loaded.config.mean,
-        loaded.config.std,
-        loaded.config.resize,
-    )
-    return Predictor(loaded.model, info, device, **options)  # type: ignore[arg-type]
-
-
-def load_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
-    """A predictor from a checkpoint (``.pt``) or an exported ONNX file (``.onnx``)."""
-    if Path(path).suffix.lower() == ".onnx":
-        from .onnx_runtime import onnx_predictor
-
-        return onnx_predictor(path, **options)
-    return torch_predictor(path, device, **options)
