@@ -22,6 +22,7 @@ from ssdcli.core.anchors import default_boxes
 from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
+from ssdcli.core.postprocess import EVAL_SETTINGS
 from ssdcli.errors import SsdcliError, UsageError
 from ssdcli.models.pretrained import detector_by_name
 
@@ -278,9 +279,9 @@ def export_onnx(
     opset: int,
     dynamic_batch: bool,
     with_nms: bool,
-    score_threshold: float = 0.01,
-    iou_threshold: float = 0.45,
-    pre_nms_top_k: int = 400,
+    score_threshold: float = EVAL_SETTINGS.score_threshold,
+    iou_threshold: float = EVAL_SETTINGS.iou_threshold,
+    pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
     with_preprocess: bool = False,
 ) -> ExportResult:
     """Export to ONNX, atomically, after checking ONNX Runtime against PyTorch.

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ssdcli.core.postprocess import postprocess
+from ssdcli.core.postprocess import EVAL_SETTINGS, postprocess
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
 from ssdcli.data.records import DatasetIndex
@@ -67,11 +67,11 @@ def detect_index(
     device: torch.device,
     batch_size: int = 16,
     workers: int = 0,
-    score_threshold: float = 0.01,
-    iou_threshold: float = 0.45,
-    top_k: int = 200,
+    score_threshold: float = EVAL_SETTINGS.score_threshold,
+    iou_threshold: float = EVAL_SETTINGS.iou_threshold,
+    top_k: int = EVAL_SETTINGS.top_k,
     emit: EventHandler = ignore_events,
-    pre_nms_top_k: int = 400,
+    pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
 ) -> list[ImageDetections]:
     """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc), run in eval mode."""
     config = model.config

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssdcli.core.postprocess import PostprocessSettings
+from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.config import ModelConfig
 
@@ -156,8 +156,8 @@ class OnnxDecodedPredictor(Predictor):
 def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Path) -> None:
     """A file exported with ``--with-nms`` has its NMS IoU and lowest score fixed: refuse options it cannot honour
     instead of ignoring them."""
-    iou = float(options.get("iou_threshold", 0.45))
-    built_in_iou = float(meta.get("iou_threshold", 0.45))
+    iou = float(options.get("iou_threshold", EVAL_SETTINGS.iou_threshold))
+    built_in_iou = float(meta.get("iou_threshold", EVAL_SETTINGS.iou_threshold))
     if abs(iou - built_in_iou) > 1e-6:
         raise UsageError(
             f"--iou {iou:g}: this file has NMS at IoU {built_in_iou:g} built in; export without --with-nms to choose "

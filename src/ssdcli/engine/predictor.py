@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ssdcli.core.anchors import AnchorLayout, default_boxes
-from ssdcli.core.postprocess import PostprocessSettings, postprocess
+from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
 from ssdcli.errors import UsageError
 
 from .preprocess import ImageLike, network_input, to_rgb_tensor
@@ -67,10 +67,10 @@ class Predictor:
         info: ModelInfo,
         device: torch.device | str = "cpu",
         conf_threshold: float = 0.25,
-        iou_threshold: float = 0.45,
-        top_k: int = 200,
+        iou_threshold: float = EVAL_SETTINGS.iou_threshold,
+        top_k: int = EVAL_SETTINGS.top_k,
         classes: Sequence[str] | None = None,
-        pre_nms_top_k: int = 400,
+        pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
     ) -> None:
         self.network = network
         self.info = info

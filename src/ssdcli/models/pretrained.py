@@ -29,7 +29,7 @@ from torchvision.models import WeightsEnum
 from torchvision.models.detection import SSD300_VGG16_Weights, SSDLite320_MobileNet_V3_Large_Weights
 
 from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
-from ssdcli.core.postprocess import PostprocessSettings
+from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError
 
 from .backbones import MobileNetV3Backbone
@@ -70,7 +70,7 @@ TORCHVISION_DETECTORS: dict[str, TorchvisionDetector] = {
         layout=dataclasses.replace(BUILTIN_LAYOUTS["ssd300"], clip=True),
         mean=(0.48235, 0.45882, 0.40784),
         std=(1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0),
-        postprocess=PostprocessSettings(score_threshold=0.01, iou_threshold=0.45, top_k=200, pre_nms_top_k=400),
+        postprocess=EVAL_SETTINGS,  # ssdcli's evaluation settings are torchvision's ssd300_vgg16's
     ),
     "ssdlite320_mobilenet_v3_large": TorchvisionDetector(
         arch="ssdlite320_mobilenet_v3_large",
