@@ -31,6 +31,7 @@ from ssdcli.models.config import ModelConfig, default_config
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import cpu_threads, resolve_device
 from .distributed import DistContext, init_distributed, shutdown_distributed
+from .ema import ModelEMA
 from .events import CheckpointSaved, EpochDone, EventHandler, Message, RunStarted, StepDone, ignore_events
 from .rundir import fresh_run_dir
 from .schedule import build_optimizer, default_lr, warmup_cosine
@@ -182,11 +183,17 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     model_config = _model_config(config, train_index, checkpoint)
     model = build_model(model_config, None if checkpoint else config.backbone_weights)
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
+    saved_state = (checkpoint.train_state or {}) if checkpoint is not None else {}
     if checkpoint is not None:
-        model.load_state_dict(checkpoint.model_state)
+        # with EMA, model_state holds the average and the trained weights are in train_state["model"]
+        model.load_state_dict(saved_state.get("model", checkpoint.model_state))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    ema = ModelEMA(model, config.ema_decay, config.ema_tau) if config.ema else None
+    if ema is not None and checkpoint is not None and "ema" in saved_state:
+        ema.load_state_dict({**saved_state["ema"], "module": checkpoint.model_state})
+    evaluated = ema.module if ema is not None else model  # what validation sees and checkpoints store
     net: torch.nn.Module = DistributedDataParallel(model) if context.enabled else model
     layout = model_config.layout
     anchors = default_boxes(layout, device=device)
@@ -244,21 +251,25 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     emit(RunStarted(run_dir, config.epochs, steps_per_epoch, start_epoch, str(device), tuple(notes)))
 
     def snapshot(epoch: int, step_in_epoch: int) -> Checkpoint:
+        train_state: dict[str, Any] = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "config": config.to_dict(),
+        }
+        if ema is not None:  # model_state is the average; the trained weights and the EMA count go here
+            train_state["model"] = model.state_dict()
+            train_state["ema"] = {k: v for k, v in ema.state_dict().items() if k != "module"}
         return Checkpoint(
             model_config=model_config.to_dict(),
             class_names=train_index.class_names,
             category_ids=train_index.category_ids,
-            model_state=model.state_dict(),
+            model_state=evaluated.state_dict(),
             epoch=epoch,
             step_in_epoch=step_in_epoch,
             global_step=global_step,
             best_metric=best,
-            train_state={
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "config": config.to_dict(),
-            },
+            train_state=train_state,
         )
 
     epoch = start_epoch
@@ -290,6 +301,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
                 global_step += 1
                 parts = torch.stack((loss.conf.detach(), loss.loc.detach())).double().cpu()
@@ -318,7 +331,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
             is_last = epoch + 1 == config.epochs
             if val_index is not None and ((epoch + 1) % config.eval_every == 0 or is_last):
                 if context.is_main:
-                    row.update(evaluate_model(model, val_index, anchors, device, config.batch_size, emit))
+                    row.update(evaluate_model(evaluated, val_index, anchors, device, config.batch_size, emit))
                 context.barrier()
             row["seconds"] = time.perf_counter() - started
             score = row.get("map50", -row["loss"])
