@@ -20,7 +20,8 @@ class TrainConfig:
     anchors: Path | None = None
     backbone_weights: str | None = None
     img_size: int | None = None  # must agree with the anchor layout
-    epochs: int = 30
+    epochs: int | None = None  # None with time_budget None: the default budget (engine/budget.py)
+    time_budget: float | None = None  # seconds of wall clock; the schedule is fitted to the measured speed
     batch_size: int = 32
     optimizer: str = "sgd"
     lr: float | None = None  # None: the default of the model and optimizer (engine/schedule.py)

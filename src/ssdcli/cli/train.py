@@ -22,7 +22,8 @@ def train_command(
     model: Annotated[str, typer.Option(help="ssd_tiny, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny",
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Train for N epochs (instead of a time budget).")] = None,
+    time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 15m.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: sgd 0.01, adamw 0.001; ssd_tiny 0.05 / 0.003).")] = None,
@@ -48,6 +49,8 @@ def train_command(
 
         ssd train                                   # built-in synthetic data and the small model
 
+        ssd train --data data/bccd --time 20m       # a 20-minute schedule (default: 15 minutes)
+
         ssd train --data VOCdevkit/VOC2007 --train-split trainval --val-split test --model ssd300_vgg16
 
         ssd train --resume runs/train/3/last.pt
@@ -58,6 +61,8 @@ def train_command(
     """
     from ssdcli.config import TrainConfig
     from ssdcli.engine.train import train
+
+    from .durations import parse_duration
 
     config = TrainConfig(
         data=data,
@@ -70,6 +75,7 @@ def train_command(
         backbone_weights=backbone_weights,
         img_size=img_size,
         epochs=epochs,
+        time_budget=parse_duration(time) if time is not None else None,
         batch_size=batch_size,
         optimizer=optimizer,
         lr=lr,

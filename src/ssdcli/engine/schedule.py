@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,6 +27,20 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass
+class WarmupCosine:
+    """:func:`warmup_cosine` as a ``LambdaLR`` multiplier whose ``total_steps`` may be re-fitted during training
+    (``ssd train --time``); the warm-up is at most a quarter of the schedule. ``LambdaLR.state_dict`` saves the
+    fields, so a resumed run continues the fitted schedule."""
+
+    total_steps: int
+    warmup_steps: int
+
+    def __call__(self, step: int) -> float:
+        warmup = min(self.warmup_steps, self.total_steps // 4)
+        return warmup_cosine(step, self.total_steps, warmup)
 
 
 def build_optimizer(
