@@ -31,8 +31,8 @@ class TrainConfig:
     zoom_out: float = 4.0  # largest zoom-out canvas (DESIGN 1.6); 1 turns zoom-out off
     iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
     ema: bool = True  # validate and save an exponential moving average of the weights (engine/ema.py)
-    ema_decay: float = 0.999
-    ema_tau: float = 200.0  # optimizer steps over which the EMA decay ramps up
+    ema_decay: float = 0.995
+    ema_tau: float = 100.0  # optimizer steps over which the EMA decay ramps up
     workers: int = 2
     threads: int | None = None  # CPU threads of the main process; None: the cores the workers leave free (>= 1)
     device: str = "auto"
