@@ -12,7 +12,12 @@ from ssdcli.errors import UsageError
 
 DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001}
 #: Models with BatchNorm everywhere train from scratch at a higher rate.
-DEFAULT_LR_BY_ARCH = {("ssd_tiny", "sgd"): 0.05, ("ssd_tiny", "adamw"): 0.003}
+DEFAULT_LR_BY_ARCH = {
+    ("ssd_tiny", "sgd"): 0.05,
+    ("ssd_tiny", "adamw"): 0.003,
+    ("ssd_tiny256", "sgd"): 0.05,
+    ("ssd_tiny256", "adamw"): 0.003,
+}
 
 
 def default_lr(arch: str, optimizer: str) -> float:
