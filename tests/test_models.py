@@ -76,7 +76,36 @@ def test_anchor_counts_of_the_builtin_models() -> None:
         "ssd512_vgg16": 24564,  # the SSD paper's Caffe model
         "ssdlite320_mobilenet_v3_large": 3234,  # torchvision
         "ssd_tiny": 20 * 20 * 4 + 10 * 10 * 6 + 5 * 5 * 6 + 3 * 3 * 4 + 1 * 4,
+        "ssd_tiny256": 32 * 32 * 4 + 16 * 16 * 6 + 8 * 8 * 6 + 4 * 4 * 4 + 2 * 2 * 4,
     }
+
+
+def _best_iou(arch: str, box: tuple[float, float, float, float]) -> float:
+    """The highest IoU of an xyxy box (fractions of the side) with a default box of ``arch``."""
+    anchors = default_boxes(ARCHS[arch])  # [A, 4] cxcywh
+    corners = torch.cat((anchors[:, :2] - anchors[:, 2:] / 2, anchors[:, :2] + anchors[:, 2:] / 2), dim=1)
+    x1, y1, x2, y2 = box
+    iw = (corners[:, 2].clamp(max=x2) - corners[:, 0].clamp(min=x1)).clamp(min=0)
+    ih = (corners[:, 3].clamp(max=y2) - corners[:, 1].clamp(min=y1)).clamp(min=0)
+    inter = iw * ih
+    return float((inter / (anchors[:, 2] * anchors[:, 3] + (x2 - x1) * (y2 - y1) - inter)).max())
+
+
+def test_ssd_tiny256_has_default_boxes_for_blood_platelets() -> None:
+    # a BCCD platelet of median size, 6.1 % x 8.1 % of the image side, at 200 random places: ssd_tiny's smallest
+    # boxes are too big for it everywhere; ssd_tiny256's match it above the 0.5 IoU of training nearly everywhere
+    generator = torch.Generator().manual_seed(0)
+    centres = (0.1 + 0.8 * torch.rand(200, 2, generator=generator)).tolist()
+    platelets = [(cx - 0.0305, cy - 0.0405, cx + 0.0305, cy + 0.0405) for cx, cy in centres]
+    covered = {arch: sum(_best_iou(arch, p) > 0.5 for p in platelets) for arch in ("ssd_tiny", "ssd_tiny256")}
+    assert covered["ssd_tiny"] == 0
+    assert covered["ssd_tiny256"] >= 180
+
+
+def test_ssd_tiny256_is_ssd_tiny_on_a_larger_input() -> None:
+    small, large = build_model(default_config("ssd_tiny", 4)), build_model(default_config("ssd_tiny256", 4))
+    assert [tuple(t.shape) for t in small.state_dict().values()] == [tuple(t.shape) for t in large.state_dict().values()]
+    assert large.config.layout.image_size == 256
 
 
 def test_train_and_eval_mode_give_the_same_kind_of_output() -> None:

@@ -78,11 +78,20 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert first.interrupted and first.last_checkpoint is not None
     saved = load_checkpoint(first.last_checkpoint)
     assert (saved.epoch, saved.step_in_epoch) == (1, 1)
+    assert saved.train_state is not None and saved.train_state["ema"]["updates"] == 4
     resumed = _StopAt()
-    train(TrainConfig(out=tmp_path / "c", resume=first.last_checkpoint, workers=0, device="cpu"), resumed)
+    again = train(TrainConfig(out=tmp_path / "c", resume=first.last_checkpoint, workers=0, device="cpu"), resumed)
     assert sorted(resumed.losses) == [(2, 2), (2, 3)]
     for key, loss in resumed.losses.items():
         assert loss == pytest.approx(straight.losses[key], abs=1e-5, rel=0)
+    # the weight average continues too: the saved (EMA) weights match those of the uninterrupted run
+    assert again.last_checkpoint is not None
+    ended = load_checkpoint(again.last_checkpoint)
+    reference = load_checkpoint(tmp_path / "a" / "1" / "last.pt")
+    assert ended.train_state is not None and ended.train_state["ema"]["updates"] == 6
+    for name, value in reference.model_state.items():
+        torch.testing.assert_close(ended.model_state[name], value, atol=1e-5, rtol=0)
+    assert not torch.equal(ended.model_state["head.conf.0.weight"], ended.train_state["model"]["head.conf.0.weight"])
 
 
 def test_missing_data_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,8 @@ class TrainConfig:
     backbone_weights: str | None = None
     weights: str | None = None  # a torchvision COCO detector to start from (weights name or state dict file)
     img_size: int | None = None  # must agree with the anchor layout
-    epochs: int = 30
+    epochs: int | None = None  # None with time_budget None: the default budget (engine/budget.py)
+    time_budget: float | None = None  # seconds of wall clock; the schedule is fitted to the measured speed
     batch_size: int = 32
     optimizer: str = "sgd"
     lr: float | None = None  # None: the default of the model and optimizer (engine/schedule.py)
@@ -31,6 +32,9 @@ class TrainConfig:
     warmup_steps: int = 100
     zoom_out: float = 4.0  # largest zoom-out canvas (DESIGN 1.6); 1 turns zoom-out off
     iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
+    ema: bool = True  # validate and save an exponential moving average of the weights (engine/ema.py)
+    ema_decay: float = 0.995
+    ema_tau: float = 100.0  # optimizer steps over which the EMA decay ramps up
     workers: int = 2
     threads: int | None = None  # CPU threads of the main process; None: the cores the workers leave free (>= 1)
     device: str = "auto"

@@ -12,6 +12,7 @@ from ssdcli.engine.events import (
     Event,
     Message,
     RunStarted,
+    ScheduleFitted,
     StepDone,
     TaskProgress,
 )
@@ -52,8 +53,10 @@ class TrainProgress:
             self.console.print(f"run folder: [bold]{event.run_dir}[/]  device: {event.device}")
             for note in event.notes:
                 print_warning(note)
-            total = event.epochs * event.steps_per_epoch
+            total = event.epochs * event.steps_per_epoch if event.epochs is not None else None
             self.task = self.progress.add_task("train", total=total, stats="", completed=event.start_epoch * event.steps_per_epoch)
+        elif isinstance(event, ScheduleFitted) and self.task is not None:
+            self.progress.update(self.task, total=event.epochs * event.steps_per_epoch)
         elif isinstance(event, StepDone) and self.task is not None:
             stats = (
                 f"epoch {event.epoch} step {event.step}/{event.steps}  conf {event.loss_conf:.3f}  "

@@ -10,11 +10,19 @@ from typing import Callable, Union
 @dataclass(frozen=True)
 class RunStarted:
     run_dir: Path
-    epochs: int
+    epochs: int | None  # None: fitted to a time budget after the first epoch (then ScheduleFitted)
     steps_per_epoch: int
     start_epoch: int
     device: str
     notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScheduleFitted:
+    """A time-budget run's schedule, fitted (after each epoch) to the measured speed."""
+
+    epochs: int
+    steps_per_epoch: int
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,9 @@ class Message:
     level: str = "info"
 
 
-Event = Union[RunStarted, StepDone, EpochDone, EvalProgress, TaskProgress, CheckpointSaved, Message]
+Event = Union[
+    RunStarted, ScheduleFitted, StepDone, EpochDone, EvalProgress, TaskProgress, CheckpointSaved, Message
+]
 EventHandler = Callable[[Event], None]
 
 

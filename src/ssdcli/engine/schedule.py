@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -11,7 +12,12 @@ from ssdcli.errors import UsageError
 
 DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001}
 #: Models with BatchNorm everywhere train from scratch at a higher rate.
-DEFAULT_LR_BY_ARCH = {("ssd_tiny", "sgd"): 0.05, ("ssd_tiny", "adamw"): 0.003}
+DEFAULT_LR_BY_ARCH = {
+    ("ssd_tiny", "sgd"): 0.05,
+    ("ssd_tiny", "adamw"): 0.003,
+    ("ssd_tiny256", "sgd"): 0.05,
+    ("ssd_tiny256", "adamw"): 0.003,
+}
 
 
 def default_lr(arch: str, optimizer: str) -> float:
@@ -33,6 +39,20 @@ def check_optimizer(name: str) -> str:
     if name not in DEFAULT_LR:
         raise UsageError(f"unknown optimizer {name!r} (choose from {', '.join(DEFAULT_LR)})")
     return name
+
+
+@dataclass
+class WarmupCosine:
+    """:func:`warmup_cosine` as a ``LambdaLR`` multiplier whose ``total_steps`` may be re-fitted during training
+    (``ssd train --time``); the warm-up is at most a quarter of the schedule. ``LambdaLR.state_dict`` saves the
+    fields, so a resumed run continues the fitted schedule."""
+
+    total_steps: int
+    warmup_steps: int
+
+    def __call__(self, step: int) -> float:
+        warmup = min(self.warmup_steps, self.total_steps // 4)
+        return warmup_cosine(step, self.total_steps, warmup)
 
 
 def build_optimizer(

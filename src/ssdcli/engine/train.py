@@ -7,7 +7,6 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -34,22 +33,28 @@ from ssdcli.models.weights import IMAGENET
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import cpu_threads, resolve_device
+from .budget import DEFAULT_BUDGET_S, BudgetClock, format_duration
 from .distributed import DistContext, init_distributed, shutdown_distributed
+from .ema import ModelEMA
 from .events import (
     CheckpointSaved,
     EpochDone,
     EventHandler,
     Message,
     RunStarted,
+    ScheduleFitted,
     StepDone,
     TaskProgress,
     ignore_events,
 )
 from .finetune import start_from_detector
 from .rundir import fresh_run_dir
-from .schedule import build_optimizer, check_optimizer, default_lr, warmup_cosine
+from .schedule import WarmupCosine, build_optimizer, check_optimizer, default_lr
 from .tensorboard_log import TensorBoardLog, both
 from .validation import evaluate_model
+
+#: Schedule length of a time-budget run until the first epoch has measured the speed (then re-fitted).
+PROVISIONAL_STEPS = 1_000_000
 
 METRIC_COLUMNS = ("epoch", "loss", "loss_conf", "loss_loc", "lr", "map50", "coco_ap", "seconds")
 
@@ -108,6 +113,27 @@ def _config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 
 IMAGE_CHECK_CACHE = ".image-checks.json"
+
+
+def _resolve_length(config: TrainConfig) -> tuple[TrainConfig, str]:
+    """A number of epochs or a time budget (the default budget when neither is set), and a line saying which."""
+    if config.epochs is not None and config.time_budget is not None:
+        raise UsageError("--epochs and --time both given; choose one")
+    if config.epochs is not None:
+        if config.epochs < 1:
+            raise UsageError(f"--epochs: expected at least 1, got {config.epochs}")
+        return config, f"training for {config.epochs} epochs"
+    if config.time_budget is None:
+        config = replace(config, time_budget=DEFAULT_BUDGET_S)
+        origin = "the default budget; set --time or --epochs to change it"
+    else:
+        origin = "--time"
+    if config.time_budget is None or config.time_budget <= 0:
+        raise UsageError(f"--time: expected a positive duration, got {config.time_budget} s")
+    return config, (
+        f"training for about {format_duration(config.time_budget)} ({origin}): the number of epochs is fitted "
+        "to the speed measured in the first epoch"
+    )
 
 
 @dataclass(frozen=True)
@@ -257,9 +283,11 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
 
 
 def _train(config: TrainConfig, device: torch.device, context: DistContext, emit: EventHandler) -> TrainResult:
+    began = time.perf_counter()  # a time budget counts from here
     config, checkpoint = _resolve_resume(config)
     if config.data is None and config.val_data is not None:
         raise UsageError("--val-data needs --data (the training data it validates)")
+    config, length_line = _resolve_length(config)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(config.threads, config.workers))
     torch.manual_seed(config.seed)
@@ -302,11 +330,17 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         if summary:
             emit(Message(f"{index.split}: {summary}", "warning"))
 
+    saved_state = (checkpoint.train_state or {}) if checkpoint is not None else {}
     if checkpoint is not None:
-        model.load_state_dict(checkpoint.model_state)
+        # with EMA, model_state holds the average and the trained weights are in train_state["model"]
+        model.load_state_dict(saved_state.get("model", checkpoint.model_state))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    ema = ModelEMA(model, config.ema_decay, config.ema_tau) if config.ema else None
+    if ema is not None and checkpoint is not None and "ema" in saved_state:
+        ema.load_state_dict({**saved_state["ema"], "module": checkpoint.model_state})
+    evaluated = ema.module if ema is not None else model  # what validation sees and checkpoints store
     net: torch.nn.Module = DistributedDataParallel(model) if context.enabled else model
     layout = model_config.layout
     anchors = default_boxes(layout, device=device)
@@ -340,51 +374,67 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     steps_per_epoch = len(loader)
     if config.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
-    total_steps = config.epochs * steps_per_epoch
+    # with a time budget, a provisional schedule until the first epoch has measured the speed
+    planned: int | None = config.epochs
+    schedule = WarmupCosine(
+        total_steps=(planned * steps_per_epoch) if planned is not None else PROVISIONAL_STEPS,
+        warmup_steps=config.warmup_steps,
+    )
 
     lr = config.lr if config.lr is not None else default_lr(model_config.arch, config.optimizer)
     optimizer = build_optimizer(net, config.optimizer, lr, config.momentum, config.weight_decay)
-    warmup = min(config.warmup_steps, total_steps // 4)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, partial(warmup_cosine, total_steps=total_steps, warmup_steps=warmup)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     start_epoch, skip_steps, global_step, best = 0, 0, 0, None
     if checkpoint is not None and checkpoint.train_state is not None:
         optimizer.load_state_dict(checkpoint.train_state["optimizer"])
-        scheduler.load_state_dict(checkpoint.train_state["scheduler"])
+        scheduler.load_state_dict(checkpoint.train_state["scheduler"])  # a fitted total_steps too
         scaler.load_state_dict(checkpoint.train_state["scaler"])
         start_epoch, skip_steps = checkpoint.epoch, checkpoint.step_in_epoch
         global_step, best = checkpoint.global_step, checkpoint.best_metric
+        if planned is None and checkpoint.train_state.get("fitted"):
+            planned = schedule.total_steps // steps_per_epoch
+    clock = None
+    if config.time_budget is not None:
+        spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
+        clock = BudgetClock(config.time_budget, spent_before + time.perf_counter() - began)
 
     result = TrainResult(run_dir, None, None)
     if context.is_main:
         (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
-    emit(RunStarted(run_dir, config.epochs, steps_per_epoch, start_epoch, str(device)))
+    emit(RunStarted(run_dir, planned, steps_per_epoch, start_epoch, str(device), ()))
+    emit(Message(length_line))
 
     def snapshot(epoch: int, step_in_epoch: int) -> Checkpoint:
+        train_state: dict[str, Any] = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "config": config.to_dict(),
+        }
+        if clock is not None:
+            train_state["elapsed_s"] = clock.spent()
+            train_state["fitted"] = planned is not None
+        if ema is not None:  # model_state is the average; the trained weights and the EMA count go here
+            train_state["model"] = model.state_dict()
+            train_state["ema"] = {k: v for k, v in ema.state_dict().items() if k != "module"}
         return Checkpoint(
             model_config=model_config.to_dict(),
             class_names=train_index.class_names,
             category_ids=train_index.category_ids,
-            model_state=model.state_dict(),
+            model_state=evaluated.state_dict(),
             epoch=epoch,
             step_in_epoch=step_in_epoch,
             global_step=global_step,
             best_metric=best,
-            train_state={
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "config": config.to_dict(),
-            },
+            train_state=train_state,
         )
 
     epoch = start_epoch
     step = 0
     try:
-        for epoch in range(start_epoch, config.epochs):
+        while planned is None or epoch < planned:
             sampler.set_epoch(epoch)
             torch.manual_seed(_epoch_seed(config.seed, epoch))
             loader_generator.manual_seed(_epoch_seed(config.seed, epoch))
@@ -395,6 +445,15 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
             batches = islice(loader, first, steps_per_epoch)
             step = first
             tick = time.perf_counter()
+
+            def validate() -> None:
+                eval_started = time.perf_counter()
+                if context.is_main:
+                    row.update(evaluate_model(evaluated, val_index, anchors, device, config.batch_size, emit))
+                context.barrier()
+                if clock is not None:
+                    clock.add_eval(time.perf_counter() - eval_started)
+
             for batch in checked_batches(batches):
                 images = batch.images.to(device, non_blocking=True)
                 if device.type == "cuda":
@@ -410,6 +469,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
                 global_step += 1
                 parts = torch.stack((loss.conf.detach(), loss.loc.detach())).double().cpu()
@@ -428,6 +489,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 )
                 tick = now
             done_steps = max(1, step - first)
+            if clock is not None:
+                clock.add_train(time.perf_counter() - started, step - first)
             row: dict[str, float] = {
                 "epoch": epoch + 1,
                 "loss_conf": context.mean(float(sums[0]) / done_steps),
@@ -435,12 +498,25 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 "lr": optimizer.param_groups[0]["lr"],
             }
             row["loss"] = row["loss_conf"] + row["loss_loc"]
-            is_last = epoch + 1 == config.epochs
-            if val_index is not None and ((epoch + 1) % config.eval_every == 0 or is_last):
-                if context.is_main:
-                    row.update(evaluate_model(model, val_index, anchors, device, config.batch_size, emit))
-                context.barrier()
-            row["seconds"] = time.perf_counter() - started
+            is_last = epoch + 1 == planned
+            measure = clock is not None and clock.evals == 0 and config.eval_every > 0  # time one validation
+            if val_index is not None and ((epoch + 1) % max(config.eval_every, 1) == 0 or is_last or measure):
+                validate()
+            if clock is not None and not is_last:
+                # re-fit the schedule to the speed measured so far (rank 0's measurement). This epoch ran as
+                # not the last, so at least one more follows: the schedule always ends as planned, at worst
+                # one epoch past the budget when the machine slowed down.
+                fitted = context.broadcast(clock.fit(epoch + 1, steps_per_epoch, config.eval_every))
+                first_fit = planned is None
+                planned = max(fitted // steps_per_epoch, epoch + 2)
+                if first_fit:
+                    emit(Message(f"schedule: {planned} epochs ({planned * steps_per_epoch} steps) fit into "
+                                 f"{format_duration(clock.budget_s)} at {clock.train_s / max(clock.steps, 1):.2f} s "
+                                 "per step"))
+                schedule.total_steps = planned * steps_per_epoch
+                emit(ScheduleFitted(planned, steps_per_epoch))
+            saving = time.perf_counter()
+            row["seconds"] = saving - started
             score = row.get("map50", -row["loss"])
             improved = best is None or score > best
             if improved:
@@ -453,7 +529,10 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 if improved:
                     result.best_checkpoint = save_checkpoint(snapshot(epoch + 1, 0), run_dir / "best.pt")
                     emit(CheckpointSaved(result.best_checkpoint, best=True))
+            if clock is not None:
+                clock.add_train(time.perf_counter() - saving, 0)
             emit(EpochDone(epoch + 1, row))
+            epoch += 1
     except KeyboardInterrupt:
         result.interrupted = True
         if context.is_main:

@@ -6,7 +6,8 @@
   (conv12_2 for SSD512).
 - :class:`MobileNetV3Backbone`: SSDLite320 as torchvision's ``ssdlite320_mobilenet_v3_large`` (MobileNetV3 paper,
   section 6.3): maps from the C4 expansion layer and C5, extras with depthwise-separable blocks.
-- :class:`TinyBackbone`: a small conv net with BatchNorm for tests and the built-in default (160x160 input).
+- :class:`TinyBackbone`: a small conv net with BatchNorm for tests and the built-in defaults (``ssd_tiny`` at 160x160,
+  ``ssd_tiny256`` at 256x256: maps 32, 16, 8, 4, 2).
 
 Every backbone has ``out_channels`` (one per feature map). The VGG16 and MobileNetV3 backbones keep the layers
 that torchvision's ImageNet classifier weights exist for in ``trunk``, with torchvision's ``features.N`` numbering

@@ -10,7 +10,7 @@ from torch import nn
 from ssdcli.errors import UsageError
 
 from .backbones import MobileNetV3Backbone, TinyBackbone, VGG16Backbone, feature_map_sizes
-from .config import MOBILENET_ARCHS, ModelConfig
+from .config import MOBILENET_ARCHS, TINY_ARCHS, ModelConfig
 from .heads import SSDHead
 from .ssd import SSD
 from .weights import IMAGENET, load_backbone_weights
@@ -37,7 +37,7 @@ def build_backbone(config: ModelConfig) -> nn.Module:
         return VGG16Backbone(highres=True)
     if config.arch == "ssdlite320_mobilenet_v3_large":
         return MobileNetV3Backbone(reduced_tail=bool(config.reduced_tail))
-    if config.arch == "ssd_tiny":
+    if config.arch in TINY_ARCHS:
         return TinyBackbone()
     raise ValueError(f"no backbone for architecture {config.arch!r}")
 

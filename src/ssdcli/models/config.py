@@ -27,18 +27,33 @@ SSD_TINY_LAYOUT = AnchorLayout(
     aspect_ratios=((2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5), (2, 0.5)),
 )
 
+# ssd_tiny256: the same network on a 256x256 input, so its maps are 32, 16, 8, 4, 2 (strides 8 to 128). 1.6 times
+# the resolution of ssd_tiny for small objects (blood platelets of 13-26 px, 5-10 % of the image side), and default
+# box sizes from 7.5 % (19 px) to 90 % of the side: 19 px boxes on the 32x32 map, 38 px on the 16x16 map, etc.
+SSD_TINY256_LAYOUT = AnchorLayout(
+    image_size=256,
+    feature_maps=(32, 16, 8, 4, 2),
+    steps=None,
+    sizes=(19, 38, 77, 128, 179, 230),
+    aspect_ratios=((2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5), (2, 0.5)),
+)
+
 #: Architecture name -> its default anchor layout.
 ARCHS: dict[str, AnchorLayout] = {
     "ssd300_vgg16": BUILTIN_LAYOUTS["ssd300"],
     "ssd512_vgg16": BUILTIN_LAYOUTS["ssd512"],
     "ssdlite320_mobilenet_v3_large": BUILTIN_LAYOUTS["ssdlite320"],
     "ssd_tiny": SSD_TINY_LAYOUT,
+    "ssd_tiny256": SSD_TINY256_LAYOUT,
 }
 
 #: How images are resized to the network input: "antialias": the 8-bit image, antialiased (ssdcli's pipeline,
 #: training included); "bilinear": the normalised float image, bilinear without antialiasing (torchvision's
 #: detection transform, which its COCO detectors were trained and evaluated with).
 RESIZE_MODES = ("antialias", "bilinear")
+
+#: Architectures built on :class:`~ssdcli.models.backbones.TinyBackbone` (BatchNorm everywhere).
+TINY_ARCHS = frozenset({"ssd_tiny", "ssd_tiny256"})
 
 #: Architectures with a MobileNetV3 backbone, the only ones where ``ModelConfig.reduced_tail`` applies.
 MOBILENET_ARCHS = frozenset({"ssdlite320_mobilenet_v3_large"})
