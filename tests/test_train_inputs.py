@@ -146,7 +146,7 @@ def _resume_checkpoint(tmp_path: Path) -> Path:
         ["--img-size", "300"],
         ["--batch-size", "64"],
         ["--batch-size", "1"],
-        ["--resume", "{resume}"],
+        ["--resume", "{resume}", "--epochs", "5"],  # extends the finished run: its data is read again
     ],
     ids=["model", "optimizer", "anchors-missing", "anchors-bad", "backbone", "img-size", "batch", "bn-batch-1", "resume"],
 )
@@ -159,7 +159,8 @@ def test_input_errors_leave_out_unchanged(
     option = [o.format(tmp=tmp_path, resume=resume) for o in option]
     out = tmp_path / "runs"
     args = ["train", "--data", str(data), "--out", str(out), "--workers", "0", "--device", "cpu"]
-    args += ["--epochs", "1", "--max-steps-per-epoch", "1"] + (["--batch-size", "4"] if "--batch-size" not in option else [])
+    args += ["--max-steps-per-epoch", "1"] + (["--epochs", "1"] if "--epochs" not in option else [])
+    args += ["--batch-size", "4"] if "--batch-size" not in option else []
     capsys.readouterr()
     assert main(args + option) == 2
     err = capsys.readouterr().err

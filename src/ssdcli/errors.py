@@ -35,3 +35,9 @@ class CheckpointError(SsdcliError):
     """A checkpoint or exported model that is missing, corrupt or from another model."""
 
     exit_code = 2
+
+
+class TrainingDiverged(SsdcliError):
+    """The loss became NaN or infinite; training stopped with the last finite state saved."""
+
+    exit_code = 1

@@ -116,9 +116,20 @@ def train_command(
     console = stdout_console()
     with TrainProgress(console) as progress:
         result = train(config, on_event=progress)
+    if result.finished_already:
+        return 0
     if result.interrupted:
-        console.print(f"interrupted: saved {result.last_checkpoint}")
-        return EXIT_INTERRUPTED
+        import signal
+
+        from ssdcli.engine.interrupts import SIGNAL_EXIT_CODES
+
+        name = signal.Signals(result.signal).name if result.signal else "SIGINT"
+        console.print(
+            f"interrupted ({name}): progress saved in {result.last_checkpoint}; resume with: ssd train --resume "
+            f"{result.last_checkpoint}",
+            soft_wrap=True,
+        )
+        return SIGNAL_EXIT_CODES.get(result.signal, EXIT_INTERRUPTED)
     console.print(f"last checkpoint: {result.last_checkpoint}\nbest checkpoint: {result.best_checkpoint}")
     console.print(f"metrics: {result.run_dir / 'metrics.csv'}")
     return 0

@@ -16,6 +16,7 @@ from .coco import coco_splits, find_coco, images_dir_for, load_coco, split_of
 from .collate import LoadFailure
 from .images import decode_image
 from .records import DatasetIndex, ImageRecord
+from .sampling import sample_seed, seed_everything
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, make_sample
 from .voc import is_voc_root, load_voc
 from .yolo import is_yolo, load_yolo
@@ -133,6 +134,8 @@ class DetectionDataset(Dataset):
     ``transforms`` replaces the default pipeline of :func:`build_transforms` (same calling convention).
     ``return_failures=True`` returns a :class:`LoadFailure` for an image that cannot be loaded instead of
     raising :class:`DataError`, for ``DataLoader`` workers (see :func:`checked_batches`).
+    ``seed``: when given, each sample's augmentation is seeded from (seed, :attr:`epoch`, index) (see
+    :mod:`ssdcli.data.sampling`), so it does not depend on workers; call :meth:`set_epoch` before each epoch.
     """
 
     def __init__(
@@ -146,7 +149,10 @@ class DetectionDataset(Dataset):
         transforms: Callable[..., Any] | None = None,
         return_failures: bool = False,
         resize: str = "antialias",
+        seed: int | None = None,
     ) -> None:
+        self.seed = seed
+        self.epoch = 0
         self.index = index
         self.return_failures = return_failures
         self.image_size = int(image_size)
@@ -164,11 +170,17 @@ class DetectionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.index.records)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose augmentation the next samples draw (with ``seed``); before the loader's iterator."""
+        self.epoch = epoch
+
     def record(self, i: int) -> ImageRecord:
         return self.index.records[i]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | LoadFailure:
         record = self.index.records[i]
+        if self.seed is not None:
+            seed_everything(sample_seed(self.seed, self.epoch, i))
         try:
             image = read_sized_image(record.path, record.width, record.height)  # [H, W, 3]
         except DataError as error:

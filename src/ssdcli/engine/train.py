@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import random
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -11,8 +14,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -23,10 +27,11 @@ from ssdcli.core.matching import encode
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset, is_split_file, open_index
 from ssdcli.data.records import BACKGROUND, DatasetIndex
+from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.transforms import build_transforms
 from ssdcli.data.verify import ImageCheckCache, verify_index
-from ssdcli.errors import CheckpointError, DataError, UsageError
+from ssdcli.errors import CheckpointError, DataError, TrainingDiverged, UsageError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
@@ -48,6 +53,7 @@ from .events import (
     ignore_events,
 )
 from .finetune import start_from_detector
+from .interrupts import StopRequests
 from .rundir import fresh_run_dir
 from .schedule import WarmupCosine, build_optimizer, check_optimizer, default_lr
 from .tensorboard_log import TensorBoardLog, both
@@ -61,11 +67,16 @@ METRIC_COLUMNS = ("epoch", "loss", "loss_conf", "loss_loc", "lr", "map50", "coco
 
 @dataclass
 class TrainResult:
-    run_dir: Path
+    """What a run did. ``signal``: the signal that stopped it (SIGINT, SIGTERM), None if it ran to its end;
+    ``finished_already``: a resumed run that had nothing left to train (nothing was written)."""
+
+    run_dir: Path | None
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     history: list[dict[str, float]] = field(default_factory=list)
     interrupted: bool = False
+    signal: int | None = None
+    finished_already: bool = False
 
 
 def load_layout_file(path: Path) -> AnchorLayout:
@@ -99,9 +110,49 @@ def _resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None
         "threads": config.threads,
         "resume": config.resume,
         "tensorboard": config.tensorboard,
+        "verify_images": config.verify_images,
+        "strict": config.strict,
     }
     restored = TrainConfig(**{**_config_from_dict(saved).__dict__, **keep})
+    if config.epochs is not None and config.epochs != restored.epochs:
+        restored = replace(restored, epochs=config.epochs, time_budget=None)
     return restored, checkpoint
+
+
+def resume_ignored(given: TrainConfig, restored: TrainConfig) -> list[str]:
+    """Settings given with a resume that differ from the run's own and are not taken (the run's are kept)."""
+    defaults = TrainConfig()
+    taken = {"out", "device", "workers", "threads", "resume", "tensorboard", "verify_images", "strict", "epochs"}
+    return [
+        name
+        for name in TrainConfig.__dataclass_fields__
+        if name not in taken
+        and getattr(given, name) != getattr(defaults, name)
+        and getattr(given, name) != getattr(restored, name)
+    ]
+
+
+def _rng_state() -> dict[str, Any]:
+    """The global generators' states (torch, NumPy, Python), saved with every checkpoint in types that
+    ``torch.load(weights_only=True)`` reads (tensors, lists, numbers)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},  # fmt: skip
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def _restore_rng(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
 
 
 def _config_from_dict(data: dict[str, Any]) -> TrainConfig:
@@ -284,7 +335,19 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
 
 def _train(config: TrainConfig, device: torch.device, context: DistContext, emit: EventHandler) -> TrainResult:
     began = time.perf_counter()  # a time budget counts from here
+    given = config
     config, checkpoint = _resolve_resume(config)
+    if checkpoint is not None:
+        ignored = resume_ignored(given, config)
+        if ignored:
+            emit(Message(f"resuming keeps the run's own settings; ignored: {', '.join(ignored)}", "warning"))
+        saved_epochs = _config_from_dict(checkpoint.train_state["config"]).epochs
+        if config.epochs is not None and saved_epochs is not None and config.epochs != saved_epochs:
+            emit(Message(f"the schedule is rebuilt for {config.epochs} epochs (the run had {saved_epochs})"))
+        if config.epochs is not None and checkpoint.epoch >= config.epochs and checkpoint.step_in_epoch == 0:
+            emit(Message(f"the run has finished its {checkpoint.epoch} epochs; nothing to do (ask for more epochs to "
+                         "train on)"))
+            return TrainResult(None, config.resume, None, finished_already=True)
     if config.data is None and config.val_data is not None:
         raise UsageError("--val-data needs --data (the training data it validates)")
     config, length_line = _resolve_length(config)
@@ -356,15 +419,17 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         model_config.std,
         transforms=augmentation,
         return_failures=True,
+        seed=config.seed,
     )
     sampler = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed, drop_last=True
     )
+    resume_sampler = SkipFirst(sampler)  # a resumed epoch starts after the batches already trained
     loader_generator = torch.Generator()
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
-        sampler=sampler,
+        sampler=resume_sampler,
         num_workers=config.workers,
         collate_fn=collate_detections,
         drop_last=True,
@@ -395,6 +460,9 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         global_step, best = checkpoint.global_step, checkpoint.best_metric
         if planned is None and checkpoint.train_state.get("fitted"):
             planned = schedule.total_steps // steps_per_epoch
+        if planned is not None and config.time_budget is None:
+            schedule.total_steps = planned * steps_per_epoch  # the same, or rebuilt for a new number of epochs
+        _restore_rng(checkpoint.train_state.get("rng"))
     clock = None
     if config.time_budget is not None:
         spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
@@ -406,13 +474,16 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     emit(RunStarted(run_dir, planned, steps_per_epoch, start_epoch, str(device), ()))
     emit(Message(length_line))
 
-    def snapshot(epoch: int, step_in_epoch: int) -> Checkpoint:
+    def snapshot(epoch: int, step_in_epoch: int, sums: Tensor | None = None) -> Checkpoint:
         train_state: dict[str, Any] = {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(),
             "config": config.to_dict(),
+            "rng": _rng_state(),
         }
+        if sums is not None:  # the loss sums of the epoch so far, for its metrics row when resumed
+            train_state["epoch_sums"] = sums.tolist()
         if clock is not None:
             train_state["elapsed_s"] = clock.spent()
             train_state["fitted"] = planned is not None
@@ -433,115 +504,156 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
 
     epoch = start_epoch
     step = 0
-    try:
-        while planned is None or epoch < planned:
-            sampler.set_epoch(epoch)
-            torch.manual_seed(_epoch_seed(config.seed, epoch))
-            loader_generator.manual_seed(_epoch_seed(config.seed, epoch))
-            net.train()
-            started = time.perf_counter()
-            sums = torch.zeros(2, dtype=torch.float64)
-            first = skip_steps if epoch == start_epoch else 0
-            batches = islice(loader, first, steps_per_epoch)
-            step = first
-            tick = time.perf_counter()
+    sums = torch.zeros(2, dtype=torch.float64)  # loss parts summed over the epoch's steps
+    stop = StopRequests()
 
-            def validate() -> None:
-                eval_started = time.perf_counter()
-                if context.is_main:
-                    row.update(evaluate_model(evaluated, val_index, anchors, device, config.batch_size, emit))
-                context.barrier()
-                if clock is not None:
-                    clock.add_eval(time.perf_counter() - eval_started)
+    def stopping() -> bool:
+        return context.any(stop.signal is not None)
 
-            for batch in checked_batches(batches):
-                images = batch.images.to(device, non_blocking=True)
-                if device.type == "cuda":
-                    images = images.contiguous(memory_format=torch.channels_last)
-                boxes = batch.boxes.to(device, non_blocking=True)
-                classes = batch.classes.to(device, non_blocking=True)
-                targets = encode(boxes, classes, anchors)
-                with torch.autocast(device.type, enabled=use_amp):
-                    conf, loc = net(images)
-                loss = ssd_loss(conf.float(), loc.float(), targets.labels, targets.offsets)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss.total).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                if ema is not None:
-                    ema.update(model)
-                step += 1
-                global_step += 1
-                parts = torch.stack((loss.conf.detach(), loss.loc.detach())).double().cpu()
-                sums += parts
-                now = time.perf_counter()
-                emit(
-                    StepDone(
-                        epoch + 1,
-                        step,
-                        steps_per_epoch,
-                        float(parts[0]),
-                        float(parts[1]),
-                        optimizer.param_groups[0]["lr"],
-                        images.shape[0] * context.world_size / max(now - tick, 1e-9),
+    def stop_here(epoch_index: int, step_in_epoch: int, partial: Tensor | None) -> None:
+        result.interrupted, result.signal = True, stop.signal
+        if context.is_main:
+            result.last_checkpoint = save_checkpoint(snapshot(epoch_index, step_in_epoch, partial), run_dir / "last.pt")
+            emit(CheckpointSaved(result.last_checkpoint))
+
+    with stop:
+        try:
+            while planned is None or epoch < planned:
+                sampler.set_epoch(epoch)
+                dataset.set_epoch(epoch)
+                torch.manual_seed(_epoch_seed(config.seed, epoch))
+                loader_generator.manual_seed(_epoch_seed(config.seed, epoch))
+                net.train()
+                started = time.perf_counter()
+                first = skip_steps if epoch == start_epoch else 0
+                sums = torch.zeros(2, dtype=torch.float64)
+                if first and "epoch_sums" in saved_state:
+                    sums += torch.tensor(saved_state["epoch_sums"], dtype=torch.float64)
+                resume_sampler.skip = first * config.batch_size  # skipped samples are not even decoded
+                batches = islice(loader, steps_per_epoch - first)
+                step = first
+                tick = time.perf_counter()
+                if stopping():
+                    stop_here(epoch, step, sums if step else None)
+                    break
+
+                def validate() -> None:
+                    eval_started = time.perf_counter()
+                    if context.is_main:
+                        row.update(evaluate_model(evaluated, val_index, anchors, device, config.batch_size, emit))
+                    context.barrier()
+                    if clock is not None:
+                        clock.add_eval(time.perf_counter() - eval_started)
+
+                for batch in checked_batches(batches):
+                    images = batch.images.to(device, non_blocking=True)
+                    if device.type == "cuda":
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    boxes = batch.boxes.to(device, non_blocking=True)
+                    classes = batch.classes.to(device, non_blocking=True)
+                    targets = encode(boxes, classes, anchors)
+                    with torch.autocast(device.type, enabled=use_amp):
+                        conf, loc = net(images)
+                    loss = ssd_loss(conf.float(), loc.float(), targets.labels, targets.offsets)
+                    if not bool(torch.isfinite(loss.total)):
+                        lr_now = optimizer.param_groups[0]["lr"]
+                        if context.is_main:  # the state before this step: the last finite one
+                            result.last_checkpoint = save_checkpoint(snapshot(epoch, step, sums), run_dir / "last.pt")
+                        raise TrainingDiverged(
+                            f"non-finite loss at epoch {epoch + 1} step {step + 1} (lr {lr_now:.3g}); "
+                            f"{run_dir / 'last.pt'} holds the last finite state; a lower learning rate may help"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss.total).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                    if ema is not None:
+                        ema.update(model)
+                    step += 1
+                    global_step += 1
+                    parts = torch.stack((loss.conf.detach(), loss.loc.detach())).double().cpu()
+                    sums += parts
+                    now = time.perf_counter()
+                    emit(
+                        StepDone(
+                            epoch + 1,
+                            step,
+                            steps_per_epoch,
+                            float(parts[0]),
+                            float(parts[1]),
+                            optimizer.param_groups[0]["lr"],
+                            images.shape[0] * context.world_size / max(now - tick, 1e-9),
+                        )
                     )
-                )
-                tick = now
-            done_steps = max(1, step - first)
-            if clock is not None:
-                clock.add_train(time.perf_counter() - started, step - first)
-            row: dict[str, float] = {
-                "epoch": epoch + 1,
-                "loss_conf": context.mean(float(sums[0]) / done_steps),
-                "loss_loc": context.mean(float(sums[1]) / done_steps),
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-            row["loss"] = row["loss_conf"] + row["loss_loc"]
-            is_last = epoch + 1 == planned
-            measure = clock is not None and clock.evals == 0 and config.eval_every > 0  # time one validation
-            if val_index is not None and ((epoch + 1) % max(config.eval_every, 1) == 0 or is_last or measure):
-                validate()
-            if clock is not None and not is_last:
-                # re-fit the schedule to the speed measured so far (rank 0's measurement). This epoch ran as
-                # not the last, so at least one more follows: the schedule always ends as planned, at worst
-                # one epoch past the budget when the machine slowed down.
-                fitted = context.broadcast(clock.fit(epoch + 1, steps_per_epoch, config.eval_every))
-                first_fit = planned is None
-                planned = max(fitted // steps_per_epoch, epoch + 2)
-                if first_fit:
-                    emit(Message(f"schedule: {planned} epochs ({planned * steps_per_epoch} steps) fit into "
-                                 f"{format_duration(clock.budget_s)} at {clock.train_s / max(clock.steps, 1):.2f} s "
-                                 "per step"))
-                schedule.total_steps = planned * steps_per_epoch
-                emit(ScheduleFitted(planned, steps_per_epoch))
-            saving = time.perf_counter()
-            row["seconds"] = saving - started
-            score = row.get("map50", -row["loss"])
-            improved = best is None or score > best
-            if improved:
-                best = score
-            result.history.append(row)
+                    tick = now
+                    if stopping():
+                        break
+                if stop.signal is not None and step < steps_per_epoch:
+                    stop_here(epoch, step, sums)
+                    break
+                done_steps = max(1, step)
+                if clock is not None:
+                    clock.add_train(time.perf_counter() - started, step - first)
+                row: dict[str, float] = {
+                    "epoch": epoch + 1,
+                    "loss_conf": context.mean(float(sums[0]) / done_steps),
+                    "loss_loc": context.mean(float(sums[1]) / done_steps),
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+                row["loss"] = row["loss_conf"] + row["loss_loc"]
+                is_last = epoch + 1 == planned
+                measure = clock is not None and clock.evals == 0 and config.eval_every > 0  # time one validation
+                if val_index is not None and ((epoch + 1) % max(config.eval_every, 1) == 0 or is_last or measure):
+                    validate()
+                if clock is not None and not is_last:
+                    # re-fit the schedule to the speed measured so far (rank 0's measurement). This epoch ran as
+                    # not the last, so at least one more follows: the schedule always ends as planned, at worst
+                    # one epoch past the budget when the machine slowed down.
+                    fitted = context.broadcast(clock.fit(epoch + 1, steps_per_epoch, config.eval_every))
+                    first_fit = planned is None
+                    planned = max(fitted // steps_per_epoch, epoch + 2)
+                    if first_fit:
+                        emit(Message(f"schedule: {planned} epochs ({planned * steps_per_epoch} steps) fit into "
+                                     f"{format_duration(clock.budget_s)} at {clock.train_s / max(clock.steps, 1):.2f} s "
+                                     "per step"))
+                    schedule.total_steps = planned * steps_per_epoch
+                    emit(ScheduleFitted(planned, steps_per_epoch))
+                saving = time.perf_counter()
+                row["seconds"] = saving - started
+                # One rule for best.pt: the highest validation VOC07 mAP@0.5 (a NaN one, e.g. a split without
+                # objects, never counts); without validation best.pt is a copy of last.pt.
+                if val_index is not None:
+                    score = row.get("map50")
+                    improved = score is not None and math.isfinite(score) and (best is None or score > best)
+                    if improved:
+                        best = score
+                else:
+                    improved = True
+                result.history.append(row)
+                if context.is_main:
+                    _write_metrics_row(run_dir / "metrics.csv", row)
+                    result.last_checkpoint = save_checkpoint(snapshot(epoch + 1, 0), run_dir / "last.pt")
+                    emit(CheckpointSaved(result.last_checkpoint))
+                    if improved:
+                        result.best_checkpoint = save_checkpoint(snapshot(epoch + 1, 0), run_dir / "best.pt")
+                        emit(CheckpointSaved(result.best_checkpoint, best=True))
+                if clock is not None:
+                    clock.add_train(time.perf_counter() - saving, 0)
+                emit(EpochDone(epoch + 1, row))
+                epoch += 1
+                if stopping():  # at an epoch boundary: last.pt of this epoch is already written
+                    result.interrupted, result.signal = True, stop.signal
+                    break
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handlers
+            result.interrupted, result.signal = True, signal.SIGINT
             if context.is_main:
-                _write_metrics_row(run_dir / "metrics.csv", row)
-                result.last_checkpoint = save_checkpoint(snapshot(epoch + 1, 0), run_dir / "last.pt")
+                result.last_checkpoint = save_checkpoint(snapshot(epoch, step, sums), run_dir / "last.pt")
                 emit(CheckpointSaved(result.last_checkpoint))
-                if improved:
-                    result.best_checkpoint = save_checkpoint(snapshot(epoch + 1, 0), run_dir / "best.pt")
-                    emit(CheckpointSaved(result.best_checkpoint, best=True))
-            if clock is not None:
-                clock.add_train(time.perf_counter() - saving, 0)
-            emit(EpochDone(epoch + 1, row))
-            epoch += 1
-    except KeyboardInterrupt:
-        result.interrupted = True
-        if context.is_main:
-            result.last_checkpoint = save_checkpoint(snapshot(epoch, step), run_dir / "last.pt")
-            emit(CheckpointSaved(result.last_checkpoint))
-    except DataError:
-        # A file changed during the run: keep the progress so far, then report the file.
-        if context.is_main:
-            result.last_checkpoint = save_checkpoint(snapshot(epoch, step), run_dir / "last.pt")
-            emit(CheckpointSaved(result.last_checkpoint))
-        raise
+        except DataError:
+            # A file changed during the run: keep the progress so far, then report the file.
+            if context.is_main:
+                result.last_checkpoint = save_checkpoint(snapshot(epoch, step, sums), run_dir / "last.pt")
+                emit(CheckpointSaved(result.last_checkpoint))
+            raise
     return result
