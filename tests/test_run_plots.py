@@ -60,3 +60,12 @@ def test_predictions_grid_shows_ground_truth_and_detections(tmp_path: Path, monk
     shown = [ImageDetections(d.image_id, d.boxes, np.full(len(d.boxes), 0.9, np.float32), d.labels) for d in detections]
     drawn = cv2.imread(str(run_plots.write_predictions_grid(index, shown, tmp_path)))
     assert (drawn != plain).any()
+
+
+def test_training_leaves_its_pictures(tmp_path: Path) -> None:
+    from ssdcli.cli.app import main
+
+    args = ["train", "--synth-images", "16", "--batch-size", "4", "--epochs", "2", "--max-steps-per-epoch", "1"]
+    assert main(args + ["--workers", "0", "--device", "cpu", "--out", str(tmp_path), "--no-verify-images"]) == 0
+    for name in ("curves.png", "val_predictions.png"):
+        assert cv2.imread(str(tmp_path / "1" / name)) is not None, name

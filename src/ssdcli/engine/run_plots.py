@@ -19,8 +19,10 @@ import numpy as np
 
 from ssdcli.data.images import read_image_rgb
 from ssdcli.data.records import DatasetIndex
+from ssdcli.errors import SsdcliError
 
 from .draw import draw_detections
+from .events import EventHandler, Message
 from .inference import ImageDetections
 from .predictor import Detections
 
@@ -127,3 +129,33 @@ def write_predictions_grid(
             raise OSError(f"cannot write {path}")
 
     return _replace_atomically(folder / PREDICTIONS_PNG, write)
+
+
+class RunPictures:
+    """The pictures of one training run, redrawn after each validation (predictions) and epoch (curves). A picture
+    that cannot be drawn is said once as a warning and does not stop training."""
+
+    def __init__(self, folder: Path, emit: EventHandler) -> None:
+        self.folder = folder
+        self.emit = emit
+        self.said: set[str] = set()
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self.said:
+            self.said.add(key)
+            self.emit(Message(text, "warning"))
+
+    def curves(self, rows: Sequence[dict[str, float]]) -> None:
+        if not have_matplotlib():
+            self._warn_once("matplotlib", MATPLOTLIB_MISSING)
+            return
+        try:
+            write_curves(rows, self.folder)
+        except (OSError, ValueError) as error:
+            self._warn_once("curves", f"{CURVES_PNG} not drawn: {error}")
+
+    def predictions(self, index: DatasetIndex, detections: Sequence[ImageDetections]) -> None:
+        try:
+            write_predictions_grid(index, detections, self.folder)
+        except (OSError, ValueError, SsdcliError) as error:
+            self._warn_once("predictions", f"{PREDICTIONS_PNG} not drawn: {error}")

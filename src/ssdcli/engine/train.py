@@ -57,6 +57,7 @@ from .interrupts import StopRequests
 from .rundir import fresh_run_dir
 from .schedule import WarmupCosine, build_optimizer, check_optimizer, default_lr
 from .tensorboard_log import TensorBoardLog, both
+from .run_plots import RunPictures
 from .validation import evaluate_model
 
 #: Schedule length of a time-budget run until the first epoch has measured the speed (then re-fitted).
@@ -505,6 +506,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     epoch = start_epoch
     step = 0
     sums = torch.zeros(2, dtype=torch.float64)  # loss parts summed over the epoch's steps
+    pictures = RunPictures(run_dir, emit)
     stop = StopRequests()
 
     def stopping() -> bool:
@@ -540,7 +542,11 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 def validate() -> None:
                     eval_started = time.perf_counter()
                     if context.is_main:
-                        row.update(evaluate_model(evaluated, val_index, anchors, device, config.batch_size, emit))
+                        metrics, detections = evaluate_model(
+                            evaluated, val_index, anchors, device, config.batch_size, emit
+                        )
+                        row.update(metrics)
+                        pictures.predictions(val_index, detections)
                     context.barrier()
                     if clock is not None:
                         clock.add_eval(time.perf_counter() - eval_started)
@@ -638,6 +644,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                     if improved:
                         result.best_checkpoint = save_checkpoint(snapshot(epoch + 1, 0), run_dir / "best.pt")
                         emit(CheckpointSaved(result.best_checkpoint, best=True))
+                if context.is_main:
+                    pictures.curves(result.history)
                 if clock is not None:
                     clock.add_train(time.perf_counter() - saving, 0)
                 emit(EpochDone(epoch + 1, row))

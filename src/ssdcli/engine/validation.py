@@ -122,6 +122,7 @@ def evaluate_model(
     device: torch.device,
     batch_size: int,
     emit: EventHandler = ignore_events,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], list[ImageDetections]]:
+    """Training's validation: the metrics of :func:`detection_metrics`, and the detections they come from."""
     detections = detect_index(model, index, anchors, device, batch_size, emit=emit)
-    return detection_metrics(index, detections)
+    return detection_metrics(index, detections), detections
