@@ -109,13 +109,35 @@ def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path: Path, capsys: pyt
 
 
 @pytest.mark.slow
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
+    """Two processes: one run folder, validation sharded over both and gathered (the metrics row is the whole
+    split's), and the run checks at the end that both processes hold the same weights (it fails otherwise)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531"]
-    command += ["-m", "ssdcli", "train", "--out", str(tmp_path), "--epochs", "1", "--batch-size", "2"]
-    command += ["--synth-images", "16", "--workers", "0", "--device", "cpu", "--max-steps-per-epoch", "2"]
+    port = str(_free_port())
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
+    command += ["-m", "ssdcli", "train", "--out", str(tmp_path), "--epochs", "2", "--batch-size", "2"]
+    command += ["--synth-images", "24", "--workers", "0", "--device", "cpu", "--max-steps-per-epoch", "2"]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     runs = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(runs) == 1, "every rank must write into the same run folder"
     assert (runs[0] / "last.pt").is_file()
+    rows = list(csv.DictReader((runs[0] / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2] and all(r["map50"] != "" for r in rows)
+    # The gathered validation equals a single process's evaluation of the same weights on the whole split.
+    loaded = load_model(runs[0] / "last.pt")
+    from ssdcli.data.dataset import open_index
+    from ssdcli.engine.validation import evaluate_model
+    from ssdcli import default_boxes
+
+    index = open_index(runs[0] / "data", "val", classes=loaded.class_names[1:])
+    metrics, _ = evaluate_model(loaded.model, index, default_boxes(loaded.config.layout), torch.device("cpu"), 2)
+    assert float(rows[-1]["map50"]) == pytest.approx(metrics["map50"], abs=1e-9)

@@ -38,6 +38,21 @@ class DistContext:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) into every rank's ``module``: each rank updates them from
+        its own batches, so before a sharded validation they must be made one."""
+        if self.enabled:
+            for buffer in module.buffers():
+                dist.broadcast(buffer.data, src=0)
+
+    def gather(self, value: T) -> list[T]:
+        """Every rank's ``value``, in rank order, on every rank (``[value]`` without DDP)."""
+        if not self.enabled:
+            return [value]
+        box: list[Any] = [None] * self.world_size
+        dist.all_gather_object(box, value)
+        return box
+
     def any(self, flag: bool) -> bool:
         """True on every rank if ``flag`` is true on any rank (a stop request must stop all ranks together)."""
         if not self.enabled:

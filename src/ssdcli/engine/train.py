@@ -31,7 +31,7 @@ from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.transforms import build_transforms
 from ssdcli.data.verify import ImageCheckCache, verify_index
-from ssdcli.errors import CheckpointError, DataError, TrainingDiverged, UsageError
+from ssdcli.errors import CheckpointError, DataError, SsdcliError, TrainingDiverged, UsageError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
@@ -541,13 +541,21 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
 
                 def validate() -> None:
                     eval_started = time.perf_counter()
+                    context.sync_buffers(evaluated)  # every shard with rank 0's statistics, as checkpoints hold
+                    metrics, detections = evaluate_model(
+                        evaluated,
+                        val_index,
+                        anchors,
+                        device,
+                        config.batch_size,
+                        emit,
+                        context.gather,
+                        context.rank,
+                        context.world_size,
+                    )
+                    row.update(metrics)
                     if context.is_main:
-                        metrics, detections = evaluate_model(
-                            evaluated, val_index, anchors, device, config.batch_size, emit
-                        )
-                        row.update(metrics)
                         pictures.predictions(val_index, detections)
-                    context.barrier()
                     if clock is not None:
                         clock.add_eval(time.perf_counter() - eval_started)
 
@@ -664,4 +672,16 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 result.last_checkpoint = save_checkpoint(snapshot(epoch, step, sums), run_dir / "last.pt")
                 emit(CheckpointSaved(result.last_checkpoint))
             raise
+    if context.enabled and not result.interrupted:
+        _check_ranks_agree(model, context)
     return result
+
+
+def _check_ranks_agree(model: nn.Module, context: DistContext) -> None:
+    """DDP keeps every process's weights equal; a difference means the processes fell out of step (a bug, or a
+    rank that trained other batches), and the run says so instead of saving one rank's weights as the model."""
+    with torch.no_grad():
+        checksum = float(sum(p.double().sum() for p in model.parameters()))
+    sums = context.gather(checksum)
+    if max(sums) - min(sums) > 1e-6 * max(1.0, abs(sums[0])):
+        raise SsdcliError(f"the {len(sums)} processes ended with different weights (checksums {sums})")
