@@ -16,9 +16,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise UsageError(f"--device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+        raise UsageError(f"device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+        raise UsageError(f"device {name}: CUDA is not available on this machine")
     return device
 
 
@@ -36,6 +36,6 @@ def cpu_threads(requested: int | None, workers: int) -> int:
     one core per worker (and at least one thread)."""
     if requested is not None:
         if requested < 1:
-            raise UsageError(f"--threads: expected at least 1, got {requested}")
+            raise UsageError(f"threads: expected at least 1, got {requested}")
         return requested
     return max(1, (os.cpu_count() or 1) - workers)

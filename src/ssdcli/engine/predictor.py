@@ -86,7 +86,7 @@ class Predictor:
         known = {name: i for i, name in enumerate(self.info.class_names) if i > 0}
         unknown = [c for c in classes if c not in known]
         if unknown:
-            raise UsageError(f"--classes: unknown class(es) {unknown}; the model knows {list(known)}")
+            raise UsageError(f"classes: unknown class(es) {unknown}; the model knows {list(known)}")
         return {known[c] for c in classes}
 
     @torch.no_grad()
