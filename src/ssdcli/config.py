@@ -16,7 +16,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     classes: tuple[str, ...] | None = None
-    arch: str = "ssd_tiny"
+    arch: str = "ssd_tiny256"
     anchors: Path | None = None
     backbone_weights: str | None = None
     img_size: int | None = None  # must agree with the anchor layout
@@ -28,7 +28,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_steps: int = 100
-    zoom_out: float = 4.0  # largest zoom-out canvas (DESIGN 1.6); 1 turns zoom-out off
+    zoom_out: float = 2.0  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
     iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
     ema: bool = True  # validate and save an exponential moving average of the weights (engine/ema.py)
     ema_decay: float = 0.995
