@@ -27,9 +27,9 @@ from ssdcli.errors import CheckpointError, DataError, UsageError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig, default_config
 
+from .budget import DEFAULT_BUDGET_S, BudgetClock, format_duration
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import cpu_threads, resolve_device
-from .budget import DEFAULT_BUDGET_S, BudgetClock, format_duration
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .ema import ModelEMA
 from .events import (
