@@ -12,6 +12,8 @@ from ssdcli.cli.app import main
 from ssdcli.cli.durations import parse_duration
 from ssdcli.config import TrainConfig
 from ssdcli.engine.budget import fit_total_steps, format_duration, validations
+from ssdcli.engine.checkpoint import load_checkpoint
+from ssdcli.engine.events import Event, StepDone
 from ssdcli.engine.train import train
 from ssdcli.errors import UsageError
 
@@ -92,3 +94,27 @@ def test_time_budget_run_stops_near_the_budget(tmp_path: Path) -> None:
     assert 14.0 < wall < 26.0  # the budget, give or take an epoch on a busy machine
     assert float(rows[-1]["lr"]) == pytest.approx(0.05 * 0.01, rel=1e-6)  # the schedule has ended
     assert rows[-1]["map50"] != ""  # the last epoch is validated
+
+
+def test_resumed_budget_run_keeps_its_fitted_schedule(tmp_path: Path) -> None:
+    class StopInSecondEpoch:
+        def __call__(self, event: Event) -> None:
+            if isinstance(event, StepDone) and (event.epoch, event.step) == (2, 1):
+                raise KeyboardInterrupt
+
+    quick = dict(synth_images=32, batch_size=8, workers=0, device="cpu", threads=1, arch="ssd_tiny")
+    first = train(TrainConfig(out=tmp_path / "a", time_budget=15.0, **quick), StopInSecondEpoch())
+    assert first.interrupted and first.last_checkpoint is not None
+    saved = load_checkpoint(first.last_checkpoint)
+    assert saved.train_state is not None and saved.train_state["fitted"]
+    assert 0.0 < saved.train_state["elapsed_s"] < 15.0
+    steps_per_epoch = saved.global_step - 1  # stopped after the first step of epoch 2
+    planned_steps = saved.train_state["scheduler"]["lr_lambdas"][0]["total_steps"]
+    resumed = train(TrainConfig(out=tmp_path / "b", resume=first.last_checkpoint, workers=0, device="cpu"))
+    ended = load_checkpoint(resumed.last_checkpoint)
+    # the resumed run measures its own speed and re-fits the rest of the schedule, never below the epoch it is in
+    assert ended.epoch >= 2 and ended.global_step == ended.epoch * steps_per_epoch
+    with (resumed.run_dir / "metrics.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert float(rows[-1]["lr"]) == pytest.approx(0.05 * 0.01, rel=1e-6)  # the schedule has ended
+    assert planned_steps >= 2 * steps_per_epoch

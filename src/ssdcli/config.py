@@ -17,7 +17,7 @@ class TrainConfig:
     val_split: str | None = None  # None: "val" of a data set root (of val_data if given)
     val_data: Path | None = None  # validation data apart from ``data`` (a COCO file of another split)
     classes: tuple[str, ...] | None = None
-    arch: str = "ssd_tiny"
+    arch: str = "ssd_tiny256"
     anchors: Path | None = None
     backbone_weights: str | None = None
     weights: str | None = None  # a torchvision COCO detector to start from (weights name or state dict file)
@@ -30,7 +30,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_steps: int = 100
-    zoom_out: float = 4.0  # largest zoom-out canvas (DESIGN 1.6); 1 turns zoom-out off
+    zoom_out: float = 2.0  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
     iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
     ema: bool = True  # validate and save an exponential moving average of the weights (engine/ema.py)
     ema_decay: float = 0.995

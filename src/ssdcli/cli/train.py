@@ -21,18 +21,18 @@ def train_command(
     train_split: Annotated[Optional[str], typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
     val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
-    model: Annotated[str, typer.Option(help="ssd_tiny, ssd_tiny256, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny",
+    model: Annotated[str, typer.Option(help="ssd_tiny, ssd_tiny256, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny256",
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Train for N epochs (instead of a time budget).")] = None,
-    time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 15m.")] = None,
+    time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: sgd 0.01, adamw 0.001; ssd_tiny, ssd_tiny256 0.05 / 0.003).")] = None,
     warmup_steps: Annotated[int, typer.Option(min=0, help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = 100,
     iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = True,
-    zoom_out: Annotated[float, typer.Option(min=1.0, help="Largest zoom-out canvas of the augmentation (1: off).")] = 4.0,
+    zoom_out: Annotated[float, typer.Option(min=1.0, help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = 2.0,
     ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = True,
     img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the anchor layout.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 2,
@@ -55,7 +55,7 @@ def train_command(
 
         ssd train                                   # built-in synthetic data and the small model
 
-        ssd train --data data/bccd --time 20m       # a 20-minute schedule (default: 15 minutes)
+        ssd train --data data/bccd --time 20m       # a 20-minute schedule (default: 10 minutes)
 
         ssd train --data VOCdevkit/VOC2007 --train-split trainval --val-split test --model ssd300_vgg16
 

@@ -12,7 +12,7 @@ import math
 import time
 
 #: The budget of ``ssd train`` when neither ``--epochs`` nor ``--time`` is given (seconds).
-DEFAULT_BUDGET_S = 15 * 60.0
+DEFAULT_BUDGET_S = 10 * 60.0
 
 
 def validations(epochs_done: int, epochs: int, eval_every: int) -> int:

@@ -36,9 +36,9 @@ from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
 
+from .budget import DEFAULT_BUDGET_S, BudgetClock, format_duration
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import cpu_threads, resolve_device
-from .budget import DEFAULT_BUDGET_S, BudgetClock, format_duration
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .ema import ModelEMA
 from .events import (
