@@ -37,7 +37,12 @@ class Step:
     seconds: float = 0.0
 
 
-def run(step: Step, cwd: Path) -> None:
+def _shown(text: str, work: Path, data: Path) -> str:
+    """Paths as a reader would type them: the data set as BCCD, the scratch folder left out."""
+    return text.replace(f"{work}/", "").replace(str(work), ".").replace(str(data), "BCCD")
+
+
+def run(step: Step, cwd: Path, data: Path) -> None:
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "ssdcli", *step.command], cwd=cwd, capture_output=True, text=True)
     step.seconds = time.perf_counter() - started
@@ -45,7 +50,7 @@ def run(step: Step, cwd: Path) -> None:
     if done.returncode != 0:
         raise SystemExit(f"step failed ({done.returncode}): ssd {' '.join(step.command)}\n" + "\n".join(lines[-20:]))
     chosen = [line for line in lines if not step.keep or any(word in line for word in step.keep)]
-    step.output = [line.rstrip() for line in chosen if line.strip()][:12]
+    step.output = [_shown(line.rstrip(), cwd, data) for line in chosen if line.strip()][:12]
 
 
 def small_copy(source: Path, name: str) -> Path:
@@ -83,16 +88,18 @@ def main() -> None:
         ),
         Step(
             "2. See how the default boxes cover the objects",
-            "`ssd encode --data` matches every ground-truth box of the split against the model's default boxes; "
-            "objects without a default box above IoU 0.5 are the ones SSD learns worst (here: the small platelets).",
-            ["encode", "--data", str(data), "--split", "trainval", "--visualize", str(work / "coverage.png")],
+            "`ssd encode --data` matches every ground-truth box of the split against the default boxes of the model "
+            "`ssd train` trains by default (`ssd_tiny256`); objects without a default box above IoU 0.5 are the ones "
+            "SSD learns worst.",
+            ["encode", "--data", str(data), "--split", "trainval", "--model", "ssd_tiny256",
+             "--visualize", str(work / "coverage.png")],
             ("GT", "default box", "coverage", "Platelets", "RBC", "WBC", "positives"),
             work / "coverage.png",
         ),
         Step(
             "3. One image, box by box",
             "The matches of one image, per feature map: ground truth and the default boxes assigned to it.",
-            ["encode", str(image), "--visualize", str(work / "matches.png")],
+            ["encode", str(image), "--model", "ssd_tiny256", "--visualize", str(work / "matches.png")],
             ("Platelets", "RBC", "WBC", "matched"),
             work / "matches.png",
         ),
@@ -136,7 +143,7 @@ def main() -> None:
     ]
     for step in steps:
         print(f"running: ssd {' '.join(step.command)}", flush=True)
-        run(step, work)
+        run(step, work, data)
     pictures = {
         "coverage.png": "guide_coverage.png",
         "matches.png": "guide_matches.png",
