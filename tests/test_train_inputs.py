@@ -174,3 +174,40 @@ def test_input_errors_without_data_leave_out_unchanged(tmp_path: Path, capsys: p
         assert main(["train", "--out", str(out), "--synth-images", "16", "--device", "cpu", *option]) == 2
         assert len(_error_lines(capsys.readouterr().err)) == 1
         assert not out.exists(), option
+
+
+def test_anchors_auto_fits_the_layout_to_the_training_boxes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Objects far smaller than the default boxes: the fitted layout covers more of them, says so in one line with
+    both figures, and travels in the checkpoint."""
+    import re
+
+    from ssdcli.data.dataset import open_index
+    from ssdcli.engine.encode.coverage import coverage_of, gt_best_iou, gt_set_from_index
+    from ssdcli.models.config import default_config
+
+    data = _voc(tmp_path / "voc")
+    for xml in (data / "Annotations").glob("*.xml"):  # shrink every box to a quarter of its side, around its centre
+        text = xml.read_text()
+        def shrink(m: re.Match[str]) -> str:
+            x1, y1, x2, y2 = (int(v) for v in m.groups())
+            cx, cy, w, h = (x1 + x2) // 2, (y1 + y2) // 2, max(2, (x2 - x1) // 4), max(2, (y2 - y1) // 4)
+            return (f"<xmin>{cx - w // 2}</xmin><ymin>{cy - h // 2}</ymin>"
+                    f"<xmax>{cx + w // 2}</xmax><ymax>{cy + h // 2}</ymax>")
+        text = re.sub(r"<xmin>(\d+)</xmin>\s*<ymin>(\d+)</ymin>\s*<xmax>(\d+)</xmax>\s*<ymax>(\d+)</ymax>", shrink, text)
+        xml.write_text(text)
+    out = tmp_path / "runs"
+    args = ["train", "--data", str(data), "--out", str(out), "--anchors", "auto", "--model", "ssd_tiny"]
+    assert main(args + ["--workers", "0", "--eval-every", "0", *QUICK[:8]]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "anchors fitted" in line]
+    assert len(lines) == 1, lines
+    before, after = (float(v) for v in re.findall(r"([\d.]+)%", lines[0])[:2])
+    layout = load_checkpoint(out / "1" / "last.pt").model_config["layout"]
+    default = default_config("ssd_tiny", 4).layout
+    assert layout != default.to_dict() and after > before
+    # The figures are the coverage of the two layouts on the training boxes, measured independently.
+    gts = gt_set_from_index(open_index(data, "train"))
+    from ssdcli.core.anchors import AnchorLayout
+
+    start_cov = coverage_of(gt_best_iou(gts, default), 0.5)[0]
+    fitted_cov = coverage_of(gt_best_iou(gts, AnchorLayout.from_dict(layout)), 0.5)[0]
+    assert before == pytest.approx(100 * start_cov, abs=0.06) and after == pytest.approx(100 * fitted_cov, abs=0.06)

@@ -22,7 +22,7 @@ def train_command(
     val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
     model: Annotated[str, typer.Option(help="ssd_tiny, ssd_tiny256, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny256",
-    anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes).")] = None,
+    anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
     epochs: Annotated[Optional[int], typer.Option(min=1, help="Train for N epochs (instead of a time budget).")] = None,

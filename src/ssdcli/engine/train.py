@@ -198,6 +198,33 @@ class TrainData:
     notes: tuple[str, ...] = ()
 
 
+AUTO_ANCHORS = "auto"
+#: Aspect ratios fitted per layer by ``--anchors auto`` (as ``ssd encode --suggest 2``).
+AUTO_ANCHOR_RATIOS = 2
+
+
+def is_auto_anchors(anchors: Path | str | None) -> bool:
+    return anchors is not None and str(anchors) == AUTO_ANCHORS
+
+
+def fit_anchors(config: TrainConfig, index: DatasetIndex) -> tuple[AnchorLayout, str]:
+    """The default-box layout of ``config.arch`` fitted to the boxes of the training split (the machinery of
+    ``ssd encode --suggest``: same feature maps, sizes and aspect ratios searched for coverage at IoU 0.5), and one
+    line with the coverage before and after. The start layout is kept when nothing beats it."""
+    from .encode.coverage import gt_set_from_index
+    from .encode.suggest import suggest_layout
+
+    start = default_config(config.arch, num_classes=2).layout
+    found = suggest_layout(gt_set_from_index(index, str(index.root), index.split), start, AUTO_ANCHOR_RATIOS)
+    layout = found.layout if found.accepted else start
+    line = (
+        f"anchors fitted to the {found.gts} training boxes: share with a default box of IoU > 0.5 "
+        f"{found.start_coverage:.1%} -> {max(found.coverage, found.start_coverage):.1%}, mean best IoU "
+        f"{found.start_mean_iou:.3f} -> {max(found.mean_iou, found.start_mean_iou):.3f}"
+    )
+    return layout, line
+
+
 def _check_options(config: TrainConfig) -> AnchorLayout | None:
     """Options that need no data, checked before anything is read or written; returns the anchor layout file's."""
     try:
@@ -207,7 +234,12 @@ def _check_options(config: TrainConfig) -> AnchorLayout | None:
     check_optimizer(config.optimizer)
     if config.weights is not None:
         return None  # the detector's layout and input size come with its weights (engine/finetune.py)
-    layout = load_layout_file(config.anchors) if config.anchors is not None else None
+    if is_auto_anchors(config.anchors):
+        if config.data is None:
+            raise UsageError("anchors 'auto' fits the default boxes to a data set's boxes; give the data to train on")
+        layout = None  # fitted once the training split is open (fit_anchors)
+    else:
+        layout = load_layout_file(config.anchors) if config.anchors is not None else None
     size = (layout or default_config(config.arch, 2).layout).image_size
     if config.img_size is not None and config.img_size != size:
         raise UsageError(
@@ -360,7 +392,9 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     data = config.data.resolve() if config.data is not None else None
     prepared = _open_data(config, data, emit) if data is not None else None
     class_names = prepared.train.class_names if prepared is not None else (BACKGROUND, *SYNTH_CLASSES)
-    weights_note = None
+    weights_note = anchors_note = None
+    if checkpoint is None and is_auto_anchors(config.anchors) and prepared is not None:
+        layout_file, anchors_note = fit_anchors(config, prepared.train)
     if checkpoint is None and config.weights is not None:
         model, weights_note = start_from_detector(config, class_names)
         config = replace(config, arch=model.config.arch)
@@ -387,8 +421,9 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     train_index, val_index = prepared.train, prepared.val
     for note in prepared.notes:
         emit(Message(note, "warning"))
-    if weights_note is not None:
-        emit(Message(weights_note))
+    for note in (weights_note, anchors_note):
+        if note is not None:
+            emit(Message(note))
     for index in (train_index, val_index):
         summary = index.warnings.summary() if index is not None else None
         if summary:
