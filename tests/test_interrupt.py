@@ -91,8 +91,12 @@ def test_a_checkpoint_being_written_is_finished_before_ctrl_c_stops(
         original(payload, stream)
 
     monkeypatch.setattr(torch, "save", save_after_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        atomic_torch_save({"weights": torch.arange(10)}, target)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own Ctrl-C, whatever ran before
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            atomic_torch_save({"weights": torch.arange(10)}, target)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["weights"], torch.arange(10))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
