@@ -87,7 +87,7 @@ def test_a_checkpoint_being_written_is_finished_before_ctrl_c_stops(
     original = torch.save
 
     def save_after_ctrl_c(payload: object, stream: object) -> None:
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives while the file is being written
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C arrives in this thread while the file is being written
         original(payload, stream)
 
     monkeypatch.setattr(torch, "save", save_after_ctrl_c)
