@@ -693,7 +693,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                     clock.add_train(time.perf_counter() - saving, 0)
                 emit(EpochDone(epoch + 1, row))
                 epoch += 1
-                if stopping():  # at an epoch boundary: last.pt of this epoch is already written
+                more = planned is None or epoch < planned
+                if more and stopping():  # at an epoch boundary: last.pt of this epoch is already written
                     result.interrupted, result.signal = True, stop.signal
                     break
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handlers
