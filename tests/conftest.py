@@ -1,8 +1,18 @@
-"""Suite-wide reporting: tests that need the shared BCCD copy say so in one line when it is missing."""
+"""Fixtures shared by several test files, and suite-wide reporting: tests that need the shared BCCD copy say so in
+one line when it is missing."""
 
 from __future__ import annotations
 
+import urllib.request
+from pathlib import Path
+
 import pytest
+import torch
+
+from ssdcli.data.synth import SYNTH_CLASSES
+from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.models.build import build_model
+from ssdcli.models.config import default_config
 
 BCCD_SKIP = "BCCD data set not available"
 
@@ -19,3 +29,28 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             yellow=True,
             bold=True,
         )
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained ssd_tiny checkpoint (seed 0) for the synthetic set's classes."""
+    classes = ("background", *SYNTH_CLASSES)
+    torch.manual_seed(0)
+    model = build_model(default_config("ssd_tiny", num_classes=len(classes)))
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(Checkpoint(model.config.to_dict(), classes, tuple(range(len(classes))), model.state_dict()), path)
+    return path
+
+
+@pytest.fixture
+def no_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty torch hub cache under tmp_path, and every download path made to fail the test."""
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        pytest.fail("tried to download")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", forbidden)
+    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
+    return tmp_path / "torch" / "hub" / "checkpoints"

@@ -7,16 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from ssdcli.cli.app import main
 from ssdcli.config import TrainConfig
 from ssdcli.data.synth import write_synth
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.engine.events import ignore_events
 from ssdcli.engine.train import _open_data
-from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
 
 CLASSES = ("background", "circle", "square", "triangle")
 
@@ -27,15 +23,6 @@ def coco(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("coco") / "synth"
     write_synth(root, format="coco", images=24, seed=0)
     return root
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(default_config("ssd_tiny", num_classes=len(CLASSES)))
-    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, (0, 1, 2, 3), model.state_dict()), path)
-    return path
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -367,20 +366,6 @@ def test_backbone_file_of_another_model_names_it(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable PyTorch state dict") as error:
         build_model(default_config("ssd_tiny", 3), backbone_weights=garbage)
     assert str(garbage) in str(error.value)
-
-
-@pytest.fixture
-def no_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty torch hub cache under tmp_path, and every download path made to fail the test."""
-
-    def forbidden(*args: object, **kwargs: object) -> None:
-        pytest.fail("tried to download")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", forbidden)
-    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
-    return tmp_path / "torch" / "hub" / "checkpoints"
 
 
 @pytest.mark.parametrize(

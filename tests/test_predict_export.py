@@ -21,15 +21,6 @@ CLASSES = ("background", "circle", "square", "triangle")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = build_model(default_config("ssd_tiny", num_classes=len(CLASSES)))
-    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, (0, 1, 2, 3), model.state_dict()), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)

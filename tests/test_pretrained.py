@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,20 +106,6 @@ def test_detections_equal_torchvisions(detector_file: tuple[str, nn.Module, Path
     assert predictor.info.class_names == tuple(meta) and len(meta) == 91
     assert predictor.info.category_ids == tuple(range(91))
     assert ours[0].names[0] == meta[int(ours[0].labels[0])]
-
-
-@pytest.fixture
-def no_downloads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """An empty torch hub cache under tmp_path, and every download path made to fail the test."""
-
-    def forbidden(*args: object, **kwargs: object) -> None:
-        pytest.fail("tried to download")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", forbidden)
-    monkeypatch.setattr(urllib.request, "urlopen", forbidden)
-    return tmp_path / "torch" / "hub" / "checkpoints"
 
 
 def test_weights_by_name_come_from_the_hub_cache_only(no_downloads: Path, detector_file: tuple[str, nn.Module, Path]) -> None:

@@ -49,9 +49,11 @@ class DecodedImage:
         return int(self.pixels.shape[0])
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_image_bytes(path: Path, limit: int = -1) -> bytes:
+    """The bytes of an image file (the first ``limit`` only, if given); DataError naming it if it cannot be read."""
     try:
-        return path.read_bytes()
+        with open(path, "rb") as stream:
+            return stream.read(limit)
     except FileNotFoundError:
         raise DataError("image file not found", path=path) from None
     except IsADirectoryError:
@@ -92,7 +94,7 @@ def decode_image(path: str | Path) -> DecodedImage:
         DataError: naming the file, if it is missing, empty, or not a decodable image.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    data = read_image_bytes(path)
     if not data:
         raise DataError("image file is empty", path=path)
     if is_truncated_jpeg(data):

@@ -20,6 +20,8 @@ import numpy as np
 
 from ssdcli.errors import DataError, UsageError
 
+from .images import read_image_bytes
+
 BACKGROUND = "background"
 
 # How many file names a warning line quotes before "and N more".
@@ -229,15 +231,7 @@ def check_image_file(path: Path) -> None:
 
     Reads only the first bytes; a file that starts right but does not decode is caught when it is loaded.
     """
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(_HEADER_BYTES)
-    except FileNotFoundError:
-        raise DataError("image file not found", path=path) from None
-    except IsADirectoryError:
-        raise DataError("expected an image file, found a folder", path=path) from None
-    except OSError as error:
-        raise DataError(f"cannot read image: {error.strerror}", path=path) from None
+    head = read_image_bytes(path, _HEADER_BYTES)
     if not head:
         raise DataError("image file is empty", path=path)
     if not any(head[offset : offset + len(magic)] == magic for magic, offset in _SIGNATURES):
