@@ -157,3 +157,14 @@ def test_data_check_and_train_on_yolo(tmp_path: Path, capsys: pytest.CaptureFixt
     args = ["train", "--data", str(tmp_path / "yolo"), "--out", str(tmp_path / "runs"), "--epochs", "1"]
     assert main(args + ["--batch-size", "4", "--max-steps-per-epoch", "2", "--workers", "0", "--device", "cpu"]) == 0
     assert (tmp_path / "runs" / "1" / "last.pt").is_file()
+
+
+def test_data_check_names_a_file_name_used_by_two_images(tmp_path: Path) -> None:
+    from ssdcli.data.check import check_dataset
+
+    root = _yolo_root(tmp_path / "set")
+    assert not [p for p in check_dataset(root).problems if "file names" in p.what]
+    _image(root / "images" / "val" / "a.jpg", width=120)  # another picture under a train image's name
+    (root / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    shared = [p for p in check_dataset(root).problems if "file names" in p.what]
+    assert len(shared) == 1 and sorted(Path(f).parent.name for f in shared[0].files) == ["train", "val"]
