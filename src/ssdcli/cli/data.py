@@ -174,7 +174,8 @@ def check_command(
             write_json(json_out, report.to_dict())
     if report.fatal:
         first = report.fatal[0]
-        raise DataError(f"split {first.split!r}: {first.what}", path=first.files[0] if first.files else path)
+        what = first.what.replace("split cannot be used", f"the {first.split!r} split cannot be used", 1)
+        raise DataError(what, path=first.files[0] if first.files else path)
     if not report.ok:
         total = sum(problem.count for problem in report.problems)
         print_warning(f"{path}: {total} problems of {len(report.problems)} kinds (see the table above)")
