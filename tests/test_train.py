@@ -108,7 +108,6 @@ def test_resume_from_a_file_that_is_not_a_checkpoint(tmp_path: Path, capsys: pyt
     assert str(bogus) in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def _free_port() -> int:
     import socket
 
@@ -117,6 +116,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     """Two processes: one run folder, validation sharded over both and gathered (the metrics row is the whole
     split's), and the run checks at the end that both processes hold the same weights (it fails otherwise)."""
@@ -141,3 +141,48 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     index = open_index(runs[0] / "data", "val", classes=loaded.class_names[1:])
     metrics, _ = evaluate_model(loaded.model, index, default_boxes(loaded.config.layout), torch.device("cpu"), 2)
     assert float(rows[-1]["map50"]) == pytest.approx(metrics["map50"], abs=1e-9)
+
+
+# torchrun runs this instead of `-m ssdcli`: the real command, with the loss made to raise on one process at its
+# second training step (the other process is then inside the step's gradient exchange, waiting for it).
+FAILING_RANK_ENTRY = """
+import os, sys
+import ssdcli.engine.train as train_module
+from ssdcli.cli.app import main
+
+real_loss, calls = train_module.ssd_loss, []
+
+def failing_loss(*args, **kwargs):
+    calls.append(1)
+    if os.environ["RANK"] == os.environ["FAILING_RANK"] and len(calls) == 2:
+        raise RuntimeError("disk vanished under the loss")
+    return real_loss(*args, **kwargs)
+
+train_module.ssd_loss = failing_loss
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failing_rank", [0, 1])
+def test_an_error_on_one_process_ends_every_process_with_one_line(tmp_path: Path, failing_rank: int) -> None:
+    entry = tmp_path / "entry.py"
+    entry.write_text(FAILING_RANK_ENTRY)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FAILING_RANK": str(failing_rank)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]
+    command += [str(_free_port()), str(entry), "train", "--out", str(tmp_path / "runs"), "--epochs", "2"]
+    command += ["--batch-size", "2", "--synth-images", "24", "--workers", "0", "--device", "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert sum("disk vanished under the loss" in line for line in ours) == 1, done.stderr[-3000:]
+    assert sum(f"process {1 - failing_rank} of 2 stopped: another process" in line for line in ours) == 1, ours
+    assert len(ours) == 2, ours
+    # torchrun prints its own summary; no traceback comes from ssdcli's code
+    assert "ssdcli" not in "".join(line for line in done.stderr.splitlines() if line.lstrip().startswith("File "))
+    if failing_rank == 1:  # the first process kept the step it had completed
+        (run,) = (tmp_path / "runs").iterdir()
+        from ssdcli.engine.checkpoint import load_checkpoint
+
+        saved = load_checkpoint(run / "last.pt")
+        assert (saved.epoch, saved.step_in_epoch) == (0, 1)

@@ -41,3 +41,9 @@ class TrainingDiverged(SsdcliError):
     """The loss became NaN or infinite; training stopped with the last finite state saved."""
 
     exit_code = 1
+
+
+class PeerProcessFailed(SsdcliError):
+    """Another process of a distributed run failed (its own error is reported by that process); this one stopped."""
+
+    exit_code = 1

@@ -69,6 +69,17 @@ class DistContext:
         return float(tensor) / self.world_size
 
 
+# What the gloo and NCCL backends say when a peer process is gone (it raised, exited or was killed).
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing", "Broken pipe")
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """True if ``error`` is a collective that failed because another process of the group went away."""
+    if isinstance(error, (dist.DistBackendError, dist.DistNetworkError)):
+        return True
+    return isinstance(error, RuntimeError) and any(text in str(error) for text in _PEER_GONE)
+
+
 def init_distributed(device_type: str) -> DistContext:
     """Join the process group if launched by torchrun (nccl on CUDA, gloo on CPU); a single process otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -31,7 +31,7 @@ from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.transforms import build_transforms
 from ssdcli.data.verify import ImageCheckCache, verify_index
-from ssdcli.errors import CheckpointError, DataError, SsdcliError, TrainingDiverged, UsageError
+from ssdcli.errors import CheckpointError, DataError, PeerProcessFailed, SsdcliError, TrainingDiverged, UsageError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
@@ -39,7 +39,7 @@ from ssdcli.models.weights import IMAGENET
 from .budget import DEFAULT_BUDGET_S, BudgetClock, format_duration
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .device import cpu_threads, resolve_device
-from .distributed import DistContext, init_distributed, shutdown_distributed
+from .distributed import DistContext, init_distributed, is_peer_failure, shutdown_distributed
 from .ema import ModelEMA
 from .events import (
     CheckpointSaved,
@@ -360,6 +360,15 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
     board = TensorBoardLog() if config.tensorboard and context.is_main else None
     try:
         return _train(config, device, context, emit if board is None else both(emit, board))
+    except Exception as error:
+        # A process that fails reports its own error and leaves the group, which ends the collectives the others
+        # wait in: they stop with one line pointing at that error instead of a backend message.
+        if context.enabled and is_peer_failure(error):
+            raise PeerProcessFailed(
+                f"process {context.rank} of {context.world_size} stopped: another process of the run failed "
+                "(its error is above)"
+            ) from error
+        raise
     finally:
         if board is not None:
             board.close()
@@ -705,6 +714,13 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         except DataError:
             # A file changed during the run: keep the progress so far, then report the file.
             if context.is_main:
+                result.last_checkpoint = save_checkpoint(snapshot(epoch, step, sums), run_dir / "last.pt")
+                emit(CheckpointSaved(result.last_checkpoint))
+            raise
+        except RuntimeError as error:
+            # Another process failed while this one waited in a training step's gradient exchange: the weights
+            # are those of the steps completed, so the progress so far is kept as for a stop request.
+            if context.is_main and is_peer_failure(error) and step < steps_per_epoch:
                 result.last_checkpoint = save_checkpoint(snapshot(epoch, step, sums), run_dir / "last.pt")
                 emit(CheckpointSaved(result.last_checkpoint))
             raise
