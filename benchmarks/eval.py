@@ -23,7 +23,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ssdcli.engine.evaluate import evaluate_coco, evaluate_voc
+from ssdcli.engine.evaluate.results import evaluate_coco, evaluate_voc
 from ssdcli.metrics.voc import Detection, VocImageGT
 
 

@@ -67,10 +67,10 @@ from torch import Tensor, nn
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
 from ssdcli import default_boxes, postprocess
-from ssdcli.engine.export import export_onnx, export_torchscript
-from ssdcli.engine.loading import LoadedModel
-from ssdcli.engine.onnx_runtime import OnnxNetwork
-from ssdcli.engine.quantize import quantize_prepared
+from ssdcli.engine.export.exporter import export_onnx, export_torchscript
+from ssdcli.engine.inference.loading import LoadedModel
+from ssdcli.engine.inference.onnx_runtime import OnnxNetwork
+from ssdcli.engine.export.quantize import quantize_prepared
 from ssdcli.models import build_model, default_config
 
 NUM_CLASSES = 21

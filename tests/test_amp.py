@@ -12,7 +12,7 @@ from ssdcli.cli.app import main
 from ssdcli.config import TrainConfig
 from ssdcli.engine.device import mixed_precision_note
 from ssdcli.engine.events import Event, StepDone
-from ssdcli.engine.train import train
+from ssdcli.engine.train.loop import train
 
 QUICK = ["--synth-images", "16", "--batch-size", "4", "--epochs", "1", "--max-steps-per-epoch", "1", "--workers", "0"]
 

@@ -1,4 +1,4 @@
-"""The weight average of ssdcli.engine.ema against the formula, computed here by hand."""
+"""The weight average of ssdcli.engine.train.ema against the formula, computed here by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssdcli.engine.ema import ModelEMA, ema_decay
+from ssdcli.engine.train.ema import ModelEMA, ema_decay
 
 
 def _tiny() -> nn.Module:

@@ -17,7 +17,7 @@ from torchvision.ops import box_convert, box_iou
 import ssdcli
 from ssdcli.core.anchors import AnchorLayout, get_layout
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
-from ssdcli.engine.encode import (
+from ssdcli.engine.inspect import (
     NamedLayout,
     best_iou_nearest_cells,
     coverage_of,
@@ -31,9 +31,9 @@ from ssdcli.engine.encode import (
     suggest_layout,
     write_layout,
 )
-from ssdcli.engine.encode import coverage as coverage_module
-from ssdcli.engine.encode import visualize
-from ssdcli.engine.train import load_layout_file
+from ssdcli.engine.inspect import coverage as coverage_module
+from ssdcli.engine.inspect import visualize
+from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.errors import CheckpointError, DataError, UsageError
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
@@ -447,7 +447,7 @@ def test_suggestion_is_never_worse_than_the_start() -> None:
 def bccd_gts(split: str):
     if not (BCCD / "Annotations").is_dir():
         pytest.skip(f"BCCD data set not found at {BCCD}")
-    from ssdcli.engine.encode import load_gt_set
+    from ssdcli.engine.inspect import load_gt_set
 
     return load_gt_set(BCCD, split)
 

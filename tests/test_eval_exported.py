@@ -87,7 +87,7 @@ def test_preprocess_in_the_graph_takes_pixels_and_gives_pixel_boxes(trained: tup
     import onnxruntime
 
     from ssdcli import default_boxes, postprocess
-    from ssdcli.engine.loading import load_model
+    from ssdcli.engine.inference.loading import load_model
 
     root, checkpoint = trained
     loaded = load_model(checkpoint)

@@ -16,9 +16,9 @@ from test_metrics_coco import STATS_ORDER, raw_cocoeval
 from ssdcli.data.dataset import open_index
 from ssdcli.data.results_io import write_devkit_detections
 from ssdcli.data.synth import write_synth
-from ssdcli.engine.evaluate import evaluate_voc_files
-from ssdcli.engine.inference import ImageDetections
-from ssdcli.engine.validation import evaluate_detections
+from ssdcli.engine.evaluate.results import evaluate_voc_files
+from ssdcli.engine.inference.batched import ImageDetections
+from ssdcli.engine.evaluate.validation import evaluate_detections
 
 
 def jittered_detections(index, seed: int) -> list[ImageDetections]:

@@ -14,7 +14,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ssdcli.engine.evaluate import evaluate_coco
+from ssdcli.engine.evaluate.results import evaluate_coco
 from ssdcli.errors import DataError, UsageError
 from ssdcli.metrics.coco import COCO_METRIC_KEYS, CocoMetrics, coco_evaluate
 

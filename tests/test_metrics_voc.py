@@ -12,7 +12,7 @@ import random
 import numpy as np
 import pytest
 
-from ssdcli.engine.evaluate import evaluate_voc
+from ssdcli.engine.evaluate.results import evaluate_voc
 from ssdcli.errors import DataError
 from ssdcli.metrics.voc import (
     VOC07_RECALL_THRESHOLDS,

@@ -15,7 +15,7 @@ import torch
 from ssdcli.cli.app import main
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
-from ssdcli.engine.rundir import fresh_run_dir
+from ssdcli.data.files import fresh_run_dir
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 
 from ssdcli.data.records import DataWarnings, DatasetIndex, ImageRecord
-from ssdcli.engine.inference import ImageDetections
-from ssdcli.engine.plots import confusion_summary, write_evaluation_plots
+from ssdcli.engine.inference.batched import ImageDetections
+from ssdcli.engine.evaluate.plots import confusion_summary, write_evaluation_plots
 from ssdcli.metrics.voc import Detection, VocImageGT, voc_evaluate
 
 NAMES = ("background", "cat", "dog")

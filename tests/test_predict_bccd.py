@@ -28,9 +28,9 @@ from ssdcli.cli.app import main
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.coder import encode_offsets
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
-from ssdcli.engine.export import DecodedDetector
-from ssdcli.engine.loading import load_model
-from ssdcli.engine.preprocess import network_input
+from ssdcli.engine.export.exporter import DecodedDetector
+from ssdcli.engine.inference.loading import load_model
+from ssdcli.engine.inference.preprocess import network_input
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
 

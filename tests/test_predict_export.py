@@ -82,7 +82,7 @@ def test_torchscript_export_matches(checkpoint: Path, tmp_path: Path) -> None:
     target = tmp_path / "model.pt"
     assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(target)]) == 0
     scripted = torch.jit.load(str(target))
-    loaded = ssdcli.engine.loading.load_model(checkpoint)  # type: ignore[attr-defined]
+    loaded = ssdcli.engine.inference.loading.load_model(checkpoint)  # type: ignore[attr-defined]
     x = torch.randn(2, 3, 160, 160)
     with torch.no_grad():
         for got, want in zip(scripted(x), loaded.model(x)):
@@ -203,8 +203,8 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
 
     import onnx
 
-    from ssdcli.engine.export import export_onnx
-    from ssdcli.engine.loading import LoadedModel
+    from ssdcli.engine.export.exporter import export_onnx
+    from ssdcli.engine.inference.loading import LoadedModel
     from ssdcli.models.build import build_model
     from ssdcli.models.config import default_config
 

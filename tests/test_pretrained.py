@@ -16,8 +16,8 @@ from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_l
 
 from ssdcli import default_boxes
 from ssdcli.cli.app import main
-from ssdcli.engine.loading import load_model
-from ssdcli.engine.detectors import torch_predictor
+from ssdcli.engine.inference.loading import load_model
+from ssdcli.engine.inference.detectors import torch_predictor
 from ssdcli.errors import CheckpointError
 from ssdcli.models.pretrained import TORCHVISION_DETECTORS, load_pretrained
 
@@ -239,7 +239,7 @@ def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys:
 @pytest.mark.slow
 def test_export_of_a_coco_detector_keeps_its_settings(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from ssdcli.engine.detectors import load_predictor
+    from ssdcli.engine.inference.detectors import load_predictor
 
     torch.manual_seed(0)
     weights = tmp_path / "ssdlite.pth"

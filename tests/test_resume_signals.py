@@ -171,7 +171,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_last_pt(tmp_path: 
 def test_a_nan_loss_stops_within_one_step(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ssdcli.engine.train as engine
+    import ssdcli.engine.train.loop as engine
 
     real = engine.ssd_loss
     calls = {"n": 0}

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-import ssdcli.engine.run_plots as run_plots
+import ssdcli.engine.train.run_plots as run_plots
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
-from ssdcli.engine.inference import ImageDetections
+from ssdcli.engine.inference.batched import ImageDetections
 
 ROWS = [
     {"epoch": 1, "loss": 9.0, "loss_conf": 6.0, "loss_loc": 3.0, "lr": 0.01, "map50": 0.1, "coco_ap": 0.05},

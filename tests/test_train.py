@@ -16,8 +16,8 @@ from ssdcli.cli.app import main
 from ssdcli.config import TrainConfig
 from ssdcli.engine.checkpoint import load_checkpoint
 from ssdcli.engine.events import Event, StepDone
-from ssdcli.engine.loading import load_model
-from ssdcli.engine.train import train
+from ssdcli.engine.inference.loading import load_model
+from ssdcli.engine.train.loop import train
 
 QUICK = dict(batch_size=4, synth_images=16, workers=0, device="cpu")
 
@@ -135,7 +135,7 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     # The gathered validation equals a single process's evaluation of the same weights on the whole split.
     loaded = load_model(runs[0] / "last.pt")
     from ssdcli.data.dataset import open_index
-    from ssdcli.engine.validation import evaluate_model
+    from ssdcli.engine.evaluate.validation import evaluate_model
     from ssdcli import default_boxes
 
     index = open_index(runs[0] / "data", "val", classes=loaded.class_names[1:])
@@ -147,7 +147,7 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
 # second training step (the other process is then inside the step's gradient exchange, waiting for it).
 FAILING_RANK_ENTRY = """
 import os, sys
-import ssdcli.engine.train as train_module
+import ssdcli.engine.train.loop as train_module
 from ssdcli.cli.app import main
 
 real_loss, calls = train_module.ssd_loss, []

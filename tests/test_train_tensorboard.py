@@ -11,7 +11,7 @@ import pytest
 from ssdcli.cli.app import main
 from ssdcli.config import TrainConfig
 from ssdcli.engine.events import Event, StepDone
-from ssdcli.engine.train import train
+from ssdcli.engine.train.loop import train
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

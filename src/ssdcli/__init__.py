@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .core.loss import SSDLoss, ssd_loss
     from .core.matching import EncodedTargets, Match, encode, match
     from .core.postprocess import postprocess
-    from .engine.predictor import Predictor
+    from .engine.inference.predictor import Predictor
 
 
 def __getattr__(name: str) -> Any:
@@ -47,12 +47,12 @@ def __getattr__(name: str) -> Any:
 
 
 def load(path: str, device: str = "cpu", **options: object) -> Predictor:
-    """A :class:`~ssdcli.engine.predictor.Predictor` from a checkpoint (.pt), an exported ONNX file (.onnx), or
+    """A :class:`~ssdcli.engine.inference.predictor.Predictor` from a checkpoint (.pt), an exported ONNX file (.onnx), or
     torchvision's COCO detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
 
     ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels.
     """
-    from .engine.detectors import load_predictor
+    from .engine.inference.detectors import load_predictor
 
     return load_predictor(path, device, **options)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ssdcli.engine.outputs import check_new_file
+from ssdcli.data.files import check_new_file
 from ssdcli.errors import UsageError
 
 from .render import print_warning, stderr_console, stdout_console
@@ -172,7 +172,7 @@ def eval_command(
         raise UsageError("choose one of --coco or --voc (see 'ssd eval --help')")
     if results is None:
         raise UsageError("--results is required (a results JSON, or a folder of devkit files with --voc)")
-    from ssdcli.engine import evaluate
+    from ssdcli.engine.evaluate import results as evaluate
 
     if coco:
         _reject({"--data": data, "--split": split, "--metric": metric, "--iou": iou, "--classes": classes}, "--coco")
@@ -230,7 +230,7 @@ def _evaluate_checkpoint(
     model_format: str,
     force: bool,
 ) -> None:
-    from ssdcli.engine.evaluate_checkpoint import evaluate_checkpoint
+    from ssdcli.engine.evaluate.model import evaluate_checkpoint
 
     from .progress import EvalProgressBar
 

@@ -34,7 +34,7 @@ def export_command(
 
         ssd export --checkpoint best.pt --format onnx --int8 --calibration data/VOC2007/JPEGImages --out model_int8.onnx
     """
-    from ssdcli.engine.export import run_export
+    from ssdcli.engine.export.exporter import run_export
 
     result = run_export(
         checkpoint, format, out, opset, dynamic_batch, with_nms, force, int8, calibration, with_preprocess

@@ -44,8 +44,8 @@ def predict_command(
         ssd predict street.jpg --checkpoint SSD300_VGG16_Weights.COCO_V1
     """
     from ssdcli.engine.device import resolve_device
-    from ssdcli.engine.predict import dataset_images, run_predict
-    from ssdcli.engine.detectors import load_predictor
+    from ssdcli.engine.inference.predict import dataset_images, run_predict
+    from ssdcli.engine.inference.detectors import load_predictor
     from ssdcli.errors import UsageError
 
     if (checkpoint is None) == (onnx is None):

@@ -71,7 +71,7 @@ def train_command(
     """
     from ssdcli.config import TrainConfig
     from ssdcli.engine.device import mixed_precision_note, resolve_device
-    from ssdcli.engine.train import train
+    from ssdcli.engine.train.loop import train
 
     from .durations import parse_duration
 
@@ -121,7 +121,7 @@ def train_command(
     if result.interrupted:
         import signal
 
-        from ssdcli.engine.interrupts import SIGNAL_EXIT_CODES
+        from ssdcli.engine.train.interrupts import SIGNAL_EXIT_CODES
 
         name = signal.Signals(result.signal).name if result.signal else "SIGINT"
         console.print(

@@ -16,13 +16,14 @@ The JSON is read with :mod:`json` (pycocotools prints while loading).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ssdcli.errors import DataError
+
+from .files import read_json
 
 from .records import (
     BACKGROUND,
@@ -75,15 +76,7 @@ def images_dir_for(annotations_json: Path) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
-    except FileNotFoundError:
-        raise DataError("annotation file not found", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"malformed COCO JSON: {error}", path=path) from None
-    except OSError as error:
-        raise DataError(f"cannot read annotation file: {error.strerror}", path=path) from None
+    data = read_json(path, "annotation file")
     if not isinstance(data, dict):
         raise DataError("malformed COCO JSON: the top level is not an object", path=path)
     return data

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from ssdcli.data.files import read_json, write_atomic
 from ssdcli.errors import DataError
 
 COCO_RESULT_KEYS: tuple[str, ...] = ("image_id", "category_id", "bbox", "score")
@@ -50,27 +49,6 @@ def _describe(value: Any) -> str:
     return {dict: "a JSON object", list: "a JSON list", str: "a string", type(None): "null"}.get(
         type(value), type(value).__name__
     )
-
-
-def read_json(path: str | Path, what: str = "JSON file") -> Any:
-    """Parse a JSON file; a missing, unreadable, empty or malformed file is a :class:`DataError`."""
-    path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{what} expected, found a folder", path=path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{what} not found", path=path) from None
-    except UnicodeDecodeError:
-        raise DataError(f"malformed JSON: not UTF-8 text ({what})", path=path) from None
-    except OSError as error:
-        raise DataError(f"cannot read {what}: {error.strerror}", path=path) from None
-    if not text.strip():
-        raise DataError(f"{what} is empty (no JSON in it)", path=path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}", path=path) from None
 
 
 def check_coco_results(data: Any, path: str | Path | None = None) -> list[dict[str, Any]]:
@@ -115,19 +93,6 @@ def read_coco_results(path: str | Path) -> list[dict[str, Any]]:
     return check_coco_results(read_json(path, "results file"), path)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def json_text(payload: Any) -> str:
     """``payload`` as indented JSON text with NaN written as null (JSON has no NaN)."""
     return json.dumps(_nan_to_none(payload), indent=2, allow_nan=False) + "\n"
@@ -135,13 +100,7 @@ def json_text(payload: Any) -> str:
 
 def write_json(path: str | Path, payload: Any) -> Path:
     """Write ``payload`` as JSON (NaN written as null); a path that cannot be written is a :class:`DataError`."""
-    path = Path(path)
-    text = json_text(payload)
-    try:
-        _write_text_atomic(path, text)
-    except OSError as error:
-        raise DataError(f"cannot write: {error.strerror}", path=path) from None
-    return path
+    return write_atomic(path, json_text(payload))
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -156,12 +115,7 @@ def _nan_to_none(value: Any) -> Any:
 
 def write_coco_results(path: str | Path, results: Sequence[dict[str, Any]]) -> Path:
     """Write a COCO results JSON file (a list of ``{image_id, category_id, bbox, score}``)."""
-    path = Path(path)
-    try:
-        _write_text_atomic(path, json.dumps(list(results)))
-    except OSError as error:
-        raise DataError(f"cannot write: {error.strerror}", path=path) from None
-    return path
+    return write_atomic(path, json.dumps(list(results)))
 
 
 def detections_to_coco_results(
@@ -214,11 +168,7 @@ def write_devkit_detections(
     paths = []
     for name in class_names:
         path = folder / devkit_file_name(name, split)
-        try:
-            _write_text_atomic(path, "".join(line + "\n" for line in lines[name]))
-        except OSError as error:
-            raise DataError(f"cannot write: {error.strerror}", path=path) from None
-        paths.append(path)
+        paths.append(write_atomic(path, "".join(line + "\n" for line in lines[name])))
     return paths
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,28 +10,16 @@ import torch
 
 from ssdcli.errors import CheckpointError
 
-from .interrupts import interrupt_after_block
+from ssdcli.data.files import write_atomic
 
 CHECKPOINT_FORMAT = "ssdcli-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
 def atomic_torch_save(payload: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename it into place (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with interrupt_after_block():  # Ctrl-C: the file is finished, then the interrupt goes on
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(payload, stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place (never a half-written file;
+    a Ctrl-C meanwhile waits until the file is in place)."""
+    return write_atomic(path, lambda stream: torch.save(payload, stream))
 
 
 @dataclass(frozen=True)

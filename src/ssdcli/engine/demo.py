@@ -9,12 +9,12 @@ from ssdcli.config import TrainConfig
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 
-from .detectors import torch_predictor
-from .evaluate_checkpoint import CheckpointEvaluation, evaluate_checkpoint
-from .events import EventHandler, Message, ignore_events
-from .predict import PredictResult, run_predict
-from .rundir import fresh_run_dir
-from .train import TrainResult, train
+from ssdcli.engine.inference.detectors import torch_predictor
+from ssdcli.engine.evaluate.model import CheckpointEvaluation, evaluate_checkpoint
+from ssdcli.engine.events import EventHandler, Message, ignore_events
+from ssdcli.engine.inference.predict import PredictResult, run_predict
+from ssdcli.data.files import fresh_run_dir
+from ssdcli.engine.train.loop import TrainResult, train
 
 
 @dataclass(frozen=True)

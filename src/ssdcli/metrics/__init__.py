@@ -1,6 +1,6 @@
 """Detection metrics: COCO (through pycocotools' COCOeval) and PASCAL VOC (the devkit's rules), on data in memory.
 
-Reading ground truth and results files is the engine's job (``ssdcli.engine.evaluate``); these modules compute.
+Reading ground truth and results files is the engine's job (``ssdcli.engine.evaluate.results``); these modules compute.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Evaluation: results files and models scored with the COCO and VOC evaluators, validation, pictures."""

@@ -1,0 +1,1 @@
+"""Export: ONNX and TorchScript files that keep the model's detections, and INT8 ONNX."""

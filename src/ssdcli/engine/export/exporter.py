@@ -1,0 +1,469 @@
+"""``ssd export``: ONNX (dynamic batch, optional decode + NMS in the graph) and TorchScript, each verified
+against the PyTorch model before the command succeeds."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ssdcli.core.anchors import default_boxes
+from ssdcli.core.boxes import has_area, pairwise_iou
+from ssdcli.core.coder import decode
+from ssdcli.core.nms import grouped_nms
+from ssdcli.core.postprocess import EVAL_SETTINGS
+from ssdcli.errors import SsdcliError, UsageError
+from ssdcli.models.pretrained import detector_by_name
+
+from ssdcli.data.files import atomic_path, check_new_file, scratch_folder
+from ssdcli.engine.inference.loading import LoadedModel, load_model
+from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, NORMALISED_INPUT, PIXEL_INPUT
+
+#: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
+PARITY_TOLERANCE = 1e-3
+
+
+class ExportFailed(SsdcliError):
+    """The exported file does not reproduce the PyTorch model."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    format: str
+    max_difference: float
+    tolerance: float
+    outputs: tuple[str, ...]
+
+
+class GroupedNms(torch.autograd.Function):
+    """Greedy NMS within each group of candidates, exported as one ONNX ``NonMaxSuppression`` node.
+
+    boxes [G, K, 4] xyxy, scores [G, 1, K] -> selected [N, 2] int64 (group, slot), group-major and by decreasing
+    score within a group (the order of ONNX's ``selected_indices``). A candidate is kept if its score is above
+    ``score_threshold`` and its IoU with every higher-scoring kept candidate of its group is at most
+    ``iou_threshold``. ONNX NMS runs each of its batch entries apart from the others, so no coordinate offsets are
+    needed to separate the groups (an offset of g * 2 added to [0, 1] coordinates costs float32 up to 1e-3 of IoU
+    once there are a few hundred groups); in PyTorch the groups go through ``grouped_nms``, as in ``postprocess``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, boxes: Tensor, scores: Tensor, iou_threshold: float, score_threshold: float) -> Tensor:
+        groups, _, slots = scores.shape
+        flat_scores = scores.reshape(-1)  # [G * K]
+        group = torch.arange(groups, device=scores.device).repeat_interleave(slots)  # [G * K]
+        candidate = torch.where(flat_scores > score_threshold)[0]
+        kept = grouped_nms(boxes.reshape(-1, 4)[candidate], flat_scores[candidate], group[candidate], iou_threshold)
+        kept = candidate[kept]  # group-major, by decreasing score within a group
+        return torch.stack((kept // slots, kept % slots), dim=1)
+
+    @staticmethod
+    def symbolic(g: Any, boxes: Any, scores: Any, iou_threshold: float, score_threshold: float) -> Any:
+        selected = g.op(
+            "NonMaxSuppression",
+            boxes,
+            scores,
+            g.op("Constant", value_t=torch.tensor([torch.iinfo(torch.int64).max], dtype=torch.int64)),  # no cap
+            g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32)),
+            g.op("Constant", value_t=torch.tensor([score_threshold], dtype=torch.float32)),
+        )  # [N, 3]: (batch entry = group, class = 0, box = slot)
+        return g.op("Gather", selected, g.op("Constant", value_t=torch.tensor([0, 2], dtype=torch.int64)), axis_i=1)
+
+
+class GraphPostprocess(nn.Module):
+    """Decoding and NMS as an exportable graph: conf [B, A, C] logits, loc [B, A, 4] -> boxes [N, 4] xyxy
+    normalised, scores [N], labels [N] (1..C-1), batch_index [N] (which image), grouped by image, then class, then
+    by decreasing score. Score threshold, pre-NMS top-k and NMS IoU are fixed at export time; the runner keeps the
+    top-k per image. The same candidates and decisions as ``ssdcli.postprocess``: clipped decoded boxes, those
+    left without area scored -1 (no candidate), the top ``pre_nms_top_k`` scores of each (image, class), NMS
+    within each (image, class)."""
+
+    def __init__(
+        self, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int, box_scale: float = 1.0
+    ):
+        super().__init__()
+        self.register_buffer("anchors", anchors.clone())
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.pre_nms_top_k = min(pre_nms_top_k, anchors.shape[0])
+        self.box_scale = box_scale  # 1: normalised boxes; S: pixels of the S x S input (--with-preprocess)
+
+    def forward(self, conf: Tensor, loc: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        num_classes, k = conf.shape[2], self.pre_nms_top_k
+        boxes = decode(loc, self.anchors).clamp(0.0, 1.0)  # [B, A, 4]
+        scores = torch.softmax(conf, dim=-1)[:, :, 1:]  # [B, A, C-1]
+        scores = torch.where(has_area(boxes).unsqueeze(-1), scores, -1.0).transpose(1, 2)  # [B, C-1, A]
+        top_scores, top_anchor = scores.topk(k, dim=2)  # [B, C-1, k]
+        candidates = boxes.gather(1, top_anchor.reshape(top_anchor.shape[0], -1, 1).expand(-1, -1, 4))  # [B, (C-1)k, 4]
+        candidates = candidates.reshape(-1, k, 4)  # [G, k, 4], group g = image * (C-1) + class - 1
+        candidate_scores = top_scores.reshape(-1, 1, k)  # [G, 1, k]
+        selected = GroupedNms.apply(candidates, candidate_scores, self.iou_threshold, self.score_threshold)  # [N, 2]
+        group, slot = selected[:, 0], selected[:, 1]
+        image_index = torch.div(group, num_classes - 1, rounding_mode="floor")
+        labels = group - image_index * (num_classes - 1) + 1
+        boxes_out = candidates[group, slot] if self.box_scale == 1.0 else candidates[group, slot] * self.box_scale
+        return boxes_out, candidate_scores[group, 0, slot], labels, image_index
+
+
+class PixelInput(nn.Module):
+    """The network with its input preparation inside: pixels [B, S, S, 3] uint8 RGB at the model's input size ->
+    the network's outputs, scaling to [0, 1] and normalising with ``mean``/``std`` in the graph (``--with-preprocess``:
+    a C++ or mobile caller resizes and feeds pixels)."""
+
+    def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        images = pixels.permute(0, 3, 1, 2).float() / 255.0  # [B, 3, S, S]
+        return self.model((images - self.mean) / self.std)
+
+
+class DecodedDetector(nn.Module):
+    """SSD with decoding and NMS inside: images [B, 3, S, S] -> the outputs of :class:`GraphPostprocess`."""
+
+    def __init__(self, model: nn.Module, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int):
+        super().__init__()
+        self.model = model
+        self.postprocess = GraphPostprocess(anchors, score_threshold, iou_threshold, pre_nms_top_k)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.postprocess(*self.model(images))
+
+
+def model_metadata(loaded: LoadedModel, with_nms: bool, extra: dict[str, Any] | None = None) -> dict[str, str]:
+    """What ``ssd predict --onnx`` needs, as ONNX metadata (JSON under one key)."""
+    info = {
+        "arch": loaded.config.arch,
+        "model_config": loaded.config.to_dict(),
+        "class_names": list(loaded.class_names),
+        "category_ids": list(loaded.category_ids),
+        "input_size": loaded.config.layout.image_size,
+        "mean": list(loaded.config.mean),
+        "std": list(loaded.config.std),
+        "with_nms": with_nms,
+        "postprocess": dataclasses.asdict(loaded.postprocess),
+        **(extra or {}),
+    }
+    return {METADATA_KEY: json.dumps(info)}
+
+
+def _sample_pixels(size: int, batch: int, seed: int = 0) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, size, size, 3), generator=generator, dtype=torch.uint8)
+
+
+def _sample_inputs(size: int, batch: int, seed: int = 0) -> Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 3, size, size, generator=generator)
+
+
+def _onnx_modules() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnx.compose
+        import onnxruntime
+    except ImportError:
+        raise UsageError(
+            "ONNX export needs the optional packages onnx and onnxruntime: pip install 'ssdcli[onnx]'"
+        ) from None
+    return onnx, onnxruntime
+
+
+def _to_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, names: tuple[list[str], list[str]],
+             axes: dict[str, dict[int, str]], opset: int) -> None:  # fmt: skip
+    """PyTorch's TorchScript-based ONNX exporter (``dynamo=False``): the one that exports the NMS graph, whose
+    custom :class:`GroupedNms` node has a TorchScript ``symbolic``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            inputs,
+            str(path),
+            input_names=names[0],
+            output_names=names[1],
+            dynamic_axes=axes or None,
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+def _network_to_onnx(module: nn.Module, images: Tensor, path: Path, dynamic_batch: bool, opset: int) -> str:
+    """Export the network (images -> conf, loc) with PyTorch's current exporter (``torch.export`` then ONNX,
+    ``dynamo=True``) where it is installed (onnxscript) and works, else with the TorchScript-based one. Returns
+    the exporter used ("dynamo" or "torchscript"); either file is checked against PyTorch by the caller."""
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        onnxscript = None
+    if onnxscript is not None:
+        shapes = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    module,
+                    (images,),
+                    str(path),
+                    input_names=["images"],
+                    output_names=["conf", "loc"],
+                    dynamic_shapes=shapes,
+                    opset_version=opset,
+                    dynamo=True,
+                    external_data=False,
+                )
+            return "dynamo"
+        except Exception:  # noqa: BLE001 - any failure of the new exporter falls back to the proven one
+            path.unlink(missing_ok=True)
+    axes = {name: {0: "batch"} for name in ("images", "conf", "loc")} if dynamic_batch else {}
+    _to_onnx(module, (images,), path, (["images"], ["conf", "loc"]), axes, opset)
+    return "torchscript"
+
+
+def _session(onnxruntime: Any, path: Path) -> Any:
+    return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def separated_head_outputs(
+    anchors: Tensor, num_classes: int, batch: int, iou_threshold: float, seed: int = 0, margin: float = 1e-3
+) -> tuple[Tensor, Tensor]:
+    """Head outputs conf [B, A, C], loc [B, A, 4] on which NMS decides with a margin: a few confident detections per
+    (image, class) on jittered default boxes, every pairwise IoU within a group at least ``margin`` away from
+    ``iou_threshold``, every score far from 0.01. Float differences between runtimes cannot flip a decision on
+    them, so the exported graph's detections must equal PyTorch's one for one.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    num_anchors = anchors.shape[0]
+    per_group = min(6, num_anchors // max(1, num_classes - 1))
+    for _ in range(100):
+        conf = torch.zeros(batch, num_anchors, num_classes)
+        conf[:, :, 0] = 12.0  # background: other classes score about 6e-6
+        loc = 0.5 * torch.randn(batch, num_anchors, 4, generator=generator)
+        chosen = torch.rand(batch, num_anchors, generator=generator).argsort(dim=1)[:, : per_group * (num_classes - 1)]
+        label = torch.arange(chosen.shape[1]) % (num_classes - 1) + 1  # [per_group * (C-1)]
+        image = torch.arange(batch)[:, None].expand_as(chosen)
+        conf[image, chosen, label.expand_as(chosen)] = 14.0 + 4.0 * torch.rand(chosen.shape, generator=generator)
+        boxes = decode(loc.double(), anchors.double()).clamp(0.0, 1.0)  # [B, A, 4]
+        groups = boxes[image, chosen].view(batch, per_group, num_classes - 1, 4).transpose(1, 2)  # [B, C-1, K, 4]
+        iou = pairwise_iou(groups.reshape(-1, per_group, 4), groups.reshape(-1, per_group, 4))  # [B(C-1), K, K]
+        if not bool(((iou - iou_threshold).abs() < margin).any()):
+            return conf, loc
+    raise ExportFailed("could not build NMS test inputs whose decisions are clear of the IoU threshold")
+
+
+def export_onnx(
+    loaded: LoadedModel,
+    path: Path,
+    opset: int,
+    dynamic_batch: bool,
+    with_nms: bool,
+    score_threshold: float = EVAL_SETTINGS.score_threshold,
+    iou_threshold: float = EVAL_SETTINGS.iou_threshold,
+    pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
+    with_preprocess: bool = False,
+) -> ExportResult:
+    """Export to ONNX, atomically, after checking ONNX Runtime against PyTorch.
+
+    ``with_preprocess``: the file takes uint8 RGB pixels [B, S, S, 3] (:class:`PixelInput`) and, with NMS, gives
+    boxes in pixels of that S x S input; the metadata says so (``input``, ``boxes``).
+
+    The network (images -> conf, loc) is checked on sample images: every output within ``PARITY_TOLERANCE``.
+    With ``with_nms``, decoding and NMS are exported as a second graph (conf, loc -> detections), checked on
+    :func:`separated_head_outputs` (the same detections, values within the tolerance) and joined to the network
+    into one file. NMS is not checked on the network's outputs for random images: an untrained network scores
+    thousands of boxes alike, and IoUs within 1e-7 of the threshold, where float differences between runtimes may
+    decide either way, are then certain to occur.
+    """
+    onnx, onnxruntime = _onnx_modules()
+    size = loaded.config.layout.image_size
+    anchors = default_boxes(loaded.config.layout)
+    batch_axis = {0: "batch"} if dynamic_batch else None
+    with atomic_path(path) as temporary, scratch_folder(path) as scratch:
+        postprocess_file = scratch / "postprocess.onnx"
+        traced_batch = 2 if dynamic_batch else 1  # a fixed batch axis is 1, as deployments feed single images
+        config = loaded.config
+        network = PixelInput(loaded.model, config.mean, config.std).eval() if with_preprocess else loaded.model
+        sample = _sample_pixels if with_preprocess else _sample_inputs
+        sample_images = sample(size, traced_batch)
+        exporter = _network_to_onnx(network, sample_images, temporary, dynamic_batch, opset)
+        session = _session(onnxruntime, temporary)
+        difference = 0.0
+        for batch in (1, 3) if dynamic_batch else (1,):
+            images = sample(size, batch, seed=batch)
+            with torch.no_grad():
+                expected = network(images)
+            got = session.run(None, {"images": images.numpy()})
+            difference = max(difference, *(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got)))
+        outputs: tuple[str, ...] = ("conf", "loc")
+        proto = onnx.load(str(temporary))
+        if with_nms:
+            outputs = ("boxes", "scores", "labels", "batch_index")
+            box_scale = float(size) if with_preprocess else 1.0
+            graph = GraphPostprocess(anchors, score_threshold, iou_threshold, pre_nms_top_k, box_scale).eval()
+            num_classes = loaded.config.num_classes
+            axes = {name: {0: "detections"} for name in outputs}
+            if batch_axis:
+                axes.update(conf=batch_axis, loc=batch_axis)
+            sample = separated_head_outputs(anchors, num_classes, traced_batch, iou_threshold)
+            _to_onnx(graph, sample, postprocess_file, (["conf", "loc"], list(outputs)), axes, opset)
+            post_session = _session(onnxruntime, postprocess_file)
+            for batch in (1, 3) if dynamic_batch else (1,):
+                conf, loc = separated_head_outputs(anchors, num_classes, batch, iou_threshold, seed=batch)
+                with torch.no_grad():
+                    expected = graph(conf, loc)
+                got = post_session.run(None, {"conf": conf.numpy(), "loc": loc.numpy()})
+                difference = max(difference, _detection_difference(expected, got))
+            post = onnx.compose.add_prefix(onnx.load(str(postprocess_file)), "postprocess/", rename_inputs=False,
+                                           rename_outputs=False)  # fmt: skip
+            proto.ir_version = post.ir_version = max(proto.ir_version, post.ir_version)  # the exporters differ
+            proto = onnx.compose.merge_models(proto, post, io_map=[("conf", "conf"), ("loc", "loc")])
+        if difference > PARITY_TOLERANCE:
+            raise ExportFailed(
+                f"ONNX Runtime differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE:.0e}); file not written",
+                path=path,
+            )
+        extra: dict[str, Any] = {"score_threshold": score_threshold, "iou_threshold": iou_threshold} if with_nms else {}
+        extra["input"] = PIXEL_INPUT if with_preprocess else NORMALISED_INPUT
+        extra["exporter"] = exporter
+        if with_nms:
+            extra["boxes"] = "pixels" if with_preprocess else "normalised"
+        for key, value in model_metadata(loaded, with_nms, extra).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(temporary))
+        final = _session(onnxruntime, temporary)  # the joined file loads and runs
+        final.run(None, {"images": sample_images.numpy()})
+    return ExportResult(path, "onnx", difference, PARITY_TOLERANCE, outputs)
+
+
+def _detection_difference(expected: tuple[Tensor, ...], got: list[np.ndarray]) -> float:
+    """Largest difference between two sets of detections in the same order; infinite if they differ in count or
+    in which image or class a detection belongs to."""
+    if expected[0].shape[0] != got[0].shape[0]:
+        return float("inf")
+    if not (np.array_equal(expected[2].numpy(), got[2]) and np.array_equal(expected[3].numpy(), got[3])):
+        return float("inf")
+    return max((float(np.abs(e.numpy().astype(np.float64) - g).max()) for e, g in zip(expected[:2], got[:2]) if e.numel()),
+               default=0.0)  # fmt: skip
+
+
+def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
+    size = loaded.config.layout.image_size
+    with atomic_path(path) as temporary:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(loaded.model, (_sample_inputs(size, 2),))
+        extra = {"ssdcli.json": model_metadata(loaded, False)[METADATA_KEY]}
+        torch.jit.save(traced, str(temporary), _extra_files=extra)
+        reloaded = torch.jit.load(str(temporary))
+        difference = 0.0
+        for batch in (1, 3):
+            images = _sample_inputs(size, batch, seed=batch)
+            with torch.no_grad():
+                expected, got = loaded.model(images), reloaded(images)
+            difference = max(difference, *(float((e - g).abs().max()) for e, g in zip(expected, got)))
+        if difference > PARITY_TOLERANCE:
+            raise ExportFailed(f"TorchScript differs from PyTorch by {difference:.2e}; file not written", path=path)
+    return ExportResult(path, "torchscript", difference, PARITY_TOLERANCE, ("conf", "loc"))
+
+
+def run_export(
+    checkpoint: Path,
+    format: str,
+    out: Path | None,
+    opset: int = 18,
+    dynamic_batch: bool = True,
+    with_nms: bool = False,
+    force: bool = False,
+    int8: bool = False,
+    calibration: Path | None = None,
+    with_preprocess: bool = False,
+) -> ExportResult:
+    """Export a checkpoint; the file is written atomically and only after the parity check passes.
+
+    ``int8``: an ONNX file quantised to INT8 (see ``engine/export/quantize.py``), calibrated on the images of the folder
+    ``calibration``, or of the training split the checkpoint was trained on."""
+    if format not in ("onnx", "torchscript"):
+        raise UsageError(f"--format: expected onnx or torchscript, got {format!r}")
+    if with_nms and format != "onnx":
+        raise UsageError("--with-nms applies to --format onnx only")
+    if int8 and (format != "onnx" or with_nms):
+        raise UsageError("--int8 applies to --format onnx without --with-nms (quantise the network, decode in ssdcli)")
+    if calibration is not None and not int8:
+        raise UsageError("--calibration applies to --int8 only")
+    if with_preprocess and (format != "onnx" or int8):
+        raise UsageError("--with-preprocess applies to --format onnx without --int8")
+    suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
+    if out is not None:
+        path = Path(out)
+    elif detector_by_name(checkpoint) is not None:  # torchvision's weights by name: a file in the working folder
+        path = Path(str(checkpoint) + suffix)
+    else:
+        path = Path(checkpoint).with_suffix(suffix)
+    check_new_file(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(checkpoint, "cpu")
+    if int8:
+        return _export_int8(loaded, checkpoint, path, opset, dynamic_batch, calibration)
+    if format == "onnx":
+        settings = loaded.postprocess  # NMS inside the graph: the model's own settings
+        return export_onnx(
+            loaded,
+            path,
+            opset,
+            dynamic_batch,
+            with_nms,
+            settings.score_threshold,
+            settings.iou_threshold,
+            settings.pre_nms_top_k,
+            with_preprocess,
+        )
+    return export_torchscript(loaded, path)
+
+
+def _training_images(checkpoint: Path) -> list[Path]:
+    """The image files of the split a checkpoint was trained on (from its saved training settings)."""
+    from ssdcli.data.dataset import open_index
+
+    from ssdcli.engine.checkpoint import load_checkpoint
+
+    saved = (load_checkpoint(checkpoint).train_state or {}).get("config") or {}
+    if not saved.get("data"):
+        raise UsageError("calibration images: the checkpoint names no training data; give a folder of images")
+    index = open_index(
+        saved["data"], saved.get("train_split"), saved.get("data_format", "auto"), check_images=False
+    )
+    return [record.path for record in index.records]
+
+
+def _export_int8(
+    loaded: LoadedModel, checkpoint: Path, path: Path, opset: int, dynamic_batch: bool, calibration: Path | None
+) -> ExportResult:
+    """FP32 export (checked against PyTorch), then INT8 quantisation (checked against the FP32 file)."""
+    import random
+
+    from ssdcli.engine.export.quantize import MAX_CALIBRATION_IMAGES, MIN_AGREEMENT, calibration_images, quantize_onnx
+
+    if calibration is not None:
+        images = calibration_images(Path(calibration))
+    else:
+        images = _training_images(Path(checkpoint))
+        if len(images) > MAX_CALIBRATION_IMAGES:
+            images = sorted(random.Random(0).sample(images, MAX_CALIBRATION_IMAGES))
+    with scratch_folder(path) as scratch, atomic_path(path, suffix=".onnx") as int8:
+        fp32 = scratch / "fp32.onnx"
+        export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
+        config = loaded.config
+        result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
+    return ExportResult(path, "onnx-int8", 1.0 - result.agreement, 1.0 - MIN_AGREEMENT, ("conf", "loc"))

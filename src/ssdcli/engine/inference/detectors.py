@@ -1,0 +1,196 @@
+"""A trained model in any of its forms (checkpoint, ONNX file, TorchScript file) as one thing that detects.
+
+Evaluating an exported file the way a checkpoint is evaluated (same data pipeline, same score threshold, same
+evaluators) is what shows that the export kept the model's accuracy: :func:`load_detector` gives a
+:class:`LoadedDetector` whatever the file, and :func:`ssdcli.engine.inference.batched.detect_index_with` runs it over a
+data set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ssdcli.core.anchors import default_boxes
+from ssdcli.core.postprocess import PostprocessSettings, postprocess
+from ssdcli.errors import CheckpointError, UsageError
+
+from ssdcli.engine.inference.loading import LoadedModel, load_model
+from ssdcli.engine.inference.predictor import ModelInfo, Predictor, model_settings
+
+#: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
+BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
+
+MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
+
+
+@dataclass(frozen=True)
+class LoadedDetector:
+    """A model file ready to detect: ``detect`` on normalised images of ``info.layout.image_size``, with the
+    detection ``settings`` it was made with (the model's own: ssdcli's evaluation settings for checkpoints,
+    torchvision's for its detectors). ``pretrained`` names torchvision's weights, None otherwise."""
+
+    detect: BatchDetector
+    info: ModelInfo
+    format: str  # one of MODEL_FORMATS
+    device: torch.device
+    settings: PostprocessSettings
+    path: Path
+    pretrained: str | None = None
+
+
+def guess_model_format(path: str | Path) -> str:
+    """``onnx`` for ``.onnx``, ``torchscript`` for ``.torchscript.pt`` (as ``ssd export`` names them), else
+    ``checkpoint``."""
+    name = Path(path).name.lower()
+    if name.endswith(".onnx"):
+        return "onnx"
+    if name.endswith(".torchscript.pt") or name.endswith(".ts"):
+        return "torchscript"
+    return "checkpoint"
+
+
+def _raw_detector(
+    network: Callable[[Tensor], tuple[Tensor, Tensor]], anchors: Tensor, device: torch.device, settings: PostprocessSettings
+) -> BatchDetector:
+    """A detector over a network that gives (conf [B, A, C], loc [B, A, 4]): the project's decoding and NMS."""
+
+    @torch.no_grad()
+    def detect(images: Tensor) -> list[dict[str, Tensor]]:
+        images = images.to(device)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        conf, loc = network(images)
+        return postprocess(
+            conf.to(device),
+            loc.to(device),
+            anchors,
+            settings.score_threshold,
+            settings.iou_threshold,
+            settings.top_k,
+            settings.pre_nms_top_k,
+        )
+
+    return detect
+
+
+def checkpoint_info(loaded: LoadedModel) -> ModelInfo:
+    """What inference needs of a loaded checkpoint besides its weights."""
+    config = loaded.config
+    return ModelInfo(
+        config.arch, config.layout, loaded.class_names, loaded.category_ids, config.mean, config.std, config.resize
+    )
+
+
+def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:
+    loaded = load_model(path, device)
+    if device.type == "cuda":
+        loaded.model.to(memory_format=torch.channels_last)
+    config = loaded.config
+    info = checkpoint_info(loaded)
+    anchors = default_boxes(config.layout, device=device)
+    detect = _raw_detector(loaded.model, anchors, device, loaded.postprocess)
+    return LoadedDetector(detect, info, "checkpoint", device, loaded.postprocess, loaded.path, loaded.pretrained)
+
+
+def _onnx(path: Path) -> LoadedDetector:
+    from ssdcli.engine.inference.onnx_runtime import (
+        OnnxNetwork,
+        box_scale,
+        decoded_detections,
+        input_feed,
+        model_info,
+        open_onnx,
+        postprocess_settings,
+    )
+
+    session, meta = open_onnx(path)
+    info, settings = model_info(meta, path), postprocess_settings(meta, path)
+    feed = input_feed(meta, info)
+    cpu = torch.device("cpu")
+    if meta.get("with_nms"):
+        built_in_score = float(meta.get("score_threshold", settings.score_threshold))
+        if built_in_score > settings.score_threshold:
+            raise UsageError(
+                f"this file drops scores up to {built_in_score:g} inside its graph; evaluation needs scores from "
+                f"{settings.score_threshold:g}: export it again with the default score threshold",
+                path=path,
+            )
+
+        def detect(images: Tensor) -> list[dict[str, Tensor]]:
+            return decoded_detections(
+                session, images, settings.score_threshold, settings.top_k, feed, box_scale(meta, info)
+            )
+
+        return LoadedDetector(detect, info, "onnx", cpu, settings, path)
+    anchors = default_boxes(info.layout, device=cpu)
+    network = OnnxNetwork(session, feed)
+    return LoadedDetector(_raw_detector(network, anchors, cpu, settings), info, "onnx", cpu, settings, path)
+
+
+def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
+    from ssdcli.engine.inference.onnx_runtime import model_info, postprocess_settings
+
+    if not path.is_file():
+        raise CheckpointError("TorchScript file not found", path=path)
+    extra = {"ssdcli.json": ""}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as error:  # noqa: BLE001 - torch.jit raises many kinds for a bad file
+        raise CheckpointError(f"not a readable TorchScript file ({str(error).splitlines()[0]})", path=path) from None
+    if not extra["ssdcli.json"]:
+        raise CheckpointError("TorchScript file has no ssdcli metadata (export it with 'ssd export')", path=path)
+    meta = json.loads(extra["ssdcli.json"])
+    info = model_info(meta, path, "TorchScript file")
+    settings = postprocess_settings(meta, path, "TorchScript file")
+    module.eval()
+    anchors = default_boxes(info.layout, device=device)
+    detect = _raw_detector(module, anchors, device, settings)
+    return LoadedDetector(detect, info, "torchscript", device, settings, path)
+
+
+def load_detector(path: str | Path, model_format: str = "auto", device: torch.device | str = "cpu") -> LoadedDetector:
+    """A checkpoint (or torchvision's detector, see ``load_model``), an ONNX file (with or without NMS in the
+    graph) or a TorchScript file as a detector with the model's own detection settings.
+
+    ``model_format`` "auto" guesses from the file name (:func:`guess_model_format`). ONNX files run on the CPU
+    with ONNX Runtime.
+    """
+    device = torch.device(device)
+    fmt = guess_model_format(path) if model_format == "auto" else model_format
+    if fmt not in MODEL_FORMATS:
+        raise UsageError(f"unknown model format {fmt!r} (choose from {', '.join(MODEL_FORMATS)})")
+    if fmt != "checkpoint":
+        path = Path(path)
+    if fmt == "onnx":
+        return _onnx(path)
+    if fmt == "torchscript":
+        return _torchscript(path, device)
+    return _checkpoint(path, device)
+
+
+
+def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
+    """A predictor over a checkpoint's model, or one of torchvision's detectors (name or file, see ``load_model``).
+
+    Options left out or None take the model's own settings (``LoadedModel.postprocess``)."""
+    loaded = load_model(path, device)
+    options = model_settings(loaded.postprocess, options)
+    if torch.device(device).type == "cuda":
+        loaded.model.to(memory_format=torch.channels_last)
+    return Predictor(loaded.model, checkpoint_info(loaded), device, **options)  # type: ignore[arg-type]
+
+
+def load_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
+    """A predictor (images in, detections in pixels out) from a checkpoint, torchvision's detector, or an exported
+    ONNX file (``.onnx``)."""
+    if Path(path).suffix.lower() == ".onnx":
+        from ssdcli.engine.inference.onnx_runtime import onnx_predictor
+
+        return onnx_predictor(path, **options)
+    return torch_predictor(path, device, **options)

@@ -1,0 +1,251 @@
+"""``ssd predict``: images, folders, globs and videos in; annotated files and JSON out, in a fresh run folder."""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import torch
+
+from ssdcli.data.dataset import open_index
+from ssdcli.data.images import read_image_rgb
+from ssdcli.errors import DataError, SsdcliError, UsageError
+
+from ssdcli.engine.inference.draw import draw_detections
+from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
+from ssdcli.engine.inference.predictor import Detections, Predictor
+from ssdcli.data.files import fresh_run_dir
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+@dataclass(frozen=True)
+class Sources:
+    images: tuple[Path, ...]
+    videos: tuple[Path, ...]
+    problems: tuple[str, ...]  # one line per source that could not be used
+
+
+@dataclass(frozen=True)
+class DatasetImages:
+    """The images of one split of a data set and the ids its results files use: ``image_ids`` [N] aligned with
+    ``paths`` (COCO: the JSON's image ids; VOC: the id strings), ``category_ids`` by model label (COCO: the
+    category ids; VOC: the label, the 1-based index into the model's classes that ``ssd eval --voc`` reads)."""
+
+    paths: tuple[Path, ...]
+    image_ids: tuple[int | str, ...]
+    category_ids: tuple[int, ...]
+
+
+def dataset_images(
+    data: str | Path, split: str | None, data_format: str, class_names: Sequence[str]
+) -> DatasetImages:
+    """The images of ``data``/``split`` (None: "test" of a root, or the split a COCO file holds), with the
+    data set's ids for the model's classes ``class_names`` (index 0 the background)."""
+    index = open_index(data, split, data_format, class_names[1:], check_images=False, default_split="test")
+    records = index.records
+    return DatasetImages(
+        tuple(r.path for r in records), tuple(r.source_id for r in records), tuple(index.category_ids)
+    )
+
+
+@dataclass
+class PredictResult:
+    run_dir: Path | None
+    images_done: int = 0
+    frames_done: int = 0
+    failed: list[str] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)  # COCO-style records
+    per_image: list[dict[str, Any]] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+
+
+def expand_sources(sources: Sequence[str]) -> Sources:
+    """Files, folders (their images and videos, sorted) and glob patterns -> image and video paths."""
+    images: list[Path] = []
+    videos: list[Path] = []
+    problems: list[str] = []
+
+    def add(path: Path) -> None:
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            videos.append(path)
+        else:
+            images.append(path)
+
+    for source in sources:
+        path = Path(source)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            if not found:
+                problems.append(f"{path}: folder holds no images or videos")
+            for item in found:
+                add(item)
+        elif path.exists():
+            add(path)
+        elif glob.has_magic(source):
+            matched = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            if not matched:
+                problems.append(f"{source}: pattern matches no files")
+            for item in matched:
+                add(item)
+        else:
+            problems.append(f"{path}: file not found")
+    return Sources(tuple(images), tuple(videos), tuple(problems))
+
+
+def _records(
+    detections: Detections, image_id: int | str, file_name: str, category_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    records = []
+    for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
+        x1, y1, x2, y2 = (float(v) for v in box)
+        records.append(
+            {
+                "image_id": image_id,
+                "file_name": file_name,
+                "category_id": int(category_ids[int(label)]),
+                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                "score": round(float(score), 5),
+            }
+        )
+    return records
+
+
+def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
+    height, width = detections.image_size
+    return {
+        "file": file_name,
+        "width": width,
+        "height": height,
+        "detections": [
+            {"class": name, "label": int(label), "score": round(float(score), 5), "box_xyxy": [round(float(v), 2) for v in box]}
+            for box, score, label, name in zip(detections.boxes, detections.scores, detections.labels, detections.names)
+        ],
+    }
+
+
+#: The COCO results file of a run with JSON output; no per-image file may take its name.
+RESULTS_JSON = "results.json"
+
+
+def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str], sidecar: str | None = None) -> Path:
+    """``run_dir/<stem><suffix>``, numbered ``<stem>_<n><suffix>`` while it, or its ``sidecar`` file (the same
+    stem with that suffix), would take a name already in ``taken``; both names are then taken."""
+    name, n = stem, 1
+    while f"{name}{suffix}" in taken or (sidecar is not None and f"{name}{sidecar}" in taken):
+        n += 1
+        name = f"{stem}_{n}"
+    taken.add(f"{name}{suffix}")
+    if sidecar is not None:
+        taken.add(f"{name}{sidecar}")
+    return run_dir / f"{name}{suffix}"
+
+
+def run_predict(
+    predictor: Predictor,
+    sources: Sequence[str],
+    out: str | Path | None,
+    batch_size: int = 16,
+    write_json: bool = False,
+    emit: EventHandler = ignore_events,
+    dataset: DatasetImages | None = None,
+) -> PredictResult:
+    """Predict on every source, or on the images of ``dataset`` (then ``sources`` is empty). ``out=None`` writes
+    nothing (the JSON is returned for printing).
+
+    The COCO-style ``results`` carry, besides ``file_name``, the data set's image and category ids with
+    ``dataset`` (so ``ssd eval`` scores them against the data set), else ids 0..N-1 in input order and the
+    checkpoint's category ids."""
+    if dataset is not None and sources:
+        raise UsageError("give images or a data set, not both")
+    found = expand_sources(sources) if dataset is None else Sources(dataset.paths, (), ())
+    id_of: dict[Path, int | str] = dict(zip(dataset.paths, dataset.image_ids)) if dataset is not None else {}
+    for problem in found.problems:
+        emit(Message(problem, "warning"))
+    result = PredictResult(None, failed=list(found.problems))
+    if not found.images and not found.videos:
+        raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
+    run_dir = fresh_run_dir(out) if out is not None else None
+    result.run_dir = run_dir
+    taken: set[str] = {RESULTS_JSON} if write_json else set()
+    category_ids = predictor.info.category_ids if dataset is None else dataset.category_ids
+    total = len(found.images)
+    for start in range(0, total, batch_size):
+        paths, rgbs = [], []
+        for path in found.images[start : start + batch_size]:
+            try:
+                rgbs.append(torch.from_numpy(read_image_rgb(path)).permute(2, 0, 1).contiguous())
+                paths.append(path)
+            except SsdcliError as error:
+                result.failed.append(str(error))
+                emit(Message(str(error), "warning"))
+        for path, rgb, detections in zip(paths, rgbs, predictor.predict_rgb(rgbs)):
+            image_id = id_of[path] if dataset is not None else result.images_done
+            result.images_done += 1
+            result.results.extend(_records(detections, image_id, path.name, category_ids))
+            result.per_image.append(_image_json(detections, str(path)))
+            if run_dir is not None:
+                bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
+                target = _unique_name(run_dir, path.stem, ".jpg", taken, ".json" if write_json else None)
+                cv2.imwrite(str(target), draw_detections(bgr, detections))
+                result.outputs.append(target)
+                if write_json:
+                    target.with_suffix(".json").write_text(json.dumps(result.per_image[-1], indent=2))
+        emit(EvalProgress(min(start + batch_size, total), total))
+    for video in found.videos:
+        try:
+            result.frames_done += _predict_video(predictor, video, run_dir, taken, batch_size, result)
+        except SsdcliError as error:
+            result.failed.append(str(error))
+            emit(Message(str(error), "warning"))
+    if run_dir is not None and write_json:
+        (run_dir / RESULTS_JSON).write_text(json.dumps(result.results))
+    if result.images_done == 0 and result.frames_done == 0:
+        raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
+    return result
+
+
+def _predict_video(
+    predictor: Predictor, path: Path, run_dir: Path | None, taken: set[str], batch_size: int, result: PredictResult
+) -> int:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError("not a readable video", path=path)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    writer = None
+    frames = 0
+    try:
+        while True:
+            batch = []
+            for _ in range(batch_size):
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                batch.append(frame)
+            if not batch:
+                break
+            rgbs = [torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous() for f in batch]
+            for frame, detections in zip(batch, predictor.predict_rgb(rgbs)):
+                if run_dir is not None:
+                    if writer is None:
+                        target = _unique_name(run_dir, path.stem, ".mp4", taken)
+                        height, width = frame.shape[:2]
+                        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                        result.outputs.append(target)
+                    writer.write(draw_detections(frame, detections))
+                result.per_image.append({**_image_json(detections, str(path)), "frame": frames})
+                frames += 1
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if frames == 0:
+        raise DataError("video has no readable frames", path=path)
+    return frames
+

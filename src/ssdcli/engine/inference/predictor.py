@@ -1,0 +1,133 @@
+"""A predictor object for notebooks and the ``ssd predict`` command: images in, detections in pixels out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ssdcli.core.anchors import AnchorLayout, default_boxes
+from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
+from ssdcli.errors import UsageError
+
+from ssdcli.engine.inference.preprocess import ImageLike, network_input, to_rgb_tensor
+
+#: A network: images [B, 3, S, S] normalised -> (conf [B, A, C], loc [B, A, 4]).
+RawNetwork = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def to_pixels(detections: dict[str, Tensor], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised xyxy detections of one image -> (boxes [K, 4] pixels, scores [K], labels [K]) as numpy."""
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes = detections["boxes"].float().cpu() * scale
+    return boxes.numpy(), detections["scores"].float().cpu().numpy(), detections["labels"].cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What inference needs besides the weights (stored in checkpoints and in ONNX metadata)."""
+
+    arch: str
+    layout: AnchorLayout
+    class_names: tuple[str, ...]  # index 0 = background
+    category_ids: tuple[int, ...]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = "antialias"  # see ModelConfig.resize
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image: boxes [K, 4] xyxy in original pixels, scores [K], labels [K] (1..C-1),
+    names [K] class names, and the image size (height, width)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    names: tuple[str, ...]
+    image_size: tuple[int, int]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+class Predictor:
+    """Runs a network on images of any size and returns :class:`Detections` per image.
+
+    ``predictor(images)`` accepts one image or a list: paths, numpy BGR arrays (as OpenCV gives) or RGB tensors.
+    """
+
+    def __init__(
+        self,
+        network: RawNetwork,
+        info: ModelInfo,
+        device: torch.device | str = "cpu",
+        conf_threshold: float = 0.25,
+        iou_threshold: float = EVAL_SETTINGS.iou_threshold,
+        top_k: int = EVAL_SETTINGS.top_k,
+        classes: Sequence[str] | None = None,
+        pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
+    ) -> None:
+        self.network = network
+        self.info = info
+        self.device = torch.device(device)
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.top_k = top_k
+        self.pre_nms_top_k = pre_nms_top_k
+        self.anchors = default_boxes(info.layout, device=self.device)
+        self.keep_labels = None if classes is None else self._label_ids(classes)
+
+    def _label_ids(self, classes: Sequence[str]) -> set[int]:
+        known = {name: i for i, name in enumerate(self.info.class_names) if i > 0}
+        unknown = [c for c in classes if c not in known]
+        if unknown:
+            raise UsageError(f"classes: unknown class(es) {unknown}; the model knows {list(known)}")
+        return {known[c] for c in classes}
+
+    @torch.no_grad()
+    def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
+        """Detections for a batch of [3, H, W] uint8 RGB tensors."""
+        if not images:
+            return []
+        size, info = self.info.layout.image_size, self.info
+        batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
+        batch = batch.to(self.device)
+        conf, loc = self.network(batch)
+        found = postprocess(
+            conf, loc, self.anchors, self.conf_threshold, self.iou_threshold, self.top_k, self.pre_nms_top_k
+        )
+        results = []
+        for image, detections in zip(images, found):
+            height, width = int(image.shape[1]), int(image.shape[2])
+            boxes, scores, labels = to_pixels(detections, height, width)
+            if self.keep_labels is not None:
+                mask = np.isin(labels, list(self.keep_labels))
+                boxes, scores, labels = boxes[mask], scores[mask], labels[mask]
+            names = tuple(self.info.class_names[int(label)] for label in labels)
+            results.append(Detections(boxes, scores, labels, names, (height, width)))
+        return results
+
+    def __call__(self, images: ImageLike | Sequence[ImageLike], batch_size: int = 16) -> list[Detections]:
+        items = [images] if isinstance(images, (str, Path, np.ndarray, Tensor)) else list(images)
+        results: list[Detections] = []
+        for start in range(0, len(items), batch_size):
+            chunk = [to_rgb_tensor(item) for item in items[start : start + batch_size]]
+            results.extend(self.predict_rgb(chunk))
+        return results
+
+
+def model_settings(settings: PostprocessSettings, options: dict[str, object]) -> dict[str, object]:
+    """Predictor options: ``options`` where given (not None), else the model's NMS IoU, top-k and pre-NMS top-k
+    (the score threshold stays the predictor's own: a display threshold, not the model's evaluation one)."""
+    given = {key: value for key, value in options.items() if value is not None}
+    defaults = {
+        "iou_threshold": settings.iou_threshold,
+        "top_k": settings.top_k,
+        "pre_nms_top_k": settings.pre_nms_top_k,
+    }
+    return {**defaults, **given}

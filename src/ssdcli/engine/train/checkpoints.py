@@ -1,0 +1,116 @@
+"""A run's checkpoints: what they hold (the exact position, optimizer, schedule, EMA, random generator states),
+when they are written, and the one rule for ``best.pt``. Only rank 0 writes."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.events import CheckpointSaved, EventHandler
+
+if TYPE_CHECKING:
+    from ssdcli.engine.train.run import Run
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """The global generators' states (torch, NumPy, Python), saved with every checkpoint in types that
+    ``torch.load(weights_only=True)`` reads (tensors, lists, numbers)."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},  # fmt: skip
+        "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def restore_rng(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["gauss"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss_next"]))
+
+
+class CheckpointPolicy:
+    """``last.pt`` after every epoch and wherever a run stops (a signal, a non-finite loss, a file that broke):
+    the exact position, so that a resume trains exactly the batches that come next. ``best.pt`` by one rule: the
+    highest validation VOC07 mAP@0.5 (a NaN one, e.g. a split without objects, never counts); without validation
+    it is a copy of ``last.pt``."""
+
+    def __init__(self, run: Run, emit: EventHandler) -> None:
+        self.run = run
+        self.emit = emit
+
+    def snapshot(self, epoch: int, step_in_epoch: int, sums: Tensor | None = None) -> Checkpoint:
+        """The run at ``epoch`` (completed epochs) and ``step_in_epoch``; ``sums``: the epoch's loss sums so far,
+        for its metrics row when resumed."""
+        run = self.run
+        train_state: dict[str, Any] = {
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "config": run.config.to_dict(),
+            "rng": rng_state(),
+        }
+        if sums is not None:
+            train_state["epoch_sums"] = sums.tolist()
+        if run.clock is not None:
+            train_state["elapsed_s"] = run.clock.spent()
+            train_state["fitted"] = run.planned is not None
+        if run.ema is not None:  # model_state is the average; the trained weights and the EMA count go here
+            train_state["model"] = run.model.state_dict()
+            train_state["ema"] = {k: v for k, v in run.ema.state_dict().items() if k != "module"}
+        return Checkpoint(
+            model_config=run.model_config.to_dict(),
+            class_names=run.train_index.class_names,
+            category_ids=run.train_index.category_ids,
+            model_state=run.evaluated.state_dict(),
+            epoch=epoch,
+            step_in_epoch=step_in_epoch,
+            global_step=run.global_step,
+            best_metric=run.best,
+            train_state=train_state,
+        )
+
+    def save_last(self, epoch: int, step_in_epoch: int, sums: Tensor | None = None) -> Path | None:
+        """Write ``last.pt`` at this position (rank 0; None elsewhere)."""
+        if not self.run.context.is_main:
+            return None
+        path = save_checkpoint(self.snapshot(epoch, step_in_epoch, sums), self.run.run_dir / LAST)
+        self.emit(CheckpointSaved(path))
+        return path
+
+    def improved(self, row: dict[str, float]) -> bool:
+        """Whether this epoch's row beats the best so far (and becomes it)."""
+        if self.run.val_index is None:
+            return True
+        score = row.get("map50")
+        better = score is not None and math.isfinite(score) and (self.run.best is None or score > self.run.best)
+        if better:
+            self.run.best = score
+        return better
+
+    def save_epoch(self, epochs_done: int, improved: bool) -> tuple[Path | None, Path | None]:
+        """``last.pt`` after a completed epoch, and ``best.pt`` when it improved (rank 0)."""
+        if not self.run.context.is_main:
+            return None, None
+        last = self.save_last(epochs_done, 0)
+        best = None
+        if improved:
+            best = save_checkpoint(self.snapshot(epochs_done, 0), self.run.run_dir / BEST)
+            self.emit(CheckpointSaved(best, best=True))
+        return last, best

@@ -1,0 +1,247 @@
+"""What a training run is given, checked before anything is written: the settings (and those of a run being
+resumed), the length (epochs or a time budget), the options that need no data, the data splits with every image
+decoded once, and the model's configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ssdcli.config import TrainConfig
+from ssdcli.core.anchors import AnchorLayout
+from ssdcli.data.dataset import is_split_file, open_index
+from ssdcli.data.records import DatasetIndex
+from ssdcli.data.verify import ImageCheckCache, verify_index
+from ssdcli.engine.checkpoint import Checkpoint, load_checkpoint
+from ssdcli.engine.events import EventHandler, TaskProgress
+from ssdcli.engine.inspect.layouts import load_layout_file
+from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
+from ssdcli.engine.train.schedule import check_optimizer
+from ssdcli.errors import CheckpointError, DataError, UsageError
+from ssdcli.models.config import ModelConfig, check_arch, default_config
+from ssdcli.models.weights import IMAGENET
+
+
+def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None]:
+    """On resume, the saved run's settings win (same schedule), except where the output and hardware go."""
+    if config.resume is None:
+        return config, None
+    checkpoint = load_checkpoint(config.resume)
+    saved = (checkpoint.train_state or {}).get("config")
+    if saved is None:
+        raise CheckpointError("holds no training state to resume from (was it exported for inference?)", config.resume)
+    keep = {
+        "out": config.out,
+        "device": config.device,
+        "workers": config.workers,
+        "threads": config.threads,
+        "resume": config.resume,
+        "tensorboard": config.tensorboard,
+        "verify_images": config.verify_images,
+        "strict": config.strict,
+    }
+    restored = TrainConfig(**{**config_from_dict(saved).__dict__, **keep})
+    if config.epochs is not None and config.epochs != restored.epochs:
+        restored = replace(restored, epochs=config.epochs, time_budget=None)
+    return restored, checkpoint
+
+
+def resume_ignored(given: TrainConfig, restored: TrainConfig) -> list[str]:
+    """Settings given with a resume that differ from the run's own and are not taken (the run's are kept)."""
+    defaults = TrainConfig()
+    taken = {"out", "device", "workers", "threads", "resume", "tensorboard", "verify_images", "strict", "epochs"}
+    return [
+        name
+        for name in TrainConfig.__dataclass_fields__
+        if name not in taken
+        and getattr(given, name) != getattr(defaults, name)
+        and getattr(given, name) != getattr(restored, name)
+    ]
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    paths = {"data", "val_data", "anchors", "out", "resume"}
+    values = {k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()}
+    if values.get("classes") is not None:
+        values["classes"] = tuple(values["classes"])
+    return TrainConfig(**values)
+
+
+IMAGE_CHECK_CACHE = ".image-checks.json"
+
+
+def resolve_length(config: TrainConfig) -> tuple[TrainConfig, str]:
+    """A number of epochs or a time budget (the default budget when neither is set), and a line saying which."""
+    if config.epochs is not None and config.time_budget is not None:
+        raise UsageError("--epochs and --time both given; choose one")
+    if config.epochs is not None:
+        if config.epochs < 1:
+            raise UsageError(f"--epochs: expected at least 1, got {config.epochs}")
+        return config, f"training for {config.epochs} epochs"
+    if config.time_budget is None:
+        config = replace(config, time_budget=DEFAULT_BUDGET_S)
+        origin = "the default budget; set --time or --epochs to change it"
+    else:
+        origin = "--time"
+    if config.time_budget is None or config.time_budget <= 0:
+        raise UsageError(f"--time: expected a positive duration, got {config.time_budget} s")
+    return config, (
+        f"training for about {format_duration(config.time_budget)} ({origin}): the number of epochs is fitted "
+        "to the speed measured in the first epoch"
+    )
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """The splits a run uses, verified; ``val`` is None when validation is off."""
+
+    train: DatasetIndex
+    val: DatasetIndex | None
+    cache: ImageCheckCache | None = None
+    notes: tuple[str, ...] = ()
+
+
+AUTO_ANCHORS = "auto"
+#: Aspect ratios fitted per layer by ``--anchors auto`` (as ``ssd encode --suggest 2``).
+AUTO_ANCHOR_RATIOS = 2
+
+
+def is_auto_anchors(anchors: Path | str | None) -> bool:
+    return anchors is not None and str(anchors) == AUTO_ANCHORS
+
+
+def fit_anchors(config: TrainConfig, index: DatasetIndex) -> tuple[AnchorLayout, str]:
+    """The default-box layout of ``config.arch`` fitted to the boxes of the training split (the machinery of
+    ``ssd encode --suggest``: same feature maps, sizes and aspect ratios searched for coverage at IoU 0.5), and one
+    line with the coverage before and after. The start layout is kept when nothing beats it."""
+    from ssdcli.engine.inspect.coverage import gt_set_from_index
+    from ssdcli.engine.inspect.suggest import suggest_layout
+
+    start = default_config(config.arch, num_classes=2).layout
+    found = suggest_layout(gt_set_from_index(index, str(index.root), index.split), start, AUTO_ANCHOR_RATIOS)
+    layout = found.layout if found.accepted else start
+    line = (
+        f"anchors fitted to the {found.gts} training boxes: share with a default box of IoU > 0.5 "
+        f"{found.start_coverage:.1%} -> {max(found.coverage, found.start_coverage):.1%}, mean best IoU "
+        f"{found.start_mean_iou:.3f} -> {max(found.mean_iou, found.start_mean_iou):.3f}"
+    )
+    return layout, line
+
+
+def check_options(config: TrainConfig) -> AnchorLayout | None:
+    """Options that need no data, checked before anything is read or written; returns the anchor layout file's."""
+    try:
+        check_arch(config.arch)
+    except ValueError as error:
+        raise UsageError(f"model: {error}") from None
+    check_optimizer(config.optimizer)
+    if config.weights is not None:
+        return None  # the detector's layout and input size come with its weights (engine/train/finetune.py)
+    if is_auto_anchors(config.anchors):
+        if config.data is None:
+            raise UsageError("anchors 'auto' fits the default boxes to a data set's boxes; give the data to train on")
+        layout = None  # fitted once the training split is open (fit_anchors)
+    else:
+        layout = load_layout_file(config.anchors) if config.anchors is not None else None
+    size = (layout or default_config(config.arch, 2).layout).image_size
+    if config.img_size is not None and config.img_size != size:
+        raise UsageError(
+            f"input size {config.img_size}: the anchor layout of {config.arch} is for {size} px inputs; "
+            "give an anchor layout file for that size"
+        )
+    weights = config.backbone_weights
+    if weights is not None and weights != IMAGENET and not Path(weights).is_file():
+        raise CheckpointError(f"backbone weights: neither {IMAGENET!r} nor an existing file", path=weights)
+    return layout
+
+
+def open_split(
+    config: TrainConfig, data: Path, split: str | None, classes: Sequence[str] | None, default_split: str = "train"
+) -> DatasetIndex:
+    return open_index(
+        data, split, config.data_format, classes, check_images=not config.verify_images, default_split=default_split
+    )
+
+
+def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
+    """Index the training split and (when validation is on) the validation split, then decode every image once.
+
+    A COCO file given as ``data`` is the training split only: validation then comes from ``val_data``, or is
+    left out with a note. A validation split that cannot be opened is an error, not a silent run without
+    validation; a split that a file cannot give is an error too.
+    """
+    train_index = open_split(config, data, config.train_split, config.classes)
+    classes = train_index.class_names[1:]
+    val_index, notes = None, []
+    if config.eval_every > 0:
+        if is_split_file(data) and config.val_data is None and config.val_split is None:
+            notes.append(
+                f"no validation: {data.name} holds the {train_index.split!r} split only (give the validation "
+                "file, or the data set root); best.pt follows the training loss"
+            )
+        else:
+            source = config.val_data if config.val_data is not None else data
+            try:
+                val_index = open_split(config, source, config.val_split, classes, default_split="val")
+            except DataError as error:
+                raise DataError(
+                    f"validation split {config.val_split or 'val'!r}: {error.message} (choose another validation "
+                    "split, or turn validation off)",
+                    path=error.path,
+                ) from None
+    if not config.verify_images:
+        return TrainData(train_index, val_index, notes=tuple(notes))
+    cache = ImageCheckCache.load(config.out / IMAGE_CHECK_CACHE)
+    verified = []
+    for index in (train_index, val_index):
+        if index is None:
+            verified.append(None)
+            continue
+        task = f"check images ({index.split})"
+        verified.append(
+            verify_index(
+                index,
+                workers=config.workers,
+                cache=cache,
+                strict=config.strict,
+                on_progress=lambda done, total, task=task: emit(TaskProgress(task, done, total)),
+            )
+        )
+    return TrainData(verified[0], verified[1], cache, tuple(notes))
+
+
+def model_config_for(
+    config: TrainConfig, class_names: tuple[str, ...], layout: AnchorLayout | None, checkpoint: Checkpoint | None
+) -> ModelConfig:
+    if checkpoint is not None:
+        model_config = ModelConfig.from_dict(checkpoint.model_config)
+        if tuple(checkpoint.class_names) != tuple(class_names):
+            raise CheckpointError(
+                f"classes {list(checkpoint.class_names[1:])} differ from the data's {list(class_names[1:])}",
+                config.resume,
+            )
+        return model_config
+    return default_config(config.arch, num_classes=len(class_names), layout=layout)
+
+
+def check_split_size(config: TrainConfig, index: DatasetIndex, processes: int, data: Path) -> None:
+    """A split too small for one batch fails here, not as an empty epoch."""
+    if len(index) < config.batch_size * processes:
+        raise DataError(
+            f"the {index.split!r} split has {len(index)} usable images, fewer than one batch "
+            f"({config.batch_size} x {processes} processes); use a smaller batch size",
+            data,
+        )
+
+
+def check_batch_norm(config: TrainConfig, model: nn.Module) -> None:
+    """BatchNorm cannot take its statistics from one image: fail here, not at the first step."""
+    if config.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UsageError(
+            f"batch size 1: {config.arch} has BatchNorm layers, which cannot train on one image per batch; "
+            "use a batch size of 2 or more"
+        )
