@@ -297,3 +297,39 @@ def test_small_chunks_of_default_boxes_match_the_references(
         torch.testing.assert_close(scores[image], tv_scores, **TOL)
     ref = encode_batch(boxes.double().numpy(), classes.numpy(), ANCHORS.double().numpy(), best_anchor=False)
     np.testing.assert_array_equal(encode(boxes, classes, ANCHORS, best_anchor=False).labels.numpy(), ref["labels"])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_an_index_lookup_that_misses_falls_back_to_the_largest_iou(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Indices are looked up by recomputing the IoU of a few entries and finding the one equal to the chunk's
+    maximum. Perturb the recomputation by one part in a million, so that no entry is ever equal: the fallback
+    must still give the reference's assignment, never index 0 by default."""
+    boxes, classes = make_batch(seed)
+    expected = match(boxes, classes, ANCHORS).gt_index
+    real = matching._entry_iou
+    monkeypatch.setattr(matching, "_entry_iou", lambda *args: real(*args) * (1 + 1e-6))
+    perturbed = match(boxes, classes, ANCHORS)
+    assert torch.equal(perturbed.gt_index, expected)
+    labels = encode(boxes, classes, ANCHORS).labels
+    monkeypatch.undo()
+    assert torch.equal(labels, encode(boxes, classes, ANCHORS).labels)
+
+
+def test_a_layout_geometry_computed_once_gives_the_same_targets() -> None:
+    boxes, classes = make_batch(1)
+    geometry = matching.default_box_geometry(ANCHORS)
+    for got, want in zip(encode(boxes, classes, geometry), encode(boxes, classes, ANCHORS)):
+        assert torch.equal(got, want)
+    wide = boxes.double()  # another dtype: the geometry is converted, not misused
+    for got, want in zip(encode(wide, classes, geometry), encode(wide, classes, ANCHORS.double())):
+        assert torch.equal(got, want)
+
+
+def test_match_builds_the_full_iou_only_when_asked() -> None:
+    boxes, classes = make_batch(2)
+    assert match(boxes, classes, ANCHORS).iou is None
+    iou = match(boxes, classes, ANCHORS, with_iou=True).iou
+    expected = box_iou(boxes.reshape(-1, 4), ANCHORS_XYXY).reshape(*boxes.shape[:2], -1)
+    valid = classes >= 1
+    torch.testing.assert_close(iou[valid], expected[valid], **TOL)
+    assert bool((iou[~valid] == -1).all())

@@ -35,12 +35,13 @@ class Match(NamedTuple):
 
     gt_index: [B, A] int64, index into the image's GTs, -1 for background.
     scores: [B, A] best IoU of the default box with any valid GT (0 where the image has none).
-    iou: [B, G, A] IoU of every GT with every default box (-1 for padding GTs).
+    iou: [B, G, A] IoU of every GT with every default box (-1 for padding GTs); None unless asked for
+        (``match(..., with_iou=True)``), as it is the one large quantity.
     """
 
     gt_index: Tensor
     scores: Tensor
-    iou: Tensor
+    iou: Tensor | None
 
 
 class EncodedTargets(NamedTuple):
@@ -56,10 +57,46 @@ class EncodedTargets(NamedTuple):
     scores: Tensor
 
 
-def _check_inputs(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, num_classes: int | None) -> None:
+class DefaultBoxGeometry(NamedTuple):
+    """What matching needs of a layout's default boxes, computed once per layout (:func:`default_box_geometry`)
+    rather than at every training step.
+
+    cxcywh, xyxy: [A, 4]; area: [A]; x_low, x_high, y_low, y_high: [U] the distinct extents along each axis;
+    x_index, y_index: [A] each default box's extent.
+    """
+
+    cxcywh: Tensor
+    xyxy: Tensor
+    area: Tensor
+    x_low: Tensor
+    x_high: Tensor
+    x_index: Tensor
+    y_low: Tensor
+    y_high: Tensor
+    y_index: Tensor
+
+
+def default_box_geometry(anchors: Tensor, dtype: torch.dtype | None = None) -> DefaultBoxGeometry:
+    """The geometry of default boxes [A, 4] cxcywh (in ``dtype``, default theirs), checked once."""
+    check_tensor("anchors", anchors, 2, 4)
+    check_finite("anchors", anchors)
+    cxcywh = anchors.to(dtype or anchors.dtype)
+    xyxy = cxcywh_to_xyxy(cxcywh)
+    area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])  # [A]
+    x_low, x_high, x_index = _distinct_extents(xyxy[:, 0], xyxy[:, 2])
+    y_low, y_high, y_index = _distinct_extents(xyxy[:, 1], xyxy[:, 3])
+    return DefaultBoxGeometry(cxcywh, xyxy, area, x_low, x_high, x_index, y_low, y_high, y_index)
+
+
+def _geometry(anchors: Tensor | DefaultBoxGeometry, dtype: torch.dtype) -> DefaultBoxGeometry:
+    if isinstance(anchors, DefaultBoxGeometry):
+        return anchors if anchors.xyxy.dtype == dtype else default_box_geometry(anchors.cxcywh, dtype)
+    return default_box_geometry(anchors, dtype)
+
+
+def _check_inputs(boxes: Tensor, classes: Tensor, threshold: float, num_classes: int | None) -> None:
     check_tensor("boxes", boxes, 3, 4)
     check_tensor("classes", classes, 2)
-    check_tensor("anchors", anchors, 2, 4)
     if classes.shape != boxes.shape[:2]:
         raise ValueError(f"classes: expected shape {tuple(boxes.shape[:2])} to match boxes, got {tuple(classes.shape)}")
     if classes.is_floating_point() or classes.dtype == torch.bool:
@@ -78,7 +115,6 @@ def _check_inputs(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: fl
             f"first {int(classes[bad][0])}; allowed: {allowed}"
         )
     check_xyxy("boxes", boxes, valid=classes >= 1)
-    check_finite("anchors", anchors)
 
 
 #: Entries of one chunk of the IoU, [a, G, B] (a default boxes of a chunk): about 2 MB of float32, so that the
@@ -136,20 +172,18 @@ class _Tables(NamedTuple):
     guard: bool
 
 
-def _tables(boxes: Tensor, anchors_xyxy: Tensor) -> _Tables:
-    """The factors of the IoU of GT boxes [B, G, 4] with default boxes [A, 4] (both xyxy)."""
+def _tables(boxes: Tensor, geometry: DefaultBoxGeometry) -> _Tables:
+    """The factors of the IoU of GT boxes [B, G, 4] (xyxy) with the default boxes of ``geometry``."""
     gts = boxes.permute(2, 1, 0).contiguous()  # [4, G, B]
     gx1, gy1, gx2, gy2 = (coordinate[None] for coordinate in gts)  # [1, G, B] each
     gt_area = (gx2 - gx1) * (gy2 - gy1)  # [1, G, B]
-    anchor_area = (anchors_xyxy[:, 2] - anchors_xyxy[:, 0]) * (anchors_xyxy[:, 3] - anchors_xyxy[:, 1])  # [A]
     factors = []
-    for low, high, g_low, g_high in ((0, 2, gx1, gx2), (1, 3, gy1, gy2)):
-        a_low, a_high, index = _distinct_extents(anchors_xyxy[:, low], anchors_xyxy[:, high])
+    axes = ((geometry.x_low, geometry.x_high, gx1, gx2), (geometry.y_low, geometry.y_high, gy1, gy2))
+    for a_low, a_high, g_low, g_high in axes:
         table = boxes.new_empty(a_low.numel(), gts.shape[1], gts.shape[2])  # [U, G, B]
-        factors.append((axis_overlap(g_low, g_high, a_low[:, None, None], a_high[:, None, None], out=table), index))
-    (x_table, x_index), (y_table, y_index) = factors
-    guard = _union_needs_guard(gt_area, anchor_area)
-    return _Tables(x_table, y_table, x_index, y_index, gt_area, anchor_area, guard)
+        factors.append(axis_overlap(g_low, g_high, a_low[:, None, None], a_high[:, None, None], out=table))
+    guard = _union_needs_guard(gt_area, geometry.area)
+    return _Tables(factors[0], factors[1], geometry.x_index, geometry.y_index, gt_area, geometry.area, guard)
 
 
 def _chunk_iou(tables: _Tables, start: int, stop: int, inter: Tensor, union: Tensor) -> Tensor:
@@ -182,7 +216,16 @@ def _first_anchor_reaching(tables: _Tables, best: Tensor, start: Tensor, width: 
     gt = torch.arange(slots, device=start.device)[:, None, None]  # [G, 1, 1]
     image = torch.arange(batch, device=start.device)[None, :, None]  # [1, B, 1]
     iou = _entry_iou(tables, index, gt, image)  # [G, B, a]
-    return index.gather(2, (iou == best[:, :, None]).to(torch.uint8).argmax(dim=2, keepdim=True))[:, :, 0]
+    return index.gather(2, _first_equal(iou, best[:, :, None], dim=2)[:, :, None])[:, :, 0]
+
+
+def _first_equal(iou: Tensor, best: Tensor, dim: int) -> Tensor:
+    """Index along ``dim`` of the first entry of ``iou`` equal to ``best`` (broadcast). The recomputed IoU equals
+    the chunks' bit for bit by construction; should an entry ever miss (no value equal), the index of the
+    largest entry is taken instead, which is where ``best`` came from, so a miss never picks index 0 silently."""
+    equal = iou == best
+    first = equal.to(torch.uint8).argmax(dim=dim)
+    return torch.where(equal.any(dim=dim), first, iou.argmax(dim=dim))
 
 
 def _forced_matches(forcible: Tensor, best_anchor: Tensor) -> tuple[Tensor, Tensor]:
@@ -223,10 +266,12 @@ def _first_gt_reaching(tables: _Tables, best: Tensor, image: Tensor, anchor: Ten
     for those pairs only. Returns [P]."""
     gt = torch.arange(tables.gt_area.shape[1], device=best.device)  # [G]
     iou = _entry_iou(tables, anchor[:, None], gt, image[:, None])  # [P, G]
-    return (iou == best[:, None]).to(torch.uint8).argmax(dim=1)
+    return _first_equal(iou, best[:, None], dim=1)
 
 
-def _assign(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, best_anchor: bool) -> _Assignment:
+def _assign(
+    boxes: Tensor, classes: Tensor, geometry: DefaultBoxGeometry, threshold: float, best_anchor: bool
+) -> _Assignment:
     """Match a batch: each default box's best IoU, the default boxes above the threshold and the forced matches.
 
     The IoU is computed in chunks of default boxes laid out [a, G, B] (the batch contiguous) and reduced at
@@ -238,7 +283,7 @@ def _assign(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, b
     their best default box.
     """
     batch, _, _ = boxes.shape
-    num_anchors = anchors.shape[0]
+    num_anchors = geometry.xyxy.shape[0]
     valid = classes >= 1  # [B, G]
     slots = torch.arange(1, valid.shape[1] + 1, device=boxes.device)
     used = int((valid * slots).amax()) if valid.numel() else 0
@@ -247,7 +292,7 @@ def _assign(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, b
         return _Assignment(boxes.new_zeros(batch, num_anchors), _Pairs(none, none, none), _Pairs(none, none, none))
     valid = valid[:, :used]
     gt_boxes = torch.where(valid[:, :, None], boxes[:, :used], boxes.new_zeros(()))  # [B, G', 4]
-    tables = _tables(gt_boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))
+    tables = _tables(gt_boxes, geometry)
     step = max(1, _CHUNK_ENTRIES // (used * batch * _BLOCK)) * _BLOCK  # a whole number of blocks
     inter = boxes.new_empty(min(step, num_anchors), used, batch)  # [a, G', B], reused
     union = torch.empty_like(inter)
@@ -278,38 +323,43 @@ def _assign(boxes: Tensor, classes: Tensor, anchors: Tensor, threshold: float, b
 def match(
     boxes: Tensor,
     classes: Tensor,
-    anchors: Tensor,
+    anchors: Tensor | DefaultBoxGeometry,
     threshold: float = 0.5,
     best_anchor: bool = True,
     num_classes: int | None = None,
+    with_iou: bool = False,
 ) -> Match:
     """Assign each default box to at most one GT, for a whole batch at once.
 
     Args:
         boxes: [B, G, 4] xyxy normalised GT boxes.
         classes: [B, G] int64 GT classes (1..C-1), -1 marks padding.
-        anchors: [A, 4] cxcywh default boxes.
+        anchors: [A, 4] cxcywh default boxes, or their :func:`default_box_geometry` (computed once per layout).
         threshold: a default box takes its highest-IoU GT if that IoU is > threshold (strictly); ties go to the
             earlier GT (the reference rule).
         best_anchor: additionally give every GT its own highest-IoU default box, even below the threshold (the
             SSD paper, torchvision). If several GTs pick the same default box, the later GT keeps it (as
             torchvision's indexed assignment does). A GT overlapping no default box at all is left unmatched.
         num_classes: if given, classes must be < num_classes.
+        with_iou: also return the full [B, G, A] IoU (for reports; matching itself never builds it).
     """
-    _check_inputs(boxes, classes, anchors, threshold, num_classes)
-    assigned = _assign(boxes, classes, anchors, threshold, best_anchor)
+    _check_inputs(boxes, classes, threshold, num_classes)
+    geometry = _geometry(anchors, boxes.dtype)
+    assigned = _assign(boxes, classes, geometry, threshold, best_anchor)
     gt_index = torch.full(assigned.scores.shape, -1, dtype=torch.int64, device=boxes.device)  # [B, A]
     for pairs in (assigned.by_threshold, assigned.forced):  # forced matches last: they win
         gt_index[pairs.image, pairs.anchor] = pairs.gt
-    iou = pairwise_iou(boxes, cxcywh_to_xyxy(anchors.to(boxes.dtype)))  # [B, G, A]
-    iou.masked_fill_(classes[:, :, None] < 1, -1.0)
+    iou = None
+    if with_iou:
+        iou = pairwise_iou(boxes, geometry.xyxy)  # [B, G, A]
+        iou.masked_fill_(classes[:, :, None] < 1, -1.0)
     return Match(gt_index, assigned.scores, iou)
 
 
 def encode(
     boxes: Tensor,
     classes: Tensor,
-    anchors: Tensor,
+    anchors: Tensor | DefaultBoxGeometry,
     threshold: float = 0.5,
     best_anchor: bool = True,
     num_classes: int | None = None,
@@ -318,18 +368,20 @@ def encode(
     """Match a batch of GTs to default boxes and encode the training targets (DESIGN.md 1.3).
 
     Args:
-        boxes: [B, G, 4] xyxy normalised; classes: [B, G] int64 with -1 = padding; anchors: [A, 4] cxcywh.
+        boxes: [B, G, 4] xyxy normalised; classes: [B, G] int64 with -1 = padding; anchors: [A, 4] cxcywh, or
+            their :func:`default_box_geometry` (computed once per layout: a training loop's choice).
         threshold, best_anchor, num_classes: see :func:`match`. ``best_anchor=False`` reproduces the reference
             (threshold only, strict >, ties to the earlier GT).
 
     Returns:
         labels [B, A] int64 (0 = background), offsets [B, A, 4], scores [B, A] = best IoU with any GT.
     """
-    _check_inputs(boxes, classes, anchors, threshold, num_classes)
-    assigned = _assign(boxes, classes, anchors, threshold, best_anchor)
+    _check_inputs(boxes, classes, threshold, num_classes)
+    geometry = _geometry(anchors, boxes.dtype)
+    assigned = _assign(boxes, classes, geometry, threshold, best_anchor)
     labels = torch.zeros(assigned.scores.shape, dtype=torch.int64, device=boxes.device)  # [B, A]
     offsets = boxes.new_zeros(*assigned.scores.shape, 4)  # [B, A, 4]
-    anchors = anchors.to(boxes.dtype)
+    anchors = geometry.cxcywh
     for pairs in (assigned.by_threshold, assigned.forced):  # forced matches last: they win
         labels[pairs.image, pairs.anchor] = classes[pairs.image, pairs.gt].to(torch.int64)
         matched = boxes[pairs.image, pairs.gt]  # [P, 4]

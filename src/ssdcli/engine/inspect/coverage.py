@@ -268,7 +268,7 @@ def dataset_coverage(
     done = 0
     for chunk, g in image_chunks(gts, anchors.shape[0]):
         labels = gts.labels[chunk, :g]  # [b, g]
-        result = match(gts.boxes[chunk, :g], labels, anchors, threshold, best_anchor)
+        result = match(gts.boxes[chunk, :g], labels, anchors, threshold, best_anchor, with_iou=True)
         values, where = result.iou.max(dim=2)  # [b, g]
         best[chunk, :g], best_layer[chunk, :g] = values, layer_of[where]
         assigned = result.gt_index  # [b, A]

@@ -212,7 +212,7 @@ def train_one_epoch(
             images = images.contiguous(memory_format=torch.channels_last)
         boxes = batch.boxes.to(device, non_blocking=True)  # [B, G, 4] xyxy in [0, 1], padded
         classes = batch.classes.to(device, non_blocking=True)  # [B, G], -1 for padding
-        targets = encode(boxes, classes, run.anchors)
+        targets = encode(boxes, classes, run.geometry)
         with torch.autocast(device.type, enabled=run.use_amp):
             conf, loc = run.net(images)  # [B, A, C], [B, A, 4]
         loss = ssd_loss(conf.float(), loc.float(), targets.labels, targets.offsets)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ssdcli.config import TrainConfig
 from ssdcli.core.anchors import default_boxes
+from ssdcli.core.matching import DefaultBoxGeometry, default_box_geometry
 from ssdcli.data.collate import collate_detections
 from ssdcli.data.dataset import DetectionDataset
 from ssdcli.data.files import fresh_run_dir
@@ -69,6 +70,7 @@ class Run:
     train_index: DatasetIndex
     val_index: DatasetIndex | None
     anchors: Tensor  # [A, 4] default boxes, cx cy w h in [0, 1]
+    geometry: DefaultBoxGeometry  # what matching needs of ``anchors``, computed once
     dataset: DetectionDataset
     sampler: DistributedSampler
     resume_sampler: SkipFirst  # a resumed epoch starts after the batches already trained
@@ -240,9 +242,10 @@ def _assemble(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    anchors = default_boxes(layout, device=device)  # [A, 4]
     run = Run(
         config, device, context, run_dir, model_config, model, net, ema, train_index, val_index,
-        default_boxes(layout, device=device), dataset, sampler, resume_sampler, loader, loader_generator,
+        anchors, default_box_geometry(anchors), dataset, sampler, resume_sampler, loader, loader_generator,
         steps_per_epoch, schedule, optimizer, scheduler, scaler, use_amp, None, planned,
     )  # fmt: skip
     if checkpoint is not None and checkpoint.train_state is not None:
