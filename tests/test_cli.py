@@ -57,3 +57,18 @@ def test_python_dash_m_entry_point_no_traceback() -> None:
     done = subprocess.run([sys.executable, "-m", "ssdcli", "export", "--checkpoint", "missing.pt"], capture_output=True, text=True)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and done.stderr.startswith("error:")
+
+
+def test_engine_errors_name_parameters_and_the_cli_names_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.config import TrainConfig
+    from ssdcli.engine.train.loop import train
+    from ssdcli.errors import UsageError
+
+    with pytest.raises(UsageError) as raised:
+        train(TrainConfig(epochs=5, time_budget=60.0, out=tmp_path / "runs"))
+    assert str(raised.value) == "epochs and time_budget both given; choose one"
+    assert main(["train", "--epochs", "5", "--time", "1m", "--out", str(tmp_path / "runs")]) == 2
+    assert "error: --epochs and --time both given; choose one" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

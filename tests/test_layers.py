@@ -4,6 +4,7 @@ engine: demo -> train -> evaluate, export -> inference, inspect -> checkpoint, e
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,30 @@ def test_nothing_inside_imports_the_package_root_but_the_version() -> None:
 
 def test_the_package_root_imports_only_core_and_engine() -> None:
     assert _imported_layers(PACKAGE / "__init__.py") == {"core", "engine"}
+
+
+def _string_constants(module: Path) -> list[tuple[int, str]]:
+    """String literals of ``module`` except docstrings (f-string parts included)."""
+    tree = ast.parse(module.read_text())
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                docstrings.add(id(first.value))
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    ]
+
+
+BELOW_CLI = sorted(p for p in PACKAGE.rglob("*.py") if _layer(p) not in {"cli", "__init__", "__main__"})
+
+
+@pytest.mark.parametrize("module", BELOW_CLI, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_messages_below_the_cli_name_parameters_not_flags(module: Path) -> None:
+    """A notebook user of the engine is told about ``epochs``, not ``--epochs``: messages name parameters in
+    backticks and the CLI turns them into flags (cli/render.py)."""
+    flags = [(line, text) for line, text in _string_constants(module) if re.search(r"(^|[\s(])--[a-z]", text)]
+    assert not flags, f"{module.relative_to(PACKAGE)} names command-line flags: {flags}"

@@ -1,8 +1,21 @@
-"""Typed errors of ssdcli. The engine raises these; only the CLI maps them to messages and exit codes."""
+"""Typed errors of ssdcli. The engine raises these; only the CLI maps them to messages and exit codes.
+
+Messages name the parameters they are about in backticks (```epochs`: expected at least 1``): ``str()`` gives
+the parameter's name (what a notebook user passed), the CLI gives its flag (``--epochs``). The same holds for the
+engine's progress messages."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
+
+_PARAMETER = re.compile(r"`([a-z][a-z0-9_]*)`")
+
+
+def name_parameters(text: str, name: Callable[[str], str] = str) -> str:
+    """``text`` with each backticked parameter name replaced by ``name(parameter)``."""
+    return _PARAMETER.sub(lambda match: name(match.group(1)), text)
 
 
 class SsdcliError(Exception):
@@ -15,8 +28,13 @@ class SsdcliError(Exception):
         self.message = message
         self.path = None if path is None else str(path)
 
+    def render(self, name: Callable[[str], str] = str) -> str:
+        """The one-line message, parameters named by ``name`` (their own names by default)."""
+        message = name_parameters(self.message, name)
+        return f"{self.path}: {message}" if self.path else message
+
     def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
+        return self.render()
 
 
 class UsageError(SsdcliError):

@@ -19,7 +19,7 @@ from ssdcli import __version__
 from ssdcli.errors import SsdcliError
 
 from . import data, demo, encode, eval, export, predict, train
-from .render import print_error
+from .render import flag, print_error
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except SsdcliError as error:
         if state.debug:
             traceback.print_exc()
-        print_error(str(error))
+        print_error(error.render(flag))
         return error.exit_code
     except Exit as done:
         return done.exit_code

@@ -17,7 +17,7 @@ from ssdcli.engine.events import (
     TaskProgress,
 )
 
-from .render import live_display, print_warning
+from .render import as_flags, live_display, print_warning
 
 
 class TrainProgress:
@@ -83,7 +83,7 @@ class TrainProgress:
             if event.level == "warning":
                 print_warning(event.text)
             else:
-                self.progress.console.print(event.text)
+                self.progress.console.print(as_flags(event.text))
 
 
 class EvalProgressBar:

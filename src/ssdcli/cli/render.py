@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
+from ssdcli.errors import name_parameters
+
 
 def _console(stderr: bool) -> Console:
     console = Console(stderr=stderr, highlight=False)
@@ -35,10 +37,24 @@ def one_line(message: str) -> str:
     return lines[0] if len(lines) == 1 else f"{lines[0].rstrip()} (--debug for details)"
 
 
+#: Engine parameters whose flag is not ``--`` + the name with dashes.
+FLAG_OF_PARAMETER = {"arch": "--model", "time_budget": "--time", "iou_threshold": "--iou", "conf_threshold": "--conf"}
+
+
+def flag(parameter: str) -> str:
+    """The command-line flag of an engine parameter (``with_nms`` -> ``--with-nms``)."""
+    return FLAG_OF_PARAMETER.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def as_flags(text: str) -> str:
+    """An engine message with the parameters it names (in backticks) written as flags."""
+    return name_parameters(text, flag)
+
+
 def print_error(message: str) -> None:
     """Print ``error: <message>`` as one line on stderr (long messages are not wrapped, extra lines dropped)."""
-    stderr_console().print(f"[bold red]error:[/] {escape(one_line(message))}", soft_wrap=True)
+    stderr_console().print(f"[bold red]error:[/] {escape(one_line(as_flags(message)))}", soft_wrap=True)
 
 
 def print_warning(message: str) -> None:
-    stderr_console().print(f"[yellow]warning:[/] {escape(one_line(message))}", soft_wrap=True)
+    stderr_console().print(f"[yellow]warning:[/] {escape(one_line(as_flags(message)))}", soft_wrap=True)

@@ -75,7 +75,7 @@ def _check_out(src: Path, out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError("output exists and is not a folder", path=out)
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError("output folder is not empty; choose a new folder or pass --force", path=out)
+        raise UsageError("output folder is not empty; choose a new folder or pass `force`", path=out)
 
 
 class _Names:

@@ -140,7 +140,7 @@ def check_new_file(path: str | Path, force: bool = False) -> Path:
     if path.is_dir():
         raise UsageError("is a folder; give a file name", path=path)
     if path.exists() and not force:
-        raise UsageError("exists; pass --force to replace it (or choose another name)", path=path)
+        raise UsageError("exists; pass `force` to replace it (or choose another name)", path=path)
     return path
 
 

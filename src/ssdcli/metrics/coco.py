@@ -128,7 +128,7 @@ def _backend(backend: str) -> tuple[Any, Any]:
         except ImportError:
             raise UsageError(
                 "the faster-coco-eval backend needs the optional package faster-coco-eval: "
-                "pip install faster-coco-eval (or use --backend pycocotools)"
+                "pip install faster-coco-eval (or use `backend` pycocotools)"
             ) from None
         return COCO, COCOeval_faster
     raise UsageError(f"unknown COCO backend {backend!r}; expected one of {', '.join(COCO_BACKENDS)}")

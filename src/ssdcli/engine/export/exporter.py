@@ -395,15 +395,15 @@ def run_export(
     ``int8``: an ONNX file quantised to INT8 (see ``engine/export/quantize.py``), calibrated on the images of the folder
     ``calibration``, or of the training split the checkpoint was trained on."""
     if format not in ("onnx", "torchscript"):
-        raise UsageError(f"--format: expected onnx or torchscript, got {format!r}")
+        raise UsageError(f"`format`: expected onnx or torchscript, got {format!r}")
     if with_nms and format != "onnx":
-        raise UsageError("--with-nms applies to --format onnx only")
+        raise UsageError("`with_nms` applies to `format` onnx only")
     if int8 and (format != "onnx" or with_nms):
-        raise UsageError("--int8 applies to --format onnx without --with-nms (quantise the network, decode in ssdcli)")
+        raise UsageError("`int8` applies to `format` onnx without `with_nms` (quantise the network, decode in ssdcli)")
     if calibration is not None and not int8:
-        raise UsageError("--calibration applies to --int8 only")
+        raise UsageError("`calibration` applies to `int8` only")
     if with_preprocess and (format != "onnx" or int8):
-        raise UsageError("--with-preprocess applies to --format onnx without --int8")
+        raise UsageError("`with_preprocess` applies to `format` onnx without `int8`")
     suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
     if out is not None:
         path = Path(out)

@@ -29,7 +29,7 @@ def _open_session(path: Path) -> tuple[Any, dict[str, Any]]:
     try:
         import onnxruntime
     except ImportError:
-        raise UsageError("--onnx needs the optional package onnxruntime: pip install 'ssdcli[onnx]'") from None
+        raise UsageError("ONNX files need the optional package onnxruntime: pip install 'ssdcli[onnx]'") from None
     if not path.is_file():
         raise CheckpointError("ONNX file not found", path=path)
     try:
@@ -165,7 +165,7 @@ def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Pat
     built_in_iou = float(meta.get("iou_threshold", EVAL_SETTINGS.iou_threshold))
     if abs(iou - built_in_iou) > 1e-6:
         raise UsageError(
-            f"--iou {iou:g}: this file has NMS at IoU {built_in_iou:g} built in; export without --with-nms to choose "
+            f"`iou_threshold` {iou:g}: this file has NMS at IoU {built_in_iou:g} built in; export without `with_nms` to choose "
             "the IoU when predicting",
             path=path,
         )
@@ -173,7 +173,7 @@ def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Pat
     built_in_score = float(meta.get("score_threshold", 0.0))
     if conf < built_in_score:
         raise UsageError(
-            f"--conf {conf:g}: this file drops scores of {built_in_score:g} and below inside its graph", path=path
+            f"`conf_threshold` {conf:g}: this file drops scores of {built_in_score:g} and below inside its graph", path=path
         )
 
 

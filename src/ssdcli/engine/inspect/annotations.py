@@ -84,7 +84,7 @@ def _coco_image_entry(data: dict[str, Any], path: Path, image: Path, image_id: i
     by_name = [e for e in entries if Path(str(e.get("file_name", ""))).name == image.name]
     if len(by_name) != 1:
         how = "no" if not by_name else "more than one"
-        raise UsageError(f"{how} image named {image.name!r} in {path}; pass --image-id N")
+        raise UsageError(f"{how} image named {image.name!r} in {path}; pass `image_id` N")
     return by_name[0]
 
 
@@ -148,12 +148,12 @@ def read_annotation(
     if annotation is None:
         annotation = default_annotation_path(image)
         if annotation is None:
-            raise UsageError(f"no annotation found for {image}; pass --annotation FILE (VOC XML or COCO JSON)")
+            raise UsageError(f"no annotation found for {image}; pass `annotation` FILE (VOC XML or COCO JSON)")
     path = Path(annotation)
     suffix = path.suffix.lower()
     if suffix == ".xml":
         if image_id is not None:
-            raise UsageError("--image-id applies to COCO JSON annotations only")
+            raise UsageError("`image_id` applies to COCO JSON annotations only")
         objects, declared = _voc_objects(path)
     elif suffix == ".json":
         objects, declared = _coco_objects(path, image, image_id)

@@ -48,7 +48,7 @@ def layout_by_name(name: str) -> NamedLayout:
     names = known_layout_names()
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.4)
     hint = f"; did you mean {close[0]!r}?" if close else f"; choose from {', '.join(names)}"
-    raise UsageError(f"--model: unknown model or anchor layout {name!r}{hint}")
+    raise UsageError(f"`model`: unknown model or anchor layout {name!r}{hint}")
 
 
 def layout_from_checkpoint(path: Path) -> NamedLayout:
@@ -74,7 +74,7 @@ def layout_from_file(path: Path) -> NamedLayout:
 
 def resolve_layout(model: str | None = None, anchors: Path | None = None, checkpoint: Path | None = None) -> NamedLayout:
     """The layout chosen by at most one of ``model`` / ``anchors`` / ``checkpoint`` (default: SSD300's)."""
-    given = [flag for flag, value in (("--model", model), ("--anchors", anchors), ("--checkpoint", checkpoint)) if value]
+    given = [name for name, value in (("`model`", model), ("`anchors`", anchors), ("`checkpoint`", checkpoint)) if value]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} both choose the anchor layout; pass only one")
     if anchors is not None:

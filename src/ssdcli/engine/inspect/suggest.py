@@ -122,7 +122,7 @@ def _with(layout: AnchorLayout, sizes: tuple[float, ...], ratios: tuple[tuple[fl
 def suggest_layout(gts: GtSet, start: AnchorLayout, k: int, threshold: float = 0.5) -> Suggestion:
     """Search aspect ratios and sizes for ``start``'s feature maps that raise coverage of ``gts`` at ``threshold``."""
     if k < 1:
-        raise UsageError(f"--suggest: the number of aspect ratios must be at least 1, got {k}")
+        raise UsageError(f"`suggest`: the number of aspect ratios must be at least 1, got {k}")
     boxes = gts.boxes[gts.valid]  # [M, 4] xyxy normalised
     wh = (boxes[:, 2:] - boxes[:, :2]) * start.image_size  # [M, 2] px at the input
     keep = (wh > 0).all(dim=1)

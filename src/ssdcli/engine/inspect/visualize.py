@@ -323,7 +323,7 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     """Write ``image`` (BGR uint8) as a PNG file, atomically; the name must end in .png."""
     path = Path(path)
     if path.suffix.lower() != ".png":
-        raise UsageError("--visualize: the picture is written as PNG; give a file name ending in .png", path=path)
+        raise UsageError("`visualize`: the picture is written as PNG; give a file name ending in .png", path=path)
     ok, data = cv2.imencode(".png", image)
     if not ok:
         raise UsageError("could not encode the picture as PNG", path=path)

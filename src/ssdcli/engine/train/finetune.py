@@ -20,23 +20,23 @@ def start_from_detector(config: TrainConfig, class_names: tuple[str, ...]) -> tu
     kept.
     """
     if config.backbone_weights is not None:
-        raise UsageError("--weights loads a whole detector; leave out --backbone-weights")
+        raise UsageError("`weights` loads a whole detector; leave out `backbone_weights`")
     if config.anchors is not None:
-        raise UsageError("--weights: the detector's default boxes come with its weights; leave out --anchors")
+        raise UsageError("`weights`: the detector's default boxes come with its weights; leave out `anchors`")
     pretrained = load_pretrained(str(config.weights))
     model = pretrained.model
     model.config = dataclasses.replace(model.config, resize="antialias")  # trained and run through ssdcli's pipeline
     arch, layout = model.config.arch, model.config.layout
     if config.arch not in (TrainConfig.arch, arch):
-        raise UsageError(f"--model {config.arch}: the weights {pretrained.path} are for {arch}")
+        raise UsageError(f"`arch` {config.arch}: the weights {pretrained.path} are for {arch}")
     if config.img_size is not None and config.img_size != layout.image_size:
-        raise UsageError(f"--img-size {config.img_size}: {arch} from --weights takes {layout.image_size} px inputs")
+        raise UsageError(f"`img_size` {config.img_size}: {arch} from `weights` takes {layout.image_size} px inputs")
     theirs = len(pretrained.class_names) - 1
     name = pretrained.path.name
     if tuple(class_names[1:]) == pretrained.class_names[1:]:
-        return model, f"--weights {name}: {arch}, every layer kept (the data has the weights' {theirs} classes)"
+        return model, f"`weights` {name}: {arch}, every layer kept (the data has the weights' {theirs} classes)"
     model.reset_classes(len(class_names))
     return model, (
-        f"--weights {name}: {arch}, class head re-initialised for {len(class_names) - 1} classes "
+        f"`weights` {name}: {arch}, class head re-initialised for {len(class_names) - 1} classes "
         f"(the weights have {theirs}); backbone and box head kept"
     )

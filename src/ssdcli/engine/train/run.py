@@ -116,7 +116,7 @@ def build_run(
                          "train on)"))
             return None
     if config.data is None and config.val_data is not None:
-        raise UsageError("--val-data needs --data (the training data it validates)")
+        raise UsageError("`val_data` needs `data` (the training data it validates)")
     config, length_line = resolve_length(config)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(config.threads, config.workers))

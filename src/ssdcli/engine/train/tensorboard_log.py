@@ -23,7 +23,7 @@ class TensorBoardLog:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UsageError(
-                "--tensorboard needs the optional package tensorboard: pip install 'ssdcli[tensorboard]'"
+                "`tensorboard` needs the optional package tensorboard: pip install 'ssdcli[tensorboard]'"
             ) from None
         self._writer_class = SummaryWriter
         self._writer: Any = None
