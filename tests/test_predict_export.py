@@ -219,3 +219,31 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
     assert result.max_difference <= result.tolerance
     meta = json.loads({p.key: p.value for p in onnx.load(str(result.path)).metadata_props}["ssdcli"])
     assert meta["exporter"] == ("dynamo" if new_exporter else "torchscript")
+
+
+@pytest.mark.parametrize(
+    ("options", "named", "flag"),
+    [
+        ({"format": "tflite"}, "format: expected onnx or torchscript", "--format: expected"),
+        ({"format": "torchscript", "with_nms": True}, "with_nms applies to format onnx only", "--with-nms applies"),
+        ({"calibration": Path("images")}, "calibration applies to int8 only", "--calibration applies to --int8"),
+        ({"int8": True, "with_preprocess": True}, "with_preprocess applies", "--with-preprocess applies"),
+        ({"opset": 17}, "opset: expected 18 or later", "--opset: expected 18"),
+    ],
+)
+def test_export_settings_are_checked_when_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: dict, named: str, flag: str
+) -> None:
+    """ExportConfig refuses combinations that cannot be exported, naming its fields; the CLI names the flags,
+    before any file is read."""
+    from ssdcli.config import ExportConfig
+    from ssdcli.errors import UsageError
+
+    with pytest.raises(UsageError) as raised:
+        ExportConfig(checkpoint=tmp_path / "missing.pt", **options)
+    assert named in str(raised.value)
+    args = ["export", "--checkpoint", str(tmp_path / "missing.pt")]
+    for key, value in options.items():
+        args += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    assert main(args) == 2
+    assert flag in capsys.readouterr().err

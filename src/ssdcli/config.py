@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ssdcli.errors import UsageError
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -51,3 +53,131 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+EXPORT_FORMATS = ("onnx", "torchscript")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything ``ssd export`` needs; the combination is checked when it is made (errors name the field).
+
+    ``checkpoint``: a checkpoint of ``ssd train``, or torchvision's COCO detector (weights name or file).
+    ``out`` None: beside the checkpoint, with the format's suffix. ``int8``: ONNX quantised to INT8, calibrated
+    on the images of the folder ``calibration`` (default: the checkpoint's training split)."""
+
+    checkpoint: Path | str
+    format: str = "onnx"
+    out: Path | None = None
+    opset: int = 18
+    dynamic_batch: bool = True
+    with_nms: bool = False
+    with_preprocess: bool = False
+    int8: bool = False
+    calibration: Path | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in EXPORT_FORMATS:
+            raise UsageError(f"`format`: expected onnx or torchscript, got {self.format!r}")
+        if self.opset < 18:
+            raise UsageError(f"`opset`: expected 18 or later (PyTorch's current exporter), got {self.opset}")
+        if self.with_nms and self.format != "onnx":
+            raise UsageError("`with_nms` applies to `format` onnx only")
+        if self.int8 and (self.format != "onnx" or self.with_nms):
+            raise UsageError("`int8` applies to `format` onnx without `with_nms` (quantise the network, decode in ssdcli)")
+        if self.calibration is not None and not self.int8:
+            raise UsageError("`calibration` applies to `int8` only")
+        if self.with_preprocess and (self.format != "onnx" or self.int8):
+            raise UsageError("`with_preprocess` applies to `format` onnx without `int8`")
+
+
+EVAL_MODES = ("coco", "voc", "model")
+MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
+VOC_METRICS = ("voc07", "voc12")
+COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything ``ssd eval`` needs, in one of three modes, checked when it is made (errors name the field):
+
+    * ``coco``: ``results`` (a COCO results JSON) against ``gt`` (an instances JSON), pycocotools' metrics;
+    * ``voc``: ``results`` (a results JSON or a folder of devkit files) against the VOC split ``data``/``split``,
+      devkit AP (``metric``, ``iou_threshold``, ``classes``);
+    * ``model``: run ``model`` (``model_format``: a checkpoint, or an ONNX or TorchScript export) over
+      ``data``/``split``, write its detections into a fresh folder under ``out``, then both evaluations.
+
+    ``metric``, ``iou_threshold`` and ``backend`` are None unless chosen (defaults: voc07, 0.5, pycocotools), so
+    that a choice that does not apply to the mode is refused rather than ignored."""
+
+    mode: str
+    results: Path | None = None
+    gt: Path | None = None
+    data: Path | None = None
+    split: str | None = None  # None: "test" (a COCO file is its own split)
+    metric: str | None = None
+    iou_threshold: float | None = None
+    classes: tuple[str, ...] | None = None
+    per_class: bool = False
+    backend: str | None = None
+    model: Path | str | None = None
+    model_format: str = "checkpoint"
+    data_format: str = "auto"
+    out: Path = Path("runs/eval")
+    batch_size: int = 16
+    device: str = "auto"
+    plots: Path | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in EVAL_MODES:
+            raise UsageError(f"`mode`: expected one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
+        if self.model_format not in MODEL_FORMATS:
+            raise UsageError(f"`model_format`: expected one of {', '.join(MODEL_FORMATS)}, got {self.model_format!r}")
+        if self.metric is not None and self.metric not in VOC_METRICS:
+            raise UsageError(f"`metric`: expected voc07 or voc12, got {self.metric!r}")
+        if self.backend is not None and self.backend not in COCO_BACKENDS:
+            raise UsageError(f"`backend`: expected pycocotools or faster-coco-eval, got {self.backend!r}")
+        if self.iou_threshold is not None and not 0.0 < self.iou_threshold <= 1.0:
+            raise UsageError(f"`iou_threshold` must be in (0, 1], got {self.iou_threshold}")
+        if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
+            raise UsageError(f"`classes` must list distinct class names, got {','.join(self.classes)!r}")
+        if self.batch_size < 1:
+            raise UsageError(f"`batch_size`: expected at least 1, got {self.batch_size}")
+        if self.mode == "model":
+            self._reject(("results", "gt", "backend"), self.model_format)
+            if self.model is None:
+                raise UsageError(f"`{self.model_format}` needs the model file")
+            if self.data is None:
+                raise UsageError(f"`{self.model_format}` needs `data` (the data set to evaluate on)")
+            return
+        self._reject(("model", "plots"), self.mode)
+        if self.results is None:
+            raise UsageError("`results` is required (a results JSON, or a folder of devkit files with `voc`)")
+        if self.mode == "coco":
+            self._reject(("data", "split", "metric", "iou_threshold", "classes"), "coco")
+            if self.gt is None:
+                raise UsageError("`coco` needs `gt` (the ground-truth instances JSON)")
+        else:
+            self._reject(("gt", "per_class", "backend"), "voc")
+            if self.data is None:
+                raise UsageError("`voc` needs `data` (the VOC root folder)")
+
+    def _reject(self, fields: tuple[str, ...], mode: str) -> None:
+        for name in fields:
+            value = getattr(self, name)
+            if value is not None and value is not False:
+                raise UsageError(f"`{name}` does not apply to `{mode}`")
+
+    @property
+    def voc_metric(self) -> str:
+        return self.metric or "voc07"
+
+    @property
+    def iou(self) -> float:
+        return 0.5 if self.iou_threshold is None else self.iou_threshold
+
+    @property
+    def coco_backend(self) -> str:
+        return self.backend or "pycocotools"

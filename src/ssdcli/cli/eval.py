@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from ssdcli.config import EvalConfig
 from ssdcli.data.files import check_new_file
 from ssdcli.errors import UsageError
 
@@ -86,12 +87,6 @@ def _render_voc(result: VocResult) -> None:
     console.print(table)
 
 
-def _reject(given: dict[str, object], mode: str) -> None:
-    for option, value in given.items():
-        if value is not None and value is not False:
-            raise UsageError(f"{option} does not apply to {mode}")
-
-
 _RESULTS_HELP = "Detections: a COCO results JSON, or (--voc) a folder of devkit files comp4_det_<split>_<class>.txt."
 _CLASSES_HELP = "--voc: comma-separated classes; category_id i is the i-th (default: sorted names in the split)."
 _BACKEND_HELP = "--coco: pycocotools, or faster-coco-eval if installed (default: pycocotools)."
@@ -127,12 +122,10 @@ def eval_command(
     torchscript: Annotated[
         Path | None, typer.Option(help="As --checkpoint, for a file from 'ssd export --format torchscript'.")
     ] = None,
-    data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc, coco or yolo.")] = "auto",
-    out: Annotated[Path, typer.Option(help="--checkpoint: parent of the fresh run folder for detections.")] = Path(
-        "runs/eval"
-    ),
-    batch_size: Annotated[int, typer.Option(min=1, help="--checkpoint: images per batch.")] = 16,
-    device: Annotated[str, typer.Option(help="--checkpoint: auto, cpu, cuda or cuda:N.")] = "auto",
+    data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc, coco or yolo.")] = EvalConfig.data_format,
+    out: Annotated[Path, typer.Option(help="--checkpoint: parent of the fresh run folder for detections.")] = EvalConfig.out,
+    batch_size: Annotated[int, typer.Option(help="--checkpoint: images per batch.")] = EvalConfig.batch_size,
+    device: Annotated[str, typer.Option(help="--checkpoint: auto, cpu, cuda or cuda:N.")] = EvalConfig.device,
     plots: Annotated[
         Path | None, typer.Option(help="--checkpoint: write precision-recall curves and a confusion summary (PNG) here.")
     ] = None,
@@ -154,113 +147,58 @@ def eval_command(
     """
     if json_out is not None and json_out != "-":
         check_new_file(json_out, force)
-    models = {"--checkpoint": (checkpoint, "checkpoint"), "--onnx": (onnx, "onnx"), "--torchscript": (torchscript, "torchscript")}
-    given = [(flag, path, kind) for flag, (path, kind) in models.items() if path is not None]
+    models = {"checkpoint": checkpoint, "onnx": onnx, "torchscript": torchscript}
+    given = [(kind, path) for kind, path in models.items() if path is not None]
     if len(given) > 1:
-        raise UsageError(f"give one model: {' and '.join(flag for flag, _, _ in given)} were given")
-    if given:
-        flag, model_path, model_format = given[0]
-        _reject({"--results": results, "--gt": gt, "--backend": backend}, flag)
-        if data is None:
-            raise UsageError(f"{flag} needs --data (the data set to evaluate on)")
-        _evaluate_checkpoint(
-            model_path, data, split, data_format, out, metric, iou, per_class, batch_size, device, json_out, plots,
-            model_format, force,
-        )
-        return
-    if coco == voc:
+        raise UsageError(f"give one model: {' and '.join(f'`{kind}`' for kind, _ in given)} were given")
+    if not given and coco == voc:
         raise UsageError("choose one of --coco or --voc (see 'ssd eval --help')")
-    if results is None:
-        raise UsageError("--results is required (a results JSON, or a folder of devkit files with --voc)")
-    from ssdcli.engine.evaluate import results as evaluate
-
-    if coco:
-        _reject({"--data": data, "--split": split, "--metric": metric, "--iou": iou, "--classes": classes}, "--coco")
-        if gt is None:
-            raise UsageError("--coco needs --gt (the ground-truth instances JSON)")
-        coco_result = evaluate.evaluate_coco_files(
-            gt, results, per_class=per_class, backend=(backend or CocoBackend.pycocotools).value
-        )
-        if json_out is not None:
-            _emit_json(coco_result.metrics.as_dict(), json_out)
-        if json_out != "-":
-            _render_coco(coco_result)
-        return
-
-    _reject({"--gt": gt, "--per-class": per_class, "--backend": backend}, "--voc")
-    if data is None:
-        raise UsageError("--voc needs --data (the VOC root folder)")
-    threshold = 0.5 if iou is None else iou
-    if not 0.0 < threshold <= 1.0:
-        raise UsageError(f"--iou must be in (0, 1], got {threshold}")
-    class_list = None
-    if classes is not None:
-        class_list = [name.strip() for name in classes.split(",") if name.strip()]
-        if not class_list or len(set(class_list)) != len(class_list):
-            raise UsageError(f"--classes must list distinct class names, got {classes!r}")
-    voc_result = evaluate.evaluate_voc_files(
-        data,
-        split or "test",
-        results,
-        classes=class_list,
-        iou_threshold=threshold,
-        metric=(metric or VocMetric.voc07).value,  # type: ignore[arg-type]
+    model_format, model = given[0] if given else ("checkpoint", None)
+    config = EvalConfig(
+        mode="model" if given else ("coco" if coco else "voc"),
+        results=results,
+        gt=gt,
+        data=data,
+        split=split,
+        metric=metric.value if metric is not None else None,
+        iou_threshold=iou,
+        classes=tuple(name.strip() for name in classes.split(",") if name.strip()) if classes is not None else None,
+        per_class=per_class,
+        backend=backend.value if backend is not None else None,
+        model=model,
+        model_format=model_format,
+        data_format=data_format,
+        out=out,
+        batch_size=batch_size,
+        device=device,
+        plots=plots,
+        force=force,
     )
-    for warning in voc_result.warnings:
-        print_warning(warning)
-    if json_out is not None:
-        _emit_json({"mAP": voc_result.mean_ap, "per_class": voc_result.ap_by_class()}, json_out)
-    if json_out != "-":
-        _render_voc(voc_result)
-
-
-def _evaluate_checkpoint(
-    checkpoint: Path,
-    data: Path,
-    split: str | None,
-    data_format: str,
-    out: Path,
-    metric: VocMetric | None,
-    iou: float | None,
-    per_class: bool,
-    batch_size: int,
-    device: str,
-    json_out: str | None,
-    plots: Path | None,
-    model_format: str,
-    force: bool,
-) -> None:
-    from ssdcli.engine.evaluate.model import evaluate_checkpoint
-
-    from .progress import EvalProgressBar
+    from ssdcli.engine.evaluate.run import run_eval
 
     quiet = json_out == "-"
-    with EvalProgressBar(stderr_console() if quiet else stdout_console(), "detect") as progress:
-        result = evaluate_checkpoint(
-            checkpoint,
-            data,
-            split,
-            data_format,
-            out,
-            (metric or VocMetric.voc07).value,
-            0.5 if iou is None else iou,
-            batch_size,
-            device,
-            per_class,
-            plots,
-            emit=progress,
-            model_format=model_format,
-            force=force,
-        )
-    voc, coco = result.evaluation.voc, result.evaluation.coco
+    if config.mode == "model":
+        from .progress import EvalProgressBar
+
+        with EvalProgressBar(stderr_console() if quiet else stdout_console(), "detect") as progress:
+            outcome = run_eval(config, progress)
+    else:
+        outcome = run_eval(config)
+    for warning in outcome.warnings:
+        print_warning(warning)
     if json_out is not None:
-        _emit_json({"mAP": voc.mean_ap, "per_class": voc.ap_by_class(), "coco": coco.metrics.as_dict()}, json_out)
-    if not quiet:
-        _render_voc(voc)
-        _render_coco(coco)
-        where = f"detections: {result.results_json}"
-        if result.devkit_dir is not None:
-            where += f"\ndevkit files: {result.devkit_dir}"
-        if result.plots:
-            where += f"\nplots: {result.plots[0].parent} ({len(result.plots)} PNG files)"
+        _emit_json(outcome.metrics(), json_out)
+    if quiet:
+        return
+    if outcome.voc is not None:
+        _render_voc(outcome.voc)
+    if outcome.coco is not None:
+        _render_coco(outcome.coco)
+    if outcome.model_run is not None:
+        run = outcome.model_run
+        where = f"detections: {run.results_json}"
+        if run.devkit_dir is not None:
+            where += f"\ndevkit files: {run.devkit_dir}"
+        if run.plots:
+            where += f"\nplots: {run.plots[0].parent} ({len(run.plots)} PNG files)"
         stdout_console().print(where)

@@ -7,20 +7,24 @@ from typing import Annotated, Optional
 
 import typer
 
+from ssdcli.config import ExportConfig
+
 from .render import stdout_console
+
+D = ExportConfig  # the defaults below are the dataclass's, written once
 
 
 def export_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
-    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = "onnx",
-    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = None,
-    opset: Annotated[int, typer.Option(min=18, help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = 18,
-    dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = True,
-    with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
-    with_preprocess: Annotated[bool, typer.Option(help="ONNX: take uint8 RGB pixels [B, S, S, 3] at the model's input size and normalise inside the graph (with --with-nms, boxes in those pixels).")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="ONNX: quantise to INT8 (static, QDQ) for fast CPU inference.")] = False,
-    calibration: Annotated[Optional[Path], typer.Option(help="--int8: a folder of images like those the model will see (default: the checkpoint's training split).")] = None,
+    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = D.format,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = D.out,
+    opset: Annotated[int, typer.Option(help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = D.opset,
+    dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = D.dynamic_batch,
+    with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = D.with_nms,
+    force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = D.force,
+    with_preprocess: Annotated[bool, typer.Option(help="ONNX: take uint8 RGB pixels [B, S, S, 3] at the model's input size and normalise inside the graph (with --with-nms, boxes in those pixels).")] = D.with_preprocess,
+    int8: Annotated[bool, typer.Option("--int8", help="ONNX: quantise to INT8 (static, QDQ) for fast CPU inference.")] = D.int8,
+    calibration: Annotated[Optional[Path], typer.Option(help="--int8: a folder of images like those the model will see (default: the checkpoint's training split).")] = D.calibration,
 ) -> None:
     """Export a checkpoint to ONNX or TorchScript and verify it against PyTorch (fails if they differ).
 
@@ -36,9 +40,19 @@ def export_command(
     """
     from ssdcli.engine.export.exporter import run_export
 
-    result = run_export(
-        checkpoint, format, out, opset, dynamic_batch, with_nms, force, int8, calibration, with_preprocess
+    config = ExportConfig(
+        checkpoint=checkpoint,
+        format=format,
+        out=out,
+        opset=opset,
+        dynamic_batch=dynamic_batch,
+        with_nms=with_nms,
+        with_preprocess=with_preprocess,
+        int8=int8,
+        calibration=calibration,
+        force=force,
     )
+    result = run_export(config)
     if result.format == "onnx-int8":
         stdout_console().print(
             f"wrote {result.path} (ONNX, INT8; outputs {', '.join(result.outputs)}); agreement with FP32 "

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ssdcli.config import ExportConfig
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
@@ -378,56 +379,34 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
     return ExportResult(path, "torchscript", difference, PARITY_TOLERANCE, ("conf", "loc"))
 
 
-def run_export(
-    checkpoint: Path,
-    format: str,
-    out: Path | None,
-    opset: int = 18,
-    dynamic_batch: bool = True,
-    with_nms: bool = False,
-    force: bool = False,
-    int8: bool = False,
-    calibration: Path | None = None,
-    with_preprocess: bool = False,
-) -> ExportResult:
-    """Export a checkpoint; the file is written atomically and only after the parity check passes.
-
-    ``int8``: an ONNX file quantised to INT8 (see ``engine/export/quantize.py``), calibrated on the images of the folder
-    ``calibration``, or of the training split the checkpoint was trained on."""
-    if format not in ("onnx", "torchscript"):
-        raise UsageError(f"`format`: expected onnx or torchscript, got {format!r}")
-    if with_nms and format != "onnx":
-        raise UsageError("`with_nms` applies to `format` onnx only")
-    if int8 and (format != "onnx" or with_nms):
-        raise UsageError("`int8` applies to `format` onnx without `with_nms` (quantise the network, decode in ssdcli)")
-    if calibration is not None and not int8:
-        raise UsageError("`calibration` applies to `int8` only")
-    if with_preprocess and (format != "onnx" or int8):
-        raise UsageError("`with_preprocess` applies to `format` onnx without `int8`")
+def run_export(config: ExportConfig) -> ExportResult:
+    """Export a checkpoint as ``config`` says; the file is written atomically and only after the parity check
+    passes (for INT8, see ``engine/export/quantize.py``)."""
+    checkpoint, format = config.checkpoint, config.format
     suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
-    if out is not None:
-        path = Path(out)
-    elif detector_by_name(checkpoint) is not None:  # torchvision's weights by name: a file in the working folder
+    if config.out is not None:
+        path = Path(config.out)
+    elif detector_by_name(str(checkpoint)) is not None:  # torchvision's weights by name: a file in the working folder
         path = Path(str(checkpoint) + suffix)
     else:
         path = Path(checkpoint).with_suffix(suffix)
-    check_new_file(path, force)
+    check_new_file(path, config.force)
     path.parent.mkdir(parents=True, exist_ok=True)
     loaded = load_model(checkpoint, "cpu")
-    if int8:
-        return _export_int8(loaded, checkpoint, path, opset, dynamic_batch, calibration)
+    if config.int8:
+        return _export_int8(loaded, Path(checkpoint), path, config.opset, config.dynamic_batch, config.calibration)
     if format == "onnx":
         settings = loaded.postprocess  # NMS inside the graph: the model's own settings
         return export_onnx(
             loaded,
             path,
-            opset,
-            dynamic_batch,
-            with_nms,
+            config.opset,
+            config.dynamic_batch,
+            config.with_nms,
             settings.score_threshold,
             settings.iou_threshold,
             settings.pre_nms_top_k,
-            with_preprocess,
+            config.with_preprocess,
         )
     return export_torchscript(loaded, path)
 
