@@ -181,3 +181,41 @@ class EvalConfig:
     @property
     def coco_backend(self) -> str:
         return self.backend or "pycocotools"
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Everything ``ssd predict`` needs, checked when made (errors name the field).
+
+    ``model``: a checkpoint, torchvision's COCO detector (weights name or file) or an exported ONNX file. The
+    inputs are either ``sources`` (image files, folders, glob patterns, videos) or the split ``split`` of the data
+    set ``data`` (its results then carry the data set's ids, for ``ssd eval``). ``out`` None: nothing is written
+    (the JSON is returned). ``iou_threshold`` None: the model's own NMS IoU."""
+
+    model: Path | str
+    sources: tuple[str, ...] = ()
+    data: Path | None = None
+    split: str | None = None  # None: "test" of a data set root (a COCO file is its own split)
+    data_format: str = "auto"
+    out: Path | None = Path("runs/predict")
+    write_json: bool = False
+    conf_threshold: float = 0.25
+    iou_threshold: float | None = None
+    classes: tuple[str, ...] | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    img_size: int | None = None  # must be the model's
+
+    def __post_init__(self) -> None:
+        if bool(self.sources) == (self.data is not None):
+            raise UsageError("give images to predict on (`sources`) or `data`, one of the two")
+        if self.data is None and self.split is not None:
+            raise UsageError("`split` applies to `data`")
+        if not 0.0 <= self.conf_threshold <= 1.0:
+            raise UsageError(f"`conf_threshold` must be in [0, 1], got {self.conf_threshold}")
+        if self.iou_threshold is not None and not 0.0 <= self.iou_threshold <= 1.0:
+            raise UsageError(f"`iou_threshold` must be in [0, 1], got {self.iou_threshold}")
+        if self.batch_size < 1:
+            raise UsageError(f"`batch_size`: expected at least 1, got {self.batch_size}")
+        if self.classes is not None and not self.classes:
+            raise UsageError("`classes`: expected at least one class name")

@@ -38,7 +38,15 @@ def one_line(message: str) -> str:
 
 
 #: Engine parameters whose flag is not ``--`` + the name with dashes.
-FLAG_OF_PARAMETER = {"arch": "--model", "time_budget": "--time", "iou_threshold": "--iou", "conf_threshold": "--conf"}
+FLAG_OF_PARAMETER = {
+    "arch": "--model",
+    "time_budget": "--time",
+    "iou_threshold": "--iou",
+    "conf_threshold": "--conf",
+    "data_format": "--format",
+    "write_json": "--json",
+    "sources": "SOURCES",
+}
 
 
 def flag(parameter: str) -> str:

@@ -13,6 +13,7 @@ import torch
 
 from ssdcli.data.dataset import open_index
 from ssdcli.data.images import read_image_rgb
+from ssdcli.config import PredictConfig
 from ssdcli.errors import DataError, SsdcliError, UsageError
 
 from ssdcli.engine.inference.draw import draw_detections
@@ -145,6 +146,29 @@ def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str], sidecar
     if sidecar is not None:
         taken.add(f"{name}{sidecar}")
     return run_dir / f"{name}{suffix}"
+
+
+def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> PredictResult:
+    """Load the model of ``config`` and predict on its inputs (see :func:`run_predict`)."""
+    from ssdcli.engine.device import resolve_device
+    from ssdcli.engine.inference.detectors import load_predictor
+
+    predictor = load_predictor(
+        config.model,
+        resolve_device(config.device),
+        conf_threshold=config.conf_threshold,
+        iou_threshold=config.iou_threshold,
+        classes=list(config.classes) if config.classes is not None else None,
+    )
+    size = predictor.info.layout.image_size
+    if config.img_size is not None and config.img_size != size:
+        raise UsageError(f"`img_size` {config.img_size}: the model was trained at {size} px")
+    dataset = None
+    if config.data is not None:
+        dataset = dataset_images(config.data, config.split, config.data_format, predictor.info.class_names)
+    return run_predict(
+        predictor, config.sources, config.out, config.batch_size, config.write_json, emit, dataset
+    )
 
 
 def run_predict(
