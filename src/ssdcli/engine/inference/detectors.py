@@ -21,7 +21,7 @@ from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.errors import CheckpointError, UsageError
 
 from ssdcli.engine.inference.loading import LoadedModel, load_model
-from ssdcli.engine.inference.predictor import ModelInfo, Predictor, model_settings
+from ssdcli.engine.inference.predictor import ModelInfo, NetworkBackend, Predictor, model_settings
 
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
 BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
@@ -183,7 +183,8 @@ def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **opti
     options = model_settings(loaded.postprocess, options)
     if torch.device(device).type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
-    return Predictor(loaded.model, checkpoint_info(loaded), device, **options)  # type: ignore[arg-type]
+    info = checkpoint_info(loaded)
+    return Predictor(NetworkBackend(loaded.model, info.layout, device), info, **options)  # type: ignore[arg-type]
 
 
 def load_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:

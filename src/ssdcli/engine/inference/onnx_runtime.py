@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,8 +15,7 @@ from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.config import ModelConfig
 
-from ssdcli.engine.inference.predictor import Detections, ModelInfo, Predictor, model_settings, to_pixels
-from ssdcli.engine.inference.preprocess import network_input
+from ssdcli.engine.inference.predictor import ModelInfo, NetworkBackend, Predictor, model_settings
 
 #: The key of ssdcli's metadata (a JSON object: model config, classes, postprocessing) in an exported file.
 METADATA_KEY = "ssdcli"
@@ -129,33 +128,19 @@ def decoded_detections(
     return results
 
 
-class OnnxDecodedPredictor(Predictor):
-    """A predictor over an ONNX file exported with ``--with-nms``: the graph decodes and suppresses; this keeps the
-    score threshold and the top-k per image."""
+class DecodedBackend:
+    """An ONNX file exported with ``--with-nms``: the graph decodes and suppresses at the NMS IoU it was built with;
+    this keeps the score threshold and the top-k per image."""
 
-    def __init__(self, session: Any, info: ModelInfo, feed: InputFeed, box_scale: float, **options: Any) -> None:
-        super().__init__(lambda images: (images, images), info, "cpu", **options)
+    def __init__(self, session: Any, feed: InputFeed, box_scale: float) -> None:
         self.session = session
         self.feed = feed
         self.box_scale = box_scale
 
-    @torch.no_grad()
-    def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
-        if not images:
-            return []
-        size, info = self.info.layout.image_size, self.info
-        batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
-        results = []
-        found_all = decoded_detections(self.session, batch, self.conf_threshold, self.top_k, self.feed, self.box_scale)
-        for image, found in zip(images, found_all):
-            height, width = int(image.shape[1]), int(image.shape[2])
-            pixel_boxes, pixel_scores, pixel_labels = to_pixels(found, height, width)
-            if self.keep_labels is not None:
-                keep = np.isin(pixel_labels, list(self.keep_labels))
-                pixel_boxes, pixel_scores, pixel_labels = pixel_boxes[keep], pixel_scores[keep], pixel_labels[keep]
-            names = tuple(info.class_names[int(label)] for label in pixel_labels)
-            results.append(Detections(pixel_boxes, pixel_scores, pixel_labels, names, (height, width)))
-        return results
+    def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]:
+        return decoded_detections(
+            self.session, batch, settings.score_threshold, settings.top_k, self.feed, self.box_scale
+        )
 
 
 def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Path) -> None:
@@ -214,8 +199,8 @@ def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     feed = input_feed(meta, info)
     if meta.get("with_nms"):
         _check_built_in_nms(meta, options, Path(path))
-        return OnnxDecodedPredictor(session, info, feed, box_scale(meta, info), **options)
-    return Predictor(OnnxNetwork(session, feed), info, "cpu", **options)
+        return Predictor(DecodedBackend(session, feed, box_scale(meta, info)), info, **options)
+    return Predictor(NetworkBackend(OnnxNetwork(session, feed), info.layout), info, **options)
 
 
 def box_scale(meta: dict[str, Any], info: ModelInfo) -> float:

@@ -55,31 +55,52 @@ class Detections:
         return len(self.scores)
 
 
+#: What turns a batch of network inputs [B, 3, S, S] into detections per image (``boxes`` [K, 4] xyxy normalised,
+#: ``scores`` [K], ``labels`` [K]) under the given settings.
+Backend = Callable[[Tensor, PostprocessSettings], list[dict[str, Tensor]]]
+
+
+class NetworkBackend:
+    """A network with raw outputs (PyTorch, TorchScript, an ONNX file without NMS), decoded and suppressed by
+    ssdcli (DESIGN.md 1.5) on ``device``."""
+
+    def __init__(self, network: RawNetwork, layout: AnchorLayout, device: torch.device | str = "cpu") -> None:
+        self.network = network
+        self.device = torch.device(device)
+        self.anchors = default_boxes(layout, device=self.device)  # [A, 4]
+
+    def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]:
+        conf, loc = self.network(batch.to(self.device))  # [B, A, C], [B, A, 4]
+        return postprocess(
+            conf, loc, self.anchors, settings.score_threshold, settings.iou_threshold, settings.top_k,
+            settings.pre_nms_top_k,
+        )  # fmt: skip
+
+
 class Predictor:
-    """Runs a network on images of any size and returns :class:`Detections` per image.
+    """Runs a model on images of any size and returns :class:`Detections` per image: the images are prepared as
+    evaluation prepares them, ``backend`` detects, and the boxes go back to each image's pixels.
 
     ``predictor(images)`` accepts one image or a list: paths, numpy BGR arrays (as OpenCV gives) or RGB tensors.
+    The thresholds are attributes and may be changed between calls.
     """
 
     def __init__(
         self,
-        network: RawNetwork,
+        backend: Backend,
         info: ModelInfo,
-        device: torch.device | str = "cpu",
         conf_threshold: float = 0.25,
         iou_threshold: float = EVAL_SETTINGS.iou_threshold,
         top_k: int = EVAL_SETTINGS.top_k,
         classes: Sequence[str] | None = None,
         pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
     ) -> None:
-        self.network = network
+        self.backend = backend
         self.info = info
-        self.device = torch.device(device)
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.top_k = top_k
         self.pre_nms_top_k = pre_nms_top_k
-        self.anchors = default_boxes(info.layout, device=self.device)
         self.keep_labels = None if classes is None else self._label_ids(classes)
 
     def _label_ids(self, classes: Sequence[str]) -> set[int]:
@@ -89,6 +110,10 @@ class Predictor:
             raise UsageError(f"classes: unknown class(es) {unknown}; the model knows {list(known)}")
         return {known[c] for c in classes}
 
+    @property
+    def settings(self) -> PostprocessSettings:
+        return PostprocessSettings(self.conf_threshold, self.iou_threshold, self.top_k, self.pre_nms_top_k)
+
     @torch.no_grad()
     def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
         """Detections for a batch of [3, H, W] uint8 RGB tensors."""
@@ -96,13 +121,8 @@ class Predictor:
             return []
         size, info = self.info.layout.image_size, self.info
         batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
-        batch = batch.to(self.device)
-        conf, loc = self.network(batch)
-        found = postprocess(
-            conf, loc, self.anchors, self.conf_threshold, self.iou_threshold, self.top_k, self.pre_nms_top_k
-        )
         results = []
-        for image, detections in zip(images, found):
+        for image, detections in zip(images, self.backend(batch, self.settings)):
             height, width = int(image.shape[1]), int(image.shape[2])
             boxes, scores, labels = to_pixels(detections, height, width)
             if self.keep_labels is not None:
