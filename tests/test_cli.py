@@ -72,3 +72,47 @@ def test_engine_errors_name_parameters_and_the_cli_names_flags(
     assert main(["train", "--epochs", "5", "--time", "1m", "--out", str(tmp_path / "runs")]) == 2
     assert "error: --epochs and --time both given; choose one" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("batch_size", 0, "--batch-size"),
+        ("epochs", 0, "--epochs"),
+        ("workers", -1, "--workers"),
+        ("zoom_out", 0.5, "--zoom-out"),
+        ("warmup_steps", -3, "--warmup-steps"),
+        ("lr", -0.1, "--lr"),
+        ("data_format", "pascal", "--format"),
+    ],
+)
+def test_train_settings_are_checked_where_they_are_defined(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object, flag: str
+) -> None:
+    """TrainConfig refuses a bad value naming the field; the CLI, which takes its defaults from TrainConfig,
+    names the flag; nothing is written."""
+    from ssdcli.config import TrainConfig
+    from ssdcli.errors import UsageError
+
+    with pytest.raises(UsageError) as raised:
+        TrainConfig(**{field: value})
+    assert str(raised.value).startswith(f"{field}: ")
+    out = tmp_path / "runs"
+    assert main(["train", flag, str(value), "--out", str(out)]) == 2
+    assert f"error: {flag}: " in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_cli_defaults_are_the_configs() -> None:
+    """Each default is written once: `ssd train`'s options default to TrainConfig's fields."""
+    import inspect
+
+    from ssdcli.cli.train import train_command
+    from ssdcli.config import TrainConfig
+
+    defaults = TrainConfig()
+    renamed = {"model": "arch", "time": "time_budget"}
+    for name, parameter in inspect.signature(train_command).parameters.items():
+        field = renamed.get(name, name)
+        if field in TrainConfig.__dataclass_fields__ and name not in {"classes", "time"}:
+            assert parameter.default == getattr(defaults, field), name

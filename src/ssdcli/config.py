@@ -9,9 +9,15 @@ from typing import Any
 from ssdcli.errors import UsageError
 
 
+#: Data set layouts ``data_format`` may name ("auto": found from the files).
+DATA_FORMATS = ("auto", "voc", "coco", "yolo")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything ``ssd train`` needs. ``data=None`` trains on the built-in synthetic set, generated in the run."""
+    """Everything ``ssd train`` needs. ``data=None`` trains on the built-in synthetic set, generated in the run.
+    Values are checked when the config is made (errors name the field); what needs the data or the model is
+    checked before anything is written (engine/train/inputs.py)."""
 
     data: Path | None = None
     data_format: str = "auto"
@@ -50,6 +56,41 @@ class TrainConfig:
     verify_images: bool = True  # decode every image once before the first step (data/verify.py)
     strict: bool = False  # an image that does not decode is an error instead of being left out
     tensorboard: bool = False  # also write TensorBoard event files into the run folder (optional package)
+
+    def __post_init__(self) -> None:
+        if self.data_format not in DATA_FORMATS:
+            raise UsageError(f"`data_format`: expected one of {', '.join(DATA_FORMATS)}, got {self.data_format!r}")
+        if self.epochs is not None and self.time_budget is not None:
+            raise UsageError("`epochs` and `time_budget` both given; choose one")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise UsageError(f"`time_budget`: expected a positive duration, got {self.time_budget} s")
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"`lr`: expected a positive learning rate, got {self.lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise UsageError(f"`momentum`: expected a value in [0, 1), got {self.momentum}")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise UsageError(f"`ema_decay`: expected a value in (0, 1), got {self.ema_decay}")
+        if self.zoom_out < 1.0:
+            raise UsageError(f"`zoom_out`: expected at least 1 (1: off), got {self.zoom_out}")
+        minimum = {
+            "epochs": 1,
+            "batch_size": 1,
+            "img_size": 1,
+            "threads": 1,
+            "max_steps_per_epoch": 1,
+            "synth_images": 8,
+            "warmup_steps": 0,
+            "workers": 0,
+            "eval_every": 0,
+        }
+        for name, least in minimum.items():
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise UsageError(f"`{name}`: expected at least {least}, got {value}")
+        if self.weight_decay < 0:
+            raise UsageError(f"`weight_decay`: expected at least 0, got {self.weight_decay}")
+        if not self.ema_tau > 0:
+            raise UsageError(f"`ema_tau`: expected a positive number of steps, got {self.ema_tau}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

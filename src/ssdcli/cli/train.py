@@ -8,8 +8,12 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape  # help texts are Rich markup: '[...]' must be escaped to be shown
 
+from ssdcli.config import TrainConfig
+
 from .progress import TrainProgress
 from .render import print_warning, stdout_console
+
+T = TrainConfig  # the defaults below are the dataclass's, written once
 
 EXIT_INTERRUPTED = 130
 
@@ -17,7 +21,7 @@ EXIT_INTERRUPTED = 130
 def train_command(
     data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
-    data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = "auto",
+    data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = T.data_format,
     train_split: Annotated[Optional[str], typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
     val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
@@ -25,28 +29,28 @@ def train_command(
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Train for N epochs (instead of a time budget).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = T.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 32,
-    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = "sgd",
+    batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = T.batch_size,
+    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = T.optimizer,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: sgd 0.01, adamw 0.001; ssd_tiny, ssd_tiny256 0.05 / 0.003).")] = None,
-    warmup_steps: Annotated[int, typer.Option(min=0, help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = 100,
-    iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = True,
-    zoom_out: Annotated[float, typer.Option(min=1.0, help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = 2.0,
-    ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = True,
+    warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = T.warmup_steps,
+    iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = T.iou_crop,
+    zoom_out: Annotated[float, typer.Option(help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = T.zoom_out,
+    ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = T.ema,
     img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the anchor layout.")] = None,
-    workers: Annotated[int, typer.Option(min=0, help="Data loading processes.")] = 2,
-    threads: Annotated[Optional[int], typer.Option(min=1, help="CPU threads of the main process (default: cores left by the workers).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices (elsewhere a warning; float32).")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
-    eval_every: Annotated[int, typer.Option(min=0, help="Validate every N epochs (0: never).")] = 1,
-    out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = Path("runs/train"),
+    workers: Annotated[int, typer.Option(help="Data loading processes.")] = T.workers,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the main process (default: cores left by the workers).")] = T.threads,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = T.device,
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices (elsewhere a warning; float32).")] = T.amp,
+    seed: Annotated[int, typer.Option(help="Random seed of initialisation, sampling and augmentation.")] = T.seed,
+    eval_every: Annotated[int, typer.Option(help="Validate every N epochs (0: never).")] = T.eval_every,
+    out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = T.out,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run of this last.pt with its exact schedule.")] = None,
-    synth_images: Annotated[int, typer.Option(min=8, help="Images of the generated synthetic set (no --data).")] = 400,
-    max_steps_per_epoch: Annotated[Optional[int], typer.Option(min=1, help="Cap steps per epoch (quick runs).")] = None,
-    verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = True,
-    strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = False,
+    synth_images: Annotated[int, typer.Option(help="Images of the generated synthetic set (no --data; at least 8).")] = T.synth_images,
+    max_steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap steps per epoch (quick runs).")] = T.max_steps_per_epoch,
+    verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = T.verify_images,
+    strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = T.strict,
     tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
@@ -69,7 +73,6 @@ def train_command(
 
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
     """
-    from ssdcli.config import TrainConfig
     from ssdcli.engine.device import mixed_precision_note, resolve_device
     from ssdcli.engine.train.loop import train
 

@@ -76,19 +76,13 @@ IMAGE_CHECK_CACHE = ".image-checks.json"
 
 def resolve_length(config: TrainConfig) -> tuple[TrainConfig, str]:
     """A number of epochs or a time budget (the default budget when neither is set), and a line saying which."""
-    if config.epochs is not None and config.time_budget is not None:
-        raise UsageError("`epochs` and `time_budget` both given; choose one")
-    if config.epochs is not None:
-        if config.epochs < 1:
-            raise UsageError(f"`epochs`: expected at least 1, got {config.epochs}")
+    if config.epochs is not None:  # TrainConfig checked the values and that only one of the two is set
         return config, f"training for {config.epochs} epochs"
     if config.time_budget is None:
         config = replace(config, time_budget=DEFAULT_BUDGET_S)
         origin = "the default budget; set `time_budget` or `epochs` to change it"
     else:
         origin = "`time_budget`"
-    if config.time_budget is None or config.time_budget <= 0:
-        raise UsageError(f"`time_budget`: expected a positive duration, got {config.time_budget} s")
     return config, (
         f"training for about {format_duration(config.time_budget)} ({origin}): the number of epochs is fitted "
         "to the speed measured in the first epoch"
