@@ -146,3 +146,33 @@ def test_racing_processes_get_different_run_folders(tmp_path: Path) -> None:
         assert worker.exitcode == 0
     assert len(names) == len(set(names)) == 40
     assert sorted(int(n) for n in names) == list(range(1, 41))
+
+
+def test_data_check_json_is_refused_before_the_work_and_replaced_with_force(
+    synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "report.json"
+    report.write_text(MINE)
+    assert main(["data", "check", str(synth), "--json", str(report)]) == 2
+    refused(capsys, report)
+    assert main(["data", "check", str(synth), "--json", str(report), "--force"]) == 0
+    assert sum(split["images"] for split in json.loads(report.read_text())["splits"]) > 0
+
+
+@pytest.mark.parametrize("command", ["data check", "encode image", "encode data", "eval"])
+def test_json_dash_is_the_json_alone_on_stdout(
+    command: str, synth: Path, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--json -` means one thing in every command: the JSON alone on stdout, parseable as a whole."""
+    image = sorted((synth / "JPEGImages").iterdir())[0]
+    args = {
+        "data check": ["data", "check", str(synth)],
+        "encode image": ["encode", str(image)],
+        "encode data": ["encode", "--data", str(synth)],
+        "eval": ["eval", "--checkpoint", str(checkpoint), "--data", str(synth), "--split", "train",
+                 "--out", str(tmp_path / "eval")],  # fmt: skip
+    }[command]
+    capsys.readouterr()
+    assert main([*args, "--json", "-"]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), dict)
+    assert not (Path.cwd() / "-").exists()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
-from .render import print_warning, stdout_console
+from .render import JsonOutput, print_warning, stdout_console
 
 if TYPE_CHECKING:
     from ssdcli.data.check import DataCheckReport
@@ -139,6 +139,7 @@ def check_command(
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names: objects of other classes are an error, as in training.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file ('-': stdout, no table).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if any problem is found.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file.")] = False,
 ) -> None:
     """Validate a data set and summarise it: images, objects per class, box sizes, problems found.
 
@@ -159,19 +160,14 @@ def check_command(
     """
     from ssdcli.data.check import check_dataset
 
-    from ssdcli.data.results_io import json_text, write_json
-    from ssdcli.errors import DataError, UsageError
+    from ssdcli.errors import DataError
 
+    json_output = JsonOutput(json_out, force)
     names = tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None
     report = check_dataset(path, split=split, format=format.value, classes=names, decode=images, workers=workers)
-    if json_out is not None and str(json_out) == "-":
-        typer.echo(json_text(report.to_dict()), nl=False)
-    else:
+    if not json_output.to_stdout:
         _render_check(report)
-        if json_out is not None:
-            if json_out.exists():
-                raise UsageError("exists; choose another file for the JSON report", path=json_out)
-            write_json(json_out, report.to_dict())
+    json_output.write(report.to_dict())
     if report.fatal:
         first = report.fatal[0]
         what = first.what.replace("split cannot be used", f"the {first.split!r} split cannot be used", 1)

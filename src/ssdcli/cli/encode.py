@@ -14,7 +14,7 @@ from rich.table import Table
 from ssdcli.errors import UsageError
 
 from .progress import EvalProgressBar
-from .render import print_warning, stdout_console
+from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from ssdcli.engine.inspect import CoverageReport, GroupStats, ImageReport, Suggestion
@@ -226,7 +226,7 @@ def encode_command(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Use the anchor layout stored in this checkpoint.")] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="A default box matches a GT with IoU above this.")] = 0.5,
     reference: Annotated[bool, typer.Option("--reference", help="Threshold only (the reference): no forced best default box per GT.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file ('-': stdout, no tables).")] = None,
     visualize: Annotated[Optional[Path], typer.Option(help="Write a picture (PNG): matches per feature map, or the data-set charts.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data-set mode: a VOC root or COCO JSON/root; coverage statistics over every image.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of the data set (default: train; a COCO JSON file is its own split).")] = None,
@@ -256,37 +256,42 @@ def encode_command(
         suggest_layout,
         write_coverage_figure,
         write_image_figure,
-        write_json,
         write_layout,
     )
 
     _check_options(image, data, suggest, out, annotation, image_id)
-    for target in (json_out, visualize, out):
+    json_output = JsonOutput(json_out, force)
+    for target in (visualize, out):
         if target is not None:
             check_new_file(target, force)
     layout = resolve_layout(model, anchors, checkpoint)
-    console = stdout_console()
+    console = stderr_console() if json_output.to_stdout else stdout_console()
     if image is not None:
         report = encode_image_file(image, annotation, layout, threshold, not reference, image_id)
-        render_image_report(console, report)
-        if json_out is not None:
-            console.print(f"report: {write_json(json_out, {'image': report})}")
+        if not json_output.to_stdout:
+            render_image_report(console, report)
+        written = json_output.write({"image": report})
+        if written is not None:
+            console.print(f"report: {written}")
         if visualize is not None:
             console.print(f"picture: {write_image_figure(report, visualize)}")
         return 0
     gts = load_gt_set(data, split, data_format)  # type: ignore[arg-type]  # _check_options: data is set
     with EvalProgressBar(console, "encode") as progress:
         coverage = dataset_coverage(gts, layout, threshold, not reference, on_event=progress)
-    render_coverage_report(console, coverage)
+    if not json_output.to_stdout:
+        render_coverage_report(console, coverage)
     result: dict[str, object] = {"coverage": coverage}
     if suggest is not None and out is not None:
         suggestion = suggest_layout(gts, layout.layout, suggest, threshold)
         written = write_layout(suggestion.layout, out, force) if suggestion.accepted else None
-        render_suggestion(console, suggestion, written)
+        if not json_output.to_stdout:
+            render_suggestion(console, suggestion, written)
         result["suggestion"] = suggestion
         result["suggestion_written"] = written
-    if json_out is not None:
-        console.print(f"report: {write_json(json_out, result)}")
+    report_file = json_output.write(result)
+    if report_file is not None:
+        console.print(f"report: {report_file}")
     if visualize is not None:
         console.print(f"picture: {write_coverage_figure(coverage, visualize)}")
     return 0

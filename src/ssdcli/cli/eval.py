@@ -11,10 +11,9 @@ import typer
 from rich.table import Table
 
 from ssdcli.config import EvalConfig
-from ssdcli.data.files import check_new_file
 from ssdcli.errors import UsageError
 
-from .render import print_warning, stderr_console, stdout_console
+from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from ssdcli.metrics.coco import CocoResult
@@ -36,15 +35,6 @@ VOC_METRIC_TITLES = {"voc07": "VOC2007 11-point", "voc12": "VOC2010+ area under 
 
 def _fmt(value: float) -> str:
     return "—" if math.isnan(value) or value < 0 else f"{value:.4f}"
-
-
-def _emit_json(payload: dict, json_out: str) -> None:
-    from ssdcli.data.results_io import json_text, write_json
-
-    if json_out == "-":
-        typer.echo(json_text(payload), nl=False)
-    else:
-        write_json(json_out, payload)
 
 
 def _render_coco(result: CocoResult) -> None:
@@ -145,8 +135,7 @@ def eval_command(
 
         ssd eval --onnx model.onnx --data VOCdevkit/VOC2007 --split test     # the export keeps the mAP?
     """
-    if json_out is not None and json_out != "-":
-        check_new_file(json_out, force)
+    json_output = JsonOutput(json_out, force)
     models = {"checkpoint": checkpoint, "onnx": onnx, "torchscript": torchscript}
     given = [(kind, path) for kind, path in models.items() if path is not None]
     if len(given) > 1:
@@ -176,7 +165,7 @@ def eval_command(
     )
     from ssdcli.engine.evaluate.run import run_eval
 
-    quiet = json_out == "-"
+    quiet = json_output.to_stdout
     if config.mode == "model":
         from .progress import EvalProgressBar
 
@@ -186,8 +175,7 @@ def eval_command(
         outcome = run_eval(config)
     for warning in outcome.warnings:
         print_warning(warning)
-    if json_out is not None:
-        _emit_json(outcome.metrics(), json_out)
+    json_output.write(outcome.metrics())
     if quiet:
         return
     if outcome.voc is not None:

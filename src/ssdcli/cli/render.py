@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -66,3 +70,32 @@ def print_error(message: str) -> None:
 
 def print_warning(message: str) -> None:
     stderr_console().print(f"[yellow]warning:[/] {escape(one_line(as_flags(message)))}", soft_wrap=True)
+
+
+class JsonOutput:
+    """The ``--json TARGET`` of every command: ``-`` prints the JSON alone on stdout (the command then prints no
+    tables), a file name is checked before any work (an existing file is replaced only with ``--force``) and
+    written atomically at the end. None: no JSON."""
+
+    def __init__(self, target: str | Path | None, force: bool = False) -> None:
+        self.target = None if target is None else str(target)
+        if self.target is not None and self.target != "-":
+            from ssdcli.data.files import check_new_file
+
+            check_new_file(self.target, force)
+
+    @property
+    def to_stdout(self) -> bool:
+        return self.target == "-"
+
+    def write(self, payload: Any) -> Path | None:
+        """Write ``payload`` (dataclasses, tuples, NaN allowed); the file written, or None."""
+        if self.target is None:
+            return None
+        from ssdcli.data.files import json_text, write_json
+
+        if self.to_stdout:
+            sys.stdout.write(json_text(payload))
+            sys.stdout.flush()
+            return None
+        return write_json(self.target, payload)

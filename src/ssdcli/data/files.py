@@ -4,12 +4,14 @@ half-written file, even on Ctrl-C), existing files replaced only when asked, fre
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -39,6 +41,34 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}", path=path) from None
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` as data ``json`` writes: objects with ``to_dict()`` through it, dataclasses as dicts, tuples as
+    lists, paths as strings, NaN and infinities as null (JSON has none)."""
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return to_jsonable(value.to_dict())
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(payload: Any) -> str:
+    """``payload`` as indented JSON text (see :func:`to_jsonable`), ending with a newline."""
+    return json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: str | Path, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON, atomically; a path that cannot be written is a :class:`DataError`."""
+    return write_atomic(path, json_text(payload))
 
 
 @contextmanager

@@ -93,26 +93,6 @@ def read_coco_results(path: str | Path) -> list[dict[str, Any]]:
     return check_coco_results(read_json(path, "results file"), path)
 
 
-def json_text(payload: Any) -> str:
-    """``payload`` as indented JSON text with NaN written as null (JSON has no NaN)."""
-    return json.dumps(_nan_to_none(payload), indent=2, allow_nan=False) + "\n"
-
-
-def write_json(path: str | Path, payload: Any) -> Path:
-    """Write ``payload`` as JSON (NaN written as null); a path that cannot be written is a :class:`DataError`."""
-    return write_atomic(path, json_text(payload))
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nan_to_none(v) for v in value]
-    return value
-
-
 def write_coco_results(path: str | Path, results: Sequence[dict[str, Any]]) -> Path:
     """Write a COCO results JSON file (a list of ``{image_id, category_id, bbox, score}``)."""
     return write_atomic(path, json.dumps(list(results)))

@@ -30,7 +30,7 @@ from ssdcli.errors import DataError
 
 from .images import decode_image, exif_orientation
 from .records import DatasetIndex, ImageRecord, WarningCounter, clip_boxes
-from .results_io import write_json
+from .files import write_json
 
 OK = "ok"
 TRUNCATED = "truncated"

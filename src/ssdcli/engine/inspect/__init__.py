@@ -5,7 +5,7 @@
 - :mod:`.image_report`: the per-GT matching of one image;
 - :mod:`.coverage`: coverage statistics of a data set (batched, from the annotations alone);
 - :mod:`.suggest`: aspect ratios and sizes fitted to a data set;
-- :mod:`.visualize`: the pictures; :mod:`.serialize`, :mod:`.output`: files written.
+- :mod:`.visualize`: the pictures (files are written through :mod:`ssdcli.data.files`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ssdcli.engine.inspect.coverage import (
 from ssdcli.engine.inspect.image_report import GtReport, ImageReport, MatchedBox, encode_image, encode_image_file
 from ssdcli.engine.inspect.layouts import NamedLayout, known_layout_names, layout_by_name, resolve_layout
 from ssdcli.data.files import check_new_file
-from ssdcli.engine.inspect.serialize import to_jsonable, write_json
+from ssdcli.data.files import to_jsonable, write_json
 from ssdcli.engine.inspect.sizes import SIZE_BUCKETS, size_bucket
 from ssdcli.engine.inspect.suggest import Suggestion, suggest_layout, write_layout
 from ssdcli.engine.inspect.visualize import (
