@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import ssdcli
 
 
@@ -14,7 +16,14 @@ def test_core_exports_resolve() -> None:
     assert ssdcli.default_boxes("ssd300").shape == (8732, 4)
 
 
-def test_help_does_not_import_torch() -> None:
-    code = "import sys; from ssdcli.cli.app import main; main(['--help']); print('torch' in sys.modules)"
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["--version"], ["train", "--help"], ["eval", "--help"], ["predict", "--help"], ["export", "--help"],
+     ["encode", "--help"], ["data", "check", "--help"], ["demo", "--help"]],  # fmt: skip
+    ids=" ".join,
+)
+def test_help_and_version_do_not_import_torch(args: list[str]) -> None:
+    """Help and version come at once: neither torch nor torchvision is imported to print them."""
+    code = f"import sys; from ssdcli.cli.app import main; main({args!r}); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
