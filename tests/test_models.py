@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -382,6 +383,21 @@ def test_an_entry_is_all_a_new_architecture_needs() -> None:
     assert isinstance(backbone, TinyBackbone)
     assert ARCHITECTURES["ssdlite320_mobilenet_v3_large"].build_backbone(reduced_tail=True).out_channels[1] == 480
     assert ARCHITECTURES["ssdlite320_mobilenet_v3_large"].build_backbone(reduced_tail=False).out_channels[1] == 960
+
+
+def test_train_help_lists_exactly_the_registry_names(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.cli.app import main
+    from ssdcli.cli.train import lr_help, model_help
+
+    assert re.findall(r"([a-z0-9_]+) \(", model_help()) == list(ARCHITECTURES)
+    assert lr_help() == "Base learning rate (default: sgd 0.01, adamw 0.001; ssd_tiny, ssd_tiny256 0.05 / 0.003)."
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["train", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert all(name in shown for name in ARCHITECTURES)
+    assert all(entry.description.split()[-1] in shown for entry in ARCHITECTURES.values())
 
 
 # --- backbone weights ---------------------------------------------------------------------------------------
