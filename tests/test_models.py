@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,8 +17,9 @@ from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_l
 
 from ssdcli import AnchorLayout, default_boxes, encode, postprocess, ssd_loss
 from ssdcli.errors import CheckpointError, UsageError
-from ssdcli.models import ARCHS, SSD, ModelConfig, build_model, default_config
-from ssdcli.models.backbones import L2Norm
+from ssdcli.models import ARCHITECTURES, ARCHS, SSD, ModelConfig, build_model, default_config
+from ssdcli.models.backbones import L2Norm, TinyBackbone
+from ssdcli.models.config import MOBILENET_ARCHS, TINY_ARCHS
 from ssdcli.models.pretrained import mobilenet_key, vgg_key
 
 
@@ -317,6 +321,83 @@ def test_model_config_rebuilds_the_same_modules() -> None:
     assert model.config.reduced_tail is True  # torchvision's choice without backbone weights
     rebuilt = build_model(ModelConfig.from_dict(model.config.to_dict()))
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
+
+
+# --- the architecture registry ------------------------------------------------------------------------------
+
+# What build_model(default_config(arch, 21)) gave before the registry: parameters, state-dict entries and a digest
+# of the (key, shape) list, so that checkpoints saved then still load.
+BUILT_WITH_21_CLASSES = {
+    "ssd300_vgg16": (26_285_486, 71, "a017b669b2539e23"),
+    "ssd512_vgg16": (27_188_676, 79, "f09a4158baf1993e"),
+    "ssdlite320_mobilenet_v3_large": (2_469_860, 476, "e3e6aee4a6206f65"),
+    "ssd_tiny": (1_359_720, 74, "743d268bb98f9561"),
+    "ssd_tiny256": (1_359_720, 74, "743d268bb98f9561"),
+}
+
+
+def _digest(model: nn.Module) -> str:
+    keys_and_shapes = [(key, tuple(value.shape)) for key, value in model.state_dict().items()]
+    return hashlib.sha256(repr(keys_and_shapes).encode()).hexdigest()[:16]
+
+
+def test_registry_names_and_derived_sets() -> None:
+    assert list(ARCHITECTURES) == list(ARCHS) == list(BUILT_WITH_21_CLASSES)
+    assert all(name == entry.name for name, entry in ARCHITECTURES.items())
+    assert TINY_ARCHS == {"ssd_tiny", "ssd_tiny256"}
+    assert MOBILENET_ARCHS == {"ssdlite320_mobilenet_v3_large"}
+    assert [e.name for e in ARCHITECTURES.values() if e.separable_head] == ["ssdlite320_mobilenet_v3_large"]
+    assert [e.name for e in ARCHITECTURES.values() if e.imagenet_weights] == [
+        "ssd300_vgg16",
+        "ssd512_vgg16",
+        "ssdlite320_mobilenet_v3_large",
+    ]
+
+
+@pytest.mark.parametrize("arch", list(BUILT_WITH_21_CLASSES))
+def test_every_entry_builds_the_model_it_built_before(arch: str) -> None:
+    entry = ARCHITECTURES[arch]
+    model = build_model(default_config(arch, 21))
+    assert model.config.layout == entry.layout == ARCHS[arch]
+    assert len(model.backbone.out_channels) == len(entry.layout.feature_maps)
+    assert (_num_params(model), len(model.state_dict()), _digest(model)) == BUILT_WITH_21_CLASSES[arch]
+
+
+def test_default_learning_rates_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssdcli.engine.train import schedule
+
+    facts = {("ssd300_vgg16", "sgd"): 0.01, ("ssd512_vgg16", "adamw"): 0.001, ("ssd_tiny", "sgd"): 0.05}
+    facts |= {("ssd_tiny256", "adamw"): 0.003, ("ssdlite320_mobilenet_v3_large", "sgd"): 0.01}
+    assert {key: schedule.default_lr(*key) for key in facts} == facts
+    for entry in ARCHITECTURES.values():
+        assert {o: schedule.default_lr(entry.name, o) for o in schedule.DEFAULT_LR} == dict(entry.learning_rates)
+    new = dataclasses.replace(ARCHITECTURES["ssd_tiny"], name="ssd_new", learning_rates={"sgd": 0.2})
+    monkeypatch.setattr(schedule, "ARCHITECTURES", {**ARCHITECTURES, "ssd_new": new})
+    assert schedule.default_lr("ssd_new", "sgd") == 0.2
+    assert schedule.default_lr("ssd_new", "adamw") == 0.001  # the standard rate where the entry has none
+
+
+def test_an_entry_is_all_a_new_architecture_needs() -> None:
+    entry = dataclasses.replace(ARCHITECTURES["ssd_tiny"], name="ssd_tiny_copy")
+    backbone = entry.build_backbone()
+    assert isinstance(backbone, TinyBackbone)
+    assert ARCHITECTURES["ssdlite320_mobilenet_v3_large"].build_backbone(reduced_tail=True).out_channels[1] == 480
+    assert ARCHITECTURES["ssdlite320_mobilenet_v3_large"].build_backbone(reduced_tail=False).out_channels[1] == 960
+
+
+def test_train_help_lists_exactly_the_registry_names(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.cli.app import main
+    from ssdcli.cli.train import lr_help, model_help
+
+    assert re.findall(r"([a-z0-9_]+) \(", model_help()) == list(ARCHITECTURES)
+    assert lr_help() == "Base learning rate (default: sgd 0.01, adamw 0.001; ssd_tiny, ssd_tiny256 0.05 / 0.003)."
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["train", "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert all(name in shown for name in ARCHITECTURES)
+    assert all(entry.description.split()[-1] in shown for entry in ARCHITECTURES.values())
 
 
 # --- backbone weights ---------------------------------------------------------------------------------------

@@ -18,12 +18,13 @@ def test_core_exports_resolve() -> None:
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["--version"], ["train", "--help"], ["eval", "--help"], ["predict", "--help"], ["export", "--help"],
-     ["encode", "--help"], ["data", "check", "--help"], ["demo", "--help"]],  # fmt: skip
+    [["--help"], ["--version"], ["eval", "--help"], ["predict", "--help"], ["export", "--help"], ["encode", "--help"],
+     ["data", "check", "--help"], ["demo", "--help"]],  # fmt: skip
     ids=" ".join,
 )
 def test_help_and_version_do_not_import_torch(args: list[str]) -> None:
-    """Help and version come at once: neither torch nor torchvision is imported to print them."""
+    """Help and version come at once: torch is not imported to print them (``ssd train --help`` lists the
+    architectures from the model registry, which does import it)."""
     code = f"import sys; from ssdcli.cli.app import main; main({args!r}); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"

@@ -70,7 +70,7 @@ def root(
         ctx.obj.debug = debug
 
 
-app.command("train")(train.train_command)
+app.command("train", cls=train.TrainCommand)(train.train_command)
 app.command("encode")(encode.encode_command)
 app.command("eval")(eval.eval_command)
 app.command("predict")(predict.predict_command)

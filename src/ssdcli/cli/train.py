@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape  # help texts are Rich markup: '[...]' must be escaped to be shown
+from typer.core import TyperCommand, TyperOption
 
 from ssdcli.config import TrainConfig
 
@@ -18,6 +19,41 @@ T = TrainConfig  # the defaults below are the dataclass's, written once
 EXIT_INTERRUPTED = 130
 
 
+def model_help() -> str:
+    """The help of ``--model``: every architecture with its description (reads the registry, so imports torch)."""
+    from ssdcli.engine.train.architectures import architecture_descriptions
+
+    choices = "; ".join(f"{name} ({text})" for name, text in architecture_descriptions().items())
+    return escape(f"Model architecture, one of: {choices}.")
+
+
+def lr_help() -> str:
+    """The help of ``--lr``: the default rate per optimizer, and the architectures with their own defaults."""
+    from ssdcli.engine.train.architectures import default_learning_rates, standard_learning_rates
+
+    standard = standard_learning_rates()
+    groups: dict[tuple[float, ...], list[str]] = {}
+    for name, rates in default_learning_rates().items():
+        if rates != standard:
+            groups.setdefault(tuple(rates.values()), []).append(name)
+    parts = [", ".join(f"{optimizer} {rate:g}" for optimizer, rate in standard.items())]
+    parts += [f"{', '.join(names)} {' / '.join(f'{rate:g}' for rate in rates)}" for rates, names in groups.items()]
+    return escape(f"Base learning rate (default: {'; '.join(parts)}).")
+
+
+class TrainCommand(TyperCommand):
+    """``ssd train``, whose ``--model`` and ``--lr`` help is read from the architecture registry when shown only,
+    so that parsing the command line does not import torch."""
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        for param in self.params:
+            if param.name == "model" and isinstance(param, TyperOption):
+                param.help = model_help()
+            elif param.name == "lr" and isinstance(param, TyperOption):
+                param.help = lr_help()
+        super().format_help(ctx, formatter)
+
+
 def train_command(
     data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
@@ -25,7 +61,7 @@ def train_command(
     train_split: Annotated[Optional[str], typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
     val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
-    model: Annotated[str, typer.Option(help="ssd_tiny, ssd_tiny256, ssd300_vgg16, ssd512_vgg16 or ssdlite320_mobilenet_v3_large.")] = "ssd_tiny256",
+    model: Annotated[str, typer.Option(help="Model architecture (the list: ssd train --help).")] = T.arch,
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
@@ -33,7 +69,7 @@ def train_command(
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = T.batch_size,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = T.optimizer,
-    lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: sgd 0.01, adamw 0.001; ssd_tiny, ssd_tiny256 0.05 / 0.003).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = T.warmup_steps,
     iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = T.iou_crop,
     zoom_out: Annotated[float, typer.Option(help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = T.zoom_out,

@@ -9,16 +9,17 @@ from torch import nn
 
 from ssdcli.errors import UsageError
 
-from .backbones import MobileNetV3Backbone, TinyBackbone, VGG16Backbone, feature_map_sizes
-from .config import MOBILENET_ARCHS, TINY_ARCHS, ModelConfig
+from .backbones import feature_map_sizes
+from .config import ModelConfig, check_arch
 from .heads import SSDHead
 from .ssd import SSD
 from .weights import IMAGENET, load_backbone_weights
+from .zoo import ARCHITECTURES
 
 
 def _resolve(config: ModelConfig, backbone_weights: str | Path | None) -> ModelConfig:
     """Fix ``reduced_tail`` for MobileNetV3 (torchvision's rule: reduced unless backbone weights are loaded)."""
-    if config.arch not in MOBILENET_ARCHS:
+    if not ARCHITECTURES[config.arch].has_reduced_tail:
         return config
     if config.reduced_tail is None:
         return dataclasses.replace(config, reduced_tail=backbone_weights is None)
@@ -30,16 +31,8 @@ def _resolve(config: ModelConfig, backbone_weights: str | Path | None) -> ModelC
 
 
 def build_backbone(config: ModelConfig) -> nn.Module:
-    """The randomly initialised backbone of ``config.arch``."""
-    if config.arch == "ssd300_vgg16":
-        return VGG16Backbone(highres=False)
-    if config.arch == "ssd512_vgg16":
-        return VGG16Backbone(highres=True)
-    if config.arch == "ssdlite320_mobilenet_v3_large":
-        return MobileNetV3Backbone(reduced_tail=bool(config.reduced_tail))
-    if config.arch in TINY_ARCHS:
-        return TinyBackbone()
-    raise ValueError(f"no backbone for architecture {config.arch!r}")
+    """The randomly initialised backbone of ``config.arch`` (its entry in ``models/zoo.py``)."""
+    return ARCHITECTURES[check_arch(config.arch)].build_backbone(config.reduced_tail)
 
 
 def check_feature_maps(backbone: nn.Module, config: ModelConfig) -> None:
@@ -86,7 +79,7 @@ def build_model(config: ModelConfig, backbone_weights: str | Path | None = None)
         backbone.out_channels,
         config.layout.boxes_per_cell,
         config.num_classes,
-        separable=config.arch in MOBILENET_ARCHS,
+        separable=ARCHITECTURES[config.arch].separable_head,
     )
     if backbone_weights is not None:
         load_backbone_weights(backbone, backbone_weights, config)

@@ -1,5 +1,8 @@
 """What defines an SSD model: architecture name, classes, anchor layout and input normalisation (all data).
 
+The architectures themselves are the entries of ``models/zoo.py``; :data:`ARCHS`, :data:`TINY_ARCHS` and
+:data:`MOBILENET_ARCHS` are views of them.
+
 A :class:`ModelConfig` is all that is needed to rebuild a model's modules (``build_model``), so checkpoints store
 ``model.config.to_dict()`` next to the weights.
 """
@@ -7,45 +10,23 @@ A :class:`ModelConfig` is all that is needed to rebuild a model's modules (``bui
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
+from ssdcli.core.anchors import AnchorLayout
+
+from .zoo import ARCHITECTURES
+from .zoo import SSD_TINY256_LAYOUT as SSD_TINY256_LAYOUT  # the layouts were defined here first
+from .zoo import SSD_TINY_LAYOUT as SSD_TINY_LAYOUT
 
 #: Input normalisation of torchvision's ImageNet classifiers, for RGB images scaled to [0, 1].
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
-# ssd_tiny: 160x160 input, five feature maps with strides 8, 16, 32, 53.3 and 160 (centres from the grid).
-# Box scales run from 10% to 90% of the image side so that objects of about 12-95% of the side have a default
-# box with IoU > 0.5; the ratios mirror SSD300 (2:1 and 1:2 everywhere, also 3:1 and 1:3 on the middle maps).
-SSD_TINY_LAYOUT = AnchorLayout(
-    image_size=160,
-    feature_maps=(20, 10, 5, 3, 1),
-    steps=None,
-    sizes=(16, 32, 56, 80, 112, 144),
-    aspect_ratios=((2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5), (2, 0.5)),
-)
-
-# ssd_tiny256: the same network on a 256x256 input, so its maps are 32, 16, 8, 4, 2 (strides 8 to 128). 1.6 times
-# the resolution of ssd_tiny for small objects (blood platelets of 13-26 px, 5-10 % of the image side), and default
-# box sizes from 7.5 % (19 px) to 90 % of the side: 19 px boxes on the 32x32 map, 38 px on the 16x16 map, etc.
-SSD_TINY256_LAYOUT = AnchorLayout(
-    image_size=256,
-    feature_maps=(32, 16, 8, 4, 2),
-    steps=None,
-    sizes=(19, 38, 77, 128, 179, 230),
-    aspect_ratios=((2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5), (2, 0.5)),
-)
-
-#: Architecture name -> its default anchor layout.
-ARCHS: dict[str, AnchorLayout] = {
-    "ssd300_vgg16": BUILTIN_LAYOUTS["ssd300"],
-    "ssd512_vgg16": BUILTIN_LAYOUTS["ssd512"],
-    "ssdlite320_mobilenet_v3_large": BUILTIN_LAYOUTS["ssdlite320"],
-    "ssd_tiny": SSD_TINY_LAYOUT,
-    "ssd_tiny256": SSD_TINY256_LAYOUT,
-}
+#: Architecture name -> its default anchor layout (from :data:`~ssdcli.models.zoo.ARCHITECTURES`).
+ARCHS: Mapping[str, AnchorLayout] = MappingProxyType({name: entry.layout for name, entry in ARCHITECTURES.items()})
 
 #: How images are resized to the network input: "antialias": the 8-bit image, antialiased (ssdcli's pipeline,
 #: training included); "bilinear": the normalised float image, bilinear without antialiasing (torchvision's
@@ -53,10 +34,10 @@ ARCHS: dict[str, AnchorLayout] = {
 RESIZE_MODES = ("antialias", "bilinear")
 
 #: Architectures built on :class:`~ssdcli.models.backbones.TinyBackbone` (BatchNorm everywhere).
-TINY_ARCHS = frozenset({"ssd_tiny", "ssd_tiny256"})
+TINY_ARCHS = frozenset(name for name, entry in ARCHITECTURES.items() if entry.backbone_kind == "tiny")
 
 #: Architectures with a MobileNetV3 backbone, the only ones where ``ModelConfig.reduced_tail`` applies.
-MOBILENET_ARCHS = frozenset({"ssdlite320_mobilenet_v3_large"})
+MOBILENET_ARCHS = frozenset(name for name, entry in ARCHITECTURES.items() if entry.has_reduced_tail)
 
 
 def check_arch(arch: str) -> str:

@@ -19,23 +19,14 @@ from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import MobileNet_V3_Large_Weights, VGG16_Weights, WeightsEnum
+from torchvision.models import WeightsEnum
 
 from ssdcli.errors import CheckpointError, UsageError
 
 from .config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from .zoo import ARCHITECTURES
 
 IMAGENET = "imagenet"
-
-# Per architecture, the torchvision ImageNet weights its backbone can start from. The first entry whose input
-# normalisation equals the model's mean/std is used, else the first. VGG16: torchvision's classifier weights
-# (normalisation as every torchvision classifier), or the SSD-specific features converted from the paper's Caffe
-# model that torchvision's ssd300_vgg16 uses (Caffe normalisation: mean (0.48235, 0.45882, 0.40784), std 1/255).
-IMAGENET_WEIGHTS: dict[str, tuple[WeightsEnum, ...]] = {
-    "ssd300_vgg16": (VGG16_Weights.IMAGENET1K_V1, VGG16_Weights.IMAGENET1K_FEATURES),
-    "ssd512_vgg16": (VGG16_Weights.IMAGENET1K_V1, VGG16_Weights.IMAGENET1K_FEATURES),
-    "ssdlite320_mobilenet_v3_large": (MobileNet_V3_Large_Weights.IMAGENET1K_V1,),
-}
 
 
 def _normalisation(weights: WeightsEnum) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -48,8 +39,12 @@ def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 
 
 def imagenet_weights(config: ModelConfig) -> WeightsEnum:
-    """The torchvision weights enum that ``backbone_weights="imagenet"`` loads for ``config``."""
-    candidates = IMAGENET_WEIGHTS.get(config.arch)
+    """The torchvision weights enum that ``backbone_weights="imagenet"`` loads for ``config``.
+
+    The first of the architecture's ``imagenet_weights`` (``models/zoo.py``) whose input normalisation equals the
+    model's mean/std, else the first.
+    """
+    candidates = ARCHITECTURES[config.arch].imagenet_weights
     if not candidates:
         raise UsageError(
             f"{config.arch} has no ImageNet weights; train it from scratch (no backbone weights) "
@@ -72,7 +67,7 @@ def _imagenet_file(config: ModelConfig) -> Path:
     path = hub_cache_file(weights)
     if path.is_file():
         return path
-    others = [w for w in IMAGENET_WEIGHTS[config.arch] if w is not weights]
+    others = [w for w in ARCHITECTURES[config.arch].imagenet_weights if w is not weights]
     hint = "".join(
         f"; {hub_cache_file(w).name} is used instead when the model's mean/std are {_normalisation(w)[0]} / "
         f"{tuple(round(s, 5) for s in _normalisation(w)[1])}"

@@ -9,19 +9,17 @@ import torch
 from torch import nn
 
 from ssdcli.errors import UsageError
+from ssdcli.models.zoo import ARCHITECTURES, STANDARD_LR
 
-DEFAULT_LR = {"sgd": 0.01, "adamw": 0.001}
-#: Models with BatchNorm everywhere train from scratch at a higher rate.
-DEFAULT_LR_BY_ARCH = {
-    ("ssd_tiny", "sgd"): 0.05,
-    ("ssd_tiny", "adamw"): 0.003,
-    ("ssd_tiny256", "sgd"): 0.05,
-    ("ssd_tiny256", "adamw"): 0.003,
-}
+#: The optimizers and their default learning rate for an architecture without its own.
+DEFAULT_LR = STANDARD_LR
 
 
 def default_lr(arch: str, optimizer: str) -> float:
-    return DEFAULT_LR_BY_ARCH.get((arch, optimizer), DEFAULT_LR.get(optimizer, 0.01))
+    """The base learning rate of ``optimizer`` for ``arch``: its entry's in ``models/zoo.py``, else the standard."""
+    entry = ARCHITECTURES.get(arch)
+    rates = entry.learning_rates if entry is not None else DEFAULT_LR
+    return rates.get(optimizer, DEFAULT_LR.get(optimizer, 0.01))
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.01) -> float:

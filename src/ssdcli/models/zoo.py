@@ -1,0 +1,142 @@
+"""The architectures ssdcli builds, one :class:`Architecture` entry each.
+
+An entry holds everything that differs between architectures: the default anchor layout, the backbone, the kind
+of head, the ImageNet weights the backbone can start from, the default learning rate per optimizer and a line of
+description. ``models/config.py``, ``models/build.py``, ``models/weights.py`` and the training schedule read it,
+so a new architecture is one entry here (and, if it needs one, its backbone class in ``backbones.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from types import MappingProxyType
+
+from torch import nn
+from torchvision.models import MobileNet_V3_Large_Weights, VGG16_Weights, WeightsEnum
+
+from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
+
+from .backbones import MobileNetV3Backbone, TinyBackbone, VGG16Backbone
+
+# ssd_tiny: 160x160 input, five feature maps with strides 8, 16, 32, 53.3 and 160 (centres from the grid).
+# Box scales run from 10% to 90% of the image side so that objects of about 12-95% of the side have a default
+# box with IoU > 0.5; the ratios mirror SSD300 (2:1 and 1:2 everywhere, also 3:1 and 1:3 on the middle maps).
+SSD_TINY_LAYOUT = AnchorLayout(
+    image_size=160,
+    feature_maps=(20, 10, 5, 3, 1),
+    steps=None,
+    sizes=(16, 32, 56, 80, 112, 144),
+    aspect_ratios=((2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5), (2, 0.5)),
+)
+
+# ssd_tiny256: the same network on a 256x256 input, so its maps are 32, 16, 8, 4, 2 (strides 8 to 128). 1.6 times
+# the resolution of ssd_tiny for small objects (blood platelets of 13-26 px, 5-10 % of the image side), and default
+# box sizes from 7.5 % (19 px) to 90 % of the side: 19 px boxes on the 32x32 map, 38 px on the 16x16 map, etc.
+SSD_TINY256_LAYOUT = AnchorLayout(
+    image_size=256,
+    feature_maps=(32, 16, 8, 4, 2),
+    steps=None,
+    sizes=(19, 38, 77, 128, 179, 230),
+    aspect_ratios=((2, 0.5), (2, 0.5, 3, 1 / 3), (2, 0.5, 3, 1 / 3), (2, 0.5), (2, 0.5)),
+)
+
+#: Default learning rate per optimizer (the SSD paper's SGD rate and the usual AdamW one).
+STANDARD_LR: Mapping[str, float] = MappingProxyType({"sgd": 0.01, "adamw": 0.001})
+
+#: Models with BatchNorm after every convolution train from scratch at a higher rate.
+BATCHNORM_LR: Mapping[str, float] = MappingProxyType({"sgd": 0.05, "adamw": 0.003})
+
+# VGG16 backbones start from torchvision's classifier weights (normalisation as every torchvision classifier) or
+# the SSD-specific features converted from the paper's Caffe model that torchvision's ssd300_vgg16 uses (Caffe
+# normalisation: mean (0.48235, 0.45882, 0.40784), std 1/255).
+_VGG16_IMAGENET = (VGG16_Weights.IMAGENET1K_V1, VGG16_Weights.IMAGENET1K_FEATURES)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One SSD architecture.
+
+    Attributes:
+        name: the ``arch`` of a :class:`~ssdcli.models.config.ModelConfig`.
+        description: a few words for help texts (no parentheses: help lists it in some).
+        layout: the default anchor layout.
+        backbone_kind: the family of the backbone: ``"vgg16"``, ``"mobilenet_v3_large"`` or ``"tiny"``.
+        backbone: makes the randomly initialised backbone; MobileNetV3 ones take ``reduced_tail``.
+        separable_head: SSDLite's depthwise-separable predictors instead of 3x3 convolutions.
+        imagenet_weights: torchvision ImageNet weights the backbone can start from; the first whose input
+            normalisation equals the model's mean/std is used, else the first. Empty: none exist.
+        learning_rates: default base learning rate per optimizer.
+    """
+
+    name: str
+    description: str
+    layout: AnchorLayout
+    backbone_kind: str
+    backbone: Callable[..., nn.Module]
+    learning_rates: Mapping[str, float]
+    separable_head: bool = False
+    imagenet_weights: tuple[WeightsEnum, ...] = ()
+
+    @property
+    def has_reduced_tail(self) -> bool:
+        """Whether ``ModelConfig.reduced_tail`` applies (MobileNetV3 backbones)."""
+        return self.backbone_kind == "mobilenet_v3_large"
+
+    def build_backbone(self, reduced_tail: bool | None = None) -> nn.Module:
+        """The randomly initialised backbone (``reduced_tail`` is read by MobileNetV3 backbones only)."""
+        if self.has_reduced_tail:
+            return self.backbone(reduced_tail=bool(reduced_tail))
+        return self.backbone()
+
+
+_ENTRIES = (
+    Architecture(
+        name="ssd300_vgg16",
+        description="SSD300 on VGG16 as in the SSD paper",
+        layout=BUILTIN_LAYOUTS["ssd300"],
+        backbone_kind="vgg16",
+        backbone=partial(VGG16Backbone, highres=False),
+        imagenet_weights=_VGG16_IMAGENET,
+        learning_rates=STANDARD_LR,
+    ),
+    Architecture(
+        name="ssd512_vgg16",
+        description="SSD512 on VGG16 as in the SSD paper",
+        layout=BUILTIN_LAYOUTS["ssd512"],
+        backbone_kind="vgg16",
+        backbone=partial(VGG16Backbone, highres=True),
+        imagenet_weights=_VGG16_IMAGENET,
+        learning_rates=STANDARD_LR,
+    ),
+    Architecture(
+        name="ssdlite320_mobilenet_v3_large",
+        description="torchvision's SSDLite320 on MobileNetV3-Large",
+        layout=BUILTIN_LAYOUTS["ssdlite320"],
+        backbone_kind="mobilenet_v3_large",
+        backbone=MobileNetV3Backbone,
+        separable_head=True,
+        imagenet_weights=(MobileNet_V3_Large_Weights.IMAGENET1K_V1,),
+        learning_rates=STANDARD_LR,
+    ),
+    Architecture(
+        name="ssd_tiny",
+        description="a small BatchNorm network at 160x160",
+        layout=SSD_TINY_LAYOUT,
+        backbone_kind="tiny",
+        backbone=TinyBackbone,
+        learning_rates=BATCHNORM_LR,
+    ),
+    Architecture(
+        name="ssd_tiny256",
+        description="ssd_tiny at 256x256 for small objects",
+        layout=SSD_TINY256_LAYOUT,
+        backbone_kind="tiny",
+        backbone=TinyBackbone,
+        learning_rates=BATCHNORM_LR,
+    ),
+)
+
+#: Architecture name -> its entry, in the order above.
+ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType({entry.name: entry for entry in _ENTRIES})
