@@ -3,7 +3,6 @@ model (with EMA and DDP), the data pipeline, the optimizer and schedule, and a r
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from ssdcli.core.anchors import default_boxes
 from ssdcli.core.matching import DefaultBoxGeometry, default_box_geometry
 from ssdcli.data.collate import collate_detections
 from ssdcli.data.dataset import DetectionDataset
-from ssdcli.data.files import fresh_run_dir
+from ssdcli.data.files import fresh_run_dir, write_json
 from ssdcli.data.records import BACKGROUND, DatasetIndex
 from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
@@ -168,7 +167,7 @@ def build_run(
         spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
         run.clock = BudgetClock(config.time_budget, spent_before + time.perf_counter() - began)
     if context.is_main:
-        (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        write_json(run_dir / "config.json", config.to_dict())
     emit(RunStarted(run_dir, run.planned, run.steps_per_epoch, run.start_epoch, str(device), ()))
     emit(Message(length_line))
     return run
