@@ -4,6 +4,7 @@ as bar charts. What each picture shows is chosen here; the drawing is :mod:`ssdc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ from ssdcli.viz.colours import ALERT
 from ssdcli.viz.figure import Figure, compose, panel_size
 from ssdcli.viz.matching import matching_panels
 
-from ssdcli.engine.inspect.coverage import CoverageReport
+from ssdcli.engine.inspect.coverage import CoverageReport, GroupStats
 from ssdcli.engine.inspect.image_report import ImageReport
 
 
@@ -44,6 +45,17 @@ def draw_image_report(report: ImageReport, image_bgr: np.ndarray) -> Figure:
     return compose(header, pictures, titles, panel_wh)
 
 
+def _share_below_chart(groups: Sequence[GroupStats]) -> np.ndarray:
+    """The share of each group's GTs without a default box above the threshold, as alert-coloured bars."""
+    return bar_chart(
+        [g.name for g in groups],
+        [g.share_below for g in groups],
+        [f"{g.below_threshold}/{g.gts}" for g in groups],
+        1.0,
+        [ALERT] * len(groups),
+    )
+
+
 #: Classes shown in the per-class chart (those with the largest share below the threshold).
 MAX_CLASSES_DRAWN = 16
 
@@ -57,20 +69,8 @@ def draw_coverage_report(report: CoverageReport) -> Figure:
     thr = f"{report.threshold:g}"
     total = sum(layer.matches for layer in report.layers)
     charts = [
-        bar_chart(
-            [g.name for g in sizes],
-            [g.share_below for g in sizes],
-            [f"{g.below_threshold}/{g.gts}" for g in sizes],
-            1.0,
-            [ALERT] * len(sizes),
-        ),
-        bar_chart(
-            [g.name for g in classes],
-            [g.share_below for g in classes],
-            [f"{g.below_threshold}/{g.gts}" for g in classes],
-            1.0,
-            [ALERT] * len(classes),
-        ),
+        _share_below_chart(sizes),
+        _share_below_chart(classes),
         bar_chart(
             [f"{layer.feature_map}x{layer.feature_map}" for layer in report.layers],
             [layer.matches / total if total else 0.0 for layer in report.layers],
