@@ -32,9 +32,9 @@ from ssdcli.engine.inspect import (
     write_layout,
 )
 from ssdcli.engine.inspect import coverage as coverage_module
-from ssdcli.engine.inspect import visualize
 from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.errors import CheckpointError, DataError, UsageError
+from ssdcli.viz.colours import FLAGGED, bgr, class_colour
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
 
@@ -253,7 +253,7 @@ def test_layouts_from_names_files_and_checkpoints(tmp_path: Path) -> None:
         resolve_layout(checkpoint=checkpoint)
 
 
-def test_picture_has_the_expected_size_and_gt_colours_on_the_gt_edges(voc_image: tuple[Path, Path], tmp_path: Path) -> None:
+def test_picture_has_the_expected_size_and_class_colours_on_the_gt_edges(voc_image: tuple[Path, Path], tmp_path: Path) -> None:
     image, xml = voc_image
     report = encode_image_file(image, xml, SSD300)
     figure = draw_image_report(report, cv2.imread(str(image)))
@@ -267,7 +267,7 @@ def test_picture_has_the_expected_size_and_gt_colours_on_the_gt_edges(voc_image:
     second = figure.panels[5]  # second row, second column
     assert (second.x, second.y) == (8 + 408, y0 + 300 + 8 + 26)
     for gt, (x1, y1, x2, y2) in zip(report.gts, gt_pixels().round().int().tolist()):
-        colour = visualize.FLAGGED if gt.flag else visualize.GT_COLOURS[gt.index]
+        colour = bgr(FLAGGED if gt.flag else class_colour(gt.class_name))
         # The GT panel, and the panels of the feature maps where the GT has matches (GTs are drawn on top).
         panels = [figure.panels[0]] + [figure.panels[1 + k] for k, n in enumerate(gt.matches_per_layer) if n]
         assert len(panels) > 1 or gt.flag

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
+import numpy as np
 import torch
 
 from ssdcli.data.dataset import open_index
 from ssdcli.data.images import read_image_rgb
 from ssdcli.config import PredictConfig
+from ssdcli.viz.boxes import draw_detections
 from ssdcli.errors import DataError, SsdcliError, UsageError
 
-from ssdcli.engine.inference.draw import draw_detections
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.engine.inference.predictor import Detections, Predictor
 from ssdcli.data.files import fresh_run_dir
@@ -217,7 +218,7 @@ def run_predict(
             if run_dir is not None:
                 bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
                 target = _unique_name(run_dir, path.stem, ".jpg", taken, ".json" if write_json else None)
-                cv2.imwrite(str(target), draw_detections(bgr, detections))
+                cv2.imwrite(str(target), _drawn(bgr, detections))
                 result.outputs.append(target)
                 if write_json:
                     target.with_suffix(".json").write_text(json.dumps(result.per_image[-1], indent=2))
@@ -233,6 +234,11 @@ def run_predict(
     if result.images_done == 0 and result.frames_done == 0:
         raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
     return result
+
+
+def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
+    """A copy of ``image_bgr`` [H, W, 3] with ``detections`` drawn and labelled."""
+    return draw_detections(image_bgr, detections.boxes, detections.scores, detections.names)
 
 
 def _predict_video(
@@ -262,7 +268,7 @@ def _predict_video(
                         height, width = frame.shape[:2]
                         writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
                         result.outputs.append(target)
-                    writer.write(draw_detections(frame, detections))
+                    writer.write(_drawn(frame, detections))
                 result.per_image.append({**_image_json(detections, str(path)), "frame": frames})
                 frames += 1
     finally:
