@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,7 +19,8 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.engine.inference.predictor import Detections, Predictor
-from ssdcli.data.files import fresh_run_dir
+from ssdcli.data.files import fresh_run_dir, json_text, write_atomic
+from ssdcli.data.results_io import write_coco_results
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -218,10 +218,10 @@ def run_predict(
             if run_dir is not None:
                 bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
                 target = _unique_name(run_dir, path.stem, ".jpg", taken, ".json" if write_json else None)
-                cv2.imwrite(str(target), _drawn(bgr, detections))
+                write_atomic(target, _jpeg(_drawn(bgr, detections), target))
                 result.outputs.append(target)
                 if write_json:
-                    target.with_suffix(".json").write_text(json.dumps(result.per_image[-1], indent=2))
+                    write_atomic(target.with_suffix(".json"), json_text(result.per_image[-1]))
         emit(EvalProgress(min(start + batch_size, total), total))
     for video in found.videos:
         try:
@@ -230,10 +230,18 @@ def run_predict(
             result.failed.append(str(error))
             emit(Message(str(error), "warning"))
     if run_dir is not None and write_json:
-        (run_dir / RESULTS_JSON).write_text(json.dumps(result.results))
+        write_coco_results(run_dir / RESULTS_JSON, result.results)
     if result.images_done == 0 and result.frames_done == 0:
         raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
     return result
+
+
+def _jpeg(image_bgr: np.ndarray, path: Path) -> bytes:
+    """``image_bgr`` [H, W, 3] encoded as JPEG (a :class:`DataError` naming ``path`` if it cannot be)."""
+    encoded, data = cv2.imencode(".jpg", image_bgr)
+    if not encoded:
+        raise DataError("cannot encode the annotated image as JPEG", path=path)
+    return data.tobytes()
 
 
 def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
