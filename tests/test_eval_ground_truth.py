@@ -17,11 +17,11 @@ from ssdcli.data.dataset import open_index
 from ssdcli.data.results_io import write_devkit_detections
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.evaluate.results import evaluate_voc_files
-from ssdcli.engine.inference.batched import ImageDetections
+from ssdcli.data.detections import Detections
 from ssdcli.engine.evaluate.validation import evaluate_detections
 
 
-def jittered_detections(index, seed: int) -> list[ImageDetections]:
+def jittered_detections(index, seed: int) -> list[Detections]:
     """Every object of the index found with a jittered box and a random score, some missed, plus false positives."""
     rng = random.Random(seed)
     out = []
@@ -40,11 +40,11 @@ def jittered_detections(index, seed: int) -> list[ImageDetections]:
             scores.append(rng.random() * 0.6)
             labels.append(rng.randint(1, index.num_classes - 1))
         out.append(
-            ImageDetections(
-                record.image_id,
+            Detections(
                 np.array(boxes, dtype=np.float64).reshape(-1, 4),
                 np.array(scores),
                 np.array(labels, dtype=np.int64),
+                image_id=record.image_id,
             )
         )
     return out
@@ -117,8 +117,7 @@ def test_voc_numbers_follow_the_devkit_on_the_annotation_files(voc: Path, tmp_pa
     assert index.warnings.zero_area_boxes == 1 and index.warnings.clipped_boxes == 1
     cat, dog = 1, 2
     detections = [
-        ImageDetections(
-            0,
+        Detections(
             np.array(
                 [
                     [0, 0, 100, 80],  # on the difficult cat: ignored
@@ -131,8 +130,9 @@ def test_voc_numbers_follow_the_devkit_on_the_annotation_files(voc: Path, tmp_pa
             ),
             np.array([0.99, 0.98, 0.95, 0.9, 0.8]),
             np.array([cat, cat, cat, cat, dog]),
+            image_id=0,
         ),
-        ImageDetections(1, np.array([[9.0, 9, 50, 50]]), np.array([0.7]), np.array([dog])),
+        Detections(np.array([[9.0, 9, 50, 50]]), np.array([0.7]), np.array([dog]), image_id=1),
     ]
     evaluation = evaluate_detections(index, detections, metric="voc07", per_class=True)
     # The project's evaluator on the files: what `ssd eval --voc --results devkit/` gives.
@@ -147,3 +147,24 @@ def test_voc_numbers_follow_the_devkit_on_the_annotation_files(voc: Path, tmp_pa
     per_class = {c.name: c.ap for c in evaluation.coco.per_class}
     assert per_class["cat"] == pytest.approx(0.5, abs=1e-9)
     assert [c.num_gt for c in evaluation.coco.per_class] == [1, 3]
+
+
+def test_detections_to_coco_and_back() -> None:
+    """One Detections type: its COCO records hold xywh boxes, the categories asked for, and read back the same."""
+    found = Detections(
+        np.array([[10.0, 20.0, 50.0, 80.0], [0.0, 0.0, 5.5, 4.25]]),
+        np.array([0.9, 0.25]),
+        np.array([2, 1]),
+        image_id=7,
+    )
+    records = found.to_coco(category_ids=[0, 18, 44])
+    assert records == [
+        {"image_id": 7, "category_id": 44, "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.9},
+        {"image_id": 7, "category_id": 18, "bbox": [0.0, 0.0, 5.5, 4.25], "score": 0.25},
+    ]
+    other = {"image_id": 8, "category_id": 18, "bbox": [1.0, 1.0, 1.0, 1.0], "score": 0.5}
+    back = Detections.from_coco([*records, other], 7, labels={18: 1, 44: 2})
+    np.testing.assert_array_equal(back.boxes, found.boxes)
+    np.testing.assert_array_equal(back.scores, found.scores)
+    np.testing.assert_array_equal(back.labels, found.labels)
+    assert found.select(np.array([False, True])).to_coco(image_id="a")[0]["image_id"] == "a"

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from ssdcli.data.records import DataWarnings, DatasetIndex, ImageRecord
-from ssdcli.engine.inference.batched import ImageDetections
+from ssdcli.data.detections import Detections
 from ssdcli.engine.evaluate.plots import confusion_summary, write_evaluation_plots
 from ssdcli.metrics.voc import Detection, VocImageGT, voc_evaluate
 
@@ -21,13 +21,13 @@ def _index() -> DatasetIndex:
     return DatasetIndex(Path("."), "voc", "test", NAMES, (0, 1, 2), (record,), DataWarnings())
 
 
-def _detections() -> list[ImageDetections]:
+def _detections() -> list[Detections]:
     boxes = np.array(
         [[10, 10, 50, 50], [60, 60, 90, 90], [0, 0, 8, 8], [61, 61, 90, 90], [10, 10, 50, 50]], dtype=np.float32
     )
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1], dtype=np.float32)
     labels = np.array([1, 1, 2, 2, 2])  # cat right, dog called cat, a false dog, a duplicate dog, one below 0.3
-    return [ImageDetections(0, boxes, scores, labels)]
+    return [Detections(boxes, scores, labels, image_id=0)]
 
 
 def test_confusion_counts_known_by_construction() -> None:

@@ -11,7 +11,7 @@ import pytest
 import ssdcli.engine.train.run_plots as run_plots
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
-from ssdcli.engine.inference.batched import ImageDetections
+from ssdcli.data.detections import Detections
 
 ROWS = [
     {"epoch": 1, "loss": 9.0, "loss_conf": 6.0, "loss_loc": 3.0, "lr": 0.01, "map50": 0.1, "coco_ap": 0.05},
@@ -40,7 +40,7 @@ def test_predictions_grid_shows_ground_truth_and_detections(tmp_path: Path, monk
     index = open_index(root, "val")
     monkeypatch.setattr(run_plots, "GROUND_TRUTH_BGR", (255, 0, 255))  # a colour no synthetic image holds
     detections = [
-        ImageDetections(r.image_id, r.boxes, np.full(len(r.boxes), 0.1, np.float32), r.labels) for r in index.records
+        Detections(r.boxes, np.full(len(r.boxes), 0.1, np.float32), r.labels, image_id=r.image_id) for r in index.records
     ]
     path = run_plots.write_predictions_grid(index, detections, tmp_path)
     grid = cv2.imread(str(path)).astype(int)
@@ -57,7 +57,7 @@ def test_predictions_grid_shows_ground_truth_and_detections(tmp_path: Path, monk
     assert xs.min() <= x1 + 2 and ys.min() <= y1 + 2  # at the boxes, not elsewhere
     # Detections below the display score are not drawn; above it, they are (in their class colours).
     plain = cv2.imread(str(path))
-    shown = [ImageDetections(d.image_id, d.boxes, np.full(len(d.boxes), 0.9, np.float32), d.labels) for d in detections]
+    shown = [Detections(d.boxes, np.full(len(d.boxes), 0.9, np.float32), d.labels, image_id=d.image_id) for d in detections]
     drawn = cv2.imread(str(run_plots.write_predictions_grid(index, shown, tmp_path)))
     assert (drawn != plain).any()
 

@@ -3,6 +3,7 @@ its detections, evaluate them."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ from ssdcli.errors import DataError, UsageError
 from ssdcli.engine.inference.detectors import LoadedDetector, load_detector
 from ssdcli.engine.device import resolve_device
 from ssdcli.engine.events import EventHandler, Message, ignore_events
-from ssdcli.engine.inference.batched import ImageDetections, detect_index_with
+from ssdcli.data.detections import Detections
+from ssdcli.engine.inference.batched import detect_index_with
 from ssdcli.data.files import check_new_file
 from ssdcli.engine.evaluate.plots import evaluation_plot_paths, write_evaluation_plots
 from ssdcli.data.files import fresh_run_dir
@@ -55,8 +57,8 @@ def _open_for(loaded: LoadedDetector, data: str | Path, split: str | None, data_
 
 
 def relabel(
-    detections: list[ImageDetections], model_names: tuple[str, ...], index_names: tuple[str, ...]
-) -> list[ImageDetections]:
+    detections: list[Detections], model_names: tuple[str, ...], index_names: tuple[str, ...]
+) -> list[Detections]:
     """Detections with the model's labels turned into the data set's (by class name); detections of classes the
     data set does not have (placeholders) are dropped. The identity for a checkpoint trained on the data."""
     if tuple(model_names[1:]) == tuple(index_names[1:]):
@@ -66,8 +68,7 @@ def relabel(
     relabelled = []
     for found in detections:
         labels = to_index[found.labels.astype(np.int64)]  # [K]
-        keep = labels > 0
-        relabelled.append(ImageDetections(found.image_id, found.boxes[keep], found.scores[keep], labels[keep]))
+        relabelled.append(dataclasses.replace(found, labels=labels, names=()).select(labels > 0))
     return relabelled
 
 

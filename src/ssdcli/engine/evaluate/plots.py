@@ -17,7 +17,7 @@ from ssdcli.metrics.voc import VocResult
 from ssdcli.viz.confusion import draw_confusion_table
 from ssdcli.viz.curves import draw_pr_curve
 
-from ssdcli.engine.inference.batched import ImageDetections
+from ssdcli.data.detections import Detections
 
 
 def _save_png(image: np.ndarray, path: Path) -> Path:
@@ -38,7 +38,7 @@ class Confusion:
 
 
 def confusion_summary(
-    index: DatasetIndex, detections: list[ImageDetections], score_threshold: float = 0.3, iou_threshold: float = 0.5
+    index: DatasetIndex, detections: list[Detections], score_threshold: float = 0.3, iou_threshold: float = 0.5
 ) -> Confusion:
     """Match detections above ``score_threshold`` to GTs of any class (greedy by score, IoU >= threshold)."""
     num_classes = len(index.class_names)
@@ -87,7 +87,7 @@ def evaluation_plot_paths(folder: Path, class_names: Sequence[str]) -> list[Path
 
 
 def write_evaluation_plots(
-    folder: Path, voc: VocResult, index: DatasetIndex, detections: list[ImageDetections]
+    folder: Path, voc: VocResult, index: DatasetIndex, detections: list[Detections]
 ) -> list[Path]:
     """``pr_<class>.png`` per class and ``confusion.png`` into ``folder`` (created); returns the paths."""
     folder.mkdir(parents=True, exist_ok=True)

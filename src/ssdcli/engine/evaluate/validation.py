@@ -16,7 +16,8 @@ from ssdcli.metrics.voc import Detection, VocImageGT, VocResult, voc_evaluate
 
 from ssdcli.engine.evaluate.results import load_coco_ground_truth, load_voc_ground_truth
 from ssdcli.engine.events import EventHandler, ignore_events
-from ssdcli.engine.inference.batched import ImageDetections, detect_index
+from ssdcli.data.detections import Detections
+from ssdcli.engine.inference.batched import detect_index
 
 DIFFICULT = "difficult"  # the flag of VOC's difficult objects in the COCO ground truth built here
 
@@ -79,7 +80,7 @@ class DetectionEvaluation:
 
 def evaluate_detections(
     index: DatasetIndex,
-    detections: list[ImageDetections],
+    detections: list[Detections],
     metric: str = "voc07",
     iou_threshold: float = 0.5,
     per_class: bool = False,
@@ -90,15 +91,13 @@ def evaluate_detections(
     voc_detections: list[Detection] = []
     internal: list[dict[str, Any]] = []
     exported: list[dict[str, Any]] = []
+    categories = index.category_ids if index.format == "coco" else None  # VOC: the label itself
     for found in detections:
         source_id = records[found.image_id].source_id
         for box, score, label in zip(found.boxes.tolist(), found.scores.tolist(), found.labels.tolist()):
             voc_detections.append(Detection(str(source_id), names[int(label)], float(score), tuple(box)))
-            x1, y1, x2, y2 = box
-            xywh = [x1, y1, x2 - x1, y2 - y1]
-            internal.append({"image_id": found.image_id, "category_id": int(label), "bbox": xywh, "score": score})
-            category = index.category_ids[int(label)] if index.format == "coco" else int(label)
-            exported.append({"image_id": source_id, "category_id": int(category), "bbox": xywh, "score": score})
+        internal.extend(found.to_coco())
+        exported.extend(found.to_coco(categories, image_id=source_id))
     ground_truth = voc_ground_truth(index)
     voc = voc_evaluate(ground_truth, voc_detections, names[1:], iou_threshold, metric)  # type: ignore[arg-type]
     if index.format == "coco" and index.annotations_file is not None:
@@ -110,7 +109,7 @@ def evaluate_detections(
     return DetectionEvaluation(voc, coco, voc_detections, exported)
 
 
-def detection_metrics(index: DatasetIndex, detections: list[ImageDetections]) -> dict[str, float]:
+def detection_metrics(index: DatasetIndex, detections: list[Detections]) -> dict[str, float]:
     """``map50`` (VOC07 11-point, difficult ignored) and ``coco_ap`` (AP@[.5:.95]) of ``detections``."""
     evaluation = evaluate_detections(index, detections)
     return {"map50": float(evaluation.voc.mean_ap), "coco_ap": float(evaluation.coco.metrics.ap)}
@@ -129,10 +128,10 @@ def evaluate_model(
     device: torch.device,
     batch_size: int,
     emit: EventHandler = ignore_events,
-    gather: Callable[[list[ImageDetections]], list[list[ImageDetections]]] | None = None,
+    gather: Callable[[list[Detections]], list[list[Detections]]] | None = None,
     rank: int = 0,
     world_size: int = 1,
-) -> tuple[dict[str, float], list[ImageDetections]]:
+) -> tuple[dict[str, float], list[Detections]]:
     """Training's validation: the metrics of :func:`detection_metrics`, and the detections they come from.
 
     Under DDP every process detects on its :func:`shard` and ``gather`` brings the shards' detections together,

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -13,21 +10,11 @@ from torch.utils.data import DataLoader
 from ssdcli.core.postprocess import EVAL_SETTINGS, postprocess
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
+from ssdcli.data.detections import Detections
 from ssdcli.data.records import DatasetIndex
 
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
 from ssdcli.engine.inference.predictor import to_pixels
-
-
-@dataclass(frozen=True)
-class ImageDetections:
-    """Detections of one image: boxes [K, 4] xyxy in original pixels (0-based continuous), scores [K], labels [K]
-    in the model's contiguous 1..C-1."""
-
-    image_id: int
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
 
 
 @torch.no_grad()
@@ -41,7 +28,7 @@ def detect_index_with(
     workers: int = 0,
     emit: EventHandler = ignore_events,
     resize: str = "antialias",
-) -> list[ImageDetections]:
+) -> list[Detections]:
     """Detections for every image of ``index`` (evaluation transforms: resize to ``image_size`` the model's way,
     see ``ModelConfig.resize``, and normalise).
 
@@ -50,11 +37,12 @@ def detect_index_with(
     """
     dataset = DetectionDataset(index, image_size, False, mean, std, return_failures=True, resize=resize)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_detections)
-    results: list[ImageDetections] = []
+    results: list[Detections] = []
     for batch in checked_batches(loader):
         detections = detect(batch.images)
         for image_id, (height, width), found in zip(batch.image_ids.tolist(), batch.orig_sizes.tolist(), detections):
-            results.append(ImageDetections(int(image_id), *to_pixels(found, int(height), int(width))))
+            boxes, scores, labels = to_pixels(found, int(height), int(width))
+            results.append(Detections(boxes, scores, labels, image_id=int(image_id), image_size=(int(height), int(width))))
         emit(EvalProgress(len(results), len(dataset)))
     return results
 
@@ -72,7 +60,7 @@ def detect_index(
     top_k: int = EVAL_SETTINGS.top_k,
     emit: EventHandler = ignore_events,
     pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
-) -> list[ImageDetections]:
+) -> list[Detections]:
     """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc), run in eval mode."""
     config = model.config
 

@@ -18,7 +18,8 @@ from ssdcli.viz.boxes import draw_detections
 from ssdcli.errors import DataError, SsdcliError, UsageError
 
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
-from ssdcli.engine.inference.predictor import Detections, Predictor
+from ssdcli.data.detections import Detections
+from ssdcli.engine.inference.predictor import Predictor
 from ssdcli.data.files import fresh_run_dir, json_text, write_atomic
 from ssdcli.data.results_io import write_coco_results
 
@@ -104,19 +105,10 @@ def expand_sources(sources: Sequence[str]) -> Sources:
 def _records(
     detections: Detections, image_id: int | str, file_name: str, category_ids: Sequence[int]
 ) -> list[dict[str, Any]]:
-    records = []
-    for box, score, label in zip(detections.boxes, detections.scores, detections.labels):
-        x1, y1, x2, y2 = (float(v) for v in box)
-        records.append(
-            {
-                "image_id": image_id,
-                "file_name": file_name,
-                "category_id": int(category_ids[int(label)]),
-                "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                "score": round(float(score), 5),
-            }
-        )
-    return records
+    return [
+        {**record, "file_name": file_name}
+        for record in detections.to_coco(category_ids, image_id=image_id, rounded=True)
+    ]
 
 
 def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
+from ssdcli.data.detections import Detections
 from ssdcli.errors import UsageError
 
 from ssdcli.engine.inference.preprocess import ImageLike, network_input, to_rgb_tensor
@@ -38,21 +39,6 @@ class ModelInfo:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resize: str = "antialias"  # see ModelConfig.resize
-
-
-@dataclass(frozen=True)
-class Detections:
-    """Detections of one image: boxes [K, 4] xyxy in original pixels, scores [K], labels [K] (1..C-1),
-    names [K] class names, and the image size (height, width)."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    names: tuple[str, ...]
-    image_size: tuple[int, int]
-
-    def __len__(self) -> int:
-        return len(self.scores)
 
 
 #: What turns a batch of network inputs [B, 3, S, S] into detections per image (``boxes`` [K, 4] xyxy normalised,
@@ -129,7 +115,7 @@ class Predictor:
                 mask = np.isin(labels, list(self.keep_labels))
                 boxes, scores, labels = boxes[mask], scores[mask], labels[mask]
             names = tuple(self.info.class_names[int(label)] for label in labels)
-            results.append(Detections(boxes, scores, labels, names, (height, width)))
+            results.append(Detections(boxes, scores, labels, names=names, image_size=(height, width)))
         return results
 
     def __call__(self, images: ImageLike | Sequence[ImageLike], batch_size: int = 16) -> list[Detections]:

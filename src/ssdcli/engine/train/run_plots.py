@@ -24,7 +24,7 @@ from ssdcli.viz.curves import training_curves
 from ssdcli.viz.grid import image_grid, tile
 
 from ssdcli.engine.events import EventHandler, Message
-from ssdcli.engine.inference.batched import ImageDetections
+from ssdcli.data.detections import Detections
 
 CURVES_PNG = "curves.png"
 PREDICTIONS_PNG = "val_predictions.png"
@@ -65,7 +65,7 @@ def draw_ground_truth(image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 
 def write_predictions_grid(
-    index: DatasetIndex, detections: Sequence[ImageDetections], folder: Path, count: int = GRID_IMAGES
+    index: DatasetIndex, detections: Sequence[Detections], folder: Path, count: int = GRID_IMAGES
 ) -> Path | None:
     """``val_predictions.png``: the first ``count`` images of ``index`` in a square grid, ground truth in
     :data:`GROUND_TRUTH_BGR` and the detections scoring at least :data:`SHOW_SCORE` in their class colours, with
@@ -113,7 +113,7 @@ class RunPictures:
         except (OSError, ValueError) as error:
             self._warn_once("curves", f"{CURVES_PNG} not drawn: {error}")
 
-    def predictions(self, index: DatasetIndex, detections: Sequence[ImageDetections]) -> None:
+    def predictions(self, index: DatasetIndex, detections: Sequence[Detections]) -> None:
         try:
             write_predictions_grid(index, detections, self.folder)
         except (OSError, ValueError, SsdcliError) as error:
