@@ -247,3 +247,21 @@ def test_export_settings_are_checked_when_made(
         args += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
     assert main(args) == 2
     assert flag in capsys.readouterr().err
+
+
+def test_every_form_of_a_model_carries_the_same_spec(checkpoint: Path, tmp_path: Path) -> None:
+    """One ModelSpec: what the checkpoint holds, what loading it gives, what an exported ONNX file's metadata
+    and a TorchScript file's extra file read back as, and what the predictor of each uses."""
+    from ssdcli.engine.checkpoint import load_checkpoint
+    from ssdcli.engine.inference.detectors import load_detector
+    from ssdcli.engine.inference.loading import load_model
+
+    expected = load_checkpoint(checkpoint).spec
+    assert load_model(checkpoint).spec == expected
+    assert expected.class_names[0] == "background" and len(expected.category_ids) == len(expected.class_names)
+    onnx_file, script_file = tmp_path / "m.onnx", tmp_path / "m.torchscript.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(onnx_file)]) == 0
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(script_file)]) == 0
+    for path, form in ((checkpoint, "checkpoint"), (onnx_file, "onnx"), (script_file, "torchscript")):
+        assert load_detector(path, form, torch.device("cpu")).info == expected, form
+    assert ssdcli.load(str(onnx_file)).info == expected

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 
 from ssdcli.errors import CheckpointError
+from ssdcli.models.config import ModelConfig
+from ssdcli.models.spec import ModelSpec
 
 from ssdcli.data.files import write_atomic
 
@@ -35,6 +37,11 @@ class Checkpoint:
     global_step: int = 0
     best_metric: float | None = None
     train_state: dict[str, Any] | None = None  # optimizer, scheduler, scaler, train config
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model apart from its weights (detected with ssdcli's evaluation settings)."""
+        return ModelSpec(ModelConfig.from_dict(self.model_config), tuple(self.class_names), tuple(self.category_ids))
 
     def to_payload(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,6 @@ against the PyTorch model before the command succeeds."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import warnings
@@ -145,16 +144,14 @@ class DecodedDetector(nn.Module):
 
 def model_metadata(loaded: LoadedModel, with_nms: bool, extra: dict[str, Any] | None = None) -> dict[str, str]:
     """What ``ssd predict --onnx`` needs, as ONNX metadata (JSON under one key)."""
+    spec = loaded.spec
     info = {
-        "arch": loaded.config.arch,
-        "model_config": loaded.config.to_dict(),
-        "class_names": list(loaded.class_names),
-        "category_ids": list(loaded.category_ids),
-        "input_size": loaded.config.layout.image_size,
-        "mean": list(loaded.config.mean),
-        "std": list(loaded.config.std),
+        **spec.to_dict(),  # what ssdcli reads back (ModelSpec.from_dict)
+        "arch": spec.arch,  # the rest spelled out for other runtimes' callers
+        "input_size": spec.layout.image_size,
+        "mean": list(spec.mean),
+        "std": list(spec.std),
         "with_nms": with_nms,
-        "postprocess": dataclasses.asdict(loaded.postprocess),
         **(extra or {}),
     }
     return {METADATA_KEY: json.dumps(info)}

@@ -19,9 +19,10 @@ from torch import Tensor
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.errors import CheckpointError, UsageError
+from ssdcli.models.spec import ModelSpec
 
 from ssdcli.engine.inference.loading import LoadedModel, load_model
-from ssdcli.engine.inference.predictor import ModelInfo, NetworkBackend, Predictor, model_settings
+from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
 
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
 BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
@@ -36,7 +37,7 @@ class LoadedDetector:
     torchvision's for its detectors). ``pretrained`` names torchvision's weights, None otherwise."""
 
     detect: BatchDetector
-    info: ModelInfo
+    info: ModelSpec
     format: str  # one of MODEL_FORMATS
     device: torch.device
     settings: PostprocessSettings
@@ -79,12 +80,9 @@ def _raw_detector(
     return detect
 
 
-def checkpoint_info(loaded: LoadedModel) -> ModelInfo:
+def checkpoint_info(loaded: LoadedModel) -> ModelSpec:
     """What inference needs of a loaded checkpoint besides its weights."""
-    config = loaded.config
-    return ModelInfo(
-        config.arch, config.layout, loaded.class_names, loaded.category_ids, config.mean, config.std, config.resize
-    )
+    return ModelSpec(loaded.config, loaded.class_names, loaded.category_ids, loaded.postprocess)
 
 
 def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:

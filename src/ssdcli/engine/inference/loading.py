@@ -12,6 +12,7 @@ from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig
+from ssdcli.models.spec import ModelSpec
 from ssdcli.models.pretrained import PretrainedModel, detector_by_name, load_pretrained, model_from_state
 from ssdcli.models.ssd import SSD
 from ssdcli.models.weights import is_state_dict
@@ -32,6 +33,10 @@ class LoadedModel:
     #: For torchvision's detectors, its weights name (``SSD300_VGG16_Weights.COCO_V1``, whether loaded by name or
     #: from a file); None for checkpoints.
     pretrained: str | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.config, self.class_names, self.category_ids, self.postprocess)
 
 
 def _from_pretrained(pretrained: PretrainedModel, device: torch.device | str) -> LoadedModel:

@@ -13,9 +13,9 @@ from torch import Tensor
 
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError, UsageError
-from ssdcli.models.config import ModelConfig
+from ssdcli.models.spec import ModelSpec
 
-from ssdcli.engine.inference.predictor import ModelInfo, NetworkBackend, Predictor, model_settings
+from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
 
 #: The key of ssdcli's metadata (a JSON object: model config, classes, postprocessing) in an exported file.
 METADATA_KEY = "ssdcli"
@@ -66,7 +66,7 @@ class InputFeed:
         return pixels.permute(0, 2, 3, 1).contiguous().numpy()  # [B, S, S, 3]
 
 
-def input_feed(meta: dict[str, Any], info: ModelInfo) -> InputFeed:
+def input_feed(meta: dict[str, Any], info: ModelSpec) -> InputFeed:
     """The :class:`InputFeed` an exported file's metadata asks for."""
     return InputFeed(meta.get("input") == PIXEL_INPUT, tuple(info.mean), tuple(info.std))
 
@@ -162,19 +162,10 @@ def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Pat
         )
 
 
-def model_info(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> ModelInfo:
-    """The :class:`ModelInfo` of an exported file's ssdcli metadata; CheckpointError naming the file if it is bad."""
+def model_info(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> ModelSpec:
+    """The :class:`ModelSpec` of an exported file's ssdcli metadata; CheckpointError naming the file if it is bad."""
     try:
-        config = ModelConfig.from_dict(meta["model_config"])
-        return ModelInfo(
-            config.arch,
-            config.layout,
-            tuple(meta["class_names"]),
-            tuple(meta["category_ids"]),
-            config.mean,
-            config.std,
-            config.resize,
-        )
+        return ModelSpec.from_dict(meta)
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"bad ssdcli metadata in {what}: {error}", path=path) from None
 
@@ -203,6 +194,6 @@ def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     return Predictor(NetworkBackend(OnnxNetwork(session, feed), info.layout), info, **options)
 
 
-def box_scale(meta: dict[str, Any], info: ModelInfo) -> float:
+def box_scale(meta: dict[str, Any], info: ModelSpec) -> float:
     """What a ``--with-nms`` file's boxes are divided by to be normalised: S when they are in input pixels."""
     return float(info.layout.image_size) if meta.get("boxes") == "pixels" else 1.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -14,6 +13,7 @@ from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
 from ssdcli.data.detections import Detections
 from ssdcli.errors import UsageError
+from ssdcli.models.spec import ModelSpec
 
 from ssdcli.engine.inference.preprocess import ImageLike, network_input, to_rgb_tensor
 
@@ -26,19 +26,6 @@ def to_pixels(detections: dict[str, Tensor], height: int, width: int) -> tuple[n
     scale = torch.tensor([width, height, width, height], dtype=torch.float32)
     boxes = detections["boxes"].float().cpu() * scale
     return boxes.numpy(), detections["scores"].float().cpu().numpy(), detections["labels"].cpu().numpy()
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What inference needs besides the weights (stored in checkpoints and in ONNX metadata)."""
-
-    arch: str
-    layout: AnchorLayout
-    class_names: tuple[str, ...]  # index 0 = background
-    category_ids: tuple[int, ...]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    resize: str = "antialias"  # see ModelConfig.resize
 
 
 #: What turns a batch of network inputs [B, 3, S, S] into detections per image (``boxes`` [K, 4] xyxy normalised,
@@ -74,7 +61,7 @@ class Predictor:
     def __init__(
         self,
         backend: Backend,
-        info: ModelInfo,
+        info: ModelSpec,
         conf_threshold: float = 0.25,
         iou_threshold: float = EVAL_SETTINGS.iou_threshold,
         top_k: int = EVAL_SETTINGS.top_k,
