@@ -34,16 +34,16 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ssd-export-accuracy-"))
     forms = {
         "checkpoint": (["--checkpoint", str(args.checkpoint)], None),
-        "ONNX": (["--onnx", str(work / "raw.onnx")], ["--format", "onnx", "--out", str(work / "raw.onnx")]),
+        "ONNX": (["--onnx", str(work / "raw.onnx")], ["--to", "onnx", "--out", str(work / "raw.onnx")]),
         "ONNX --with-nms": (
             ["--onnx", str(work / "nms.onnx")],
-            ["--format", "onnx", "--with-nms", "--out", str(work / "nms.onnx")],
+            ["--to", "onnx", "--with-nms", "--out", str(work / "nms.onnx")],
         ),
         "TorchScript": (
             ["--torchscript", str(work / "m.torchscript.pt")],
-            ["--format", "torchscript", "--out", str(work / "m.torchscript.pt")],
+            ["--to", "torchscript", "--out", str(work / "m.torchscript.pt")],
         ),
-        "ONNX INT8": (["--onnx", str(work / "int8.onnx")], ["--format", "onnx", "--int8", "--out", str(work / "int8.onnx")]),
+        "ONNX INT8": (["--onnx", str(work / "int8.onnx")], ["--to", "onnx", "--int8", "--out", str(work / "int8.onnx")]),
     }
     rows = []
     for name, (model, export) in forms.items():

@@ -8,8 +8,8 @@ Models (random weights, 21 classes): ssd_tiny (160 px), ssdlite320_mobilenet_v3_
 pixels (score > 0.01, NMS IoU 0.45 per class, top 400 candidates per class, top 200 per image):
 
 - ssdcli eager: normalise, the model, ``ssdcli.postprocess``, scale boxes to pixels.
-- ssdcli TorchScript: the same with the model traced and saved by ``ssd export --format torchscript``.
-- ONNX Runtime raw: the same with the model exported by ``ssd export --format onnx`` run by ONNX Runtime.
+- ssdcli TorchScript: the same with the model traced and saved by ``ssd export --to torchscript``.
+- ONNX Runtime raw: the same with the model exported by ``ssd export --to onnx`` run by ONNX Runtime.
 - ONNX Runtime NMS: the ``--with-nms`` export (decoding and NMS in the graph), then the top 200 per image.
 - ONNX Runtime INT8: the raw export quantised by ``ssd export --int8`` (static, QDQ, per-channel weights),
   calibrated on 24 images of the same kind as the timed ones, decoded by ssdcli as "ORT raw". Its detections

@@ -131,7 +131,7 @@ def main() -> None:
         Step(
             "7. Export for deployment, INT8 included",
             "The INT8 file is calibrated on the training images and checked against the FP32 one.",
-            ["export", "--checkpoint", str(best), "--format", "onnx", "--int8", "--out", str(work / "model_int8.onnx")],
+            ["export", "--checkpoint", str(best), "--to", "onnx", "--int8", "--out", str(work / "model_int8.onnx")],
         ),
         Step(
             "8. Did the export keep the accuracy?",

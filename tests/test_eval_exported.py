@@ -57,13 +57,13 @@ def test_exported_files_keep_the_checkpoints_figures(trained: tuple[Path, Path])
         "onnx-pixels": root / "m-pixels.onnx",
         "onnx-pixels-nms": root / "m-pixels-nms.onnx",
     }
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(files["onnx"])]) == 0
-    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--with-nms", "--out", str(files["onnx-nms"])]
+    assert main(["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--out", str(files["onnx"])]) == 0
+    args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--with-nms", "--out", str(files["onnx-nms"])]
     assert main(args) == 0
-    args = ["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(files["torchscript"])]
+    args = ["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(files["torchscript"])]
     assert main(args) == 0
     for name, extra in (("onnx-pixels", []), ("onnx-pixels-nms", ["--with-nms"])):
-        args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--with-preprocess", *extra]
+        args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--with-preprocess", *extra]
         assert main(args + ["--out", str(files[name])]) == 0
     for name, path in files.items():
         flag = "--torchscript" if name == "torchscript" else "--onnx"
@@ -93,7 +93,7 @@ def test_preprocess_in_the_graph_takes_pixels_and_gives_pixel_boxes(trained: tup
     loaded = load_model(checkpoint)
     size = loaded.config.layout.image_size
     raw, nms = root / "pixels.onnx", root / "pixels-nms.onnx"
-    base = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--with-preprocess"]
+    base = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--with-preprocess"]
     assert main(base + ["--out", str(raw)]) == 0 and main(base + ["--with-nms", "--out", str(nms)]) == 0
     pixels = np.random.default_rng(3).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
     mean = torch.tensor(loaded.config.mean).view(1, 3, 1, 1)

@@ -42,7 +42,7 @@ def dense_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dense_untrained_model_exports_with_nms(dense_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "dense.onnx"
-    assert main(["export", "--checkpoint", str(dense_checkpoint), "--format", "onnx", "--with-nms", "--out", str(out)]) == 0
+    assert main(["export", "--checkpoint", str(dense_checkpoint), "--to", "onnx", "--with-nms", "--out", str(out)]) == 0
     loaded = load_model(dense_checkpoint, "cpu")
     module = DecodedDetector(loaded.model.eval(), default_boxes(loaded.config.layout), 0.01, 0.45, 400).eval()
     images = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(5))
@@ -84,7 +84,7 @@ def test_export_fails_when_the_graph_suppresses_differently(
 
     monkeypatch.setattr(export_module.GroupedNms, "symbolic", staticmethod(looser))
     out = tmp_path / "wrong.onnx"
-    code = main(["export", "--checkpoint", str(dense_checkpoint), "--format", "onnx", "--with-nms", "--out", str(out)])
+    code = main(["export", "--checkpoint", str(dense_checkpoint), "--to", "onnx", "--with-nms", "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 1
     assert "differs from PyTorch" in err and "Traceback" not in err
@@ -95,7 +95,7 @@ def test_missing_onnx_package_is_a_one_line_error(
     dense_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
-    code = main(["export", "--checkpoint", str(dense_checkpoint), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    code = main(["export", "--checkpoint", str(dense_checkpoint), "--to", "onnx", "--out", str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert code == 2
     assert "ssdcli[onnx]" in err and "Traceback" not in err

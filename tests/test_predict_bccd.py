@@ -71,7 +71,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def onnx_files(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("onnx")
     files = {"raw": folder / "raw.onnx", "nms": folder / "nms.onnx"}
-    base = ["export", "--checkpoint", str(checkpoint), "--format", "onnx"]
+    base = ["export", "--checkpoint", str(checkpoint), "--to", "onnx"]
     assert main(base + ["--out", str(files["raw"])]) == 0
     assert main(base + ["--with-nms", "--out", str(files["nms"])]) == 0
     return files

@@ -46,7 +46,7 @@ def _same_detections(a, b) -> None:  # two Detections of one image
 @pytest.mark.parametrize("with_nms", [False, True])
 def test_onnx_export_gives_the_same_detections(checkpoint: Path, images: Path, tmp_path: Path, with_nms: bool) -> None:
     onnx_path = tmp_path / "model.onnx"
-    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(onnx_path)]
+    args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--out", str(onnx_path)]
     assert main(args + (["--with-nms"] if with_nms else [])) == 0
     paths = sorted(images.iterdir())
     from_torch = ssdcli.load(str(checkpoint), conf_threshold=0.2)(paths)
@@ -60,7 +60,7 @@ def test_onnx_export_gives_the_same_detections(checkpoint: Path, images: Path, t
 def test_fixed_batch_onnx_predicts_any_number_of_images(checkpoint: Path, images: Path, tmp_path: Path, with_nms: bool) -> None:
     """--no-dynamic-batch fixes the batch axis at 1; predict feeds it one image at a time."""
     onnx_path = tmp_path / "fixed.onnx"
-    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--no-dynamic-batch", "--out", str(onnx_path)]
+    args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--no-dynamic-batch", "--out", str(onnx_path)]
     assert main(args + (["--with-nms"] if with_nms else [])) == 0
     paths = sorted(images.iterdir())
     assert len(paths) == 3
@@ -80,7 +80,7 @@ def test_export_refuses_to_overwrite(checkpoint: Path, tmp_path: Path, capsys: p
 
 def test_torchscript_export_matches(checkpoint: Path, tmp_path: Path) -> None:
     target = tmp_path / "model.pt"
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(target)]) == 0
+    assert main(["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(target)]) == 0
     scripted = torch.jit.load(str(target))
     loaded = ssdcli.engine.inference.loading.load_model(checkpoint)  # type: ignore[attr-defined]
     x = torch.randn(2, 3, 160, 160)
@@ -181,7 +181,7 @@ def test_boxes_outside_the_image_are_no_detections(outside_checkpoint: Path, ima
     Now neither the PyTorch postprocessing nor the exported ONNX graph (--with-nms) reports them, and they take
     no candidate place from the boxes inside the image."""
     onnx_path = tmp_path / "model.onnx"
-    args = ["export", "--checkpoint", str(outside_checkpoint), "--format", "onnx", "--with-nms", "--out", str(onnx_path)]
+    args = ["export", "--checkpoint", str(outside_checkpoint), "--to", "onnx", "--with-nms", "--out", str(onnx_path)]
     assert main(args) == 0
     paths = sorted(images.iterdir())
     for model in (outside_checkpoint, onnx_path):
@@ -224,8 +224,8 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
 @pytest.mark.parametrize(
     ("options", "named", "flag"),
     [
-        ({"format": "tflite"}, "format: expected onnx or torchscript", "--format: expected"),
-        ({"format": "torchscript", "with_nms": True}, "with_nms applies to format onnx only", "--with-nms applies"),
+        ({"target": "tflite"}, "target: expected onnx or torchscript", "--to: expected"),
+        ({"target": "torchscript", "with_nms": True}, "with_nms applies to target onnx only", "--with-nms applies to --to"),
         ({"calibration": Path("images")}, "calibration applies to int8 only", "--calibration applies to --int8"),
         ({"int8": True, "with_preprocess": True}, "with_preprocess applies", "--with-preprocess applies"),
         ({"opset": 17}, "opset: expected 18 or later", "--opset: expected 18"),
@@ -244,7 +244,7 @@ def test_export_settings_are_checked_when_made(
     assert named in str(raised.value)
     args = ["export", "--checkpoint", str(tmp_path / "missing.pt")]
     for key, value in options.items():
-        args += [f"--{key.replace('_', '-')}"] + ([] if value is True else [str(value)])
+        args += [{"target": "--to"}.get(key, f"--{key.replace('_', '-')}")] + ([] if value is True else [str(value)])
     assert main(args) == 2
     assert flag in capsys.readouterr().err
 
@@ -261,7 +261,18 @@ def test_every_form_of_a_model_carries_the_same_spec(checkpoint: Path, tmp_path:
     assert expected.class_names[0] == "background" and len(expected.category_ids) == len(expected.class_names)
     onnx_file, script_file = tmp_path / "m.onnx", tmp_path / "m.torchscript.pt"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(onnx_file)]) == 0
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(script_file)]) == 0
+    assert main(["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(script_file)]) == 0
     for path, form in ((checkpoint, "checkpoint"), (onnx_file, "onnx"), (script_file, "torchscript")):
         assert load_detector(path, form, torch.device("cpu")).info == expected, form
     assert ssdcli.load(str(onnx_file)).info == expected
+
+
+def test_export_format_is_the_former_name_of_to(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--format` names the data format in every other command; `ssd export` takes `--to` and still reads
+    `--format`, with a warning, so that existing scripts keep working."""
+    out = tmp_path / "m.torchscript.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 0
+    assert "is now '--to'" in capsys.readouterr().err and out.is_file()
+    args = ["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--format", "onnx"]
+    assert main([*args, "--out", str(tmp_path / "x")]) == 2
+    assert "disagree" in capsys.readouterr().err

@@ -245,7 +245,7 @@ def test_export_of_a_coco_detector_keeps_its_settings(tmp_path: Path) -> None:
     weights = tmp_path / "ssdlite.pth"
     torch.save(ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None).state_dict(), weights)
     target = tmp_path / "ssdlite.onnx"
-    assert main(["export", "--checkpoint", str(weights), "--format", "onnx", "--with-nms", "--out", str(target)]) == 0
+    assert main(["export", "--checkpoint", str(weights), "--to", "onnx", "--with-nms", "--out", str(target)]) == 0
     settings = TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"].postprocess
     predictor = load_predictor(target)
     assert (predictor.iou_threshold, predictor.top_k, predictor.pre_nms_top_k) == (0.55, 300, 300) == (

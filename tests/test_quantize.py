@@ -40,8 +40,8 @@ def _ops(path: Path) -> set[str]:
 def test_int8_export_is_quantised_and_keeps_metadata(setup: tuple[Path, Path], calibration: str) -> None:
     root, checkpoint = setup
     fp32, int8 = root / f"fp32-{calibration}.onnx", root / f"int8-{calibration}.onnx"
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--out", str(fp32)]) == 0
-    args = ["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--int8", "--out", str(int8)]
+    assert main(["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--out", str(fp32)]) == 0
+    args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--int8", "--out", str(int8)]
     if calibration == "folder":
         args += ["--calibration", str(root / "data" / "JPEGImages")]
     assert main(args) == 0
@@ -62,11 +62,11 @@ def test_int8_export_is_quantised_and_keeps_metadata(setup: tuple[Path, Path], c
 def test_int8_usage_errors(setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     root, checkpoint = setup
     base = ["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "q.onnx")]
-    assert main(base + ["--format", "torchscript", "--int8"]) == 2
-    assert main(base + ["--format", "onnx", "--int8", "--with-nms"]) == 2
-    assert main(base + ["--format", "onnx", "--calibration", str(root)]) == 2
+    assert main(base + ["--to", "torchscript", "--int8"]) == 2
+    assert main(base + ["--to", "onnx", "--int8", "--with-nms"]) == 2
+    assert main(base + ["--to", "onnx", "--calibration", str(root)]) == 2
     (tmp_path / "few").mkdir()
-    assert main(base + ["--format", "onnx", "--int8", "--calibration", str(tmp_path / "few")]) == 2
+    assert main(base + ["--to", "onnx", "--int8", "--calibration", str(tmp_path / "few")]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 4 and "at least" in err
     assert not (tmp_path / "q.onnx").exists()

@@ -104,11 +104,11 @@ class ExportConfig:
     """Everything ``ssd export`` needs; the combination is checked when it is made (errors name the field).
 
     ``checkpoint``: a checkpoint of ``ssd train``, or torchvision's COCO detector (weights name or file).
-    ``out`` None: beside the checkpoint, with the format's suffix. ``int8``: ONNX quantised to INT8, calibrated
+    ``target``: onnx or torchscript. ``out`` None: beside the checkpoint, with the target's suffix. ``int8``: ONNX quantised to INT8, calibrated
     on the images of the folder ``calibration`` (default: the checkpoint's training split)."""
 
     checkpoint: Path | str
-    format: str = "onnx"
+    target: str = "onnx"
     out: Path | None = None
     opset: int = 18
     dynamic_batch: bool = True
@@ -119,18 +119,18 @@ class ExportConfig:
     force: bool = False
 
     def __post_init__(self) -> None:
-        if self.format not in EXPORT_FORMATS:
-            raise UsageError(f"`format`: expected onnx or torchscript, got {self.format!r}")
+        if self.target not in EXPORT_FORMATS:
+            raise UsageError(f"`target`: expected onnx or torchscript, got {self.target!r}")
         if self.opset < 18:
             raise UsageError(f"`opset`: expected 18 or later (PyTorch's current exporter), got {self.opset}")
-        if self.with_nms and self.format != "onnx":
-            raise UsageError("`with_nms` applies to `format` onnx only")
-        if self.int8 and (self.format != "onnx" or self.with_nms):
-            raise UsageError("`int8` applies to `format` onnx without `with_nms` (quantise the network, decode in ssdcli)")
+        if self.with_nms and self.target != "onnx":
+            raise UsageError("`with_nms` applies to `target` onnx only")
+        if self.int8 and (self.target != "onnx" or self.with_nms):
+            raise UsageError("`int8` applies to `target` onnx without `with_nms` (quantise the network, decode in ssdcli)")
         if self.calibration is not None and not self.int8:
             raise UsageError("`calibration` applies to `int8` only")
-        if self.with_preprocess and (self.format != "onnx" or self.int8):
-            raise UsageError("`with_preprocess` applies to `format` onnx without `int8`")
+        if self.with_preprocess and (self.target != "onnx" or self.int8):
+            raise UsageError("`with_preprocess` applies to `target` onnx without `int8`")
 
 
 EVAL_MODES = ("coco", "voc", "model")

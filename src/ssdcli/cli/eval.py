@@ -107,10 +107,10 @@ def eval_command(
     ] = None,
     onnx: Annotated[
         Path | None,
-        typer.Option(help="As --checkpoint, for a file from 'ssd export --format onnx' (with or without --with-nms)."),
+        typer.Option(help="As --checkpoint, for a file from 'ssd export --to onnx' (with or without --with-nms)."),
     ] = None,
     torchscript: Annotated[
-        Path | None, typer.Option(help="As --checkpoint, for a file from 'ssd export --format torchscript'.")
+        Path | None, typer.Option(help="As --checkpoint, for a file from 'ssd export --to torchscript'.")
     ] = None,
     data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc, coco or yolo.")] = EvalConfig.data_format,
     out: Annotated[Path, typer.Option(help="--checkpoint: parent of the fresh run folder for detections.")] = EvalConfig.out,

@@ -9,14 +9,27 @@ import typer
 
 from ssdcli.config import ExportConfig
 
-from .render import stdout_console
+from ssdcli.errors import UsageError
+
+from .render import print_warning, stdout_console
 
 D = ExportConfig  # the defaults below are the dataclass's, written once
 
 
+def _target(to: str, old_format: str | None) -> str:
+    """``--to``, or the former ``--format`` (which names the data format in every other command), with a warning."""
+    if old_format is None:
+        return to
+    if to != D.target and to != old_format:
+        raise UsageError(f"--to {to} and --format {old_format} disagree; give --to only")
+    print_warning("'ssd export --format' is now '--to' (--format names the data format elsewhere)")
+    return old_format
+
+
 def export_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
-    format: Annotated[str, typer.Option("--format", help="onnx or torchscript.")] = D.format,
+    to: Annotated[str, typer.Option("--to", "-t", help="onnx or torchscript (as 'ssd data convert --to' names the target).")] = D.target,
+    old_format: Annotated[Optional[str], typer.Option("--format", hidden=True, help="Former name of --to.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = D.out,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = D.opset,
     dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = D.dynamic_batch,
@@ -30,19 +43,19 @@ def export_command(
 
     Examples:
 
-        ssd export --checkpoint runs/train/1/best.pt --format onnx --out model.onnx
+        ssd export --checkpoint runs/train/1/best.pt --to onnx --out model.onnx
 
-        ssd export --checkpoint best.pt --format onnx --with-nms --out model_nms.onnx
+        ssd export --checkpoint best.pt --to onnx --with-nms --out model_nms.onnx
 
-        ssd export --checkpoint best.pt --format torchscript
+        ssd export --checkpoint best.pt --to torchscript
 
-        ssd export --checkpoint best.pt --format onnx --int8 --calibration data/VOC2007/JPEGImages --out model_int8.onnx
+        ssd export --checkpoint best.pt --to onnx --int8 --calibration data/VOC2007/JPEGImages --out model_int8.onnx
     """
     from ssdcli.engine.export.exporter import run_export
 
     config = ExportConfig(
         checkpoint=checkpoint,
-        format=format,
+        target=_target(to, old_format),
         out=out,
         opset=opset,
         dynamic_batch=dynamic_batch,

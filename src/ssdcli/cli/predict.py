@@ -18,7 +18,7 @@ from .render import print_warning, stderr_console, stdout_console
 def predict_command(
     sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns or video files (or --data).", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
-    onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --format onnx'.")] = None,
+    onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to onnx'.")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = PredictConfig.out,  # type: ignore[assignment]
     json_files: Annotated[bool, typer.Option("--json", help="Also write results.json (COCO style) and one JSON per image; '--json -' prints the JSON to stdout and nothing else.")] = False,
     json_stdout: Annotated[bool, typer.Option("--json-stdout", hidden=True)] = False,

@@ -48,6 +48,7 @@ FLAG_OF_PARAMETER = {
     "iou_threshold": "--iou",
     "conf_threshold": "--conf",
     "data_format": "--format",
+    "target": "--to",
     "write_json": "--json",
     "sources": "SOURCES",
 }

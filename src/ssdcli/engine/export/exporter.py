@@ -379,7 +379,7 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
 def run_export(config: ExportConfig) -> ExportResult:
     """Export a checkpoint as ``config`` says; the file is written atomically and only after the parity check
     passes (for INT8, see ``engine/export/quantize.py``)."""
-    checkpoint, format = config.checkpoint, config.format
+    checkpoint, format = config.checkpoint, config.target
     suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
     if config.out is not None:
         path = Path(config.out)

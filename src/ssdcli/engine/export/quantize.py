@@ -1,6 +1,6 @@
 """INT8 ONNX models: ONNX Runtime's static quantisation (QDQ) of an exported FP32 file, calibrated on real images.
 
-``ssd export --format onnx --int8 --calibration DIR`` exports and checks the FP32 file as usual, then quantises
+``ssd export --to onnx --int8 --calibration DIR`` exports and checks the FP32 file as usual, then quantises
 its convolutions (weights per channel, activations per tensor, both signed 8-bit, calibration by min/max over a
 few hundred images), and checks the result against the FP32 file on held-back calibration images: quantisation
 changes every output a little, so the check is that the outputs still agree as a whole (cosine similarity of the
