@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ssdcli.cli.durations import parse_duration
+
 SSD = [sys.executable, "-m", "ssdcli"]
 
 
@@ -61,17 +63,12 @@ class Log:
         return done.stdout
 
 
-def parse_budget(text: str) -> float:
-    """'10m' -> 600.0 seconds; also 's' and 'h'."""
-    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
-    return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
-
-
 def score(log: Log, data: Path, split: str, coco_gt: Path, voc_results: Path, work: Path) -> tuple[float, float]:
     """VOC07 mAP@0.5 (`ssd eval --voc`) and COCO AP (`ssd eval --coco`) of one VOC-style results JSON."""
     voc_json, coco_json = work / "voc-metrics.json", work / "coco-metrics.json"
+    classes = ",".join(test_split(data, split)[0])  # the numbering of the results' category ids
     log.run([*SSD, "eval", "--voc", "--data", str(data), "--split", split, "--results", str(voc_results),
-             "--metric", "voc07", "--json", str(voc_json), "--force"])  # fmt: skip
+             "--metric", "voc07", "--classes", classes, "--json", str(voc_json), "--force"])  # fmt: skip
     coco_results = work / "coco-results.json"
     coco_results.write_text(json.dumps(to_coco_ids(json.loads(voc_results.read_text()), data, split, coco_gt)))
     log.run([*SSD, "eval", "--coco", "--gt", str(coco_gt), "--results", str(coco_results),
@@ -81,16 +78,13 @@ def score(log: Log, data: Path, split: str, coco_gt: Path, voc_results: Path, wo
     return float(voc["mAP"]), float(coco["AP"])
 
 
-def class_names(data: Path, split: str) -> list[str]:
-    """The sorted object names of a VOC split: what `ssd eval --voc` numbers category_id 1, 2, ... by default."""
-    import xml.etree.ElementTree as ET
+def test_split(data: Path, split: str) -> tuple[list[str], list[Path]]:
+    """The class names of a VOC split as ssdcli numbers them (category_id 1, 2, ... in `ssd eval --voc` and in
+    `ssd eval --checkpoint`'s detections), and its image files, read by ssdcli's own VOC reader."""
+    from ssdcli.data.dataset import open_index
 
-    ids = (data / "ImageSets" / "Main" / f"{split}.txt").read_text().split()
-    names = set()
-    for image_id in ids:
-        root = ET.parse(data / "Annotations" / f"{image_id}.xml").getroot()
-        names.update(obj.findtext("name", "").strip() for obj in root.iter("object"))
-    return sorted(names)
+    index = open_index(data, split, check_images=False)
+    return list(index.class_names[1:]), [record.path for record in index.records]
 
 
 def to_coco_ids(results: list[dict[str, Any]], data: Path, split: str, coco_gt: Path) -> list[dict[str, Any]]:
@@ -99,7 +93,7 @@ def to_coco_ids(results: list[dict[str, Any]], data: Path, split: str, coco_gt: 
     gt = json.loads(coco_gt.read_text())
     image_by_stem = {Path(image["file_name"]).stem: image["id"] for image in gt["images"]}
     category_by_name = {category["name"]: category["id"] for category in gt["categories"]}
-    names = class_names(data, split)
+    names, _ = test_split(data, split)
     return [
         {**r, "image_id": image_by_stem[str(r["image_id"])], "category_id": category_by_name[names[r["category_id"] - 1]]}
         for r in results
@@ -125,16 +119,15 @@ def train_ssdcli(log: Log, args: argparse.Namespace, work: Path) -> tuple[Row, P
 
 def train_yolo(log: Log, args: argparse.Namespace, yolo_data: Path, imgsz: int, work: Path) -> Row:
     """Train and predict in a child process (Ultralytics imports stay out of this one); returns its row."""
-    names = class_names(args.data, args.test_split)
-    test_ids = (args.data / "ImageSets" / "Main" / f"{args.test_split}.txt").read_text().split()
+    names, images = test_split(args.data, args.test_split)
     job = {
         "model": args.yolo_model,
         "data": str(yolo_data),
         "imgsz": imgsz,
-        "hours": parse_budget(args.budget) / 3600,
+        "hours": parse_duration(args.budget) / 3600,
         "workers": args.workers,
         "project": str(work),
-        "images": [str(next((args.data / "JPEGImages").glob(f"{i}.*"))) for i in test_ids],
+        "images": [str(path) for path in images],
         "names": names,
         "out": str(work / "detections.json"),
     }
