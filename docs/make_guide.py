@@ -123,8 +123,9 @@ def main() -> None:
         ),
         Step(
             "6. Predict",
-            "Detections drawn on the image, and a JSON file per image.",
-            ["predict", str(image), "--checkpoint", str(best), "--out", str(work / "predict"), "--json"],
+            "Detections drawn on the image, and the detections as JSON (COCO results and each image's boxes).",
+            ["predict", str(image), "--checkpoint", str(best), "--out", str(work / "predict"), "--json",
+             str(work / "detections.json")],
             ("image", "detections", "wrote", "results"),
             work / "predict" / "1" / image.name,
         ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,8 @@ def test_demo_runs_every_stage_into_a_fresh_folder(tmp_path: Path, capsys: pytes
     assert (run / "train" / "1" / "best.pt").is_file()
     assert (run / "eval" / "1" / "detections.json").is_file()
     assert len(list((run / "predict" / "1").glob("*.jpg"))) == 6  # 15 % of 40 images are the test split
+    predictions = json.loads((run / "predict" / "1" / "predictions.json").read_text())
+    assert len(predictions["images"]) == 6
     assert "mAP" in capsys.readouterr().out
 
 

@@ -125,11 +125,11 @@ def test_predict_on_a_data_set_chains_into_eval(
     for ann in gt["annotations"]:
         ann["category_id"] = new_id[ann["category_id"]]
     test_json.write_text(json.dumps(gt))
-    args = ["predict", "--data", str(test_json), "--checkpoint", str(checkpoint), "--json", "--conf", "0.01"]
-    assert main(args + ["--out", str(tmp_path / "predict"), "--device", "cpu"]) == 0
+    results_json = tmp_path / "coco-results.json"
+    args = ["predict", "--data", str(test_json), "--checkpoint", str(checkpoint), "--json", str(results_json)]
+    assert main(args + ["--conf", "0.01", "--out", str(tmp_path / "predict"), "--device", "cpu"]) == 0
     capsys.readouterr()
-    results_json = tmp_path / "predict" / "1" / "results.json"
-    results = json.loads(results_json.read_text())
+    results = json.loads(results_json.read_text())["results"]
     names = {image["id"]: image["file_name"] for image in gt["images"]}
     assert results and all(names[r["image_id"]] == r["file_name"] for r in results)
     by_name = {c["name"]: c["id"] for c in gt["categories"]}
@@ -139,12 +139,12 @@ def test_predict_on_a_data_set_chains_into_eval(
 
     voc = tmp_path / "voc"
     write_synth(voc, format="voc", images=16, seed=1)
-    args = ["predict", "--data", str(voc), "--split", "test", "--checkpoint", str(checkpoint), "--json"]
+    results_json = tmp_path / "voc-results.json"
+    args = ["predict", "--data", str(voc), "--split", "test", "--checkpoint", str(checkpoint), "--json", str(results_json)]
     assert main(args + ["--conf", "0.01", "--out", str(tmp_path / "predict"), "--device", "cpu"]) == 0
     capsys.readouterr()
-    results_json = tmp_path / "predict" / "2" / "results.json"
     split_ids = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()
-    assert {r["image_id"] for r in json.loads(results_json.read_text())} <= set(split_ids)
+    assert {r["image_id"] for r in json.loads(results_json.read_text())["results"]} <= set(split_ids)
     args = ["eval", "--voc", "--data", str(voc), "--split", "test", "--results", str(results_json), "--json", "-"]
     assert main(args) == 0
     assert set(json.loads(capsys.readouterr().out)["per_class"]) == set(CLASSES[1:])

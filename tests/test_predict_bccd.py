@@ -172,7 +172,8 @@ def _check_image_document(document: dict[str, Any], source: Path) -> None:
 
 
 def _check_consistent(records: list[dict[str, Any]], document: dict[str, Any], expected: Any) -> None:
-    """results.json records of one image, its per-image JSON and the Python API's detections say the same."""
+    """The COCO results records of one image, its entry in the report's images and the Python API's detections
+    say the same."""
     assert len(records) == len(document["detections"]) == len(expected)
     for record, detection, box, score, label in zip(
         records, document["detections"], expected.boxes, expected.scores, expected.labels
@@ -186,17 +187,20 @@ def _check_consistent(records: list[dict[str, Any]], document: dict[str, Any], e
 
 def test_predict_json_files_follow_the_schema(checkpoint: Path, images: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "runs"
-    args = ["predict", *map(str, images), "--checkpoint", str(checkpoint), "--out", str(out), "--json"]
+    report = tmp_path / "detections.json"
+    args = ["predict", *map(str, images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
     assert main(args + ["--conf", CONF, "--device", "cpu"]) == 0
     run = out / "1"
-    records = json.loads((run / "results.json").read_text())
+    written = json.loads(report.read_text())
+    records = written["results"]
     assert isinstance(records, list)
+    documents = {document["file"]: document for document in written["images"]}
     files = {path.name: i for i, path in enumerate(images)}  # image ids follow the order of the sources
     for record in records:
         _check_record(record, files)
     expected = ssdcli.load(str(checkpoint), conf_threshold=float(CONF))(images)
     for path, found in zip(images, expected):
-        document = json.loads((run / f"{path.stem}.json").read_text())
+        document = documents[str(path)]
         _check_image_document(document, path)
         _check_consistent([r for r in records if r["file_name"] == path.name], document, found)
         assert (run / f"{path.stem}.jpg").is_file()

@@ -105,14 +105,31 @@ def test_predict_cli_writes_images_and_json(checkpoint: Path, images: Path, tmp_
     out = tmp_path / "runs"
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not really a jpeg")
-    args = ["predict", str(images), str(broken), "--checkpoint", str(checkpoint), "--out", str(out), "--json"]
+    report = tmp_path / "detections.json"
+    args = ["predict", str(images), str(broken), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
     assert main(args + ["--conf", "0.2", "--device", "cpu"]) == 0
     run = out / "1"
-    assert sorted(p.name for p in run.glob("*.jpg")) == ["img0.jpg", "img1.jpg", "img2.jpg"]
-    results = json.loads((run / "results.json").read_text())
-    assert results and set(results[0]) >= {"image_id", "category_id", "bbox", "score"}
-    per_image = json.loads((run / "img1.json").read_text())
-    assert (per_image["height"], per_image["width"]) == (200, 150)
+    assert sorted(p.name for p in run.iterdir()) == ["img0.jpg", "img1.jpg", "img2.jpg"]  # pictures only
+    document = json.loads(report.read_text())
+    assert document["results"] and set(document["results"][0]) >= {"image_id", "category_id", "bbox", "score"}
+    per_image = {Path(image["file"]).stem: image for image in document["images"]}
+    assert sorted(per_image) == ["img0", "img1", "img2"]  # the broken file is left out
+    assert (per_image["img1"]["height"], per_image["img1"]["width"]) == (200, 150)
+
+
+def test_predict_json_wants_a_target_and_keeps_an_existing_file(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "runs"
+    assert main(["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json"]) == 2
+    assert "--json" in capsys.readouterr().err
+    report = tmp_path / "mine.json"
+    report.write_text("mine")
+    args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
+    assert main(args) == 2
+    assert report.read_text() == "mine" and not out.exists()  # refused before any work
+    assert main([*args, "--force", "--device", "cpu"]) == 0
+    assert set(json.loads(report.read_text())) == {"results", "images"}
 
 
 def test_predict_json_to_stdout_prints_only_json(checkpoint: Path, images: Path, capsys: pytest.CaptureFixture[str]) -> None:

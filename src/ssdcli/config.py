@@ -230,8 +230,9 @@ class PredictConfig:
 
     ``model``: a checkpoint, torchvision's COCO detector (weights name or file) or an exported ONNX file. The
     inputs are either ``sources`` (image files, folders, glob patterns, videos) or the split ``split`` of the data
-    set ``data`` (its results then carry the data set's ids, for ``ssd eval``). ``out`` None: nothing is written
-    (the JSON is returned). ``iou_threshold`` None: the model's own NMS IoU."""
+    set ``data`` (its results then carry the data set's ids, for ``ssd eval``). ``out``: the parent of the run
+    folder of annotated copies; None: no pictures (the detections are only returned). ``iou_threshold`` None: the
+    model's own NMS IoU."""
 
     model: Path | str
     sources: tuple[str, ...] = ()
@@ -239,7 +240,6 @@ class PredictConfig:
     split: str | None = None  # None: "test" of a data set root (a COCO file is its own split)
     data_format: str = "auto"
     out: Path | None = Path("runs/predict")
-    write_json: bool = False
     conf_threshold: float = 0.25
     iou_threshold: float | None = None
     classes: tuple[str, ...] | None = None

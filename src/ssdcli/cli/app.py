@@ -79,26 +79,10 @@ app.command("demo")(demo.demo_command)
 app.add_typer(data.app, name="data")
 
 
-def _normalise_args(args: list[str]) -> list[str]:
-    """``ssd predict ... --json -`` (JSON to stdout) becomes the hidden flag ``--json-stdout``."""
-    out: list[str] = []
-    skip = False
-    for i, token in enumerate(args):
-        if skip:
-            skip = False
-            continue
-        if token == "--json" and i + 1 < len(args) and args[i + 1] == "-" and "predict" in args[:i]:
-            out.append("--json-stdout")
-            skip = True
-        else:
-            out.append(token)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the app and turn every failure into a one-line message and an exit code."""
     state = AppState()
-    args = _normalise_args(sys.argv[1:] if argv is None else list(argv))
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
         result = app(args=args, prog_name="ssd", standalone_mode=False, obj=state)
         return result if isinstance(result, int) else 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +11,7 @@ from ssdcli.config import PredictConfig
 from ssdcli.errors import UsageError
 
 from .progress import EvalProgressBar
-from .render import print_warning, stderr_console, stdout_console
+from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 
 def predict_command(
@@ -20,8 +19,8 @@ def predict_command(
     checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to onnx'.")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = PredictConfig.out,  # type: ignore[assignment]
-    json_files: Annotated[bool, typer.Option("--json", help="Also write results.json (COCO style) and one JSON per image; '--json -' prints the JSON to stdout and nothing else.")] = False,
-    json_stdout: Annotated[bool, typer.Option("--json-stdout", hidden=True)] = False,
+    json_out: Annotated[Optional[str], typer.Option("--json", help="Also write the detections as JSON to this file: COCO results (what 'ssd eval --results' reads) and each image's boxes ('-': stdout, nothing else printed, no pictures).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file.")] = False,
     conf: Annotated[float, typer.Option(help="Score threshold.")] = PredictConfig.conf_threshold,
     iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (default: the model's; 0.45, torchvision's SSDLite 0.55).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Only these classes (comma-separated names).")] = None,
@@ -38,19 +37,20 @@ def predict_command(
 
         ssd predict photo.jpg --checkpoint runs/train/1/best.pt
 
-        ssd predict images/ clip.mp4 --checkpoint best.pt --json --conf 0.4
+        ssd predict images/ clip.mp4 --checkpoint best.pt --json detections.json --conf 0.4
 
         ssd predict 'data/*.png' --onnx model.onnx --json -
 
-        ssd predict --data coco/annotations/instances_val.json --checkpoint best.pt --json --conf 0.01
-        ssd eval --coco --gt coco/annotations/instances_val.json --results runs/predict/1/results.json
+        ssd predict --data coco/annotations/instances_val.json --checkpoint best.pt --json val.json --conf 0.01
+        ssd eval --coco --gt coco/annotations/instances_val.json --results val.json
         ssd predict street.jpg --checkpoint SSD300_VGG16_Weights.COCO_V1
     """
     from ssdcli.engine.inference.predict import predict
 
     if (checkpoint is None) == (onnx is None):
         raise UsageError("give exactly one of --checkpoint or --onnx")
-    to_stdout = json_stdout
+    json_output = JsonOutput(json_out, force)
+    to_stdout = json_output.to_stdout
     config = PredictConfig(
         model=checkpoint or onnx,  # type: ignore[arg-type]  # one of the two, checked above
         sources=tuple(sources or ()),
@@ -58,7 +58,6 @@ def predict_command(
         split=split,
         data_format=data_format,
         out=None if to_stdout else out,
-        write_json=json_files,
         conf_threshold=conf,
         iou_threshold=iou,
         classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None,
@@ -69,10 +68,11 @@ def predict_command(
     status = stderr_console() if to_stdout else stdout_console()
     with EvalProgressBar(status, "predict") as progress:
         result = predict(config, progress)
-    if to_stdout:
-        typer.echo(json.dumps({"results": result.results, "images": result.per_image}))
-    else:
+    written = json_output.write(result.report())
+    if not to_stdout:
         status.print(f"{result.images_done} image(s), {result.frames_done} video frame(s) -> {result.run_dir}")
+    if written is not None:
+        status.print(f"detections: {written}")
     if result.failed:
         print_warning(f"{len(result.failed)} input(s) skipped")
     return 0

@@ -49,7 +49,6 @@ FLAG_OF_PARAMETER = {
     "conf_threshold": "--conf",
     "data_format": "--format",
     "target": "--to",
-    "write_json": "--json",
     "sources": "SOURCES",
 }
 

@@ -55,8 +55,11 @@ def check_coco_results(data: Any, path: str | Path | None = None) -> list[dict[s
     """Check that ``data`` is a list of ``{image_id, category_id, bbox [x, y, w, h], score}`` and return it.
 
     ``image_id`` an integer or a string, ``category_id`` an integer, ``bbox`` 4 finite numbers with w, h >= 0,
-    ``score`` a finite number. Other keys are allowed and ignored.
+    ``score`` a finite number. Other keys are allowed and ignored. The report of ``ssd predict --json`` (an object
+    whose ``results`` is that list) gives its ``results``.
     """
+    if isinstance(data, dict) and "results" in data and "annotations" not in data:
+        data = data["results"]
     if not isinstance(data, list):
         hint = " (this looks like a ground-truth file)" if isinstance(data, dict) and "annotations" in data else ""
         raise DataError(

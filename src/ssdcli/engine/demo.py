@@ -13,7 +13,7 @@ from ssdcli.engine.inference.detectors import torch_predictor
 from ssdcli.engine.evaluate.model import CheckpointEvaluation, evaluate_checkpoint
 from ssdcli.engine.events import EventHandler, Message, ignore_events
 from ssdcli.engine.inference.predict import PredictResult, run_predict
-from ssdcli.data.files import fresh_run_dir
+from ssdcli.data.files import fresh_run_dir, write_json
 from ssdcli.engine.train.loop import TrainResult, train
 
 
@@ -78,5 +78,7 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), emit: Eve
     test_index = open_index(data_dir, "test")
     sources = [str(r.path) for r in test_index.records[: settings.predict_images]]
     predictor = torch_predictor(best, "cpu")
-    prediction = run_predict(predictor, sources, run_dir / "predict", write_json=True, emit=emit)
+    prediction = run_predict(predictor, sources, run_dir / "predict", emit=emit)
+    assert prediction.run_dir is not None  # an output folder was given
+    write_json(prediction.run_dir / "predictions.json", prediction.report())
     return DemoResult(run_dir, data_dir, training, evaluation, prediction)

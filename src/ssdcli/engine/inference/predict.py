@@ -1,4 +1,5 @@
-"""``ssd predict``: images, folders, globs and videos in; annotated files and JSON out, in a fresh run folder."""
+"""``ssd predict``: images, folders, globs and videos in; annotated copies out, in a fresh run folder, and the
+detections as a report (:meth:`PredictResult.report`)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.data.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import fresh_run_dir, json_text, write_atomic
-from ssdcli.data.results_io import write_coco_results
+from ssdcli.data.files import fresh_run_dir, write_atomic
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -66,6 +66,12 @@ class PredictResult:
     results: list[dict[str, Any]] = field(default_factory=list)  # COCO-style records
     per_image: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+
+    def report(self) -> dict[str, Any]:
+        """What ``ssd predict --json`` writes: ``results``, the COCO results records (each with its ``file_name``;
+        what ``ssd eval --results`` reads), and ``images``, the detections of each image and video frame with
+        class names and pixel xyxy boxes."""
+        return {"results": self.results, "images": self.per_image}
 
 
 def expand_sources(sources: Sequence[str]) -> Sources:
@@ -124,20 +130,14 @@ def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
     }
 
 
-#: The COCO results file of a run with JSON output; no per-image file may take its name.
-RESULTS_JSON = "results.json"
-
-
-def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str], sidecar: str | None = None) -> Path:
-    """``run_dir/<stem><suffix>``, numbered ``<stem>_<n><suffix>`` while it, or its ``sidecar`` file (the same
-    stem with that suffix), would take a name already in ``taken``; both names are then taken."""
+def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str]) -> Path:
+    """``run_dir/<stem><suffix>``, numbered ``<stem>_<n><suffix>`` while that name is in ``taken``; the name
+    is then taken."""
     name, n = stem, 1
-    while f"{name}{suffix}" in taken or (sidecar is not None and f"{name}{sidecar}" in taken):
+    while f"{name}{suffix}" in taken:
         n += 1
         name = f"{stem}_{n}"
     taken.add(f"{name}{suffix}")
-    if sidecar is not None:
-        taken.add(f"{name}{sidecar}")
     return run_dir / f"{name}{suffix}"
 
 
@@ -159,9 +159,7 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
     dataset = None
     if config.data is not None:
         dataset = dataset_images(config.data, config.split, config.data_format, predictor.info.class_names)
-    return run_predict(
-        predictor, config.sources, config.out, config.batch_size, config.write_json, emit, dataset
-    )
+    return run_predict(predictor, config.sources, config.out, config.batch_size, emit, dataset)
 
 
 def run_predict(
@@ -169,12 +167,11 @@ def run_predict(
     sources: Sequence[str],
     out: str | Path | None,
     batch_size: int = 16,
-    write_json: bool = False,
     emit: EventHandler = ignore_events,
     dataset: DatasetImages | None = None,
 ) -> PredictResult:
     """Predict on every source, or on the images of ``dataset`` (then ``sources`` is empty). ``out=None`` writes
-    nothing (the JSON is returned for printing).
+    no pictures (the detections are returned).
 
     The COCO-style ``results`` carry, besides ``file_name``, the data set's image and category ids with
     ``dataset`` (so ``ssd eval`` scores them against the data set), else ids 0..N-1 in input order and the
@@ -190,7 +187,7 @@ def run_predict(
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
     run_dir = fresh_run_dir(out) if out is not None else None
     result.run_dir = run_dir
-    taken: set[str] = {RESULTS_JSON} if write_json else set()
+    taken: set[str] = set()
     category_ids = predictor.info.category_ids if dataset is None else dataset.category_ids
     total = len(found.images)
     for start in range(0, total, batch_size):
@@ -209,11 +206,9 @@ def run_predict(
             result.per_image.append(_image_json(detections, str(path)))
             if run_dir is not None:
                 bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
-                target = _unique_name(run_dir, path.stem, ".jpg", taken, ".json" if write_json else None)
+                target = _unique_name(run_dir, path.stem, ".jpg", taken)
                 write_atomic(target, _jpeg(_drawn(bgr, detections), target))
                 result.outputs.append(target)
-                if write_json:
-                    write_atomic(target.with_suffix(".json"), json_text(result.per_image[-1]))
         emit(EvalProgress(min(start + batch_size, total), total))
     for video in found.videos:
         try:
@@ -221,8 +216,6 @@ def run_predict(
         except SsdcliError as error:
             result.failed.append(str(error))
             emit(Message(str(error), "warning"))
-    if run_dir is not None and write_json:
-        write_coco_results(run_dir / RESULTS_JSON, result.results)
     if result.images_done == 0 and result.frames_done == 0:
         raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
     return result
