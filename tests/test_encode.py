@@ -16,6 +16,7 @@ from torchvision.ops import box_convert, box_iou
 
 import ssdcli
 from ssdcli.core.anchors import AnchorLayout, get_layout
+from ssdcli.data.coco import load_coco
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.engine.inspect import (
     NamedLayout,
@@ -175,6 +176,30 @@ def test_coco_json_gives_the_same_report(voc_image: tuple[Path, Path], tmp_path:
         assert [gt.matches_per_layer for gt in report.gts] == [gt.matches_per_layer for gt in from_voc.gts]
         assert [gt.offsets for gt in report.gts] == [gt.offsets for gt in from_voc.gts]
         assert report.positives == from_voc.positives
+
+
+def test_coco_boxes_are_the_ones_training_reads(voc_image: tuple[Path, Path], tmp_path: Path) -> None:
+    """`ssd encode` and the training index read one COCO file the same way: a box reaching outside the image is
+    clipped alike, a zero-width box is what training drops (encode shows it flagged), and a malformed annotation
+    of another image is refused by both."""
+    image, _ = voc_image
+    coco = write_coco_json(tmp_path / "instances.json")
+    data = json.loads(coco.read_text())
+    data["annotations"][0]["bbox"] = [-20.0, 5.0, 60.0, 40.0]  # reaches past the left edge
+    data["annotations"][1]["bbox"] = [30.0, 30.0, 0.0, 25.0]  # no width
+    coco.write_text(json.dumps(data))
+    report = encode_image_file(image, coco, SSD300, image_id=7)
+    index = load_coco(coco, image.parent, check_images=False)
+    record = next(r for r in index.records if r.source_id == 7)
+    shown = [gt for gt in report.gts if gt.flag != "empty"]
+    assert [gt.flag for gt in report.gts].count("empty") == 1
+    np.testing.assert_allclose([gt.box_xyxy for gt in shown], record.boxes, atol=1e-4)
+    assert [gt.flag == "crowd" for gt in shown] == record.ignore.tolist()
+    data["annotations"].append({"id": 99, "image_id": 3, "category_id": 10, "bbox": [1, 2, -3, 4]})
+    coco.write_text(json.dumps(data))
+    for read in (lambda: encode_image_file(image, coco, SSD300, image_id=7), lambda: load_coco(coco, image.parent)):
+        with pytest.raises(DataError, match=r"annotations\[4\]: box with negative width"):
+            read()
 
 
 def test_default_annotation_in_voc_layout(tmp_path: Path) -> None:

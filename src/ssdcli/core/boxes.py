@@ -1,25 +1,49 @@
 """Box format conversions, validation and batched IoU.
 
 Formats: ``xyxy`` corners (x1, y1, x2, y2) and ``cxcywh`` centre-size (cx, cy, w, h); both normalised to [0, 1]
-in the core engine.
+in the core engine. ``xywh`` (x1, y1, w, h) is COCO's pixel format (annotations and results files). The
+conversions take numpy arrays or tensors.
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
 import torch
 from torch import Tensor
 
+BoxArray = TypeVar("BoxArray", Tensor, np.ndarray)
 
-def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """[..., 4] cxcywh -> [..., 4] xyxy."""
+
+def _joined(like: BoxArray, first: BoxArray, second: BoxArray) -> BoxArray:
+    if isinstance(like, Tensor):
+        return torch.cat((first, second), dim=-1)
+    return np.concatenate((first, second), axis=-1)
+
+
+def cxcywh_to_xyxy(boxes: BoxArray) -> BoxArray:
+    """[..., 4] cxcywh -> [..., 4] xyxy, numpy or torch."""
     centre, size = boxes[..., :2], boxes[..., 2:]
-    return torch.cat((centre - 0.5 * size, centre + 0.5 * size), dim=-1)
+    return _joined(boxes, centre - 0.5 * size, centre + 0.5 * size)
 
 
-def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
-    """[..., 4] xyxy -> [..., 4] cxcywh."""
+def xyxy_to_cxcywh(boxes: BoxArray) -> BoxArray:
+    """[..., 4] xyxy -> [..., 4] cxcywh, numpy or torch."""
     top_left, bottom_right = boxes[..., :2], boxes[..., 2:]
-    return torch.cat((0.5 * (top_left + bottom_right), bottom_right - top_left), dim=-1)
+    return _joined(boxes, 0.5 * (top_left + bottom_right), bottom_right - top_left)
+
+
+def xywh_to_xyxy(boxes: BoxArray) -> BoxArray:
+    """[..., 4] xywh (COCO) -> [..., 4] xyxy, numpy or torch."""
+    corner = boxes[..., :2]
+    return _joined(boxes, corner, corner + boxes[..., 2:])
+
+
+def xyxy_to_xywh(boxes: BoxArray) -> BoxArray:
+    """[..., 4] xyxy -> [..., 4] xywh (COCO), numpy or torch."""
+    corner = boxes[..., :2]
+    return _joined(boxes, corner, boxes[..., 2:] - corner)
 
 
 def has_area(boxes: Tensor) -> Tensor:

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ssdcli.core.boxes import xywh_to_xyxy
 from ssdcli.errors import DataError
 
 from .files import read_json
@@ -151,6 +155,86 @@ def _labels(
     return names, tuple(ids), {category_id: label for label, category_id in enumerate(ids, start=1)}
 
 
+@dataclass(frozen=True)
+class CocoObject:
+    """One annotation of an instances file, checked: its image and category exist, ``xyxy`` pixel box
+    (x2 = x + w) with finite values and no negative size. ``degenerate``: w or h is 0 as written."""
+
+    where: str  # "annotations[k]", for messages
+    image_id: int
+    category_id: int
+    xyxy: tuple[float, float, float, float]
+    crowd: bool
+    degenerate: bool
+
+
+@dataclass(frozen=True)
+class CocoInstances:
+    """A COCO instances file, read and checked once: ``images`` (the raw entries, each with an integer ``id``),
+    ``categories`` (category id -> name) and every annotation as a :class:`CocoObject`. What ``ssd train``,
+    ``ssd data`` and ``ssd encode`` read from an instances file."""
+
+    path: Path
+    images: tuple[dict[str, Any], ...]
+    categories: dict[int, str]
+    objects: tuple[CocoObject, ...]
+
+    def image_entry(self, image_id: int) -> dict[str, Any]:
+        """The ``images`` entry with this id; DataError naming the file if there is none."""
+        for entry in self.images:
+            if entry["id"] == image_id:
+                return entry
+        raise DataError(f"image id {image_id} is not in the file's 'images'", path=self.path)
+
+    def objects_of(self, image_id: int) -> tuple[CocoObject, ...]:
+        return tuple(obj for obj in self.objects if obj.image_id == image_id)
+
+
+def _checked_box(
+    annotation: Any, where: str, image_ids: set[int], categories: dict[int, str], path: Path
+) -> tuple[int, int, list[float], bool]:
+    """(image id, category id, [x, y, w, h], crowd) of one annotation, checked."""
+    image_id = _field(annotation, where, "image_id", int, path)
+    category_id = _field(annotation, where, "category_id", int, path)
+    bbox = annotation.get("bbox")
+    if not _is_box(bbox):
+        raise DataError(f"malformed COCO JSON: {where} 'bbox' is not 4 finite numbers (got {bbox!r})", path=path)
+    if image_id not in image_ids:
+        raise DataError(f"{where} refers to image id {image_id}, which is not in 'images'", path=path)
+    if category_id not in categories:
+        known = ", ".join(map(str, sorted(categories)))
+        raise DataError(f"{where}: unknown category id {category_id} (categories: {known})", path=path)
+    if bbox[2] < 0 or bbox[3] < 0:
+        raise DataError(f"{where}: box with negative width or height {bbox}", path=path)
+    return image_id, category_id, [float(v) for v in bbox], bool(annotation.get("iscrowd", 0))
+
+
+def read_instances(annotations_json: str | Path) -> CocoInstances:
+    """Read and check a COCO instances file (see :class:`CocoInstances`); DataError naming the file and the
+    entry for a missing or malformed file, no images, an annotation of an unknown image or category, or a bad
+    box."""
+    path = Path(annotations_json)
+    data = _read_json(path)
+    images = _list(data, "images", path)
+    for k, image in enumerate(images):
+        _field(image, f"images[{k}]", "id", int, path)
+    categories = _categories(_list(data, "categories", path), path)
+    if not images:
+        raise DataError("the data set is empty: no images", path=path)
+    image_ids = {image["id"] for image in images}
+    checked = [
+        _checked_box(annotation, f"annotations[{k}]", image_ids, categories, path)
+        for k, annotation in enumerate(_list(data, "annotations", path, required=False))
+    ]
+    xywh = np.array([box for _, _, box, _ in checked], dtype=np.float64).reshape(-1, 4)  # [N, 4]
+    xyxy = xywh_to_xyxy(xywh).tolist()  # [N, 4]
+    objects = tuple(
+        CocoObject(f"annotations[{k}]", image_id, category_id, tuple(corners), crowd, box[2] == 0 or box[3] == 0)  # type: ignore[arg-type]
+        for k, ((image_id, category_id, box, crowd), corners) in enumerate(zip(checked, xyxy))
+    )
+    return CocoInstances(path, tuple(images), categories, objects)
+
+
 def load_coco(
     annotations_json: str | Path,
     images_dir: str | Path,
@@ -174,46 +258,26 @@ def load_coco(
     """
     path = Path(annotations_json)
     images_dir = Path(images_dir)
-    data = _read_json(path)
-    images = _list(data, "images", path)
-    by_id = _categories(_list(data, "categories", path), path)
-    names, ids, label_of = _labels(by_id, classes, path)
-    if not images:
-        raise DataError("the data set is empty: no images", path=path)
+    instances = read_instances(path)
+    names, ids, label_of = _labels(instances.categories, classes, path)
     if not images_dir.is_dir():
         raise DataError("image folder not found", path=images_dir)
     counter = WarningCounter()
     order: dict[int, int] = {}  # COCO image id -> position in `images`
-    for k, image in enumerate(images):
-        image_id = _field(image, f"images[{k}]", "id", int, path)
-        if image_id in order:
+    for k, image in enumerate(instances.images):
+        if image["id"] in order:
             counter.duplicates.append(str(path))
         else:
-            order[image_id] = k
-    objects: dict[int, list[tuple[list[float], int, bool, bool]]] = {image_id: [] for image_id in order}
-    for k, annotation in enumerate(_list(data, "annotations", path, required=False)):
-        where = f"annotations[{k}]"
-        image_id = _field(annotation, where, "image_id", int, path)
-        category_id = _field(annotation, where, "category_id", int, path)
-        bbox = annotation.get("bbox")
-        if not _is_box(bbox):
-            raise DataError(f"malformed COCO JSON: {where} 'bbox' is not 4 finite numbers (got {bbox!r})", path=path)
-        if image_id not in objects:
-            raise DataError(f"{where} refers to image id {image_id}, which is not in 'images'", path=path)
-        if category_id not in by_id:
-            known = ", ".join(map(str, sorted(by_id)))
-            raise DataError(f"{where}: unknown category id {category_id} (categories: {known})", path=path)
-        if category_id not in label_of:
-            name = by_id[category_id]
-            raise DataError(f"{where}: unknown class {name!r}{unknown_class_hint(name, names)}", path=path)
-        x, y, w, h = (float(v) for v in bbox)
-        if w < 0 or h < 0:
-            raise DataError(f"{where}: box with negative width or height {bbox}", path=path)
-        crowd = bool(annotation.get("iscrowd", 0))
-        objects[image_id].append(([x, y, x + w, y + h], label_of[category_id], crowd, w == 0 or h == 0))
+            order[image["id"]] = k
+    objects: dict[int, list[CocoObject]] = {image_id: [] for image_id in order}
+    for obj in instances.objects:
+        if obj.category_id not in label_of:
+            name = instances.categories[obj.category_id]
+            raise DataError(f"{obj.where}: unknown class {name!r}{unknown_class_hint(name, names)}", path=path)
+        objects[obj.image_id].append(obj)
     records = []
     for image_id, k in order.items():
-        image = images[k]
+        image = instances.images[k]
         file_name = _field(image, f"images[{k}]", "file_name", str, path)
         image_path = images_dir / file_name
         if check_images:
@@ -231,12 +295,12 @@ def load_coco(
                 path=image_path,
                 width=width,
                 height=height,
-                boxes=[o[0] for o in found],
-                labels=[o[1] for o in found],
-                ignore=[o[2] for o in found],
+                boxes=[o.xyxy for o in found],
+                labels=[label_of[o.category_id] for o in found],
+                ignore=[o.crowd for o in found],
                 source=file_name,
                 counter=counter,
-                degenerate=[o[3] for o in found],
+                degenerate=[o.degenerate for o in found],
             )
         )
     return DatasetIndex(

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ssdcli.core.boxes import xyxy_to_cxcywh, xyxy_to_xywh
+
 from .records import ImageRecord
 
 YOLO_DECIMALS = 6
@@ -75,20 +77,18 @@ def coco_annotations(
     boxes: np.ndarray, category_ids: Sequence[int], crowd: Sequence[bool], image_id: int, first_id: int
 ) -> list[dict[str, Any]]:
     """COCO annotations of one image, numbered from ``first_id``: ``boxes`` [G, 4] xyxy pixels."""
-    out = []
-    for k, (box, category, is_crowd) in enumerate(zip(np.asarray(boxes).reshape(-1, 4).tolist(), category_ids, crowd)):
-        x1, y1, x2, y2 = box
-        out.append(
-            {
-                "id": first_id + k,
-                "image_id": int(image_id),
-                "category_id": int(category),
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "area": (x2 - x1) * (y2 - y1),
-                "iscrowd": int(bool(is_crowd)),
-            }
-        )
-    return out
+    xywh = xyxy_to_xywh(np.asarray(boxes).reshape(-1, 4)).tolist()  # [G, 4]
+    return [
+        {
+            "id": first_id + k,
+            "image_id": int(image_id),
+            "category_id": int(category),
+            "bbox": box,
+            "area": box[2] * box[3],
+            "iscrowd": int(bool(is_crowd)),
+        }
+        for k, (box, category, is_crowd) in enumerate(zip(xywh, category_ids, crowd))
+    ]
 
 
 def coco_categories(class_names: Sequence[str]) -> list[dict[str, Any]]:
@@ -110,9 +110,9 @@ def coco_instances(
 
 def yolo_lines(boxes: np.ndarray, class_ids: Sequence[int], width: int, height: int) -> str:
     """YOLO label text: one ``class cx cy w h`` line per box ([G, 4] xyxy pixels), class ids 0-based."""
-    lines = []
-    for box, class_id in zip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), class_ids):
-        x1, y1, x2, y2 = box
-        values = ((x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height)
-        lines.append(f"{int(class_id)} " + " ".join(f"{v:.{YOLO_DECIMALS}f}" for v in values))
-    return "".join(f"{line}\n" for line in lines)
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    normalised = xyxy_to_cxcywh(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)) / scale  # [G, 4]
+    return "".join(
+        f"{int(class_id)} " + " ".join(f"{v:.{YOLO_DECIMALS}f}" for v in values) + "\n"
+        for values, class_id in zip(normalised, class_ids)
+    )

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ssdcli.core.boxes import cxcywh_to_xyxy
 from ssdcli.errors import DataError
 
 from .records import (
@@ -256,8 +257,7 @@ def load_yolo(
                 raise DataError(
                     f"object {number}: class id {line.class_id} is outside the {len(names)} class names", path=source
                 )
-            cx, cy, w, h = line.box
-            box = np.array([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
+            box = cxcywh_to_xyxy(np.array(line.box)) * np.array([width, height, width, height])
             boxes.append(_snap(box, width, height).tolist())
             ids.append(line.class_id + 1)
         records.append(

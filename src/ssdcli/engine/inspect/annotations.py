@@ -1,7 +1,7 @@
 """One image and its ground truth, for ``ssd encode IMAGE``: a VOC XML file, or one image of a COCO JSON file.
 
 Boxes come out as xyxy pixels, 0-based continuous, in the coordinates of the image file as decoded (VOC's 1-based
-inclusive indices are converted by :mod:`ssdcli.data.voc_xml`; COCO's xywh becomes (x, y, x + w, y + h)).
+inclusive indices are converted by :mod:`ssdcli.data.voc_xml`; COCO files are read by :mod:`ssdcli.data.coco`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ssdcli.data.files import read_json
+from ssdcli.data.coco import CocoInstances, read_instances
 from ssdcli.data.images import read_image_rgb
+from ssdcli.data.records import WarningCounter, clip_boxes
 from ssdcli.data.voc_xml import parse_voc_xml
 from ssdcli.errors import DataError, UsageError
 
@@ -67,73 +68,41 @@ def _voc_objects(path: Path) -> tuple[tuple[GroundTruth, ...], tuple[int, int] |
     return objects, declared
 
 
-def _load_json(path: Path) -> Any:
-    return read_json(path, "annotation file")
-
-
-def _coco_image_entry(data: dict[str, Any], path: Path, image: Path, image_id: int | None) -> dict[str, Any]:
-    images = data.get("images")
-    if not isinstance(images, list):
-        raise DataError("not a COCO instances file: no 'images' list", path=path)
-    entries = [e for e in images if isinstance(e, dict)]
+def _coco_image_entry(instances: CocoInstances, image: Path, image_id: int | None) -> dict[str, Any]:
     if image_id is not None:
-        found = [e for e in entries if e.get("id") == image_id]
-        if not found:
-            raise DataError(f"image id {image_id} is not in the file's 'images'", path=path)
-        return found[0]
-    by_name = [e for e in entries if Path(str(e.get("file_name", ""))).name == image.name]
+        return instances.image_entry(image_id)
+    by_name = [e for e in instances.images if Path(str(e.get("file_name", ""))).name == image.name]
     if len(by_name) != 1:
         how = "no" if not by_name else "more than one"
-        raise UsageError(f"{how} image named {image.name!r} in {path}; pass `image_id` N")
+        raise UsageError(f"{how} image named {image.name!r} in {instances.path}; pass `image_id` N")
     return by_name[0]
 
 
 def _coco_objects(
     path: Path, image: Path, image_id: int | None
 ) -> tuple[tuple[GroundTruth, ...], tuple[int, int] | None]:
-    data = _load_json(path)
-    if not isinstance(data, dict):
-        raise DataError("not a COCO instances file: the top level is not an object", path=path)
-    entry = _coco_image_entry(data, path, image, image_id)
-    annotations = data.get("annotations", [])
-    categories = data.get("categories", [])
-    if not isinstance(annotations, list) or not isinstance(categories, list):
-        raise DataError("not a COCO instances file: 'annotations' and 'categories' must be lists", path=path)
-    names = {c.get("id"): str(c.get("name")) for c in categories if isinstance(c, dict)}
-    objects = []
-    for ann in annotations:
-        if not isinstance(ann, dict) or ann.get("image_id") != entry.get("id"):
-            continue
-        bbox = ann.get("bbox")
-        try:
-            x, y, w, h = (float(v) for v in bbox)  # type: ignore[union-attr]
-        except (TypeError, ValueError):
-            raise DataError(f"annotation {ann.get('id')}: bbox must be 4 numbers [x, y, w, h], got {bbox!r}", path=path) from None
-        if w < 0 or h < 0 or not np.isfinite([x, y, w, h]).all():
-            raise DataError(f"annotation {ann.get('id')}: bbox {bbox!r} has a negative or infinite size", path=path)
-        category = ann.get("category_id")
-        if category not in names:
-            raise DataError(f"annotation {ann.get('id')}: unknown category_id {category!r}", path=path)
-        flag = FLAG_CROWD if ann.get("iscrowd") else ""
-        objects.append(GroundTruth(names[category], (x, y, x + w, y + h), flag))
+    instances = read_instances(path)
+    entry = _coco_image_entry(instances, image, image_id)
+    objects = tuple(
+        GroundTruth(instances.categories[obj.category_id], obj.xyxy, FLAG_CROWD if obj.crowd else "")
+        for obj in instances.objects_of(entry["id"])
+    )
     width, height = entry.get("width"), entry.get("height")
     declared = (int(width), int(height)) if isinstance(width, (int, float)) and isinstance(height, (int, float)) else None
-    return tuple(objects), declared
+    return objects, declared
 
 
 def _clip(objects: tuple[GroundTruth, ...], width: int, height: int) -> tuple[tuple[GroundTruth, ...], int, int]:
-    """Clip boxes to the image; boxes left without area are flagged ``empty``. Returns (objects, clipped, empty)."""
-    out, clipped, empty = [], 0, 0
-    for obj in objects:
-        x1, y1, x2, y2 = obj.box_xyxy
-        box = (min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width), min(max(y2, 0.0), height))
-        flag = obj.flag
-        if box[2] <= box[0] or box[3] <= box[1]:
-            flag, empty = flag or FLAG_EMPTY, empty + 1
-        elif box != obj.box_xyxy:
-            clipped += 1
-        out.append(GroundTruth(obj.class_name, box, flag))
-    return tuple(out), clipped, empty
+    """Clip boxes to the image as training does; boxes left without area are flagged ``empty`` (shown, not
+    matched). Returns (objects, clipped, empty)."""
+    boxes = np.array([obj.box_xyxy for obj in objects], dtype=np.float64).reshape(-1, 4)  # [G, 4]
+    counter = WarningCounter()
+    keep = clip_boxes(boxes, width, height, "", counter)  # [G]
+    clipped = tuple(
+        GroundTruth(obj.class_name, tuple(float(v) for v in box), obj.flag or ("" if kept else FLAG_EMPTY))  # type: ignore[arg-type]
+        for obj, box, kept in zip(objects, boxes, keep)
+    )
+    return clipped, len(counter.clipped), int((~keep).sum())
 
 
 def read_annotation(
