@@ -1,11 +1,14 @@
 """Box format conversions, validation and batched IoU.
 
 Formats: ``xyxy`` corners (x1, y1, x2, y2) and ``cxcywh`` centre-size (cx, cy, w, h); both normalised to [0, 1]
-in the core engine.
+in the core engine. Detections in an image's pixels are ``xyxy`` 0-based continuous (the box spans x1 .. x2); their
+interchange forms are COCO's ``xywh`` (x1, y1, w, h) and the VOC devkit's 1-based inclusive pixel indices
+(x1 + 1, y1 + 1, x2, y2), converted here in float64 numpy arrays.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -20,6 +23,36 @@ def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
     """[..., 4] xyxy -> [..., 4] cxcywh."""
     top_left, bottom_right = boxes[..., :2], boxes[..., 2:]
     return torch.cat((0.5 * (top_left + bottom_right), bottom_right - top_left), dim=-1)
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """Pixel boxes [..., 4] xyxy -> [..., 4] COCO xywh (x1, y1, x2 - x1, y2 - y1), float64."""
+    out = np.array(boxes, dtype=np.float64)
+    out[..., 2:] -= out[..., :2]
+    return out
+
+
+def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """COCO boxes [..., 4] xywh -> [..., 4] xyxy (x, y, x + w, y + h), float64."""
+    out = np.array(boxes, dtype=np.float64)
+    out[..., 2:] += out[..., :2]
+    return out
+
+
+def xyxy_to_devkit(boxes: np.ndarray) -> np.ndarray:
+    """0-based continuous pixel boxes [..., 4] xyxy -> the VOC devkit's 1-based inclusive pixel indices [..., 4]
+    (x1 + 1, y1 + 1, x2, y2), float64."""
+    out = np.array(boxes, dtype=np.float64)
+    out[..., :2] += 1.0
+    return out
+
+
+def devkit_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """The VOC devkit's 1-based inclusive pixel boxes [..., 4] -> 0-based continuous xyxy [..., 4]
+    (x1 - 1, y1 - 1, x2, y2), float64."""
+    out = np.array(boxes, dtype=np.float64)
+    out[..., :2] -= 1.0
+    return out
 
 
 def has_area(boxes: Tensor) -> Tensor:
