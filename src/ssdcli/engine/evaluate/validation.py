@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ssdcli.core.detections import DevkitRow, Detections
+from ssdcli.core.detections import Detections, DevkitRow
 from ssdcli.data.records import DatasetIndex
 from ssdcli.engine.evaluate.ground_truth import (
     DIFFICULT,
