@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from test_metrics_coco import STATS_ORDER, generate, raw_cocoeval
-from test_metrics_voc import devkit_eval_class
+from test_metrics_voc import devkit_eval_class, one_row
 
 from ssdcli.cli.app import main
-from ssdcli.data.results_io import detections_to_coco_results, write_coco_results, write_devkit_detections
-from ssdcli.metrics.voc import Detection
+from ssdcli.core.detections import Detections
+from ssdcli.data.results_io import write_coco_results, write_devkit_detections
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
 
@@ -197,8 +197,18 @@ def make_detections(recs, classes, seed: int) -> list[tuple[str, str, float, lis
     return dets
 
 
-def as_detections(dets) -> list[Detection]:
-    return [Detection(i, c, s, (b[0] - 1, b[1] - 1, b[2], b[3])) for i, c, s, b in dets]
+def as_detections(dets, classes) -> list[Detections]:
+    """One Detections per generated row (image id, class, score, devkit box), in order; labels index ``classes``."""
+    return [one_row(i, list(classes).index(c) + 1, s, b) for i, c, s, b in dets]
+
+
+def devkit_rows(dets, classes) -> list:
+    return [row for found in as_detections(dets, classes) for row in found.to_devkit(classes)]
+
+
+def coco_results(dets, classes) -> list[dict]:
+    """COCO results of a VOC split: image ids as written, category ids 1-based into ``classes``."""
+    return [record for found in as_detections(dets, classes) for record in found.to_coco()]
 
 
 def expected(recs, dets, classes, metric: str, iou: float = 0.5) -> dict[str, float]:
@@ -241,7 +251,7 @@ def test_voc_on_bccd_devkit_files_and_json_match_the_devkit(
     assert 0.3 < min(want.values()) and max(want.values()) < 1.0  # a real test: neither trivial nor broken
 
     folder = tmp_path / "devkit"
-    write_devkit_detections(folder, as_detections(dets), classes, split="test")
+    write_devkit_detections(folder, devkit_rows(dets, classes), classes, split="test")
     assert sorted(p.name for p in folder.iterdir()) == [f"comp4_det_test_{c}.txt" for c in classes]
     out = tmp_path / "folder.json"
     args = ["eval", "--voc", "--data", str(bccd), "--split", "test", "--metric", metric, "--json"]
@@ -249,7 +259,7 @@ def test_voc_on_bccd_devkit_files_and_json_match_the_devkit(
     check_json(out, want)
     assert "mAP" in capsys.readouterr().out
 
-    results = detections_to_coco_results(as_detections(dets), classes)
+    results = coco_results(dets, classes)
     named = write_coco_results(tmp_path / "named.json", results)
     assert main([*args, str(out), "--results", str(named), "--force"]) == 0  # replaces the JSON of the first run
     check_json(out, want)
@@ -277,7 +287,7 @@ def test_voc_difficult_objects_class_order_and_iou(bccd: Path, tmp_path: Path) -
     classes = ["WBC", "RBC", "Platelets", "Eosinophil"]  # an order of our own, and a class with no objects
     dets = make_detections(recs, classes[:3], seed=2)
     want = expected(recs, dets, classes, "voc12", iou=0.6)
-    path = write_coco_results(tmp_path / "r.json", detections_to_coco_results(as_detections(dets), classes))
+    path = write_coco_results(tmp_path / "r.json", coco_results(dets, classes))
     out = tmp_path / "m.json"
     args = ["eval", "--voc", "--data", str(root), "--results", str(path), "--metric", "voc12", "--iou", "0.6"]
     assert main([*args, "--classes", ",".join(classes), "--json", str(out)]) == 0
@@ -288,7 +298,7 @@ def test_voc_missing_class_file_is_a_warning(bccd: Path, tmp_path: Path, capsys:
     recs = read_split_objects(bccd, "test")
     dets = [d for d in make_detections(recs, ["RBC", "WBC"], seed=3) if d[1] != "Platelets"]
     folder = tmp_path / "dets"
-    write_devkit_detections(folder, as_detections(dets), ["RBC", "WBC"])
+    write_devkit_detections(folder, devkit_rows(dets, ["RBC", "WBC"]), ["RBC", "WBC"])
     out = tmp_path / "m.json"
     assert main(["eval", "--voc", "--data", str(bccd), "--results", str(folder), "--json", str(out)]) == 0
     assert "Platelets" in capsys.readouterr().err

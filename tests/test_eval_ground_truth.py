@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from test_metrics_coco import STATS_ORDER, raw_cocoeval
 
+from ssdcli.config import EvalConfig
+from ssdcli.core.detections import Detections
 from ssdcli.data.dataset import open_index
 from ssdcli.data.results_io import write_devkit_detections
 from ssdcli.data.synth import write_synth
-from ssdcli.engine.evaluate.results import evaluate_voc_files
-from ssdcli.data.detections import Detections
-from ssdcli.engine.evaluate.validation import evaluate_detections
+from ssdcli.engine.evaluate.run import run_eval
+from ssdcli.engine.evaluate.validation import coco_results, devkit_rows, evaluate_detections
+from ssdcli.errors import DataError
 
 
 def jittered_detections(index, seed: int) -> list[Detections]:
@@ -67,11 +69,13 @@ def test_coco_numbers_are_cocoeval_on_the_original_file(tmp_path: Path) -> None:
     index = open_index(path, None)
     assert index.warnings.zero_area_boxes == 1
 
-    evaluation = evaluate_detections(index, jittered_detections(index, seed=1), per_class=True)
-    want = dict(zip(STATS_ORDER, raw_cocoeval(data, evaluation.coco_results).stats))
+    detections = jittered_detections(index, seed=1)
+    evaluation = evaluate_detections(index, detections, per_class=True)
+    exported = coco_results(index, detections)
+    want = dict(zip(STATS_ORDER, raw_cocoeval(data, exported).stats))
     assert evaluation.coco.metrics.as_dict() == pytest.approx(want, abs=1e-12)
     assert 0.2 < want["AP"] < 0.9 and want["APs"] > 0  # a real test: small objects exist and are found
-    assert {r["image_id"] for r in evaluation.coco_results} <= {image["id"] for image in data["images"]}
+    assert {r["image_id"] for r in exported} <= {image["id"] for image in data["images"]}
 
 
 CLASSES = ("cat", "dog")
@@ -85,14 +89,25 @@ def _object(name: str, box: tuple[int, int, int, int], difficult: bool = False) 
     )
 
 
+def _write_voc(root: Path, objects: dict[str, list[str]]) -> Path:
+    """A VOC root of 100 x 80 images with these objects (XML snippets), all in the split "test"."""
+    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True)
+    for name, found in objects.items():
+        cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), np.zeros((80, 100, 3), np.uint8))
+        (root / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>100</width><height>80</height>"
+            f"<depth>3</depth></size>{''.join(found)}</annotation>"
+        )
+    (root / "ImageSets" / "Main" / "test.txt").write_text("".join(f"{name}\n" for name in objects))
+    return root
+
+
 @pytest.fixture
 def voc(tmp_path: Path) -> Path:
     """Two 100 x 80 images. a: a cat, a difficult cat covering the image, a dog written as a point (xmin = xmax:
     the loader drops it, the devkit counts a 1-pixel object) and a dog reaching past the right edge (the loader
     clips it, the devkit does not). b: one dog."""
-    root = tmp_path / "VOC"
-    for folder in ("Annotations", "JPEGImages", "ImageSets/Main"):
-        (root / folder).mkdir(parents=True)
     objects = {
         "a": [
             _object("cat", (11, 11, 40, 40)),
@@ -102,14 +117,13 @@ def voc(tmp_path: Path) -> Path:
         ],
         "b": [_object("dog", (10, 10, 50, 50))],
     }
-    for name, found in objects.items():
-        cv2.imwrite(str(root / "JPEGImages" / f"{name}.jpg"), np.zeros((80, 100, 3), np.uint8))
-        (root / "Annotations" / f"{name}.xml").write_text(
-            f"<annotation><filename>{name}.jpg</filename><size><width>100</width><height>80</height>"
-            f"<depth>3</depth></size>{''.join(found)}</annotation>"
-        )
-    (root / "ImageSets" / "Main" / "test.txt").write_text("a\nb\n")
-    return root
+    return _write_voc(tmp_path / "VOC", objects)
+
+
+def voc_files(root: Path, results: Path, metric: str = "voc07"):
+    """`ssd eval --voc` on ``results`` (devkit files or a results JSON) against ``root``'s test split."""
+    config = EvalConfig(mode="voc", data=root, split="test", results=results, classes=CLASSES, metric=metric)
+    return run_eval(config).voc
 
 
 def test_voc_numbers_follow_the_devkit_on_the_annotation_files(voc: Path, tmp_path: Path) -> None:
@@ -137,8 +151,8 @@ def test_voc_numbers_follow_the_devkit_on_the_annotation_files(voc: Path, tmp_pa
     evaluation = evaluate_detections(index, detections, metric="voc07", per_class=True)
     # The project's evaluator on the files: what `ssd eval --voc --results devkit/` gives.
     devkit = tmp_path / "devkit"
-    write_devkit_detections(devkit, evaluation.voc_detections, CLASSES, "test")
-    from_files = evaluate_voc_files(voc, "test", devkit, classes=CLASSES, metric="voc07")
+    write_devkit_detections(devkit, devkit_rows(index, detections), CLASSES, "test")
+    from_files = voc_files(voc, devkit)
     assert evaluation.voc.ap_by_class() == pytest.approx(from_files.ap_by_class(), abs=1e-12)
     assert [c.num_gt for c in evaluation.voc.per_class] == [1, 3]  # the point counts, the difficult cat does not
     assert evaluation.voc.ap_by_class()["cat"] == pytest.approx(0.5)  # FP then TP; the difficult cat ignored
@@ -147,6 +161,48 @@ def test_voc_numbers_follow_the_devkit_on_the_annotation_files(voc: Path, tmp_pa
     per_class = {c.name: c.ap for c in evaluation.coco.per_class}
     assert per_class["cat"] == pytest.approx(0.5, abs=1e-9)
     assert [c.num_gt for c in evaluation.coco.per_class] == [1, 3]
+
+
+@pytest.mark.parametrize("metric", ["voc07", "voc12"])
+def test_devkit_files_from_to_devkit_give_the_in_memory_ap(tmp_path: Path, metric: str) -> None:
+    """Two cats, three detections: the in-memory route (Detections straight to the metric) and the files route
+    (Detections.to_devkit, the devkit writer, the reader, Detections.from_devkit) give the AP the devkit's rules
+    give by hand.
+
+    By score: 0.9 on cat A (IoU 1: TP), 0.8 on neither (no overlap: FP), 0.7 on cat B (IoU 1: TP). With 2 objects,
+    recall 1/2, 1/2, 1 and precision 1, 1/2, 2/3.
+    voc07: t = 0, 0.1, ..., 0.5 (6 thresholds) reach recall 1/2, best precision 1; t = 0.6, ..., 1 (5) only
+    recall 1, precision 2/3: (6 * 1 + 5 * 2/3) / 11 = 28/33.
+    voc12: precision envelope 1 up to recall 1/2, then 2/3 up to 1: 1/2 * 1 + 1/2 * 2/3 = 5/6."""
+    root = _write_voc(tmp_path / "VOC", {"c": [_object("cat", (11, 11, 40, 40)), _object("cat", (51, 21, 90, 70))]})
+    index = open_index(root, "test", classes=CLASSES)
+    found = Detections(
+        np.array([[10, 10, 40, 40], [0, 50, 8, 78], [50, 20, 90, 70]], dtype=np.float32),  # A, nothing, B
+        np.array([0.9, 0.8, 0.7], dtype=np.float32),
+        np.array([1, 1, 1]),
+        image_id=index.records[0].image_id,
+    )
+    in_memory = evaluate_detections(index, [found], metric=metric).voc
+    rows = found.to_devkit(CLASSES, image_id="c")
+    assert rows[0] == ("c", "cat", pytest.approx(0.9), (11.0, 11.0, 40.0, 40.0))  # the annotation's own numbers
+    write_devkit_detections(tmp_path / "devkit", rows, CLASSES, "test")
+    from_files = voc_files(root, tmp_path / "devkit", metric)
+    expected = 28 / 33 if metric == "voc07" else 5 / 6
+    assert in_memory.ap_by_class()["cat"] == pytest.approx(expected, abs=1e-12)
+    assert from_files.ap_by_class()["cat"] == pytest.approx(expected, abs=1e-12)
+    assert (from_files.per_class[0].num_tp, from_files.per_class[0].num_fp) == (2, 1)
+
+
+def test_bad_detections_in_files_are_data_errors_naming_the_file(voc: Path, tmp_path: Path) -> None:
+    devkit = tmp_path / "devkit"
+    devkit.mkdir()
+    (devkit / "comp4_det_test_cat.txt").write_text("a 0.9 11 11 40 40\nb 0.5 30 1 20 5\n")
+    with pytest.raises(DataError, match="detection 1: box has x2 < x1") as caught:
+        voc_files(voc, devkit)
+    assert str(caught.value).startswith(f"{devkit}: ")
+    (devkit / "comp4_det_test_cat.txt").write_text("a 0.9 11 11 40 40\nz 0.5 1 1 20 5\n")
+    with pytest.raises(DataError, match="line 2: image id 'z' is not in split 'test'"):
+        voc_files(voc, devkit)
 
 
 def test_detections_to_coco_and_back() -> None:

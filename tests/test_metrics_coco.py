@@ -6,22 +6,38 @@ import contextlib
 import copy
 import importlib.util
 import io
+import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ssdcli.engine.evaluate.results import evaluate_coco
+from ssdcli.config import EvalConfig
+from ssdcli.engine.evaluate.run import run_eval
 from ssdcli.errors import DataError, UsageError
-from ssdcli.metrics.coco import COCO_METRIC_KEYS, CocoMetrics, coco_evaluate
+from ssdcli.metrics.coco import COCO_METRIC_KEYS, CocoMetrics, CocoResult, coco_evaluate
 
 CATEGORIES = [{"id": 1, "name": "person"}, {"id": 5, "name": "airplane"}, {"id": 90, "name": "toothbrush"}]
 
 # COCOeval.stats order, written out here independently of the library's table.
 STATS_ORDER = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+
+
+def run_coco_mode(
+    folder: Path, gt: dict, results: list, per_class: bool = False, backend: str | None = None
+) -> CocoResult:
+    """The engine's COCO mode (``ssd eval --coco``): both written as JSON into ``folder``, read, checked, scored."""
+    gt_path, results_path = folder / "instances.json", folder / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    results_path.write_text(json.dumps(results))
+    config = EvalConfig(mode="coco", gt=gt_path, results=results_path, per_class=per_class, backend=backend)
+    coco = run_eval(config).coco
+    assert coco is not None
+    return coco
 
 
 def generate(seed: int, categories=CATEGORIES):
@@ -88,9 +104,9 @@ def raw_cocoeval(gt: dict, results: list[dict], cat_ids: list[int] | None = None
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_named_metrics_equal_raw_cocoeval_stats(seed: int) -> None:
+def test_named_metrics_equal_raw_cocoeval_stats(seed: int, tmp_path: Path) -> None:
     gt, results = generate(seed)
-    ours = evaluate_coco(gt, results)
+    ours = run_coco_mode(tmp_path, gt, results)
     stats = raw_cocoeval(gt, results).stats
     assert ours.metrics.as_dict() == pytest.approx(dict(zip(STATS_ORDER, stats)), abs=1e-9)
     named = ours.metrics
@@ -101,9 +117,9 @@ def test_named_metrics_equal_raw_cocoeval_stats(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_per_class_ap_equals_cocoeval_restricted_to_that_category(seed: int) -> None:
+def test_per_class_ap_equals_cocoeval_restricted_to_that_category(seed: int, tmp_path: Path) -> None:
     gt, results = generate(seed)
-    ours = evaluate_coco(gt, results, per_class=True)
+    ours = run_coco_mode(tmp_path, gt, results, per_class=True)
     assert [c.category_id for c in ours.per_class] == [1, 5, 90]
     assert [c.name for c in ours.per_class] == ["person", "airplane", "toothbrush"]
     for c in ours.per_class:
@@ -116,26 +132,26 @@ def test_per_class_ap_equals_cocoeval_restricted_to_that_category(seed: int) -> 
         assert c.num_gt == expected_gt
 
 
-def test_per_class_ap_from_precision_array_the_standard_way() -> None:
+def test_per_class_ap_from_precision_array_the_standard_way(tmp_path: Path) -> None:
     gt, results = generate(11)
     raw = raw_cocoeval(gt, results)
     precision = raw.eval["precision"]  # [T, R, K, A, M]
-    ours = {c.category_id: c.ap for c in evaluate_coco(gt, results, per_class=True).per_class}
+    ours = {c.category_id: c.ap for c in run_coco_mode(tmp_path, gt, results, per_class=True).per_class}
     for k, cat_id in enumerate(raw.params.catIds):
         p = precision[:, :, k, 0, -1]
         expected = float(np.mean(p[p > -1])) if (p > -1).any() else math.nan
         assert ours[cat_id] == pytest.approx(expected, abs=1e-9, nan_ok=True)
 
 
-def test_category_without_ground_truth_has_nan_ap() -> None:
+def test_category_without_ground_truth_has_nan_ap(tmp_path: Path) -> None:
     gt, results = generate(2)
     gt["categories"].append({"id": 42, "name": "unused"})
-    ours = evaluate_coco(gt, results, per_class=True)
+    ours = run_coco_mode(tmp_path, gt, results, per_class=True)
     assert math.isnan(ours.per_class[-1].ap) and ours.per_class[-1].num_gt == 0
     assert ours.metrics.ap == pytest.approx(raw_cocoeval(gt, results).stats[0], abs=1e-9)
 
 
-def test_empty_results_give_zero_not_a_crash() -> None:
+def test_empty_results_give_zero_not_a_crash(tmp_path: Path) -> None:
     gt, _ = generate(3)
     with pytest.raises(Exception):  # why this case needs handling: pycocotools' loadRes fails on []
         with contextlib.redirect_stdout(io.StringIO()):
@@ -146,7 +162,7 @@ def test_empty_results_give_zero_not_a_crash() -> None:
             {"id": 10_000 + side, "image_id": gt["images"][0]["id"], "category_id": 5, "bbox": [1, 1, side, side],
              "area": side * side, "iscrowd": 0}
         )  # fmt: skip
-    ours = evaluate_coco(gt, [])
+    ours = run_coco_mode(tmp_path, gt, [])
     assert ours.metrics.as_dict() == dict.fromkeys(STATS_ORDER, 0.0)
     assert ours.num_detections == 0
 
@@ -158,15 +174,16 @@ def test_json_keys_and_from_stats() -> None:
     assert metrics.ap_large == 5.0 and metrics.ar_small == 9.0
 
 
-def test_inputs_are_not_modified_and_nothing_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_inputs_are_not_modified_and_nothing_is_printed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     gt, results = generate(4)
     before = copy.deepcopy((gt, results))
-    evaluate_coco(gt, results, per_class=True)
+    coco_evaluate(gt, results, per_class=True)
     assert (gt, results) == before
+    run_coco_mode(tmp_path, gt, results, per_class=True)
     assert capsys.readouterr().out == ""
 
 
-def test_missing_iscrowd_and_area_default_to_zero_and_box_area() -> None:
+def test_missing_iscrowd_and_area_default_to_zero_and_box_area(tmp_path: Path) -> None:
     gt, results = generate(5)
     bare = copy.deepcopy(gt)
     for ann in bare["annotations"]:
@@ -174,27 +191,27 @@ def test_missing_iscrowd_and_area_default_to_zero_and_box_area() -> None:
     filled = copy.deepcopy(gt)
     for ann in filled["annotations"]:
         ann["iscrowd"], ann["area"] = 0, ann["bbox"][2] * ann["bbox"][3]
-    assert evaluate_coco(bare, results).metrics == CocoMetrics.from_stats(raw_cocoeval(filled, results).stats)
+    assert run_coco_mode(tmp_path, bare, results).metrics == CocoMetrics.from_stats(raw_cocoeval(filled, results).stats)
 
 
-def test_ids_not_in_ground_truth_are_data_errors() -> None:
+def test_ids_not_in_ground_truth_are_data_errors(tmp_path: Path) -> None:
     gt, results = generate(0)
     bad = [dict(results[0], image_id=999_999)]
     with pytest.raises(DataError, match="image_id 999999 is not in the ground truth"):
-        evaluate_coco(gt, bad, results_path="r.json")
+        run_coco_mode(tmp_path, gt, bad)
     bad = [dict(results[0], category_id=2)]
     with pytest.raises(DataError, match="category_id 2 is not in the ground truth") as caught:
-        evaluate_coco(gt, bad, results_path="r.json")
-    assert str(caught.value).startswith("r.json: ")
+        run_coco_mode(tmp_path, gt, bad)
+    assert str(caught.value).startswith(f"{tmp_path / 'results.json'}: ")
 
 
-def test_inconsistent_ground_truth_is_a_data_error() -> None:
+def test_inconsistent_ground_truth_is_a_data_error(tmp_path: Path) -> None:
     gt, results = generate(0)
     gt["annotations"].append(dict(gt["annotations"][0]))  # duplicate annotation id
     with pytest.raises(DataError, match="appears more than once"):
-        evaluate_coco(gt, results)
+        run_coco_mode(tmp_path, gt, results)
     with pytest.raises(DataError, match="'images' is missing"):
-        evaluate_coco({"categories": []}, [])
+        run_coco_mode(tmp_path, {"categories": []}, [])
 
 
 def test_faster_coco_eval_backend_says_how_to_install() -> None:
@@ -206,11 +223,11 @@ def test_faster_coco_eval_backend_says_how_to_install() -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_faster_coco_eval_backend_gives_pycocotools_numbers(seed: int) -> None:
+def test_faster_coco_eval_backend_gives_pycocotools_numbers(seed: int, tmp_path: Path) -> None:
     """The optional backend (pip install faster-coco-eval) against pycocotools' own COCOeval."""
     pytest.importorskip("faster_coco_eval")
     gt, results = generate(seed)
-    faster = evaluate_coco(gt, results, per_class=True, backend="faster-coco-eval")
+    faster = run_coco_mode(tmp_path, gt, results, per_class=True, backend="faster-coco-eval")
     stats = raw_cocoeval(gt, results).stats
     assert faster.metrics.as_dict() == pytest.approx(dict(zip(STATS_ORDER, stats)), abs=1e-9)
     for c in faster.per_class:

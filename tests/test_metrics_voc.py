@@ -12,15 +12,9 @@ import random
 import numpy as np
 import pytest
 
-from ssdcli.engine.evaluate.results import evaluate_voc
+from ssdcli.core.detections import Detections
 from ssdcli.errors import DataError
-from ssdcli.metrics.voc import (
-    VOC07_RECALL_THRESHOLDS,
-    Detection,
-    VocImageGT,
-    average_precision,
-    voc_evaluate,
-)
+from ssdcli.metrics.voc import VOC07_RECALL_THRESHOLDS, VocImageGT, average_precision, voc_evaluate
 
 # --------------------------------------------------------------------------------------- devkit reference
 
@@ -163,7 +157,14 @@ def generate_case(seed: int, classes: tuple[str, ...] = ("cat", "dog", "person")
     return gt_recs, dets
 
 
-def to_library(gt_recs, dets):
+def one_row(image_id: str, label: int, score: float, box_devkit) -> Detections:
+    """One detection as :class:`Detections`, its devkit box turned into 0-based continuous pixels."""
+    b = box_devkit
+    return Detections(np.array([[b[0] - 1, b[1] - 1, b[2], b[3]]], dtype=np.float64), np.array([score]),
+                      np.array([label]), image_id=image_id)  # fmt: skip
+
+
+def to_library(gt_recs, dets, classes):
     ground_truth = {
         image_id: VocImageGT(
             boxes_xyxy=[(b[0] - 1, b[1] - 1, b[2], b[3]) for _, b, _ in objs],
@@ -172,7 +173,7 @@ def to_library(gt_recs, dets):
         )
         for image_id, objs in gt_recs.items()
     }
-    detections = [Detection(i, c, s, (b[0] - 1, b[1] - 1, b[2], b[3])) for i, c, s, b in dets]
+    detections = [one_row(i, classes.index(c) + 1, s, b) for i, c, s, b in dets]  # in order: ties keep it
     return ground_truth, detections
 
 
@@ -188,7 +189,7 @@ def reference_ap(gt_recs, dets, cls, minoverlap, metric):
 def test_matches_devkit_on_generated_cases(seed: int, iou_threshold: float, metric: str) -> None:
     gt_recs, dets = generate_case(seed)
     classes = ("cat", "dog", "person")
-    result = voc_evaluate(*to_library(gt_recs, dets), classes, iou_threshold=iou_threshold, metric=metric)
+    result = voc_evaluate(*to_library(gt_recs, dets, classes), classes, iou_threshold=iou_threshold, metric=metric)
     expected_aps = []
     for got in result.per_class:
         npos = sum(1 for objs in gt_recs.values() for c, _, d in objs if c == got.name and not d)
@@ -223,8 +224,7 @@ def one_image(boxes_devkit, classes=None, difficult=None):
 
 
 def det(score, box_devkit, cls="a", image="img"):
-    b = box_devkit
-    return Detection(image, cls, score, (b[0] - 1, b[1] - 1, b[2], b[3]))
+    return one_row(image, {"a": 1, "b": 2}.get(cls, 3), score, box_devkit)
 
 
 def test_perfect_detections_give_ap_one() -> None:
@@ -312,14 +312,26 @@ def test_no_detections_gives_zero() -> None:
     assert result.mean_ap == 0.0 and result.num_detections == 0
 
 
-def test_bad_detections_are_data_errors_naming_the_source() -> None:
+def test_bad_detections_are_data_errors() -> None:
     gt = one_image([[1, 1, 10, 10]])
-    with pytest.raises(DataError, match="image id 'other'") as caught:
-        evaluate_voc(gt, [det(0.9, [1, 1, 10, 10], image="other")], ["a"], source="dets.json")
-    assert str(caught.value).startswith("dets.json: ")
-    with pytest.raises(DataError, match="class 'zebra'"):
-        evaluate_voc(gt, [det(0.9, [1, 1, 10, 10], cls="zebra")], ["a"])
+    with pytest.raises(DataError, match="image id 'other'"):
+        voc_evaluate(gt, [det(0.9, [1, 1, 10, 10], image="other")], ["a"])
+    with pytest.raises(DataError, match="label 3 is not a class index 1..1"):
+        voc_evaluate(gt, [det(0.9, [1, 1, 10, 10], cls="zebra")], ["a"])
     with pytest.raises(DataError, match="x2 < x1"):
-        evaluate_voc(gt, [Detection("img", "a", 0.5, (10, 1, 2, 5))], ["a"])
-    with pytest.raises(DataError, match="finite"):
-        evaluate_voc(gt, [Detection("img", "a", math.nan, (1, 1, 2, 5))], ["a"])
+        voc_evaluate(gt, [det(0.9, [1, 1, 10, 10]), one_row("img", 1, 0.5, (11, 1, 2, 5))], ["a"])
+    with pytest.raises(DataError, match="detection 0: score or box is not a finite"):
+        voc_evaluate(gt, [one_row("img", 1, math.nan, (2, 2, 2, 5))], ["a"])
+
+
+def test_detections_of_one_image_may_come_in_several_parts() -> None:
+    """Rows of one image split over several Detections, or held in one: the same result (ties keep the order)."""
+    boxes = [[1, 1, 10, 10], [21, 1, 30, 10]]
+    rows = [(0.5, boxes[0]), (0.5, boxes[0]), (0.5, [100, 100, 110, 110]), (0.4, boxes[1])]
+    parts = [det(score, box) for score, box in rows]
+    whole = Detections(np.concatenate([p.boxes for p in parts]), np.array([s for s, _ in rows]), np.ones(4, np.int64),
+                       image_id="img")  # fmt: skip
+    split = voc_evaluate(one_image(boxes), parts, ["a"], metric="voc12")
+    joined = voc_evaluate(one_image(boxes), [whole], ["a"], metric="voc12")
+    assert split.per_class[0].curve_precision.tolist() == joined.per_class[0].curve_precision.tolist()
+    assert (split.num_detections, split.per_class[0].num_tp, split.per_class[0].num_fp) == (4, 2, 2)

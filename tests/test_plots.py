@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ssdcli.data.records import DataWarnings, DatasetIndex, ImageRecord
-from ssdcli.data.detections import Detections
+from ssdcli.core.detections import Detections
 from ssdcli.engine.evaluate.plots import confusion_summary, write_evaluation_plots
-from ssdcli.metrics.voc import Detection, VocImageGT, voc_evaluate
+from ssdcli.metrics.voc import VocImageGT, voc_evaluate
 
 NAMES = ("background", "cat", "dog")
 
@@ -43,8 +44,7 @@ def test_confusion_counts_known_by_construction() -> None:
 def test_plots_are_png_files_with_the_curve(tmp_path: Path) -> None:
     index = _index()
     gt = {"a": VocImageGT(index.records[0].boxes, ("cat", "dog", "dog"), np.zeros(3, dtype=bool))}
-    found = _detections()[0]
-    dets = [Detection("a", NAMES[int(l)], float(s), tuple(b)) for b, s, l in zip(found.boxes, found.scores, found.labels)]
+    dets = [dataclasses.replace(found, image_id="a") for found in _detections()]
     voc = voc_evaluate(gt, dets, NAMES[1:])
     cat = voc.per_class[0]
     assert cat.curve_recall.tolist() == [1.0, 1.0] and cat.curve_precision.tolist() == [1.0, 0.5]

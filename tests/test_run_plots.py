@@ -11,7 +11,7 @@ import pytest
 import ssdcli.engine.train.run_plots as run_plots
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
-from ssdcli.data.detections import Detections
+from ssdcli.core.detections import Detections
 
 ROWS = [
     {"epoch": 1, "loss": 9.0, "loss_conf": 6.0, "loss_loc": 3.0, "lr": 0.01, "map50": 0.1, "coco_ap": 0.05},

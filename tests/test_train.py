@@ -135,11 +135,12 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     # The gathered validation equals a single process's evaluation of the same weights on the whole split.
     loaded = load_model(runs[0] / "last.pt")
     from ssdcli.data.dataset import open_index
-    from ssdcli.engine.evaluate.validation import evaluate_model
+    from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
     from ssdcli import default_boxes
 
     index = open_index(runs[0] / "data", "val", classes=loaded.class_names[1:])
-    metrics, _ = evaluate_model(loaded.model, index, default_boxes(loaded.config.layout), torch.device("cpu"), 2)
+    detections = detect_for_validation(loaded.model, index, default_boxes(loaded.config.layout), torch.device("cpu"), 2)
+    metrics = evaluate_detections(index, detections).training_metrics()
     assert float(rows[-1]["map50"]) == pytest.approx(metrics["map50"], abs=1e-9)
 
 

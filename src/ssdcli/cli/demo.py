@@ -40,11 +40,13 @@ def demo_command(
     if result.evaluation is None or result.prediction is None:  # Ctrl-C during training: nothing ran after it
         console.print(f"interrupted: nothing evaluated; training saved {result.training.last_checkpoint}")
         return EXIT_INTERRUPTED
-    _render_voc(result.evaluation.evaluation.voc)
-    _render_coco(result.evaluation.evaluation.coco)
+    evaluation = result.evaluation  # a model's: VOC and COCO figures, and its run folder
+    assert evaluation.voc is not None and evaluation.coco is not None and evaluation.model_run is not None
+    _render_voc(evaluation.voc)
+    _render_coco(evaluation.coco)
     console.print(f"[bold]everything is in {result.run_dir}[/]")
     console.print(f"  data:        {result.data_dir}")
     console.print(f"  checkpoints: {result.training.run_dir} (best.pt, last.pt, metrics.csv)")
-    console.print(f"  evaluation:  {result.evaluation.run_dir}")
+    console.print(f"  evaluation:  {evaluation.model_run.run_dir}")
     console.print(f"  predictions: {result.prediction.run_dir}")
     return 0

@@ -1,8 +1,10 @@
 """Box format conversions, validation and batched IoU.
 
 Formats: ``xyxy`` corners (x1, y1, x2, y2) and ``cxcywh`` centre-size (cx, cy, w, h); both normalised to [0, 1]
-in the core engine. ``xywh`` (x1, y1, w, h) is COCO's pixel format (annotations and results files). The
-conversions take numpy arrays or tensors.
+in the core engine. Detections in an image's pixels are ``xyxy`` 0-based continuous (the box spans x1 .. x2); their
+interchange forms are COCO's ``xywh`` (x1, y1, w, h) and the VOC devkit's 1-based inclusive pixel indices
+(x1 + 1, y1 + 1, x2, y2). The xyxy, cxcywh and xywh conversions take numpy arrays or tensors; the devkit ones
+float64 numpy arrays.
 """
 
 from __future__ import annotations
@@ -44,6 +46,22 @@ def xyxy_to_xywh(boxes: BoxArray) -> BoxArray:
     """[..., 4] xyxy -> [..., 4] xywh (COCO), numpy or torch."""
     corner = boxes[..., :2]
     return _joined(boxes, corner, boxes[..., 2:] - corner)
+
+
+def xyxy_to_devkit(boxes: np.ndarray) -> np.ndarray:
+    """0-based continuous pixel boxes [..., 4] xyxy -> the VOC devkit's 1-based inclusive pixel indices [..., 4]
+    (x1 + 1, y1 + 1, x2, y2), float64."""
+    out = np.array(boxes, dtype=np.float64)
+    out[..., :2] += 1.0
+    return out
+
+
+def devkit_to_xyxy(boxes: np.ndarray) -> np.ndarray:
+    """The VOC devkit's 1-based inclusive pixel boxes [..., 4] -> 0-based continuous xyxy [..., 4]
+    (x1 - 1, y1 - 1, x2, y2), float64."""
+    out = np.array(boxes, dtype=np.float64)
+    out[..., :2] -= 1.0
+    return out
 
 
 def has_area(boxes: Tensor) -> Tensor:

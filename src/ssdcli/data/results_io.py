@@ -5,7 +5,9 @@ COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
 
 VOC devkit files: one file per class, ``comp4_det_<split>_<class>.txt``, one detection per line
 ``image_id score x1 y1 x2 y2`` with the devkit's 1-based inclusive pixel indices (x1 = xmin, x2 = xmax as in
-the annotation XML). In ssdcli's 0-based continuous ``xyxy`` that is (x1 - 1, y1 - 1, x2, y2).
+the annotation XML). In ssdcli's 0-based continuous ``xyxy`` that is (x1 - 1, y1 - 1, x2, y2); the files hold
+:class:`~ssdcli.core.detections.DevkitRow` as they are (``Detections.to_devkit`` and ``Detections.from_devkit``
+convert).
 
 Every problem with a file raises :class:`DataError` naming the file and what is wrong, on one line.
 """
@@ -14,35 +16,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
+from ssdcli.core.detections import DevkitRow
 from ssdcli.data.files import read_json, write_atomic
 from ssdcli.errors import DataError
 
 COCO_RESULT_KEYS: tuple[str, ...] = ("image_id", "category_id", "bbox", "score")
 DEVKIT_COMPETITION = "comp4"  # the devkit's id for "trained on any data"
-
-
-class DetectionLike(Protocol):
-    """What the writers need of a detection (``ssdcli.metrics.Detection`` fits)."""
-
-    image_id: str
-    class_name: str
-    score: float
-    box_xyxy: tuple[float, float, float, float]
-
-
-class DevkitRow(NamedTuple):
-    """One line of a devkit detection file, as written: ``xyxy_devkit`` in 1-based inclusive pixel indices."""
-
-    image_id: str
-    class_name: str
-    score: float
-    xyxy_devkit: tuple[float, float, float, float]
-    path: Path
-    line: int
 
 
 def _describe(value: Any) -> str:
@@ -101,29 +84,6 @@ def write_coco_results(path: str | Path, results: Sequence[dict[str, Any]]) -> P
     return write_atomic(path, json.dumps(list(results)))
 
 
-def detections_to_coco_results(
-    detections: Iterable[DetectionLike], class_names: Sequence[str]
-) -> list[dict[str, Any]]:
-    """COCO results dicts for detections of a VOC-style data set.
-
-    ``image_id`` stays the image id string, ``category_id`` is the 1-based index of the class in
-    ``class_names`` (0 is the background), ``bbox`` is [x1, y1, x2 - x1, y2 - y1] of the 0-based ``box_xyxy``.
-    """
-    category = {name: c + 1 for c, name in enumerate(class_names)}
-    out = []
-    for det in detections:
-        x1, y1, x2, y2 = (float(v) for v in det.box_xyxy)
-        out.append(
-            {
-                "image_id": det.image_id,
-                "category_id": category[det.class_name],
-                "bbox": [x1, y1, x2 - x1, y2 - y1],
-                "score": float(det.score),
-            }
-        )
-    return out
-
-
 def devkit_file_name(class_name: str, split: str = "test", competition: str = DEVKIT_COMPETITION) -> str:
     """``comp4_det_<split>_<class>.txt``, the devkit's name for a class's detections on a split."""
     return f"{competition}_det_{split}_{class_name}.txt"
@@ -131,23 +91,22 @@ def devkit_file_name(class_name: str, split: str = "test", competition: str = DE
 
 def write_devkit_detections(
     folder: str | Path,
-    detections: Iterable[DetectionLike],
+    rows: Iterable[DevkitRow],
     class_names: Sequence[str],
     split: str = "test",
 ) -> list[Path]:
     """Write one devkit file per class (an empty file for a class without detections); returns the paths.
 
-    Lines are ``image_id score x1 y1 x2 y2`` in devkit coordinates (x1 + 1, y1 + 1, x2, y2 of the 0-based
-    ``box_xyxy``); numbers are written with ``repr`` so that they read back exactly.
+    Lines are ``image_id score x1 y1 x2 y2`` of the rows, in devkit coordinates; numbers are written with ``repr``
+    so that they read back exactly.
     """
     folder = Path(folder)
     lines: dict[str, list[str]] = {name: [] for name in class_names}
-    for det in detections:
-        if any(ch.isspace() for ch in det.image_id) or not det.image_id:
-            raise ValueError(f"image id {det.image_id!r} cannot be written to a devkit file (empty or has spaces)")
-        x1, y1, x2, y2 = (float(v) for v in det.box_xyxy)
-        numbers = (float(det.score), x1 + 1.0, y1 + 1.0, x2, y2)
-        lines[det.class_name].append(" ".join([det.image_id, *(repr(v) for v in numbers)]))
+    for row in rows:
+        if any(ch.isspace() for ch in row.image_id) or not row.image_id:
+            raise ValueError(f"image id {row.image_id!r} cannot be written to a devkit file (empty or has spaces)")
+        numbers = (float(row.score), *(float(v) for v in row.xyxy_devkit))
+        lines[row.class_name].append(" ".join([row.image_id, *(repr(v) for v in numbers)]))
     paths = []
     for name in class_names:
         path = folder / devkit_file_name(name, split)
@@ -155,7 +114,8 @@ def write_devkit_detections(
     return paths
 
 
-def _read_devkit_file(path: Path, class_name: str) -> list[DevkitRow]:
+def _read_devkit_file(path: Path, class_name: str) -> list[tuple[int, DevkitRow]]:
+    """The rows of one devkit file with their line numbers."""
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -177,18 +137,19 @@ def _read_devkit_file(path: Path, class_name: str) -> list[DevkitRow]:
             ) from None
         if not all(math.isfinite(v) for v in (score, x1, y1, x2, y2)):
             raise DataError(f"line {number}: score and box must be finite numbers, got {line.strip()!r}", path=path)
-        rows.append(DevkitRow(parts[0], class_name, score, (x1, y1, x2, y2), path, number))
+        rows.append((number, DevkitRow(parts[0], class_name, score, (x1, y1, x2, y2))))
     return rows
 
 
 def read_devkit_detections(
-    folder: str | Path, class_names: Sequence[str], split: str = "test"
+    folder: str | Path, class_names: Sequence[str], split: str = "test", image_ids: Collection[str] | None = None
 ) -> tuple[list[DevkitRow], tuple[str, ...]]:
     """Read the devkit files ``comp4_det_<split>_<class>.txt`` of ``folder``.
 
     Returns the rows (file by file in the order of ``class_names``, lines in file order) and the classes that
-    have no file (read as no detections). A folder with no such file at all, or with a file for a class not in
-    ``class_names``, is a :class:`DataError`.
+    have no file (read as no detections). A folder with no such file at all, a file for a class not in
+    ``class_names``, or (given ``image_ids``, the split's) a line of an image not in the split is a
+    :class:`DataError` naming the file (and line).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -206,9 +167,11 @@ def read_devkit_detections(
             f"({', '.join(class_names)})",
             path=found[unknown[0]],
         )
-    rows: list[DevkitRow] = []
-    for name in class_names:
-        if name in found:
-            rows.extend(_read_devkit_file(found[name], name))
+    read = {name: _read_devkit_file(found[name], name) for name in class_names if name in found}
+    known = None if image_ids is None else set(image_ids)
+    for name, numbered in read.items():
+        for number, row in numbered:
+            if known is not None and row.image_id not in known:
+                raise DataError(f"line {number}: image id {row.image_id!r} is not in split {split!r}", path=found[name])
     missing = tuple(name for name in class_names if name not in found)
-    return rows, missing
+    return [row for numbered in read.values() for _, row in numbered], missing

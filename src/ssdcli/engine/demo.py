@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssdcli.config import TrainConfig
+from ssdcli.config import EvalConfig, TrainConfig
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 
 from ssdcli.engine.inference.detectors import torch_predictor
-from ssdcli.engine.evaluate.model import CheckpointEvaluation, evaluate_checkpoint
+from ssdcli.engine.evaluate.outcome import EvalOutcome
+from ssdcli.engine.evaluate.run import run_eval
 from ssdcli.engine.events import EventHandler, Message, ignore_events
 from ssdcli.engine.inference.predict import PredictResult, run_predict
 from ssdcli.data.files import fresh_run_dir, write_json
@@ -40,7 +41,7 @@ class DemoResult:
     run_dir: Path
     data_dir: Path
     training: TrainResult
-    evaluation: CheckpointEvaluation | None
+    evaluation: EvalOutcome | None
     prediction: PredictResult | None
 
     @property
@@ -74,7 +75,10 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), emit: Eve
     best = training.best_checkpoint or training.last_checkpoint
     assert best is not None  # train() always writes last.pt after an uninterrupted epoch
     emit(Message(f"evaluating {best} on the test split"))
-    evaluation = evaluate_checkpoint(best, data_dir, "test", out=run_dir / "eval", device=settings.device, emit=emit)
+    evaluate = EvalConfig(
+        mode="model", model=best, data=data_dir, split="test", out=run_dir / "eval", device=settings.device
+    )
+    evaluation = run_eval(evaluate, emit)
     test_index = open_index(data_dir, "test")
     sources = [str(r.path) for r in test_index.records[: settings.predict_images]]
     predictor = torch_predictor(best, "cpu")

@@ -1,6 +1,7 @@
 """Detection metrics: COCO (through pycocotools' COCOeval) and PASCAL VOC (the devkit's rules), on data in memory.
 
-Reading ground truth and results files is the engine's job (``ssdcli.engine.evaluate.results``); these modules compute.
+Reading ground truth and results files is the engine's job (``ssdcli.engine.evaluate``); these modules compute.
+Detections come as :class:`ssdcli.core.detections.Detections`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from .coco import (
 from .voc import (
     VOC07_RECALL_THRESHOLDS,
     VOC_METRICS,
-    Detection,
     VocClassResult,
     VocImageGT,
     VocResult,
@@ -35,7 +35,6 @@ __all__ = [
     "CocoClassAP",
     "CocoMetrics",
     "CocoResult",
-    "Detection",
     "VocClassResult",
     "VocImageGT",
     "VocResult",

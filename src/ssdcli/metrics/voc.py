@@ -18,7 +18,7 @@ Rules (VOC devkit, ``VOCevalDet.m`` / ``VOCap.m``):
   ``voc12`` (VOC2010 and later): the area under the monotone (non-increasing) precision envelope.
 
 Nothing here reads files; the engine turns annotation and results files into :class:`VocImageGT` and
-:class:`Detection` records.
+:class:`~ssdcli.core.detections.Detections`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from typing import Literal
 
 import numpy as np
 
+from ssdcli.core.boxes import xyxy_to_devkit
+from ssdcli.core.detections import Detections
 from ssdcli.errors import DataError
 
 VocMetricName = Literal["voc07", "voc12"]
@@ -70,16 +72,6 @@ class VocImageGT:
         object.__setattr__(self, "boxes_xyxy", boxes)
         object.__setattr__(self, "class_names", names)
         object.__setattr__(self, "difficult", difficult)
-
-
-@dataclass(frozen=True, slots=True)
-class Detection:
-    """One detection: image id, class name, score and box ``box_xyxy`` in 0-based continuous pixels."""
-
-    image_id: str
-    class_name: str
-    score: float
-    box_xyxy: tuple[float, float, float, float]
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,13 +130,6 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, metric: VocMetr
         steps = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
         return float(np.sum((mrec[steps] - mrec[steps - 1]) * mpre[steps]))
     raise ValueError(f"unknown VOC metric {metric!r}; expected one of {', '.join(VOC_METRICS)}")
-
-
-def _devkit_boxes(boxes_xyxy: np.ndarray) -> np.ndarray:
-    """0-based continuous xyxy [..., 4] -> devkit 1-based inclusive pixel indices [..., 4]."""
-    out = boxes_xyxy.astype(np.float64, copy=True)
-    out[..., :2] += 1.0
-    return out
 
 
 def _match_class(
@@ -221,9 +206,50 @@ def _pad_class_gt(
     return boxes, valid, difficult
 
 
+def _concatenate(arrays: list[np.ndarray], shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """``arrays`` reshaped to ``shape`` (-1 first) and concatenated in ``dtype``; empty with no arrays."""
+    parts = [np.asarray(a, dtype=dtype).reshape(shape) for a in arrays]
+    return np.concatenate(parts) if parts else np.zeros((0, *shape[1:]), dtype)
+
+
+def _flatten(
+    detections: Sequence[Detections], image_index: Mapping[str, int], names: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every detection, in order: image index [D], class index [D] (0-based into ``names``), score [D] and box
+    [D, 4] 0-based xyxy; any that does not fit the ground truth and classes is a :class:`DataError`."""
+    found = [d for d in detections if len(d)]
+    offsets = np.cumsum([0] + [len(d) for d in found])
+    for start, d in zip(offsets.tolist(), found):
+        if d.image_id not in image_index:
+            raise DataError(f"detection {start}: image id {d.image_id!r} is not in the ground truth")
+    images = np.array([image_index[d.image_id] for d in found], dtype=np.int64)  # type: ignore[index]
+    labels = _concatenate([d.labels for d in found], (-1,), np.int64)
+    outside = np.flatnonzero((labels < 1) | (labels > len(names)))
+    if outside.size:
+        raise DataError(
+            f"detection {int(outside[0])}: label {int(labels[outside[0]])} is not a class index "
+            f"1..{len(names)} ({', '.join(names)})"
+        )
+    scores = _concatenate([d.scores for d in found], (-1,), np.float64)
+    boxes = _concatenate([d.boxes for d in found], (-1, 4), np.float64)
+    _check_values(scores, boxes)
+    return np.repeat(images, np.diff(offsets)), labels - 1, scores, boxes
+
+
+def _check_values(scores: np.ndarray, boxes: np.ndarray) -> None:
+    """:class:`DataError` for the first detection whose score [D] or box [D, 4] is not finite, or whose box has
+    x2 < x1 or y2 < y1."""
+    finite = np.isfinite(scores) & np.isfinite(boxes).all(axis=1)
+    if not finite.all():
+        raise DataError(f"detection {int(np.flatnonzero(~finite)[0])}: score or box is not a finite number")
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        raise DataError(f"detection {int(np.flatnonzero(inverted)[0])}: box has x2 < x1 or y2 < y1")
+
+
 def voc_evaluate(
     ground_truth: Mapping[str, VocImageGT],
-    detections: Sequence[Detection],
+    detections: Sequence[Detections],
     class_names: Sequence[str],
     iou_threshold: float = 0.5,
     metric: VocMetricName = "voc07",
@@ -231,9 +257,10 @@ def voc_evaluate(
     """VOC AP per class and mAP over the classes with ground truth, by the devkit's rules (see the module doc).
 
     ``ground_truth`` maps image id -> :class:`VocImageGT` (objects of classes not in ``class_names`` are
-    ignored); every detection must name an image of ``ground_truth`` and a class of ``class_names``, else
-    :class:`DataError`. Detections of one class are ranked by score; equal scores keep their order in
-    ``detections``.
+    ignored). Each :class:`Detections` of ``detections`` must have the ``image_id`` of an image of
+    ``ground_truth`` (several may have the same) and ``labels`` 1..len(class_names), label ``l`` being
+    ``class_names[l - 1]``; else :class:`DataError`. Detections of one class are ranked by score; equal scores
+    keep their order in ``detections`` flattened.
     """
     if metric not in VOC_METRICS:
         raise ValueError(f"unknown VOC metric {metric!r}; expected one of {', '.join(VOC_METRICS)}")
@@ -253,35 +280,11 @@ def voc_evaluate(
     obj_class = np.fromiter(
         (class_index.get(n, -1) for gt in images for n in gt.class_names), np.int64, sum(sizes)
     )
-    obj_boxes = _devkit_boxes(np.concatenate([gt.boxes_xyxy for gt in images] or [np.zeros((0, 4))]))
+    obj_boxes = xyxy_to_devkit(np.concatenate([gt.boxes_xyxy for gt in images] or [np.zeros((0, 4))]))
     obj_difficult = np.concatenate([gt.difficult for gt in images] or [np.zeros(0, dtype=bool)])
 
-    num = len(detections)
-    det_image = np.empty(num, dtype=np.int64)
-    det_class = np.empty(num, dtype=np.int64)
-    for d, det in enumerate(detections):
-        try:
-            det_image[d] = image_index[det.image_id]
-        except KeyError:
-            raise DataError(f"detection {d}: image id {det.image_id!r} is not in the ground truth") from None
-        try:
-            det_class[d] = class_index[det.class_name]
-        except KeyError:
-            raise DataError(
-                f"detection {d}: class {det.class_name!r} is not one of the evaluated classes ({', '.join(names)})"
-            ) from None
-    try:
-        det_score = np.fromiter((det.score for det in detections), np.float64, num)
-        det_boxes = np.array([det.box_xyxy for det in detections], dtype=np.float64).reshape(num, 4)
-    except (TypeError, ValueError) as error:
-        raise DataError(f"detections: scores must be numbers and boxes 4 numbers ({error})") from None
-    finite = np.isfinite(det_score) & np.isfinite(det_boxes).all(axis=1)
-    if not finite.all():
-        raise DataError(f"detection {int(np.flatnonzero(~finite)[0])}: score or box is not a finite number")
-    inverted = (det_boxes[:, 2] < det_boxes[:, 0]) | (det_boxes[:, 3] < det_boxes[:, 1])
-    if inverted.any():
-        raise DataError(f"detection {int(np.flatnonzero(inverted)[0])}: box has x2 < x1 or y2 < y1")
-    det_boxes = _devkit_boxes(det_boxes)
+    det_image, det_class, det_score, det_boxes = _flatten(detections, image_index, names)
+    det_boxes = xyxy_to_devkit(det_boxes)
 
     per_class = []
     for c, name in enumerate(names):
@@ -309,4 +312,4 @@ def voc_evaluate(
         )
     scored = [c.ap for c in per_class if c.num_gt]
     mean_ap = float(np.mean(scored)) if scored else float("nan")
-    return VocResult(metric, float(iou_threshold), mean_ap, tuple(per_class), len(images), num)
+    return VocResult(metric, float(iou_threshold), mean_ap, tuple(per_class), len(images), len(det_score))

@@ -17,7 +17,7 @@ from ssdcli.metrics.voc import VocResult
 from ssdcli.viz.confusion import draw_confusion_table
 from ssdcli.viz.curves import draw_pr_curve
 
-from ssdcli.data.detections import Detections
+from ssdcli.core.detections import Detections
 
 
 def _save_png(image: np.ndarray, path: Path) -> Path:

@@ -1,71 +1,100 @@
-"""``ssd eval`` in its three modes (:class:`~ssdcli.config.EvalConfig`), one entry and one result type."""
+"""``ssd eval`` in its three modes (:class:`~ssdcli.config.EvalConfig`), one entry and one result type:
+
+* ``coco``: a COCO results JSON against an instances JSON (pycocotools);
+* ``voc``: a results JSON or a folder of devkit files against a VOC split (the devkit's rules);
+* ``model``: a checkpoint or an export run over a data set split, its detections written, then both.
+
+Detections of a data set already in memory (training's validation) go to
+:func:`~ssdcli.engine.evaluate.validation.evaluate_detections`, which returns the same :class:`EvalOutcome`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import dataclasses
+from pathlib import Path
 
 from ssdcli.config import EvalConfig
-from ssdcli.engine.evaluate.model import CheckpointEvaluation, evaluate_checkpoint
-from ssdcli.engine.evaluate.results import evaluate_coco_files, evaluate_voc_files
-from ssdcli.engine.events import EventHandler, ignore_events
-from ssdcli.metrics.coco import CocoResult
-from ssdcli.metrics.voc import VocResult
-
-
-@dataclass(frozen=True)
-class EvalOutcome:
-    """What an evaluation found: VOC AP (modes voc and model), COCO metrics (coco and model), warnings about the
-    inputs, and for a model the folder with its detections."""
-
-    voc: VocResult | None
-    coco: CocoResult | None
-    warnings: tuple[str, ...] = ()
-    model_run: CheckpointEvaluation | None = None
-
-    def metrics(self) -> dict[str, Any]:
-        """The figures as JSON-able data: COCO's named metrics, VOC's mAP and AP per class, or both."""
-        if self.voc is None:
-            assert self.coco is not None
-            return self.coco.metrics.as_dict()
-        found: dict[str, Any] = {"mAP": self.voc.mean_ap, "per_class": self.voc.ap_by_class()}
-        if self.coco is not None:
-            found["coco"] = self.coco.metrics.as_dict()
-        return found
-
+from ssdcli.data.results_io import read_coco_results
+from ssdcli.engine.device import resolve_device
+from ssdcli.engine.evaluate.ground_truth import (
+    check_coco_result_ids,
+    load_coco_ground_truth,
+    load_voc_ground_truth,
+    voc_class_names,
+)
+from ssdcli.engine.evaluate.model import check_plot_folder, open_for_model, relabel, write_model_run
+from ssdcli.engine.evaluate.outcome import EvalOutcome
+from ssdcli.engine.evaluate.results import read_voc_results
+from ssdcli.engine.evaluate.validation import evaluate_detections
+from ssdcli.engine.events import EventHandler, Message, ignore_events
+from ssdcli.engine.inference.batched import detect_index_with
+from ssdcli.engine.inference.detectors import load_detector
+from ssdcli.errors import DataError
+from ssdcli.metrics.coco import coco_evaluate
+from ssdcli.metrics.voc import voc_evaluate
 
 def run_eval(config: EvalConfig, emit: EventHandler = ignore_events) -> EvalOutcome:
     """Evaluate as ``config`` says; progress of a model's detection goes to ``emit``."""
     if config.mode == "coco":
-        assert config.gt is not None and config.results is not None  # EvalConfig checked it
-        coco = evaluate_coco_files(config.gt, config.results, per_class=config.per_class, backend=config.coco_backend)
-        return EvalOutcome(None, coco)
+        return _coco_files(config)
     if config.mode == "voc":
-        assert config.data is not None and config.results is not None
-        voc = evaluate_voc_files(
-            config.data,
-            config.split or "test",
-            config.results,
-            classes=list(config.classes) if config.classes is not None else None,
-            iou_threshold=config.iou,
-            metric=config.voc_metric,  # type: ignore[arg-type]
-        )
-        return EvalOutcome(voc, None, tuple(voc.warnings))
+        return _voc_files(config)
+    return _model(config, emit)
+
+
+def _coco_files(config: EvalConfig) -> EvalOutcome:
+    """COCO bbox metrics of a results JSON against an instances JSON, both checked (ids included)."""
+    assert config.gt is not None and config.results is not None  # EvalConfig checked it
+    gt = load_coco_ground_truth(config.gt)
+    results = read_coco_results(config.results)
+    check_coco_result_ids(results, gt, config.results)
+    return EvalOutcome(None, coco_evaluate(gt, results, per_class=config.per_class, backend=config.coco_backend))
+
+
+def _voc_files(config: EvalConfig) -> EvalOutcome:
+    """VOC AP of devkit files or a results JSON against the annotations of ``data`` for ``split`` (default: test).
+
+    ``classes`` defaults to the sorted set of class names in the split's annotations."""
+    assert config.data is not None and config.results is not None
+    root, split, results = Path(config.data), config.split or "test", Path(config.results)
+    ground_truth = load_voc_ground_truth(root, split)
+    class_names = tuple(config.classes) if config.classes else voc_class_names(ground_truth)
+    if not class_names:
+        raise DataError(f"split {split!r} has no objects and no classes were given", path=root)
+    detections, warnings = read_voc_results(results, list(ground_truth), class_names, split)
+    try:
+        voc = voc_evaluate(ground_truth, detections, class_names, config.iou, config.voc_metric)  # type: ignore[arg-type]
+    except DataError as error:
+        raise DataError(error.message, path=results) from None
+    return EvalOutcome(dataclasses.replace(voc, warnings=warnings), None, warnings)
+
+
+def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
+    """Detections of the model on ``data``/``split`` (with the model's own settings: score threshold 0.01, NMS IoU
+    0.45, 200 per image for checkpoints and torchvision's ssd300_vgg16, 0.001 / 0.55 / 300 for its SSDLite),
+    evaluated, then written as a COCO results JSON (and devkit files for VOC) into a fresh run folder. ``split``
+    None: "test" of a data set root, or the split a COCO file holds. With ``plots``, precision-recall curves per
+    class and a confusion summary go there as PNG files; one that exists already stops the run before any
+    detection unless ``force``.
+
+    Every model form (checkpoint, ONNX with or without NMS in the graph, TorchScript) runs through the same data
+    pipeline and evaluators, so an export's figures are comparable with its checkpoint's to the last digit the
+    runtimes allow."""
     assert config.model is not None and config.data is not None
-    run = evaluate_checkpoint(
-        config.model,
-        config.data,
-        split=config.split,
-        data_format=config.data_format,
-        out=config.out,
-        metric=config.voc_metric,
-        iou_threshold=config.iou,
-        batch_size=config.batch_size,
-        device=config.device,
-        per_class=config.per_class,
-        plots=config.plots,
-        emit=emit,
-        model_format=config.model_format,
-        force=config.force,
+    detector = load_detector(config.model, config.model_format, resolve_device(config.device))
+    info = detector.info
+    index = open_for_model(detector, config.data, config.split, config.data_format)
+    if index.warnings.summary():
+        emit(Message(f"{index.split}: {index.warnings.summary()}", "warning"))
+    plots = Path(config.plots) if config.plots is not None else None
+    if plots is not None:
+        check_plot_folder(plots, index.class_names[1:], config.force)
+    detections = detect_index_with(
+        detector.detect, index, info.layout.image_size, info.mean, info.std, config.batch_size, emit=emit,
+        resize=info.resize,
+    )  # fmt: skip
+    detections = relabel(detections, info.class_names, index.class_names)
+    outcome = evaluate_detections(
+        index, detections, metric=config.voc_metric, iou_threshold=config.iou, per_class=config.per_class  # type: ignore[arg-type]
     )
-    return EvalOutcome(run.evaluation.voc, run.evaluation.coco, model_run=run)
+    return dataclasses.replace(outcome, model_run=write_model_run(config.out, index, detections, outcome.voc, plots))

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 from ssdcli.core.postprocess import EVAL_SETTINGS, postprocess
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
-from ssdcli.data.detections import Detections
+from ssdcli.core.detections import Detections
 from ssdcli.data.records import DatasetIndex
 
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events

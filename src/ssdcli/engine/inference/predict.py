@@ -19,7 +19,7 @@ from ssdcli.viz.boxes import draw_detections
 from ssdcli.errors import DataError, SsdcliError, UsageError
 
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
-from ssdcli.data.detections import Detections
+from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
 from ssdcli.data.files import fresh_run_dir, write_atomic
 

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
-from ssdcli.data.detections import Detections
+from ssdcli.core.detections import Detections
 from ssdcli.errors import UsageError
 from ssdcli.models.spec import ModelSpec
 

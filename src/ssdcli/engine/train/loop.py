@@ -21,7 +21,7 @@ from ssdcli.core.loss import ssd_loss
 from ssdcli.core.matching import encode
 from ssdcli.data.collate import checked_batches
 from ssdcli.engine.device import resolve_device
-from ssdcli.engine.evaluate.validation import evaluate_model
+from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
 from ssdcli.engine.events import EpochDone, EventHandler, Message, ScheduleFitted, StepDone, ignore_events
 from ssdcli.engine.train.budget import format_duration
 from ssdcli.engine.train.checkpoints import CheckpointPolicy
@@ -270,7 +270,7 @@ def validate(run: Run, row: dict[str, float], pictures: RunPictures, emit: Event
     started = time.perf_counter()
     context = run.context
     context.sync_buffers(run.evaluated)
-    metrics, detections = evaluate_model(
+    detections = detect_for_validation(
         run.evaluated,
         run.val_index,
         run.anchors,
@@ -281,7 +281,7 @@ def validate(run: Run, row: dict[str, float], pictures: RunPictures, emit: Event
         context.rank,
         context.world_size,
     )
-    row.update(metrics)
+    row.update(evaluate_detections(run.val_index, detections).training_metrics())
     if context.is_main:
         pictures.predictions(run.val_index, detections)
     if run.clock is not None:

@@ -24,7 +24,7 @@ from ssdcli.viz.curves import training_curves
 from ssdcli.viz.grid import image_grid, tile
 
 from ssdcli.engine.events import EventHandler, Message
-from ssdcli.data.detections import Detections
+from ssdcli.core.detections import Detections
 
 CURVES_PNG = "curves.png"
 PREDICTIONS_PNG = "val_predictions.png"

@@ -1,0 +1,172 @@
+"""Ground truth for evaluation, loaded and checked: COCO instances (a file or a dict) and the results' ids against
+them, VOC annotations of a split as the devkit reads them, and the ground truth of a data set index in both forms.
+
+Every problem raises :class:`DataError` naming the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ssdcli.data.files import read_json
+from ssdcli.data.records import DatasetIndex
+from ssdcli.data.voc_xml import parse_voc_xml, read_split
+from ssdcli.errors import DataError
+from ssdcli.metrics.voc import VocImageGT
+
+PathLike = str | Path
+DIFFICULT = "difficult"  # the flag of VOC's difficult objects in the COCO ground truth built here
+
+
+# --------------------------------------------------------------------------------------------------- COCO
+
+
+def _is_box(value: Any) -> bool:
+    return (
+        type(value) is list
+        and len(value) == 4
+        and all(type(v) in (int, float) and math.isfinite(v) for v in value)
+    )
+
+
+def _check_records(gt: Mapping[str, Any], key: str, path: PathLike | None) -> list[Any]:
+    records = gt.get(key, [] if key == "annotations" else None)
+    if not isinstance(records, list):
+        state = "missing" if records is None else f"not a list ({type(records).__name__})"
+        raise DataError(f"COCO ground truth: {key!r} is {state}", path=path)
+    for i, record in enumerate(records):
+        if not isinstance(record, dict) or "id" not in record:
+            raise DataError(f"COCO ground truth: {key}[{i}] is not an object with an 'id'", path=path)
+    ids = [record["id"] for record in records]
+    if len(set(ids)) != len(ids):
+        seen: set[Any] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+        raise DataError(f"COCO ground truth: {key} id {duplicate!r} appears more than once", path=path)
+    return records
+
+
+def check_coco_ground_truth(gt: Any, path: PathLike | None = None) -> dict[str, Any]:
+    """Check a COCO instances dict (``images``, ``categories``, ``annotations`` with ids that refer to them).
+
+    Annotations need ``id``, ``image_id``, ``category_id`` and ``bbox`` [x, y, w, h]; ``iscrowd`` and ``area``
+    are optional (0 and w * h).
+    """
+    if not isinstance(gt, dict):
+        raise DataError(f"COCO ground truth must be a JSON object with 'images', got {type(gt).__name__}", path=path)
+    images = {record["id"] for record in _check_records(gt, "images", path)}
+    categories = {record["id"] for record in _check_records(gt, "categories", path)}
+    for i, ann in enumerate(_check_records(gt, "annotations", path)):
+        for key in ("image_id", "category_id", "bbox"):
+            if key not in ann:
+                raise DataError(f"COCO ground truth: annotations[{i}] has no {key!r}", path=path)
+        if ann["image_id"] not in images:
+            raise DataError(
+                f"COCO ground truth: annotations[{i}]: image_id {ann['image_id']!r} is not in 'images'", path=path
+            )
+        if ann["category_id"] not in categories:
+            raise DataError(
+                f"COCO ground truth: annotations[{i}]: category_id {ann['category_id']!r} is not in 'categories'",
+                path=path,
+            )
+        if not _is_box(ann["bbox"]):
+            raise DataError(f"COCO ground truth: annotations[{i}]: bbox must be 4 finite numbers", path=path)
+    return gt  # type: ignore[return-value]
+
+
+def load_coco_ground_truth(path: PathLike) -> dict[str, Any]:
+    """Read and check a COCO instances JSON file."""
+    return check_coco_ground_truth(read_json(path, "ground-truth file"), path)
+
+
+def check_coco_result_ids(
+    results: Sequence[Mapping[str, Any]], gt: Mapping[str, Any], path: PathLike | None = None
+) -> None:
+    """Every result's ``image_id`` and ``category_id`` must exist in the ground truth."""
+    images = {record["id"] for record in gt["images"]}
+    categories = {record["id"] for record in gt["categories"]}
+    for i, result in enumerate(results):
+        if result["image_id"] not in images:
+            raise DataError(f"result {i}: image_id {result['image_id']!r} is not in the ground truth", path=path)
+        if result["category_id"] not in categories:
+            known = ", ".join(str(c) for c in sorted(categories, key=str))
+            raise DataError(
+                f"result {i}: category_id {result['category_id']!r} is not in the ground truth (categories: {known})",
+                path=path,
+            )
+
+
+# ---------------------------------------------------------------------------------------------------- VOC
+
+
+def load_voc_ground_truth(root: PathLike, split: str) -> dict[str, VocImageGT]:
+    """Image id -> :class:`VocImageGT` for the images of ``root/ImageSets/Main/<split>.txt``, in split order.
+
+    Boxes are 0-based continuous pixels (x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError("VOC data folder not found", path=root)
+    ground_truth: dict[str, VocImageGT] = {}
+    for image_id in read_split(root, split):
+        annotation = parse_voc_xml(root / "Annotations" / f"{image_id}.xml")
+        ground_truth[image_id] = VocImageGT(
+            boxes_xyxy=[obj.xyxy for obj in annotation.objects],
+            class_names=tuple(obj.name for obj in annotation.objects),
+            difficult=[obj.difficult for obj in annotation.objects],
+        )
+    return ground_truth
+
+
+def voc_class_names(ground_truth: Mapping[str, VocImageGT]) -> tuple[str, ...]:
+    """The sorted set of class names of all objects (difficult ones included)."""
+    return tuple(sorted({name for gt in ground_truth.values() for name in gt.class_names}))
+
+
+# ------------------------------------------------------------------------------------------ a data set index
+
+
+def voc_ground_truth(index: DatasetIndex) -> dict[str, VocImageGT]:
+    """Ground truth for the VOC metric, image id string -> :class:`VocImageGT`.
+
+    VOC data: the split's annotation files as the devkit reads them (every object as written, difficult ones
+    flagged; boxes neither clipped nor dropped), so that the numbers equal ``ssd eval --voc`` on the same
+    detections. COCO data (no devkit): the index's records, crowd objects as difficult ones.
+    """
+    if index.format == "voc":
+        return load_voc_ground_truth(index.root, index.split)
+    names = index.class_names
+    return {
+        str(r.source_id): VocImageGT(r.boxes, tuple(names[int(l)] for l in r.labels), r.ignore) for r in index.records
+    }
+
+
+def coco_ground_truth(index: DatasetIndex, ground_truth: Mapping[str, VocImageGT]) -> dict[str, Any]:
+    """The ground truth of :func:`voc_ground_truth` as a COCO dict, for data without an instances file (VOC):
+    image ids are the records' ``image_id``, category ids the labels 1..C-1; difficult objects are flagged
+    ``"difficult"`` (not ``iscrowd``, whose IoU differs) for ``coco_evaluate(ignore_key=DIFFICULT)``, which
+    ignores them as the devkit does."""
+    label_of = {name: label for label, name in enumerate(index.class_names) if label > 0}
+    images, annotations = [], []
+    for record in index.records:
+        images.append({"id": record.image_id, "width": record.width, "height": record.height})
+        found = ground_truth[str(record.source_id)]
+        for box, name, difficult in zip(found.boxes_xyxy.tolist(), found.class_names, found.difficult.tolist()):
+            if name not in label_of:
+                continue  # a class the model does not know: not evaluated, as in the VOC metric
+            x1, y1, x2, y2 = box
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": record.image_id,
+                    "category_id": label_of[name],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                    DIFFICULT: int(difficult),
+                }
+            )
+    categories = [{"id": label, "name": name} for name, label in label_of.items()]
+    return {"images": images, "annotations": annotations, "categories": categories}
