@@ -72,6 +72,7 @@ from ssdcli.engine.inference.loading import LoadedModel
 from ssdcli.engine.inference.onnx_runtime import OnnxNetwork
 from ssdcli.engine.export.quantize import quantize_prepared
 from ssdcli.models import build_model, default_config
+from ssdcli.models.spec import ModelSpec
 
 NUM_CLASSES = 21
 ARCHS = ("ssd_tiny", "ssdlite320_mobilenet_v3_large", "ssd300_vgg16")
@@ -131,7 +132,7 @@ def onnx_session(path: Path, threads: int, spin: bool) -> onnxruntime.InferenceS
 
 def ssdcli_call(network: Callable[[Tensor], tuple[Tensor, Tensor]], loaded: LoadedModel, images: Tensor) -> Callable[[], Detections]:
     """Normalise, run ``network``, ``postprocess``, scale to pixels."""
-    config = loaded.config
+    config = loaded.spec.config
     anchors = default_boxes(config.layout)
     mean, std = torch.tensor(config.mean).view(1, 3, 1, 1), torch.tensor(config.std).view(1, 3, 1, 1)
     scale = torch.tensor([images.shape[3], images.shape[2]] * 2, dtype=torch.float32)
@@ -146,7 +147,7 @@ def ssdcli_call(network: Callable[[Tensor], tuple[Tensor, Tensor]], loaded: Load
 
 def onnx_nms_call(session: onnxruntime.InferenceSession, loaded: LoadedModel, images: Tensor) -> Callable[[], Detections]:
     """Normalise, run the ``--with-nms`` graph, keep the top 200 per image by score, scale to pixels."""
-    config = loaded.config
+    config = loaded.spec.config
     mean, std = torch.tensor(config.mean).view(1, 3, 1, 1), torch.tensor(config.std).view(1, 3, 1, 1)
     scale = torch.tensor([images.shape[3], images.shape[2]] * 2, dtype=torch.float32)
 
@@ -182,7 +183,8 @@ def build_calls(
     sizes = feature_map_sizes(model)
     add_logit_noise([last_conv(m) for m in model.head.conf], sizes, noise)
     names = ("background",) + tuple(f"class{i}" for i in range(1, NUM_CLASSES))
-    loaded = LoadedModel(model, model.config, names, tuple(range(NUM_CLASSES)), folder / f"{arch}.pt")
+    spec = ModelSpec(model.config, names, tuple(range(NUM_CLASSES)))
+    loaded = LoadedModel(model, spec, folder / f"{arch}.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         raw = export_onnx(loaded, folder / f"{arch}.onnx", 18, True, False).path

@@ -4,6 +4,7 @@ one line when it is missing."""
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from ssdcli.data.synth import SYNTH_CLASSES
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
+from ssdcli.models.spec import ModelSpec
+from ssdcli.models.ssd import SSD
 
 BCCD_SKIP = "BCCD data set not available"
 
@@ -31,6 +34,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
+def model_checkpoint(model: SSD, class_names: Sequence[str], category_ids: Sequence[int] | None = None) -> Checkpoint:
+    """A checkpoint of ``model``'s weights for ``class_names`` (index 0 the background); category ids the labels
+    themselves unless given."""
+    ids = tuple(range(len(class_names))) if category_ids is None else tuple(category_ids)
+    return Checkpoint(ModelSpec(model.config, tuple(class_names), ids), model.state_dict())
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained ssd_tiny checkpoint (seed 0) for the synthetic set's classes."""
@@ -38,7 +48,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=len(classes)))
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(Checkpoint(model.config.to_dict(), classes, tuple(range(len(classes))), model.state_dict()), path)
+    save_checkpoint(model_checkpoint(model, classes), path)
     return path
 
 

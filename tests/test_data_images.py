@@ -15,13 +15,14 @@ import ssdcli
 from ssdcli.data.dataset import DetectionDataset, open_index, read_sized_image
 from ssdcli.data.images import decode_image, is_truncated_jpeg, read_image_rgb, rgb_from_array
 from ssdcli.data.synth import write_synth
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.inspect.annotations import read_image as encode_read_image
 from ssdcli.engine.inference.preprocess import to_rgb_tensor
 from ssdcli.errors import DataError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
 
+from conftest import model_checkpoint
 from messy_files import smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 
 H, W = 96, 128  # not square: a rotation would show in the shape
@@ -130,7 +131,7 @@ def test_arrays_in_memory(rgb: np.ndarray) -> None:
 def test_load_takes_uint16_and_refuses_float(tmp_path: Path, rgb: np.ndarray) -> None:
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=4))
-    checkpoint = Checkpoint(model.config.to_dict(), ("background", "a", "b", "c"), (0, 1, 2, 3), model.state_dict())
+    checkpoint = model_checkpoint(model, ("background", "a", "b", "c"))
     predictor = ssdcli.load(str(save_checkpoint(checkpoint, tmp_path / "m.pt")), conf_threshold=0.0)
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     as_uint8 = predictor(bgr)[0]

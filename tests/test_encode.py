@@ -35,6 +35,8 @@ from ssdcli.engine.inspect import (
 from ssdcli.engine.inspect import coverage as coverage_module
 from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.errors import CheckpointError, DataError, UsageError
+from ssdcli.models.config import ModelConfig
+from ssdcli.models.spec import ModelSpec
 from ssdcli.viz.colours import FLAGGED, bgr, class_colour
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
@@ -261,8 +263,9 @@ def test_layouts_from_names_files_and_checkpoints(tmp_path: Path) -> None:
     path.write_text(json.dumps(custom.to_dict()))
     assert resolve_layout(anchors=path).layout == custom
     checkpoint = tmp_path / "model.pt"
-    config = {"arch": "ssd300_vgg16", "num_classes": 3, "layout": custom.to_dict()}
-    save_checkpoint(Checkpoint(config, ("background", "a", "b"), (0, 1, 2), {}), checkpoint)
+    config = ModelConfig(arch="ssd300_vgg16", num_classes=3, layout=custom)
+    saved = Checkpoint(ModelSpec(config, ("background", "a", "b"), (0, 1, 2)), {})
+    save_checkpoint(saved, checkpoint)
     assert resolve_layout(checkpoint=checkpoint).layout == custom
     with pytest.raises(UsageError, match="did you mean 'ssd300'"):
         resolve_layout("ssd30")
@@ -273,9 +276,10 @@ def test_layouts_from_names_files_and_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(DataError) as caught:
         resolve_layout(anchors=not_layout)
     assert caught.value.path == str(not_layout)
-    save_checkpoint(Checkpoint({"arch": "ssd300_vgg16"}, ("background", "a"), (0, 1), {}), checkpoint)
-    with pytest.raises(CheckpointError):
+    torch.save({**saved.to_payload(), "model_config": {"arch": "ssd300_vgg16"}}, checkpoint)
+    with pytest.raises(CheckpointError, match="model config") as caught:
         resolve_layout(checkpoint=checkpoint)
+    assert caught.value.path == str(checkpoint)
 
 
 def test_picture_has_the_expected_size_and_class_colours_on_the_gt_edges(voc_image: tuple[Path, Path], tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ import torch
 
 from ssdcli.cli.app import main
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
+
+from conftest import model_checkpoint
 
 pytest.importorskip("onnxruntime")
 
@@ -33,7 +35,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             if name.startswith("head.conf."):
                 parameter.mul_(25.0)
     classes = ("background", *SYNTH_CLASSES)
-    path = save_checkpoint(Checkpoint(model.config.to_dict(), classes, (0, 1, 2, 3), model.state_dict()), root / "m.pt")
+    path = save_checkpoint(model_checkpoint(model, classes), root / "m.pt")
     return root, path
 
 
@@ -91,13 +93,13 @@ def test_preprocess_in_the_graph_takes_pixels_and_gives_pixel_boxes(trained: tup
 
     root, checkpoint = trained
     loaded = load_model(checkpoint)
-    size = loaded.config.layout.image_size
+    size = loaded.spec.layout.image_size
     raw, nms = root / "pixels.onnx", root / "pixels-nms.onnx"
     base = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--with-preprocess"]
     assert main(base + ["--out", str(raw)]) == 0 and main(base + ["--with-nms", "--out", str(nms)]) == 0
     pixels = np.random.default_rng(3).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
-    mean = torch.tensor(loaded.config.mean).view(1, 3, 1, 1)
-    std = torch.tensor(loaded.config.std).view(1, 3, 1, 1)
+    mean = torch.tensor(loaded.spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(loaded.spec.std).view(1, 3, 1, 1)
     images = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - mean) / std
     with torch.no_grad():
         conf, loc = loaded.model(images)
@@ -105,7 +107,7 @@ def test_preprocess_in_the_graph_takes_pixels_and_gives_pixel_boxes(trained: tup
     np.testing.assert_allclose(got[0], conf.numpy(), atol=1e-3)
     np.testing.assert_allclose(got[1], loc.numpy(), atol=1e-3)
     boxes, scores, labels, index = onnxruntime.InferenceSession(str(nms)).run(None, {"images": pixels})
-    expected = postprocess(conf, loc, default_boxes(loaded.config.layout), 0.01, 0.45, 400)[0]
+    expected = postprocess(conf, loc, default_boxes(loaded.spec.layout), 0.01, 0.45, 400)[0]
     mine = index == 0
     assert mine.sum() >= len(expected["scores"]) > 0
 

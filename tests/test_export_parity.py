@@ -16,11 +16,13 @@ from ssdcli.cli.app import main
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.coder import decode
 from ssdcli.engine.export import exporter as export_module
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export.exporter import DecodedDetector, separated_head_outputs
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
+
+from conftest import model_checkpoint
 
 CLASSES = ("background", "a", "b", "c", "d", "e")
 
@@ -36,7 +38,7 @@ def dense_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for predictor in model.head.conf:
             [conv for conv in predictor.modules() if isinstance(conv, torch.nn.Conv2d)][-1].weight.mul_(1e-3)
     path = tmp_path_factory.mktemp("dense") / "best.pt"
-    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, tuple(range(len(CLASSES))), model.state_dict()), path)
+    save_checkpoint(model_checkpoint(model, CLASSES), path)
     return path
 
 
@@ -44,7 +46,7 @@ def test_dense_untrained_model_exports_with_nms(dense_checkpoint: Path, tmp_path
     out = tmp_path / "dense.onnx"
     assert main(["export", "--checkpoint", str(dense_checkpoint), "--to", "onnx", "--with-nms", "--out", str(out)]) == 0
     loaded = load_model(dense_checkpoint, "cpu")
-    module = DecodedDetector(loaded.model.eval(), default_boxes(loaded.config.layout), 0.01, 0.45, 400).eval()
+    module = DecodedDetector(loaded.model.eval(), default_boxes(loaded.spec.layout), 0.01, 0.45, 400).eval()
     images = torch.randn(2, 3, 160, 160, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         expected = module(images)

@@ -14,10 +14,12 @@ import torch
 
 from ssdcli.cli.app import main
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.data.files import fresh_run_dir
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
+
+from conftest import model_checkpoint
 
 MINE = "a user's file"
 
@@ -43,7 +45,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     names = ("background", *SYNTH_CLASSES)
     model = build_model(default_config("ssd_tiny", num_classes=len(names)))
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(Checkpoint(model.config.to_dict(), names, tuple(range(len(names))), model.state_dict()), path)
+    save_checkpoint(model_checkpoint(model, names), path)
     return path
 
 

@@ -27,12 +27,14 @@ import ssdcli
 from ssdcli.cli.app import main
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.coder import encode_offsets
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export.exporter import DecodedDetector
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.preprocess import network_input
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
+
+from conftest import model_checkpoint
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
 CLASSES = ("background", "Platelets", "RBC", "WBC")
@@ -63,7 +65,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=len(CLASSES)))
     path = tmp_path_factory.mktemp("ckpt") / "bccd_tiny.pt"
-    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, CATEGORY_IDS, model.state_dict()), path)
+    save_checkpoint(model_checkpoint(model, CLASSES, CATEGORY_IDS), path)
     return path
 
 
@@ -84,7 +86,7 @@ def reference_detections(checkpoint: Path, path: Path, conf: float) -> dict[str,
     loaded = load_model(checkpoint)
     bgr = cv2.imread(str(path))
     rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
-    config = loaded.config
+    config = loaded.spec.config
     with torch.no_grad():
         logits, loc = loaded.model(network_input(rgb, config.layout.image_size, config.mean, config.std)[None])
     anchors_xyxy = box_convert(default_boxes(config.layout), "cxcywh", "xyxy")

@@ -13,9 +13,11 @@ from torchvision.ops import box_iou
 
 import ssdcli
 from ssdcli.cli.app import main
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
+
+from conftest import model_checkpoint
 
 CLASSES = ("background", "circle", "square", "triangle")
 
@@ -189,7 +191,7 @@ def outside_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
             loc_bias[0, 1] = -40.0  # t_cy: 4 box heights above its default box
             loc_conv.bias.copy_(loc_bias.reshape(-1))
     path = tmp_path_factory.mktemp("outside") / "best.pt"
-    save_checkpoint(Checkpoint(model.config.to_dict(), CLASSES, (0, 1, 2, 3), model.state_dict()), path)
+    save_checkpoint(model_checkpoint(model, CLASSES), path)
     return path
 
 
@@ -224,6 +226,7 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
     from ssdcli.engine.inference.loading import LoadedModel
     from ssdcli.models.build import build_model
     from ssdcli.models.config import default_config
+    from ssdcli.models.spec import ModelSpec
 
     if new_exporter:
         pytest.importorskip("onnxscript")
@@ -231,7 +234,7 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
         monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if it were not installed
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=3)).eval()
-    loaded = LoadedModel(model, model.config, ("background", "a", "b"), (0, 1, 2), tmp_path / "m.pt")
+    loaded = LoadedModel(model, ModelSpec(model.config, ("background", "a", "b"), (0, 1, 2)), tmp_path / "m.pt")
     result = export_onnx(loaded, tmp_path / "m.onnx", 18, True, True)
     assert result.max_difference <= result.tolerance
     meta = json.loads({p.key: p.value for p in onnx.load(str(result.path)).metadata_props}["ssdcli"])

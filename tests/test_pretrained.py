@@ -119,7 +119,7 @@ def test_weights_by_name_come_from_the_hub_cache_only(no_downloads: Path, detect
     cached.write_bytes(path.read_bytes())
     loaded = load_model(name.lower())  # names are case-insensitive
     assert loaded.pretrained == name and loaded.path == cached
-    assert loaded.postprocess == TORCHVISION_DETECTORS[arch].postprocess
+    assert loaded.spec.postprocess == TORCHVISION_DETECTORS[arch].postprocess
     key = "weight" if arch == "ssd300_vgg16" else "1.weight"
     ours, theirs = loaded.model.head.loc[0].state_dict()[key], reference.head.regression_head.module_list[0].state_dict()[key]
     assert torch.equal(ours, theirs)
@@ -179,10 +179,10 @@ def test_fine_tuning_re_initialises_the_class_head_only(tmp_path: Path, capsys: 
     assert printed.count("class head re-initialised for 3 classes (the weights have 90)") == 1, printed
     loaded = load_model(out / "1" / "last.pt")
     detector = TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"]
-    assert loaded.config.arch == detector.arch and loaded.config.layout == detector.layout
-    assert (loaded.config.mean, loaded.config.std) == (detector.mean, detector.std)
-    assert loaded.config.num_classes == len(loaded.class_names) < 91
-    assert loaded.model.head.conf[0][1].out_channels == 6 * loaded.config.num_classes
+    assert loaded.spec.arch == detector.arch and loaded.spec.layout == detector.layout
+    assert (loaded.spec.mean, loaded.spec.std) == (detector.mean, detector.std)
+    assert loaded.spec.config.num_classes == len(loaded.spec.class_names) < 91
+    assert loaded.model.head.conf[0][1].out_channels == 6 * loaded.spec.config.num_classes
     # one SGD step moved the weights a little: the box head still starts from the file's, not from a fresh draw
     ours = loaded.model.head.loc[0][1].weight
     theirs = reference.head.regression_head.module_list[0][1].weight

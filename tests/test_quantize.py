@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,11 @@ import torch
 
 from ssdcli.cli.app import main
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
-from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
+from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
+
+from conftest import model_checkpoint
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -27,8 +30,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=4))
     state = {"config": {"data": str(data), "train_split": "train", "data_format": "auto"}}
-    checkpoint = Checkpoint(model.config.to_dict(), ("background", *SYNTH_CLASSES), (0, 1, 2, 3), model.state_dict())
-    checkpoint = Checkpoint(**{**checkpoint.__dict__, "train_state": state})
+    checkpoint = replace(model_checkpoint(model, ("background", *SYNTH_CLASSES)), train_state=state)
     return root, save_checkpoint(checkpoint, root / "m.pt")
 
 

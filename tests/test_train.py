@@ -33,10 +33,10 @@ def test_train_cli_writes_checkpoints_and_metrics(tmp_path: Path, capsys: pytest
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert all(0.0 <= float(r["map50"]) <= 1.0 for r in rows)
     loaded = load_model(run / "last.pt")
-    assert loaded.class_names[0] == "background" and len(loaded.class_names) == loaded.config.num_classes
-    images = torch.zeros(1, 3, loaded.config.layout.image_size, loaded.config.layout.image_size)
+    assert loaded.spec.class_names[0] == "background" and len(loaded.spec.class_names) == loaded.spec.config.num_classes
+    images = torch.zeros(1, 3, loaded.spec.layout.image_size, loaded.spec.layout.image_size)
     conf, loc = loaded.model(images)
-    assert conf.shape == (1, loaded.config.layout.num_anchors, loaded.config.num_classes)
+    assert conf.shape == (1, loaded.spec.layout.num_anchors, loaded.spec.config.num_classes)
     assert not list(run.glob("*.tmp")), "temporary checkpoint files left behind"
 
     # Evaluating the checkpoint gives the same VOC numbers as evaluating the devkit files it writes.
@@ -138,8 +138,8 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
     from ssdcli import default_boxes
 
-    index = open_index(runs[0] / "data", "val", classes=loaded.class_names[1:])
-    detections = detect_for_validation(loaded.model, index, default_boxes(loaded.config.layout), torch.device("cpu"), 2)
+    index = open_index(runs[0] / "data", "val", classes=loaded.spec.class_names[1:])
+    detections = detect_for_validation(loaded.model, index, default_boxes(loaded.spec.layout), torch.device("cpu"), 2)
     metrics = evaluate_detections(index, detections).training_metrics()
     assert float(rows[-1]["map50"]) == pytest.approx(metrics["map50"], abs=1e-9)
 

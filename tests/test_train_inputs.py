@@ -201,13 +201,11 @@ def test_anchors_auto_fits_the_layout_to_the_training_boxes(tmp_path: Path, caps
     lines = [line for line in capsys.readouterr().out.splitlines() if "anchors fitted" in line]
     assert len(lines) == 1, lines
     before, after = (float(v) for v in re.findall(r"([\d.]+)%", lines[0])[:2])
-    layout = load_checkpoint(out / "1" / "last.pt").model_config["layout"]
+    layout = load_checkpoint(out / "1" / "last.pt").spec.layout
     default = default_config("ssd_tiny", 4).layout
-    assert layout != default.to_dict() and after > before
+    assert layout != default and after > before
     # The figures are the coverage of the two layouts on the training boxes, measured independently.
     gts = gt_set_from_index(open_index(data, "train"))
-    from ssdcli.core.anchors import AnchorLayout
-
     start_cov = coverage_of(gt_best_iou(gts, default), 0.5)[0]
-    fitted_cov = coverage_of(gt_best_iou(gts, AnchorLayout.from_dict(layout)), 0.5)[0]
+    fitted_cov = coverage_of(gt_best_iou(gts, layout), 0.5)[0]
     assert before == pytest.approx(100 * start_cov, abs=0.06) and after == pytest.approx(100 * fitted_cov, abs=0.06)

@@ -1,4 +1,5 @@
-"""Checkpoints: written atomically, holding everything later commands need (model config, classes, anchors)."""
+"""Checkpoints: written atomically, holding everything later commands need (the model's spec: config, classes,
+anchors; its weights; the training position)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from typing import Any
 import torch
 
 from ssdcli.errors import CheckpointError
-from ssdcli.models.config import ModelConfig
 from ssdcli.models.spec import ModelSpec
 
 from ssdcli.data.files import write_atomic
@@ -26,11 +26,10 @@ def atomic_torch_save(payload: Any, path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """The content of a checkpoint file. ``model_config`` is ``ModelConfig.to_dict()``."""
+    """The content of a checkpoint file: the model apart from its weights (``spec``), its weights, and where
+    training stands."""
 
-    model_config: dict[str, Any]
-    class_names: tuple[str, ...]
-    category_ids: tuple[int, ...]
+    spec: ModelSpec
     model_state: dict[str, Any]
     epoch: int = 0  # epochs fully done
     step_in_epoch: int = 0  # steps done in the next epoch (interrupted runs)
@@ -38,18 +37,13 @@ class Checkpoint:
     best_metric: float | None = None
     train_state: dict[str, Any] | None = None  # optimizer, scheduler, scaler, train config
 
-    @property
-    def spec(self) -> ModelSpec:
-        """The model apart from its weights (detected with ssdcli's evaluation settings)."""
-        return ModelSpec(ModelConfig.from_dict(self.model_config), tuple(self.class_names), tuple(self.category_ids))
-
     def to_payload(self) -> dict[str, Any]:
+        """The dict written to the file: ``model_config``, ``class_names``, ``category_ids`` and ``postprocess``
+        at the top level (``ModelSpec.to_dict()``), beside the weights and the training position."""
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
-            "model_config": self.model_config,
-            "class_names": list(self.class_names),
-            "category_ids": list(self.category_ids),
+            **self.spec.to_dict(),
             "model": self.model_state,
             "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch,
@@ -93,11 +87,10 @@ def checkpoint_from_payload(payload: Any, path: str | Path) -> Checkpoint:
         raise CheckpointError("not an ssdcli checkpoint (no 'format: ssdcli-checkpoint' entry)", path=path)
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"checkpoint version {payload.get('version')} is not supported", path=path)
+    spec = _spec_from_payload(payload, path)
     try:
         return Checkpoint(
-            model_config=payload["model_config"],
-            class_names=tuple(payload["class_names"]),
-            category_ids=tuple(int(c) for c in payload["category_ids"]),
+            spec=spec,
             model_state=payload["model"],
             epoch=int(payload["epoch"]),
             step_in_epoch=int(payload.get("step_in_epoch", 0)),
@@ -107,3 +100,14 @@ def checkpoint_from_payload(payload: Any, path: str | Path) -> Checkpoint:
         )
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"checkpoint is missing or has a bad entry: {error}", path=path) from None
+
+
+def _spec_from_payload(payload: dict[str, Any], path: Path) -> ModelSpec:
+    """The model spec a checkpoint holds (files without ``postprocess``: ssdcli's evaluation settings);
+    CheckpointError naming the file when its model config, classes or category ids are missing or disagree."""
+    try:
+        return ModelSpec.from_dict(payload)
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"bad model description (model_config, class_names, category_ids): {error}", path=path
+        ) from None

@@ -18,12 +18,21 @@ class ModelSpec:
     """The model's configuration (architecture, default boxes, input normalisation), its class names (index 0 the
     background), the data set's category id of each label, and the detection settings it is evaluated with
     (ssdcli's for its own checkpoints, torchvision's for its detectors). ``to_dict()`` is the form stored in
-    checkpoints and in the metadata of exported files."""
+    checkpoints and in the metadata of exported files. ValueError when the class names, the category ids and the
+    config's class count disagree."""
 
     config: ModelConfig
     class_names: tuple[str, ...]
     category_ids: tuple[int, ...]
     postprocess: PostprocessSettings = EVAL_SETTINGS
+
+    def __post_init__(self) -> None:
+        if len(self.category_ids) != len(self.class_names):
+            raise ValueError(f"{len(self.class_names)} class names but {len(self.category_ids)} category ids")
+        if len(self.class_names) != self.config.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names for a model with {self.config.num_classes} classes"
+            )
 
     @property
     def arch(self) -> str:
@@ -59,7 +68,5 @@ class ModelSpec:
         or TypeError when ``data`` is not a model's."""
         class_names = tuple(str(name) for name in data["class_names"])
         category_ids = tuple(int(i) for i in data["category_ids"])
-        if len(category_ids) != len(class_names):
-            raise ValueError(f"{len(class_names)} class names but {len(category_ids)} category ids")
         postprocess = PostprocessSettings(**data.get("postprocess", {}))
         return cls(ModelConfig.from_dict(data["model_config"]), class_names, category_ids, postprocess)

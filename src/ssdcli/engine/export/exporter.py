@@ -23,6 +23,7 @@ from ssdcli.core.nms import grouped_nms
 from ssdcli.core.postprocess import EVAL_SETTINGS
 from ssdcli.errors import SsdcliError, UsageError
 from ssdcli.models.pretrained import detector_by_name
+from ssdcli.models.spec import ModelSpec
 
 from ssdcli.data.files import atomic_path, check_new_file, scratch_folder
 from ssdcli.engine.inference.loading import LoadedModel, load_model
@@ -142,9 +143,8 @@ class DecodedDetector(nn.Module):
         return self.postprocess(*self.model(images))
 
 
-def model_metadata(loaded: LoadedModel, with_nms: bool, extra: dict[str, Any] | None = None) -> dict[str, str]:
+def model_metadata(spec: ModelSpec, with_nms: bool, extra: dict[str, Any] | None = None) -> dict[str, str]:
     """What ``ssd predict --onnx`` needs, as ONNX metadata (JSON under one key)."""
-    spec = loaded.spec
     info = {
         **spec.to_dict(),  # what ssdcli reads back (ModelSpec.from_dict)
         "arch": spec.arch,  # the rest spelled out for other runtimes' callers
@@ -284,13 +284,13 @@ def export_onnx(
     decide either way, are then certain to occur.
     """
     onnx, onnxruntime = _onnx_modules()
-    size = loaded.config.layout.image_size
-    anchors = default_boxes(loaded.config.layout)
+    config = loaded.spec.config
+    size = config.layout.image_size
+    anchors = default_boxes(config.layout)
     batch_axis = {0: "batch"} if dynamic_batch else None
     with atomic_path(path) as temporary, scratch_folder(path) as scratch:
         postprocess_file = scratch / "postprocess.onnx"
         traced_batch = 2 if dynamic_batch else 1  # a fixed batch axis is 1, as deployments feed single images
-        config = loaded.config
         network = PixelInput(loaded.model, config.mean, config.std).eval() if with_preprocess else loaded.model
         sample = _sample_pixels if with_preprocess else _sample_inputs
         sample_images = sample(size, traced_batch)
@@ -309,7 +309,7 @@ def export_onnx(
             outputs = ("boxes", "scores", "labels", "batch_index")
             box_scale = float(size) if with_preprocess else 1.0
             graph = GraphPostprocess(anchors, score_threshold, iou_threshold, pre_nms_top_k, box_scale).eval()
-            num_classes = loaded.config.num_classes
+            num_classes = config.num_classes
             axes = {name: {0: "detections"} for name in outputs}
             if batch_axis:
                 axes.update(conf=batch_axis, loc=batch_axis)
@@ -336,7 +336,7 @@ def export_onnx(
         extra["exporter"] = exporter
         if with_nms:
             extra["boxes"] = "pixels" if with_preprocess else "normalised"
-        for key, value in model_metadata(loaded, with_nms, extra).items():
+        for key, value in model_metadata(loaded.spec, with_nms, extra).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(proto, str(temporary))
@@ -357,12 +357,12 @@ def _detection_difference(expected: tuple[Tensor, ...], got: list[np.ndarray]) -
 
 
 def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
-    size = loaded.config.layout.image_size
+    size = loaded.spec.layout.image_size
     with atomic_path(path) as temporary:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(loaded.model, (_sample_inputs(size, 2),))
-        extra = {"ssdcli.json": model_metadata(loaded, False)[METADATA_KEY]}
+        extra = {"ssdcli.json": model_metadata(loaded.spec, False)[METADATA_KEY]}
         torch.jit.save(traced, str(temporary), _extra_files=extra)
         reloaded = torch.jit.load(str(temporary))
         difference = 0.0
@@ -393,7 +393,7 @@ def run_export(config: ExportConfig) -> ExportResult:
     if config.int8:
         return _export_int8(loaded, Path(checkpoint), path, config.opset, config.dynamic_batch, config.calibration)
     if format == "onnx":
-        settings = loaded.postprocess  # NMS inside the graph: the model's own settings
+        settings = loaded.spec.postprocess  # NMS inside the graph: the model's own settings
         return export_onnx(
             loaded,
             path,
@@ -440,6 +440,6 @@ def _export_int8(
     with scratch_folder(path) as scratch, atomic_path(path, suffix=".onnx") as int8:
         fp32 = scratch / "fp32.onnx"
         export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
-        config = loaded.config
+        config = loaded.spec.config
         result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
     return ExportResult(path, "onnx-int8", 1.0 - result.agreement, 1.0 - MIN_AGREEMENT, ("conf", "loc"))

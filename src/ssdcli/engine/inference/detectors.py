@@ -21,7 +21,7 @@ from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.spec import ModelSpec
 
-from ssdcli.engine.inference.loading import LoadedModel, load_model
+from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
 
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
@@ -33,14 +33,13 @@ MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
 @dataclass(frozen=True)
 class LoadedDetector:
     """A model file ready to detect: ``detect`` on normalised images of ``info.layout.image_size``, with the
-    detection ``settings`` it was made with (the model's own: ssdcli's evaluation settings for checkpoints,
+    detection settings of ``info.postprocess`` (the model's own: ssdcli's evaluation settings for checkpoints,
     torchvision's for its detectors). ``pretrained`` names torchvision's weights, None otherwise."""
 
     detect: BatchDetector
     info: ModelSpec
     format: str  # one of MODEL_FORMATS
     device: torch.device
-    settings: PostprocessSettings
     path: Path
     pretrained: str | None = None
 
@@ -80,20 +79,14 @@ def _raw_detector(
     return detect
 
 
-def checkpoint_info(loaded: LoadedModel) -> ModelSpec:
-    """What inference needs of a loaded checkpoint besides its weights."""
-    return ModelSpec(loaded.config, loaded.class_names, loaded.category_ids, loaded.postprocess)
-
-
 def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:
     loaded = load_model(path, device)
     if device.type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
-    config = loaded.config
-    info = checkpoint_info(loaded)
-    anchors = default_boxes(config.layout, device=device)
-    detect = _raw_detector(loaded.model, anchors, device, loaded.postprocess)
-    return LoadedDetector(detect, info, "checkpoint", device, loaded.postprocess, loaded.path, loaded.pretrained)
+    spec = loaded.spec
+    anchors = default_boxes(spec.layout, device=device)
+    detect = _raw_detector(loaded.model, anchors, device, spec.postprocess)
+    return LoadedDetector(detect, spec, "checkpoint", device, loaded.path, loaded.pretrained)
 
 
 def _onnx(path: Path) -> LoadedDetector:
@@ -104,11 +97,11 @@ def _onnx(path: Path) -> LoadedDetector:
         input_feed,
         model_info,
         open_onnx,
-        postprocess_settings,
     )
 
     session, meta = open_onnx(path)
-    info, settings = model_info(meta, path), postprocess_settings(meta, path)
+    info = model_info(meta, path)
+    settings = info.postprocess
     feed = input_feed(meta, info)
     cpu = torch.device("cpu")
     if meta.get("with_nms"):
@@ -125,14 +118,14 @@ def _onnx(path: Path) -> LoadedDetector:
                 session, images, settings.score_threshold, settings.top_k, feed, box_scale(meta, info)
             )
 
-        return LoadedDetector(detect, info, "onnx", cpu, settings, path)
+        return LoadedDetector(detect, info, "onnx", cpu, path)
     anchors = default_boxes(info.layout, device=cpu)
     network = OnnxNetwork(session, feed)
-    return LoadedDetector(_raw_detector(network, anchors, cpu, settings), info, "onnx", cpu, settings, path)
+    return LoadedDetector(_raw_detector(network, anchors, cpu, settings), info, "onnx", cpu, path)
 
 
 def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
-    from ssdcli.engine.inference.onnx_runtime import model_info, postprocess_settings
+    from ssdcli.engine.inference.onnx_runtime import model_info
 
     if not path.is_file():
         raise CheckpointError("TorchScript file not found", path=path)
@@ -145,11 +138,10 @@ def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
         raise CheckpointError("TorchScript file has no ssdcli metadata (export it with 'ssd export')", path=path)
     meta = json.loads(extra["ssdcli.json"])
     info = model_info(meta, path, "TorchScript file")
-    settings = postprocess_settings(meta, path, "TorchScript file")
     module.eval()
     anchors = default_boxes(info.layout, device=device)
-    detect = _raw_detector(module, anchors, device, settings)
-    return LoadedDetector(detect, info, "torchscript", device, settings, path)
+    detect = _raw_detector(module, anchors, device, info.postprocess)
+    return LoadedDetector(detect, info, "torchscript", device, path)
 
 
 def load_detector(path: str | Path, model_format: str = "auto", device: torch.device | str = "cpu") -> LoadedDetector:
@@ -176,13 +168,13 @@ def load_detector(path: str | Path, model_format: str = "auto", device: torch.de
 def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
     """A predictor over a checkpoint's model, or one of torchvision's detectors (name or file, see ``load_model``).
 
-    Options left out or None take the model's own settings (``LoadedModel.postprocess``)."""
+    Options left out or None take the model's own settings (``LoadedModel.spec.postprocess``)."""
     loaded = load_model(path, device)
-    options = model_settings(loaded.postprocess, options)
+    spec = loaded.spec
+    options = model_settings(spec.postprocess, options)
     if torch.device(device).type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
-    info = checkpoint_info(loaded)
-    return Predictor(NetworkBackend(loaded.model, info.layout, device), info, **options)  # type: ignore[arg-type]
+    return Predictor(NetworkBackend(loaded.model, spec.layout, device), spec, **options)  # type: ignore[arg-type]
 
 
 def load_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:

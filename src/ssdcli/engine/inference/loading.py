@@ -8,10 +8,8 @@ from pathlib import Path
 
 import torch
 
-from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError
 from ssdcli.models.build import build_model
-from ssdcli.models.config import ModelConfig
 from ssdcli.models.spec import ModelSpec
 from ssdcli.models.pretrained import PretrainedModel, detector_by_name, load_pretrained, model_from_state
 from ssdcli.models.ssd import SSD
@@ -22,34 +20,22 @@ from ssdcli.engine.checkpoint import checkpoint_from_payload, read_payload
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A model rebuilt for inference (eval mode) with its spec: config, class names (index 0 the background),
+    category ids, and its own detection settings (ssdcli's evaluation settings for checkpoints, torchvision's for
+    its detectors)."""
+
     model: SSD
-    config: ModelConfig
-    class_names: tuple[str, ...]  # index 0 = background
-    category_ids: tuple[int, ...]  # contiguous label -> the data set's own id
+    spec: ModelSpec
     path: Path
-    #: The model's own detection settings: ssdcli's evaluation settings for checkpoints, torchvision's for its
-    #: detectors.
-    postprocess: PostprocessSettings = EVAL_SETTINGS
     #: For torchvision's detectors, its weights name (``SSD300_VGG16_Weights.COCO_V1``, whether loaded by name or
     #: from a file); None for checkpoints.
     pretrained: str | None = None
 
-    @property
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.config, self.class_names, self.category_ids, self.postprocess)
-
 
 def _from_pretrained(pretrained: PretrainedModel, device: torch.device | str) -> LoadedModel:
     model = pretrained.model.to(device).eval()
-    return LoadedModel(
-        model,
-        model.config,
-        pretrained.class_names,
-        pretrained.category_ids,
-        pretrained.path,
-        pretrained.detector.postprocess,
-        pretrained.detector.name,
-    )
+    spec = ModelSpec(model.config, pretrained.class_names, pretrained.category_ids, pretrained.detector.postprocess)
+    return LoadedModel(model, spec, pretrained.path, pretrained.detector.name)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
@@ -64,14 +50,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     if is_state_dict(payload):  # a bare state dict, not a checkpoint: torchvision's detectors are the ones known
         return _from_pretrained(model_from_state(payload, Path(path)), device)  # type: ignore[arg-type]
     checkpoint = checkpoint_from_payload(payload, path)
-    try:
-        config = ModelConfig.from_dict(checkpoint.model_config)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"bad model config in checkpoint: {error}", path=path) from None
-    if len(checkpoint.class_names) != config.num_classes:
-        raise CheckpointError(
-            f"{len(checkpoint.class_names)} class names for a model with {config.num_classes} classes", path=path
-        )
+    config = checkpoint.spec.config
     model = build_model(config)
     try:
         model.load_state_dict(checkpoint.model_state)
@@ -79,4 +58,4 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         first = str(error).strip().splitlines()[0]
         raise CheckpointError(f"weights do not fit the model {config.arch} ({first})", path=path) from None
     model.to(device).eval()
-    return LoadedModel(model, config, checkpoint.class_names, checkpoint.category_ids, Path(path))
+    return LoadedModel(model, checkpoint.spec, Path(path))

@@ -163,19 +163,12 @@ def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Pat
 
 
 def model_info(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> ModelSpec:
-    """The :class:`ModelSpec` of an exported file's ssdcli metadata; CheckpointError naming the file if it is bad."""
+    """The :class:`ModelSpec` of an exported file's ssdcli metadata (detection settings included: ssdcli's
+    evaluation settings when it has none); CheckpointError naming the file if it is bad."""
     try:
         return ModelSpec.from_dict(meta)
     except (KeyError, ValueError, TypeError) as error:
         raise CheckpointError(f"bad ssdcli metadata in {what}: {error}", path=path) from None
-
-
-def postprocess_settings(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> PostprocessSettings:
-    """The detection settings an exported file carries (ssdcli's evaluation settings when it has none)."""
-    try:
-        return PostprocessSettings(**meta.get("postprocess", {}))
-    except TypeError as error:
-        raise CheckpointError(f"bad ssdcli metadata in {what}: postprocess: {error}", path=path) from None
 
 
 def open_onnx(path: str | Path) -> tuple[Any, dict[str, Any]]:
@@ -186,7 +179,7 @@ def open_onnx(path: str | Path) -> tuple[Any, dict[str, Any]]:
 def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     session, meta = _open_session(Path(path))
     info = model_info(meta, path)
-    options = model_settings(postprocess_settings(meta, path), options)
+    options = model_settings(info.postprocess, options)
     feed = input_feed(meta, info)
     if meta.get("with_nms"):
         _check_built_in_nms(meta, options, Path(path))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
 from ssdcli.data.files import read_json
-from ssdcli.errors import CheckpointError, DataError, UsageError
+from ssdcli.errors import DataError, UsageError
 
 DEFAULT_LAYOUT = "ssd300"
 
@@ -52,19 +52,11 @@ def layout_by_name(name: str) -> NamedLayout:
 
 
 def layout_from_checkpoint(path: Path) -> NamedLayout:
-    """The anchor layout stored in a checkpoint's model config (``model_config["layout"]``)."""
+    """The anchor layout stored in a checkpoint's model config (read with the checkpoint, which must be valid)."""
     from ssdcli.engine.checkpoint import load_checkpoint
 
-    checkpoint = load_checkpoint(path)
-    data = checkpoint.model_config.get("layout") if isinstance(checkpoint.model_config, dict) else None
-    if not isinstance(data, dict):
-        raise CheckpointError("its model config holds no anchor layout", path=path)
-    try:
-        layout = AnchorLayout.from_dict(data)
-    except ValueError as error:
-        raise CheckpointError(f"bad anchor layout in the model config: {error}", path=path) from None
-    arch = checkpoint.model_config.get("arch", "model")
-    return NamedLayout(f"{arch} ({Path(path).name})", layout)
+    spec = load_checkpoint(path).spec
+    return NamedLayout(f"{spec.arch} ({Path(path).name})", spec.layout)
 
 
 def layout_from_file(path: Path) -> NamedLayout:

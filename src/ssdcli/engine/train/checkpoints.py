@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ssdcli.models.spec import ModelSpec
+
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.engine.events import CheckpointSaved, EventHandler
 
@@ -75,9 +77,7 @@ class CheckpointPolicy:
             train_state["model"] = run.model.state_dict()
             train_state["ema"] = {k: v for k, v in run.ema.state_dict().items() if k != "module"}
         return Checkpoint(
-            model_config=run.model_config.to_dict(),
-            class_names=run.train_index.class_names,
-            category_ids=run.train_index.category_ids,
+            spec=ModelSpec(run.model_config, tuple(run.train_index.class_names), tuple(run.train_index.category_ids)),
             model_state=run.evaluated.state_dict(),
             epoch=epoch,
             step_in_epoch=step_in_epoch,

@@ -212,13 +212,12 @@ def model_config_for(
     config: TrainConfig, class_names: tuple[str, ...], layout: AnchorLayout | None, checkpoint: Checkpoint | None
 ) -> ModelConfig:
     if checkpoint is not None:
-        model_config = ModelConfig.from_dict(checkpoint.model_config)
-        if tuple(checkpoint.class_names) != tuple(class_names):
+        spec = checkpoint.spec
+        if spec.class_names != tuple(class_names):
             raise CheckpointError(
-                f"classes {list(checkpoint.class_names[1:])} differ from the data's {list(class_names[1:])}",
-                config.resume,
+                f"classes {list(spec.class_names[1:])} differ from the data's {list(class_names[1:])}", config.resume
             )
-        return model_config
+        return spec.config
     return default_config(config.arch, num_classes=len(class_names), layout=layout)
 
 
