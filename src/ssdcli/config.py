@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from ssdcli.errors import UsageError
 
@@ -134,8 +134,6 @@ TRAIN_PARTS: dict[str, type] = {
 _PATH_FIELDS = frozenset({"data", "val_data", "anchors", "out", "resume"})
 _TUPLE_FIELDS = frozenset({"classes"})
 
-Settings = TypeVar("Settings")
-
 
 def _saved_value(name: str, value: Any) -> Any:
     """A field's value as the dataclass holds it, from its saved (JSON-friendly) form."""
@@ -148,9 +146,9 @@ def _saved_value(name: str, value: Any) -> Any:
     return value
 
 
-def _settings_from_dict(kind: type[Settings], values: Mapping[str, Any]) -> Settings:
-    """``kind`` made of the entries of ``values`` that are its fields (other entries are ignored)."""
-    names = {f.name for f in fields(kind)}  # type: ignore[arg-type]
+def _settings_from_dict(kind: type[Any], values: Mapping[str, Any]) -> Any:
+    """The part ``kind`` made of the entries of ``values`` that are its fields (other entries are ignored)."""
+    names = {f.name for f in fields(kind)}
     return kind(**{name: _saved_value(name, value) for name, value in values.items() if name in names})
 
 
@@ -176,7 +174,7 @@ class TrainConfig:
 
     def updated(self, **changes: Any) -> TrainConfig:
         """A copy with the named fields changed in whichever part holds them (``config.updated(lr=0.1)``)."""
-        parts = {}
+        parts: dict[str, Any] = {}
         for part, kind in TRAIN_PARTS.items():
             own = {name: changes.pop(name) for name in [f.name for f in fields(kind)] if name in changes}
             if own:
@@ -197,7 +195,7 @@ class TrainConfig:
         """A config from :meth:`to_dict`'s nested form, or from the flat form of older runs' config.json and
         checkpoints (every field at the top level). Missing fields take their defaults; entries that are no
         field (settings an older version had) are ignored, so that every saved run stays readable."""
-        nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)
+        nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)  # flat: "data" is a path
         return cls(
             **{
                 part: _settings_from_dict(kind, (values.get(part) or {}) if nested else values)
