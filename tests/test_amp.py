@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ssdcli.cli.app import main
-from ssdcli.config import TrainConfig
+from ssdcli.config import DataSettings, OptimSettings, RuntimeSettings, TrainConfig
 from ssdcli.engine.device import mixed_precision_note
 from ssdcli.engine.events import Event, StepDone
 from ssdcli.engine.train.loop import train
@@ -56,7 +56,9 @@ def test_amp_trains_two_steps_on_cuda(tmp_path: Path, monkeypatch: pytest.Monkey
             steps.append(event)
 
     config = TrainConfig(
-        out=tmp_path, device="cuda", amp=True, epochs=1, max_steps_per_epoch=2, batch_size=4, synth_images=16, workers=0
+        data=DataSettings(synth_images=16),
+        optim=OptimSettings(epochs=1, batch_size=4),
+        runtime=RuntimeSettings(out=tmp_path, device="cuda", amp=True, max_steps_per_epoch=2, workers=0),
     )
     result = train(config, record)
     assert len(steps) == 2

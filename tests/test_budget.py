@@ -10,7 +10,7 @@ import pytest
 
 from ssdcli.cli.app import main
 from ssdcli.cli.durations import parse_duration
-from ssdcli.config import TrainConfig
+from ssdcli.config import DataSettings, OptimSettings, RuntimeSettings, TrainConfig
 from ssdcli.engine.train.budget import fit_total_steps, format_duration, validations
 from ssdcli.engine.checkpoint import load_checkpoint
 from ssdcli.engine.events import Event, StepDone
@@ -78,12 +78,14 @@ def test_cli_refuses_a_bad_duration(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_epochs_and_time_together_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="choose one"):
-        train(TrainConfig(out=tmp_path, epochs=2, time_budget=60.0, synth_images=16, workers=0, device="cpu"))
+        train(TrainConfig().updated(out=tmp_path, epochs=2, time_budget=60.0, synth_images=16, workers=0, device="cpu"))
 
 
 def test_time_budget_run_stops_near_the_budget(tmp_path: Path) -> None:
     config = TrainConfig(
-        out=tmp_path, time_budget=20.0, synth_images=32, batch_size=8, workers=0, device="cpu", threads=1
+        data=DataSettings(synth_images=32),
+        optim=OptimSettings(time_budget=20.0, batch_size=8),
+        runtime=RuntimeSettings(out=tmp_path, workers=0, device="cpu", threads=1),
     )
     began = time.perf_counter()
     result = train(config)
@@ -103,14 +105,16 @@ def test_resumed_budget_run_keeps_its_fitted_schedule(tmp_path: Path) -> None:
                 raise KeyboardInterrupt
 
     quick = dict(synth_images=32, batch_size=8, workers=0, device="cpu", threads=1, arch="ssd_tiny")
-    first = train(TrainConfig(out=tmp_path / "a", time_budget=15.0, **quick), StopInSecondEpoch())
+    first = train(TrainConfig().updated(out=tmp_path / "a", time_budget=15.0, **quick), StopInSecondEpoch())
     assert first.interrupted and first.last_checkpoint is not None
     saved = load_checkpoint(first.last_checkpoint)
     assert saved.train_state is not None and saved.train_state["fitted"]
     assert 0.0 < saved.train_state["elapsed_s"] < 15.0
     steps_per_epoch = saved.global_step - 1  # stopped after the first step of epoch 2
     planned_steps = saved.train_state["scheduler"]["lr_lambdas"][0]["total_steps"]
-    resumed = train(TrainConfig(out=tmp_path / "b", resume=first.last_checkpoint, workers=0, device="cpu"))
+    resumed = train(
+        TrainConfig(runtime=RuntimeSettings(out=tmp_path / "b", resume=first.last_checkpoint, workers=0, device="cpu"))
+    )
     ended = load_checkpoint(resumed.last_checkpoint)
     # the resumed run measures its own speed and re-fits the rest of the schedule, never below the epoch it is in
     assert ended.epoch >= 2 and ended.global_step == ended.epoch * steps_per_epoch

@@ -65,12 +65,14 @@ def test_python_dash_m_entry_point_no_traceback() -> None:
 def test_engine_errors_name_parameters_and_the_cli_names_flags(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ssdcli.config import TrainConfig
+    from ssdcli.config import OptimSettings, RuntimeSettings, TrainConfig
     from ssdcli.engine.train.loop import train
     from ssdcli.errors import UsageError
 
     with pytest.raises(UsageError) as raised:
-        train(TrainConfig(epochs=5, time_budget=60.0, out=tmp_path / "runs"))
+        train(
+            TrainConfig(optim=OptimSettings(epochs=5, time_budget=60.0), runtime=RuntimeSettings(out=tmp_path / "runs"))
+        )
     assert str(raised.value) == "epochs and time_budget both given; choose one"
     assert main(["train", "--epochs", "5", "--time", "1m", "--out", str(tmp_path / "runs")]) == 2
     assert "error: --epochs and --time both given; choose one" in capsys.readouterr().err
@@ -92,13 +94,13 @@ def test_engine_errors_name_parameters_and_the_cli_names_flags(
 def test_train_settings_are_checked_where_they_are_defined(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object, flag: str
 ) -> None:
-    """TrainConfig refuses a bad value naming the field; the CLI, which takes its defaults from TrainConfig,
-    names the flag; nothing is written."""
+    """The part of TrainConfig that holds the field refuses a bad value naming the field; the CLI, which takes its
+    defaults from those parts, names the flag; nothing is written."""
     from ssdcli.config import TrainConfig
     from ssdcli.errors import UsageError
 
     with pytest.raises(UsageError) as raised:
-        TrainConfig(**{field: value})
+        TrainConfig().updated(**{field: value})
     assert str(raised.value).startswith(f"{field}: ")
     out = tmp_path / "runs"
     assert main(["train", flag, str(value), "--out", str(out)]) == 2
@@ -107,15 +109,15 @@ def test_train_settings_are_checked_where_they_are_defined(
 
 
 def test_the_cli_defaults_are_the_configs() -> None:
-    """Each default is written once: `ssd train`'s options default to TrainConfig's fields."""
+    """Each default is written once: `ssd train`'s options default to the fields of TrainConfig's parts."""
     import inspect
 
     from ssdcli.cli.train import train_command
     from ssdcli.config import TrainConfig
 
-    defaults = TrainConfig()
+    defaults = TrainConfig().values()
     renamed = {"model": "arch", "time": "time_budget"}
     for name, parameter in inspect.signature(train_command).parameters.items():
         field = renamed.get(name, name)
-        if field in TrainConfig.__dataclass_fields__ and name not in {"classes", "time"}:
-            assert parameter.default == getattr(defaults, field), name
+        if field in defaults and name not in {"classes", "time"}:
+            assert parameter.default == defaults[field], name

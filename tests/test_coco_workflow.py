@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ssdcli.cli.app import main
-from ssdcli.config import TrainConfig
+from ssdcli.config import DataSettings, TrainConfig
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.events import ignore_events
 from ssdcli.engine.train.inputs import open_data
@@ -34,17 +34,17 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 def test_training_on_a_json_file_validates_on_val_data_only(coco: Path) -> None:
     train_json = coco / "annotations" / "instances_train.json"
     val_json = coco / "annotations" / "instances_val.json"
-    opened = open_data(TrainConfig(data=train_json, val_data=val_json), train_json, ignore_events)
+    opened = open_data(TrainConfig(DataSettings(data=train_json, val_data=val_json)), train_json, ignore_events)
     train_index, val_index, notes = opened.train, opened.val, opened.notes
     assert (train_index.split, val_index.split, notes) == ("train", "val", ())
     val_ids = {r.source_id for r in val_index.records}
     assert val_ids == {image["id"] for image in json.loads(val_json.read_text())["images"]}
     assert not val_ids & {r.source_id for r in train_index.records}
     # Without --val-data a file cannot give a validation split: no validation (it used to be the training set).
-    opened = open_data(TrainConfig(data=train_json), train_json, ignore_events)
+    opened = open_data(TrainConfig(DataSettings(data=train_json)), train_json, ignore_events)
     assert opened.val is None and len(opened.notes) == 1 and "validation file" in opened.notes[0]
     # A root honours both splits.
-    val_index = open_data(TrainConfig(data=coco), coco, ignore_events).val
+    val_index = open_data(TrainConfig(DataSettings(data=coco)), coco, ignore_events).val
     assert val_index is not None and {r.source_id for r in val_index.records} == val_ids
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ssdcli.cli.app import main
-from ssdcli.config import TrainConfig
+from ssdcli.config import RuntimeSettings, TrainConfig
 from ssdcli.engine.checkpoint import load_checkpoint
 from ssdcli.engine.events import Event, StepDone
 from ssdcli.engine.inference.loading import load_model
@@ -70,17 +70,18 @@ class _StopAt:
 
 @pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
-    config = TrainConfig(out=tmp_path / "a", epochs=2, max_steps_per_epoch=3, eval_every=0, **QUICK)
+    config = TrainConfig().updated(out=tmp_path / "a", epochs=2, max_steps_per_epoch=3, eval_every=0, **QUICK)
     straight = _StopAt()
     train(config, straight)
     interrupted = _StopAt(epoch=2, step=1)
-    first = train(TrainConfig(out=tmp_path / "b", epochs=2, max_steps_per_epoch=3, eval_every=0, **QUICK), interrupted)
+    first = train(config.updated(out=tmp_path / "b"), interrupted)
     assert first.interrupted and first.last_checkpoint is not None
     saved = load_checkpoint(first.last_checkpoint)
     assert (saved.epoch, saved.step_in_epoch) == (1, 1)
     assert saved.train_state is not None and saved.train_state["ema"]["updates"] == 4
     resumed = _StopAt()
-    again = train(TrainConfig(out=tmp_path / "c", resume=first.last_checkpoint, workers=0, device="cpu"), resumed)
+    resume = RuntimeSettings(out=tmp_path / "c", resume=first.last_checkpoint, workers=0, device="cpu")
+    again = train(TrainConfig(runtime=resume), resumed)
     assert sorted(resumed.losses) == [(2, 2), (2, 3)]
     for key, loss in resumed.losses.items():
         assert loss == pytest.approx(straight.losses[key], abs=1e-5, rel=0)

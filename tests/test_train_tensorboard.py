@@ -25,7 +25,7 @@ def test_tensorboard_scalars_equal_the_metrics(tmp_path: Path) -> None:
         if isinstance(event, StepDone):
             steps.append(event)
 
-    result = train(TrainConfig(out=tmp_path, epochs=2, eval_every=1, tensorboard=True, **QUICK), collect)
+    result = train(TrainConfig().updated(out=tmp_path, epochs=2, eval_every=1, tensorboard=True, **QUICK), collect)
     log = event_accumulator.EventAccumulator(str(result.run_dir / "tensorboard"))
     log.Reload()
     rows = list(csv.DictReader((result.run_dir / "metrics.csv").open()))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,18 @@ from ssdcli.errors import UsageError
 DATA_FORMATS = ("auto", "voc", "coco", "yolo")
 
 
+def _check_at_least(settings: object, minimum: Mapping[str, int]) -> None:
+    """Refuse a field of ``settings`` below its least value (None: not set, always allowed)."""
+    for name, least in minimum.items():
+        value = getattr(settings, name)
+        if value is not None and value < least:
+            raise UsageError(f"`{name}`: expected at least {least}, got {value}")
+
+
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything ``ssd train`` needs. ``data=None`` trains on the built-in synthetic set, generated in the run.
-    Values are checked when the config is made (errors name the field); what needs the data or the model is
-    checked before anything is written (engine/train/inputs.py)."""
+class DataSettings:
+    """What ``ssd train`` trains and validates on. ``data=None``: the built-in synthetic set, generated in the
+    run (``synth_images`` images)."""
 
     data: Path | None = None
     data_format: str = "auto"
@@ -25,11 +33,34 @@ class TrainConfig:
     val_split: str | None = None  # None: "val" of a data set root (of val_data if given)
     val_data: Path | None = None  # validation data apart from ``data`` (a COCO file of another split)
     classes: tuple[str, ...] | None = None
+    synth_images: int = 400
+    verify_images: bool = True  # decode every image once before the first step (data/verify.py)
+    strict: bool = False  # an image that does not decode is an error instead of being left out
+
+    def __post_init__(self) -> None:
+        if self.data_format not in DATA_FORMATS:
+            raise UsageError(f"`data_format`: expected one of {', '.join(DATA_FORMATS)}, got {self.data_format!r}")
+        _check_at_least(self, {"synth_images": 8})
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """The network trained: its architecture, default boxes and the weights it starts from."""
+
     arch: str = "ssd_tiny256"
-    anchors: Path | None = None
+    anchors: Path | None = None  # an anchor layout file, or "auto" (fitted to the training boxes)
     backbone_weights: str | None = None
     weights: str | None = None  # a torchvision COCO detector to start from (weights name or state dict file)
     img_size: int | None = None  # must agree with the anchor layout
+
+    def __post_init__(self) -> None:
+        _check_at_least(self, {"img_size": 1})
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """How long and how the weights are optimised: length, batches, optimizer, schedule and weight averaging."""
+
     epochs: int | None = None  # None with time_budget None: the default budget (engine/train/budget.py)
     time_budget: float | None = None  # seconds of wall clock; the schedule is fitted to the measured speed
     batch_size: int = 32
@@ -38,28 +69,11 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_steps: int = 100
-    zoom_out: float = 2.0  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
-    iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
     ema: bool = True  # validate and save an exponential moving average of the weights (engine/train/ema.py)
     ema_decay: float = 0.995
     ema_tau: float = 100.0  # optimizer steps over which the EMA decay ramps up
-    workers: int = 2
-    threads: int | None = None  # CPU threads of the main process; None: the cores the workers leave free (>= 1)
-    device: str = "auto"
-    amp: bool = False
-    seed: int = 0
-    eval_every: int = 1
-    out: Path = Path("runs/train")
-    resume: Path | None = None
-    synth_images: int = 400
-    max_steps_per_epoch: int | None = None  # cap for quick runs and tests
-    verify_images: bool = True  # decode every image once before the first step (data/verify.py)
-    strict: bool = False  # an image that does not decode is an error instead of being left out
-    tensorboard: bool = False  # also write TensorBoard event files into the run folder (optional package)
 
     def __post_init__(self) -> None:
-        if self.data_format not in DATA_FORMATS:
-            raise UsageError(f"`data_format`: expected one of {', '.join(DATA_FORMATS)}, got {self.data_format!r}")
         if self.epochs is not None and self.time_budget is not None:
             raise UsageError("`epochs` and `time_budget` both given; choose one")
         if self.time_budget is not None and not self.time_budget > 0:
@@ -70,30 +84,124 @@ class TrainConfig:
             raise UsageError(f"`momentum`: expected a value in [0, 1), got {self.momentum}")
         if not 0.0 < self.ema_decay < 1.0:
             raise UsageError(f"`ema_decay`: expected a value in (0, 1), got {self.ema_decay}")
-        if self.zoom_out < 1.0:
-            raise UsageError(f"`zoom_out`: expected at least 1 (1: off), got {self.zoom_out}")
-        minimum = {
-            "epochs": 1,
-            "batch_size": 1,
-            "img_size": 1,
-            "threads": 1,
-            "max_steps_per_epoch": 1,
-            "synth_images": 8,
-            "warmup_steps": 0,
-            "workers": 0,
-            "eval_every": 0,
-        }
-        for name, least in minimum.items():
-            value = getattr(self, name)
-            if value is not None and value < least:
-                raise UsageError(f"`{name}`: expected at least {least}, got {value}")
+        _check_at_least(self, {"epochs": 1, "batch_size": 1, "warmup_steps": 0})
         if self.weight_decay < 0:
             raise UsageError(f"`weight_decay`: expected at least 0, got {self.weight_decay}")
         if not self.ema_tau > 0:
             raise UsageError(f"`ema_tau`: expected a positive number of steps, got {self.ema_tau}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The training augmentation (data/transforms.py)."""
+
+    zoom_out: float = 2.0  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
+    iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
+
+    def __post_init__(self) -> None:
+        if self.zoom_out < 1.0:
+            raise UsageError(f"`zoom_out`: expected at least 1 (1: off), got {self.zoom_out}")
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """Where and how the run executes: processes, device, randomness, validation, outputs and resuming."""
+
+    workers: int = 2
+    threads: int | None = None  # CPU threads of the main process; None: the cores the workers leave free (>= 1)
+    device: str = "auto"
+    amp: bool = False
+    seed: int = 0
+    eval_every: int = 1
+    out: Path = Path("runs/train")
+    resume: Path | None = None
+    max_steps_per_epoch: int | None = None  # cap for quick runs and tests
+    tensorboard: bool = False  # also write TensorBoard event files into the run folder (optional package)
+
+    def __post_init__(self) -> None:
+        _check_at_least(self, {"workers": 0, "threads": 1, "eval_every": 0, "max_steps_per_epoch": 1})
+
+
+#: The parts of a :class:`TrainConfig`, by attribute name. Field names are unique across the parts.
+TRAIN_PARTS: dict[str, type] = {
+    "data": DataSettings,
+    "model": ModelSettings,
+    "optim": OptimSettings,
+    "augment": AugmentSettings,
+    "runtime": RuntimeSettings,
+}
+#: Fields saved as strings and read back as paths, and fields saved as lists and read back as tuples.
+_PATH_FIELDS = frozenset({"data", "val_data", "anchors", "out", "resume"})
+_TUPLE_FIELDS = frozenset({"classes"})
+
+
+def _saved_value(name: str, value: Any) -> Any:
+    """A field's value as the dataclass holds it, from its saved (JSON-friendly) form."""
+    if value is None:
+        return None
+    if name in _PATH_FIELDS:
+        return Path(value)
+    if name in _TUPLE_FIELDS:
+        return tuple(value)
+    return value
+
+
+def _settings_from_dict(kind: type[Any], values: Mapping[str, Any]) -> Any:
+    """The part ``kind`` made of the entries of ``values`` that are its fields (other entries are ignored)."""
+    names = {f.name for f in fields(kind)}
+    return kind(**{name: _saved_value(name, value) for name, value in values.items() if name in names})
+
+
+def _saved_form(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``ssd train`` needs, in five parts that each check their own values when made (errors name the
+    field, e.g. ```lr```); what needs the data or the model is checked before anything is written
+    (engine/train/inputs.py). ``TrainConfig(optim=OptimSettings(epochs=3))``: the defaults elsewhere."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
+
+    def values(self) -> dict[str, Any]:
+        """Every field of every part, by its name (``{"data": ..., "lr": ...}``)."""
+        return {name: value for part in TRAIN_PARTS for name, value in asdict(getattr(self, part)).items()}
+
+    def updated(self, **changes: Any) -> TrainConfig:
+        """A copy with the named fields changed in whichever part holds them (``config.updated(lr=0.1)``)."""
+        parts: dict[str, Any] = {}
+        for part, kind in TRAIN_PARTS.items():
+            own = {name: changes.pop(name) for name in [f.name for f in fields(kind)] if name in changes}
+            if own:
+                parts[part] = replace(getattr(self, part), **own)
+        if changes:
+            raise TypeError(f"TrainConfig has no field {', '.join(sorted(changes))}")
+        return replace(self, **parts)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The nested form saved in a run's config.json and its checkpoints (paths as strings)."""
+        return {
+            part: {name: _saved_form(value) for name, value in asdict(getattr(self, part)).items()}
+            for part in TRAIN_PARTS
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """A config from :meth:`to_dict`'s nested form, or from the flat form of older runs' config.json and
+        checkpoints (every field at the top level). Missing fields take their defaults; entries that are no
+        field (settings an older version had) are ignored, so that every saved run stays readable."""
+        nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)  # flat: "data" is a path
+        return cls(
+            **{
+                part: _settings_from_dict(kind, (values.get(part) or {}) if nested else values)
+                for part, kind in TRAIN_PARTS.items()
+            }
+        )
 
 
 EXPORT_FORMATS = ("onnx", "torchscript")

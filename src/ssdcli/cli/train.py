@@ -9,12 +9,19 @@ import typer
 from rich.markup import escape  # help texts are Rich markup: '[...]' must be escaped to be shown
 from typer.core import TyperCommand, TyperOption
 
-from ssdcli.config import TrainConfig
+from ssdcli.config import (
+    AugmentSettings,
+    DataSettings,
+    ModelSettings,
+    OptimSettings,
+    RuntimeSettings,
+    TrainConfig,
+)
 
 from .progress import TrainProgress
 from .render import print_warning, stdout_console
 
-T = TrainConfig  # the defaults below are the dataclass's, written once
+# The defaults of the options below are the settings dataclasses', written once.
 
 EXIT_INTERRUPTED = 130
 
@@ -57,36 +64,36 @@ class TrainCommand(TyperCommand):
 def train_command(
     data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
-    data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = T.data_format,
+    data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = DataSettings.data_format,
     train_split: Annotated[Optional[str], typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
     val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
-    model: Annotated[str, typer.Option(help="Model architecture (the list: ssd train --help).")] = T.arch,
+    model: Annotated[str, typer.Option(help="Model architecture (the list: ssd train --help).")] = ModelSettings.arch,
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = T.epochs,
+    epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = T.batch_size,
-    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = T.optimizer,
+    batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = OptimSettings.batch_size,
+    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = OptimSettings.optimizer,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
-    warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = T.warmup_steps,
-    iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = T.iou_crop,
-    zoom_out: Annotated[float, typer.Option(help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = T.zoom_out,
-    ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = T.ema,
+    warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = OptimSettings.warmup_steps,
+    iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = AugmentSettings.iou_crop,
+    zoom_out: Annotated[float, typer.Option(help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = AugmentSettings.zoom_out,
+    ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = OptimSettings.ema,
     img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the anchor layout.")] = None,
-    workers: Annotated[int, typer.Option(help="Data loading processes.")] = T.workers,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the main process (default: cores left by the workers).")] = T.threads,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = T.device,
-    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices (elsewhere a warning; float32).")] = T.amp,
-    seed: Annotated[int, typer.Option(help="Random seed of initialisation, sampling and augmentation.")] = T.seed,
-    eval_every: Annotated[int, typer.Option(help="Validate every N epochs (0: never).")] = T.eval_every,
-    out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = T.out,
+    workers: Annotated[int, typer.Option(help="Data loading processes.")] = RuntimeSettings.workers,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the main process (default: cores left by the workers).")] = RuntimeSettings.threads,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = RuntimeSettings.device,
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices (elsewhere a warning; float32).")] = RuntimeSettings.amp,
+    seed: Annotated[int, typer.Option(help="Random seed of initialisation, sampling and augmentation.")] = RuntimeSettings.seed,
+    eval_every: Annotated[int, typer.Option(help="Validate every N epochs (0: never).")] = RuntimeSettings.eval_every,
+    out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = RuntimeSettings.out,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run of this last.pt with its exact schedule.")] = None,
-    synth_images: Annotated[int, typer.Option(help="Images of the generated synthetic set (no --data; at least 8).")] = T.synth_images,
-    max_steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap steps per epoch (quick runs).")] = T.max_steps_per_epoch,
-    verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = T.verify_images,
-    strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = T.strict,
+    synth_images: Annotated[int, typer.Option(help="Images of the generated synthetic set (no --data; at least 8).")] = DataSettings.synth_images,
+    max_steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap steps per epoch (quick runs).")] = RuntimeSettings.max_steps_per_epoch,
+    verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = DataSettings.verify_images,
+    strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = DataSettings.strict,
     tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
@@ -115,39 +122,42 @@ def train_command(
     from .durations import parse_duration
 
     config = TrainConfig(
-        data=data,
-        val_data=val_data,
-        data_format=data_format,
-        train_split=train_split,
-        val_split=val_split,
-        classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None,
-        arch=model,
-        anchors=anchors,
-        backbone_weights=backbone_weights,
-        weights=weights,
-        img_size=img_size,
-        epochs=epochs,
-        time_budget=parse_duration(time) if time is not None else None,
-        batch_size=batch_size,
-        optimizer=optimizer,
-        lr=lr,
-        warmup_steps=warmup_steps,
-        zoom_out=zoom_out,
-        iou_crop=iou_crop,
-        ema=ema,
-        workers=workers,
-        threads=threads,
-        device=device,
-        amp=amp,
-        seed=seed,
-        eval_every=eval_every,
-        out=out,
-        resume=resume,
-        synth_images=synth_images,
-        max_steps_per_epoch=max_steps_per_epoch,
-        verify_images=verify_images,
-        strict=strict,
-        tensorboard=tensorboard,
+        data=DataSettings(
+            data=data,
+            data_format=data_format,
+            train_split=train_split,
+            val_split=val_split,
+            val_data=val_data,
+            classes=tuple(c.strip() for c in classes.split(",") if c.strip()) if classes else None,
+            synth_images=synth_images,
+            verify_images=verify_images,
+            strict=strict,
+        ),
+        model=ModelSettings(
+            arch=model, anchors=anchors, backbone_weights=backbone_weights, weights=weights, img_size=img_size
+        ),
+        optim=OptimSettings(
+            epochs=epochs,
+            time_budget=parse_duration(time) if time is not None else None,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            warmup_steps=warmup_steps,
+            ema=ema,
+        ),
+        augment=AugmentSettings(zoom_out=zoom_out, iou_crop=iou_crop),
+        runtime=RuntimeSettings(
+            workers=workers,
+            threads=threads,
+            device=device,
+            amp=amp,
+            seed=seed,
+            eval_every=eval_every,
+            out=out,
+            resume=resume,
+            max_steps_per_epoch=max_steps_per_epoch,
+            tensorboard=tensorboard,
+        ),
     )
     note = mixed_precision_note(amp, resolve_device(device))
     if note is not None:

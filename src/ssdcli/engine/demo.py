@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssdcli.config import EvalConfig, TrainConfig
+from ssdcli.config import (
+    AugmentSettings,
+    DataSettings,
+    EvalConfig,
+    ModelSettings,
+    OptimSettings,
+    RuntimeSettings,
+    TrainConfig,
+)
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 
@@ -57,17 +65,17 @@ def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), emit: Eve
     write_synth(data_dir, format="voc", images=settings.images, seed=settings.seed)
     train_images = len(open_index(data_dir, "train"))
     config = TrainConfig(
-        data=data_dir,
-        arch="ssd_tiny",
-        epochs=settings.epochs,
-        batch_size=min(settings.batch_size, train_images),
-        zoom_out=settings.zoom_out,
-        iou_crop=settings.iou_crop,
-        eval_every=settings.eval_every,
-        workers=settings.workers,
-        seed=settings.seed,
-        device=settings.device,
-        out=run_dir / "train",
+        data=DataSettings(data=data_dir),
+        model=ModelSettings(arch="ssd_tiny"),
+        optim=OptimSettings(epochs=settings.epochs, batch_size=min(settings.batch_size, train_images)),
+        augment=AugmentSettings(zoom_out=settings.zoom_out, iou_crop=settings.iou_crop),
+        runtime=RuntimeSettings(
+            eval_every=settings.eval_every,
+            workers=settings.workers,
+            seed=settings.seed,
+            device=settings.device,
+            out=run_dir / "train",
+        ),
     )
     training = train(config, emit)
     if training.interrupted:

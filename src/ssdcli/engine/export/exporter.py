@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ssdcli.config import ExportConfig
+from ssdcli.config import ExportConfig, TrainConfig
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
@@ -415,11 +415,10 @@ def _training_images(checkpoint: Path) -> list[Path]:
     from ssdcli.engine.checkpoint import load_checkpoint
 
     saved = (load_checkpoint(checkpoint).train_state or {}).get("config") or {}
-    if not saved.get("data"):
+    trained_on = TrainConfig.from_dict(saved).data
+    if trained_on.data is None:
         raise UsageError("calibration images: the checkpoint names no training data; give a folder of images")
-    index = open_index(
-        saved["data"], saved.get("train_split"), saved.get("data_format", "auto"), check_images=False
-    )
+    index = open_index(trained_on.data, trained_on.train_split, trained_on.data_format, check_images=False)
     return [record.path for record in index.records]
 
 

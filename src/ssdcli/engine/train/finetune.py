@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from ssdcli.config import TrainConfig
+from ssdcli.config import ModelSettings
 from ssdcli.errors import UsageError
 from ssdcli.models.pretrained import load_pretrained
 from ssdcli.models.ssd import SSD
 
 
-def start_from_detector(config: TrainConfig, class_names: tuple[str, ...]) -> tuple[SSD, str]:
-    """The detector ``config.weights`` (weights name or state dict file) ready to train on ``class_names``
+def start_from_detector(settings: ModelSettings, class_names: tuple[str, ...]) -> tuple[SSD, str]:
+    """The detector ``settings.weights`` (weights name or state dict file) ready to train on ``class_names``
     (index 0 = background), and one line saying what was kept.
 
     The architecture, default boxes and input normalisation are the detector's; images are resized as ssdcli's
@@ -19,18 +19,18 @@ def start_from_detector(config: TrainConfig, class_names: tuple[str, ...]) -> tu
     are not the detector's (by name, in order), only the class head starts afresh; the backbone and box head are
     kept.
     """
-    if config.backbone_weights is not None:
+    if settings.backbone_weights is not None:
         raise UsageError("`weights` loads a whole detector; leave out `backbone_weights`")
-    if config.anchors is not None:
+    if settings.anchors is not None:
         raise UsageError("`weights`: the detector's default boxes come with its weights; leave out `anchors`")
-    pretrained = load_pretrained(str(config.weights))
+    pretrained = load_pretrained(str(settings.weights))
     model = pretrained.model
     model.config = dataclasses.replace(model.config, resize="antialias")  # trained and run through ssdcli's pipeline
     arch, layout = model.config.arch, model.config.layout
-    if config.arch not in (TrainConfig.arch, arch):
-        raise UsageError(f"`arch` {config.arch}: the weights {pretrained.path} are for {arch}")
-    if config.img_size is not None and config.img_size != layout.image_size:
-        raise UsageError(f"`img_size` {config.img_size}: {arch} from `weights` takes {layout.image_size} px inputs")
+    if settings.arch not in (ModelSettings.arch, arch):
+        raise UsageError(f"`arch` {settings.arch}: the weights {pretrained.path} are for {arch}")
+    if settings.img_size is not None and settings.img_size != layout.image_size:
+        raise UsageError(f"`img_size` {settings.img_size}: {arch} from `weights` takes {layout.image_size} px inputs")
     theirs = len(pretrained.class_names) - 1
     name = pretrained.path.name
     if tuple(class_names[1:]) == pretrained.class_names[1:]:

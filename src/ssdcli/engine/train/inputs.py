@@ -5,13 +5,12 @@ decoded once, and the model's configuration."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from torch import nn
 
-from ssdcli.config import TrainConfig
+from ssdcli.config import DataSettings, TrainConfig
 from ssdcli.core.anchors import AnchorLayout
 from ssdcli.data.dataset import is_split_file, open_index
 from ssdcli.data.records import DatasetIndex
@@ -26,49 +25,38 @@ from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
 
 
+#: Settings a resume takes from the command rather than from the run: where the output goes, the hardware, and how
+#: the images are checked. ``epochs`` is taken too, when it differs (the schedule is then rebuilt).
+RESUME_TAKES = ("out", "device", "workers", "threads", "resume", "tensorboard", "verify_images", "strict")
+
+
 def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None]:
     """On resume, the saved run's settings win (same schedule), except where the output and hardware go."""
-    if config.resume is None:
+    if config.runtime.resume is None:
         return config, None
-    checkpoint = load_checkpoint(config.resume)
+    checkpoint = load_checkpoint(config.runtime.resume)
     saved = (checkpoint.train_state or {}).get("config")
     if saved is None:
-        raise CheckpointError("holds no training state to resume from (was it exported for inference?)", config.resume)
-    keep = {
-        "out": config.out,
-        "device": config.device,
-        "workers": config.workers,
-        "threads": config.threads,
-        "resume": config.resume,
-        "tensorboard": config.tensorboard,
-        "verify_images": config.verify_images,
-        "strict": config.strict,
-    }
-    restored = TrainConfig(**{**config_from_dict(saved).__dict__, **keep})
-    if config.epochs is not None and config.epochs != restored.epochs:
-        restored = replace(restored, epochs=config.epochs, time_budget=None)
+        raise CheckpointError(
+            "holds no training state to resume from (was it exported for inference?)", config.runtime.resume
+        )
+    given = config.values()
+    restored = TrainConfig.from_dict(saved).updated(**{name: given[name] for name in RESUME_TAKES})
+    epochs = config.optim.epochs
+    if epochs is not None and epochs != restored.optim.epochs:
+        restored = restored.updated(epochs=epochs, time_budget=None)
     return restored, checkpoint
 
 
 def resume_ignored(given: TrainConfig, restored: TrainConfig) -> list[str]:
     """Settings given with a resume that differ from the run's own and are not taken (the run's are kept)."""
-    defaults = TrainConfig()
-    taken = {"out", "device", "workers", "threads", "resume", "tensorboard", "verify_images", "strict", "epochs"}
+    defaults, chosen, kept = TrainConfig().values(), given.values(), restored.values()
+    taken = {*RESUME_TAKES, "epochs"}
     return [
         name
-        for name in TrainConfig.__dataclass_fields__
-        if name not in taken
-        and getattr(given, name) != getattr(defaults, name)
-        and getattr(given, name) != getattr(restored, name)
+        for name, value in chosen.items()
+        if name not in taken and value != defaults[name] and value != kept[name]
     ]
-
-
-def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    paths = {"data", "val_data", "anchors", "out", "resume"}
-    values = {k: (Path(v) if k in paths and v is not None else v) for k, v in data.items()}
-    if values.get("classes") is not None:
-        values["classes"] = tuple(values["classes"])
-    return TrainConfig(**values)
 
 
 IMAGE_CHECK_CACHE = ".image-checks.json"
@@ -76,15 +64,15 @@ IMAGE_CHECK_CACHE = ".image-checks.json"
 
 def resolve_length(config: TrainConfig) -> tuple[TrainConfig, str]:
     """A number of epochs or a time budget (the default budget when neither is set), and a line saying which."""
-    if config.epochs is not None:  # TrainConfig checked the values and that only one of the two is set
-        return config, f"training for {config.epochs} epochs"
-    if config.time_budget is None:
-        config = replace(config, time_budget=DEFAULT_BUDGET_S)
+    if config.optim.epochs is not None:  # TrainConfig checked the values and that only one of the two is set
+        return config, f"training for {config.optim.epochs} epochs"
+    if config.optim.time_budget is None:
+        config = config.updated(time_budget=DEFAULT_BUDGET_S)
         origin = "the default budget; set `time_budget` or `epochs` to change it"
     else:
         origin = "`time_budget`"
     return config, (
-        f"training for about {format_duration(config.time_budget)} ({origin}): the number of epochs is fitted "
+        f"training for about {format_duration(config.optim.time_budget)} ({origin}): the number of epochs is fitted "
         "to the speed measured in the first epoch"
     )
 
@@ -109,13 +97,13 @@ def is_auto_anchors(anchors: Path | str | None) -> bool:
 
 
 def fit_anchors(config: TrainConfig, index: DatasetIndex) -> tuple[AnchorLayout, str]:
-    """The default-box layout of ``config.arch`` fitted to the boxes of the training split (the machinery of
+    """The default-box layout of ``config.model.arch`` fitted to the boxes of the training split (the machinery of
     ``ssd encode --suggest``: same feature maps, sizes and aspect ratios searched for coverage at IoU 0.5), and one
     line with the coverage before and after. The start layout is kept when nothing beats it."""
     from ssdcli.engine.inspect.coverage import gt_set_from_index
     from ssdcli.engine.inspect.suggest import suggest_layout
 
-    start = default_config(config.arch, num_classes=2).layout
+    start = default_config(config.model.arch, num_classes=2).layout
     found = suggest_layout(gt_set_from_index(index, str(index.root), index.split), start, AUTO_ANCHOR_RATIOS)
     layout = found.layout if found.accepted else start
     line = (
@@ -129,35 +117,35 @@ def fit_anchors(config: TrainConfig, index: DatasetIndex) -> tuple[AnchorLayout,
 def check_options(config: TrainConfig) -> AnchorLayout | None:
     """Options that need no data, checked before anything is read or written; returns the anchor layout file's."""
     try:
-        check_arch(config.arch)
+        check_arch(config.model.arch)
     except ValueError as error:
         raise UsageError(f"model: {error}") from None
-    check_optimizer(config.optimizer)
-    if config.weights is not None:
+    check_optimizer(config.optim.optimizer)
+    if config.model.weights is not None:
         return None  # the detector's layout and input size come with its weights (engine/train/finetune.py)
-    if is_auto_anchors(config.anchors):
-        if config.data is None:
+    if is_auto_anchors(config.model.anchors):
+        if config.data.data is None:
             raise UsageError("anchors 'auto' fits the default boxes to a data set's boxes; give the data to train on")
         layout = None  # fitted once the training split is open (fit_anchors)
     else:
-        layout = load_layout_file(config.anchors) if config.anchors is not None else None
-    size = (layout or default_config(config.arch, 2).layout).image_size
-    if config.img_size is not None and config.img_size != size:
+        layout = load_layout_file(config.model.anchors) if config.model.anchors is not None else None
+    size = (layout or default_config(config.model.arch, 2).layout).image_size
+    if config.model.img_size is not None and config.model.img_size != size:
         raise UsageError(
-            f"input size {config.img_size}: the anchor layout of {config.arch} is for {size} px inputs; "
+            f"input size {config.model.img_size}: the anchor layout of {config.model.arch} is for {size} px inputs; "
             "give an anchor layout file for that size"
         )
-    weights = config.backbone_weights
+    weights = config.model.backbone_weights
     if weights is not None and weights != IMAGENET and not Path(weights).is_file():
         raise CheckpointError(f"backbone weights: neither {IMAGENET!r} nor an existing file", path=weights)
     return layout
 
 
 def open_split(
-    config: TrainConfig, data: Path, split: str | None, classes: Sequence[str] | None, default_split: str = "train"
+    settings: DataSettings, data: Path, split: str | None, classes: Sequence[str] | None, default_split: str = "train"
 ) -> DatasetIndex:
     return open_index(
-        data, split, config.data_format, classes, check_images=not config.verify_images, default_split=default_split
+        data, split, settings.data_format, classes, check_images=not settings.verify_images, default_split=default_split
     )
 
 
@@ -168,28 +156,29 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
     left out with a note. A validation split that cannot be opened is an error, not a silent run without
     validation; a split that a file cannot give is an error too.
     """
-    train_index = open_split(config, data, config.train_split, config.classes)
+    settings = config.data
+    train_index = open_split(settings, data, settings.train_split, settings.classes)
     classes = train_index.class_names[1:]
     val_index, notes = None, []
-    if config.eval_every > 0:
-        if is_split_file(data) and config.val_data is None and config.val_split is None:
+    if config.runtime.eval_every > 0:
+        if is_split_file(data) and settings.val_data is None and settings.val_split is None:
             notes.append(
                 f"no validation: {data.name} holds the {train_index.split!r} split only (give the validation "
                 "file, or the data set root); best.pt follows the training loss"
             )
         else:
-            source = config.val_data if config.val_data is not None else data
+            source = settings.val_data if settings.val_data is not None else data
             try:
-                val_index = open_split(config, source, config.val_split, classes, default_split="val")
+                val_index = open_split(settings, source, settings.val_split, classes, default_split="val")
             except DataError as error:
                 raise DataError(
-                    f"validation split {config.val_split or 'val'!r}: {error.message} (choose another validation "
+                    f"validation split {settings.val_split or 'val'!r}: {error.message} (choose another validation "
                     "split, or turn validation off)",
                     path=error.path,
                 ) from None
-    if not config.verify_images:
+    if not settings.verify_images:
         return TrainData(train_index, val_index, notes=tuple(notes))
-    cache = ImageCheckCache.load(config.out / IMAGE_CHECK_CACHE)
+    cache = ImageCheckCache.load(config.runtime.out / IMAGE_CHECK_CACHE)
     verified = []
     for index in (train_index, val_index):
         if index is None:
@@ -199,9 +188,9 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
         verified.append(
             verify_index(
                 index,
-                workers=config.workers,
+                workers=config.runtime.workers,
                 cache=cache,
-                strict=config.strict,
+                strict=settings.strict,
                 on_progress=lambda done, total, task=task: emit(TaskProgress(task, done, total)),
             )
         )
@@ -215,26 +204,27 @@ def model_config_for(
         spec = checkpoint.spec
         if spec.class_names != tuple(class_names):
             raise CheckpointError(
-                f"classes {list(spec.class_names[1:])} differ from the data's {list(class_names[1:])}", config.resume
+                f"classes {list(spec.class_names[1:])} differ from the data's {list(class_names[1:])}",
+                config.runtime.resume,
             )
         return spec.config
-    return default_config(config.arch, num_classes=len(class_names), layout=layout)
+    return default_config(config.model.arch, num_classes=len(class_names), layout=layout)
 
 
 def check_split_size(config: TrainConfig, index: DatasetIndex, processes: int, data: Path) -> None:
     """A split too small for one batch fails here, not as an empty epoch."""
-    if len(index) < config.batch_size * processes:
+    if len(index) < config.optim.batch_size * processes:
         raise DataError(
             f"the {index.split!r} split has {len(index)} usable images, fewer than one batch "
-            f"({config.batch_size} x {processes} processes); use a smaller batch size",
+            f"({config.optim.batch_size} x {processes} processes); use a smaller batch size",
             data,
         )
 
 
 def check_batch_norm(config: TrainConfig, model: nn.Module) -> None:
     """BatchNorm cannot take its statistics from one image: fail here, not at the first step."""
-    if config.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if config.optim.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise UsageError(
-            f"batch size 1: {config.arch} has BatchNorm layers, which cannot train on one image per batch; "
+            f"batch size 1: {config.model.arch} has BatchNorm layers, which cannot train on one image per batch; "
             "use a batch size of 2 or more"
         )

@@ -64,13 +64,13 @@ def _write_metrics_row(path: Path, row: dict[str, float]) -> None:
 
 def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainResult:
     """Train a model as ``config`` says; events report progress. Under torchrun, every rank calls this."""
-    device = resolve_device(config.device)
+    device = resolve_device(config.runtime.device)
     context = init_distributed(device.type)
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
     emit = on_event if context.is_main else ignore_events
-    board = TensorBoardLog() if config.tensorboard and context.is_main else None
+    board = TensorBoardLog() if config.runtime.tensorboard and context.is_main else None
     try:
         return _train(config, device, context, emit if board is None else both(emit, board))
     except Exception as error:
@@ -102,7 +102,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
     began = time.perf_counter()  # a time budget counts from here
     run = build_run(config, device, context, emit, began)
     if run is None:
-        return TrainResult(None, config.resume, None, finished_already=True)
+        return TrainResult(None, config.runtime.resume, None, finished_already=True)
     result = TrainResult(run.run_dir, None, None)
     checkpoints = CheckpointPolicy(run, emit)
     pictures = RunPictures(run.run_dir, emit)
@@ -133,8 +133,9 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                     run.clock.add_train(time.perf_counter() - started, progress.step - first)
                 row = _epoch_row(run, progress)
                 is_last = progress.epoch + 1 == run.planned
-                measure = run.clock is not None and run.clock.evals == 0 and config.eval_every > 0  # time one validation
-                every = (progress.epoch + 1) % max(config.eval_every, 1) == 0
+                eval_every = config.runtime.eval_every
+                measure = run.clock is not None and run.clock.evals == 0 and eval_every > 0  # time one validation
+                every = (progress.epoch + 1) % max(eval_every, 1) == 0
                 if run.val_index is not None and (every or is_last or measure):
                     validate(run, row, pictures, emit)
                 if run.clock is not None and not is_last:
@@ -179,7 +180,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
 def _start_epoch(run: Run, progress: Progress, first: int) -> Iterable:
     """Seed the epoch (samplers, augmentation, dropout) and return its batches from step ``first`` on; the
     skipped samples are not even decoded."""
-    seed = _epoch_seed(run.config.seed, progress.epoch)
+    seed = _epoch_seed(run.config.runtime.seed, progress.epoch)
     run.sampler.set_epoch(progress.epoch)
     run.dataset.set_epoch(progress.epoch)
     torch.manual_seed(seed)
@@ -188,7 +189,7 @@ def _start_epoch(run: Run, progress: Progress, first: int) -> Iterable:
     progress.sums = torch.zeros(2, dtype=torch.float64)
     if first and run.saved_sums is not None:
         progress.sums += torch.tensor(run.saved_sums, dtype=torch.float64)
-    run.resume_sampler.skip = first * run.config.batch_size
+    run.resume_sampler.skip = first * run.config.optim.batch_size
     progress.step = first
     return islice(run.loader, run.steps_per_epoch - first)
 
@@ -275,7 +276,7 @@ def validate(run: Run, row: dict[str, float], pictures: RunPictures, emit: Event
         run.val_index,
         run.anchors,
         run.device,
-        run.config.batch_size,
+        run.config.optim.batch_size,
         emit,
         context.gather,
         context.rank,
@@ -294,7 +295,7 @@ def _fit_schedule(run: Run, epoch: int, emit: EventHandler) -> None:
     budget when the machine slowed down."""
     clock, steps = run.clock, run.steps_per_epoch
     assert clock is not None
-    fitted = run.context.broadcast(clock.fit(epoch + 1, steps, run.config.eval_every))
+    fitted = run.context.broadcast(clock.fit(epoch + 1, steps, run.config.runtime.eval_every))
     first_fit = run.planned is None
     run.planned = max(fitted // steps, epoch + 2)
     if first_fit:

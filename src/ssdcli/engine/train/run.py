@@ -4,7 +4,7 @@ model (with EMA and DDP), the data pipeline, the optimizer and schedule, and a r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ from ssdcli.engine.train.inputs import (
     check_batch_norm,
     check_options,
     check_split_size,
-    config_from_dict,
     fit_anchors,
     is_auto_anchors,
     model_config_for,
@@ -107,51 +106,52 @@ def build_run(
         ignored = resume_ignored(given, config)
         if ignored:
             emit(Message(f"resuming keeps the run's own settings; ignored: {', '.join(ignored)}", "warning"))
-        saved_epochs = config_from_dict(checkpoint.train_state["config"]).epochs
-        if config.epochs is not None and saved_epochs is not None and config.epochs != saved_epochs:
-            emit(Message(f"the schedule is rebuilt for {config.epochs} epochs (the run had {saved_epochs})"))
-        if config.epochs is not None and checkpoint.epoch >= config.epochs and checkpoint.step_in_epoch == 0:
+        saved_epochs = TrainConfig.from_dict(checkpoint.train_state["config"]).optim.epochs
+        epochs = config.optim.epochs
+        if epochs is not None and saved_epochs is not None and epochs != saved_epochs:
+            emit(Message(f"the schedule is rebuilt for {epochs} epochs (the run had {saved_epochs})"))
+        if epochs is not None and checkpoint.epoch >= epochs and checkpoint.step_in_epoch == 0:
             emit(Message(f"the run has finished its {checkpoint.epoch} epochs; nothing to do (ask for more epochs to "
                          "train on)"))
             return None
-    if config.data is None and config.val_data is not None:
+    if config.data.data is None and config.data.val_data is not None:
         raise UsageError("`val_data` needs `data` (the training data it validates)")
     config, length_line = resolve_length(config)
     if device.type == "cpu":
-        torch.set_num_threads(cpu_threads(config.threads, config.workers))
-    torch.manual_seed(config.seed)
+        torch.set_num_threads(cpu_threads(config.runtime.threads, config.runtime.workers))
+    torch.manual_seed(config.runtime.seed)
     layout_file = check_options(config)
-    data = config.data.resolve() if config.data is not None else None
+    data = config.data.data.resolve() if config.data.data is not None else None
     prepared = open_data(config, data, emit) if data is not None else None
     class_names = prepared.train.class_names if prepared is not None else (BACKGROUND, *SYNTH_CLASSES)
     weights_note = anchors_note = None
-    if checkpoint is None and is_auto_anchors(config.anchors) and prepared is not None:
+    if checkpoint is None and is_auto_anchors(config.model.anchors) and prepared is not None:
         layout_file, anchors_note = fit_anchors(config, prepared.train)
-    if checkpoint is None and config.weights is not None:
-        model, weights_note = start_from_detector(config, class_names)
-        config = replace(config, arch=model.config.arch)
+    if checkpoint is None and config.model.weights is not None:
+        model, weights_note = start_from_detector(config.model, class_names)
+        config = config.updated(arch=model.config.arch)
     else:
         model = build_model(
             model_config_for(config, class_names, layout_file, checkpoint),
-            None if checkpoint else config.backbone_weights,
+            None if checkpoint else config.model.backbone_weights,
         )
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     check_batch_norm(config, model)
     if prepared is not None:
         check_split_size(config, prepared.train, context.world_size, data)
 
-    run_dir = context.broadcast(fresh_run_dir(config.out) if context.is_main else None)
+    run_dir = context.broadcast(fresh_run_dir(config.runtime.out) if context.is_main else None)
     if prepared is None:
         data = run_dir / "data"
         if context.is_main:
-            write_synth(data, format="voc", images=config.synth_images, seed=config.seed)
+            write_synth(data, format="voc", images=config.data.synth_images, seed=config.runtime.seed)
         context.barrier()
         prepared = open_data(config, data, emit)
         check_split_size(config, prepared.train, context.world_size, data)
     elif prepared.cache is not None and context.is_main:
         prepared.cache.save()
-    val_data = config.val_data.resolve() if config.val_data is not None else None
-    config = replace(config, data=data, val_data=val_data)
+    val_data = config.data.val_data.resolve() if config.data.val_data is not None else None
+    config = config.updated(data=data, val_data=val_data)
     for note in prepared.notes:
         emit(Message(note, "warning"))
     for note in (weights_note, anchors_note):
@@ -163,9 +163,9 @@ def build_run(
             emit(Message(f"{index.split}: {summary}", "warning"))
 
     run = _assemble(config, device, context, run_dir, model, model_config, prepared.train, prepared.val, checkpoint)
-    if config.time_budget is not None:
+    if config.optim.time_budget is not None:
         spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
-        run.clock = BudgetClock(config.time_budget, spent_before + time.perf_counter() - began)
+        run.clock = BudgetClock(config.optim.time_budget, spent_before + time.perf_counter() - began)
     if context.is_main:
         write_json(run_dir / "config.json", config.to_dict())
     emit(RunStarted(run_dir, run.planned, run.steps_per_epoch, run.start_epoch, str(device), ()))
@@ -186,6 +186,7 @@ def _assemble(
 ) -> Run:
     """The model on its device (with EMA and DDP), the data pipeline, optimizer and schedule; a resumed run's
     weights, optimizer, schedule, EMA and random generator states restored."""
+    optim, runtime = config.optim, config.runtime
     saved_state: dict[str, Any] = (checkpoint.train_state or {}) if checkpoint is not None else {}
     if checkpoint is not None:
         # with EMA, model_state holds the average and the trained weights are in train_state["model"]
@@ -193,14 +194,14 @@ def _assemble(
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    ema = ModelEMA(model, config.ema_decay, config.ema_tau) if config.ema else None
+    ema = ModelEMA(model, optim.ema_decay, optim.ema_tau) if optim.ema else None
     if ema is not None and checkpoint is not None and "ema" in saved_state:
         ema.load_state_dict({**saved_state["ema"], "module": checkpoint.model_state})
     net: nn.Module = DistributedDataParallel(model) if context.enabled else model
     layout = model_config.layout
 
     augmentation = build_transforms(
-        layout.image_size, True, model_config.mean, model_config.std, config.zoom_out, config.iou_crop
+        layout.image_size, True, model_config.mean, model_config.std, config.augment.zoom_out, config.augment.iou_crop
     )
     dataset = DetectionDataset(
         train_index,
@@ -210,36 +211,36 @@ def _assemble(
         model_config.std,
         transforms=augmentation,
         return_failures=True,
-        seed=config.seed,
+        seed=runtime.seed,
     )
     sampler = DistributedSampler(
-        dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=config.seed, drop_last=True
+        dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=runtime.seed, drop_last=True
     )
     resume_sampler = SkipFirst(sampler)
     loader_generator = torch.Generator()
     loader = DataLoader(
         dataset,
-        batch_size=config.batch_size,
+        batch_size=optim.batch_size,
         sampler=resume_sampler,
-        num_workers=config.workers,
+        num_workers=runtime.workers,
         collate_fn=collate_detections,
         drop_last=True,
         pin_memory=device.type == "cuda",
         generator=loader_generator,
     )
     steps_per_epoch = len(loader)
-    if config.max_steps_per_epoch is not None:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    if runtime.max_steps_per_epoch is not None:
+        steps_per_epoch = min(steps_per_epoch, runtime.max_steps_per_epoch)
     # with a time budget, a provisional schedule until the first epoch has measured the speed
-    planned: int | None = config.epochs
+    planned: int | None = optim.epochs
     schedule = WarmupCosine(
         total_steps=(planned * steps_per_epoch) if planned is not None else PROVISIONAL_STEPS,
-        warmup_steps=config.warmup_steps,
+        warmup_steps=optim.warmup_steps,
     )
-    lr = config.lr if config.lr is not None else default_lr(model_config.arch, config.optimizer)
-    optimizer = build_optimizer(net, config.optimizer, lr, config.momentum, config.weight_decay)
+    lr = optim.lr if optim.lr is not None else default_lr(model_config.arch, optim.optimizer)
+    optimizer = build_optimizer(net, optim.optimizer, lr, optim.momentum, optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    use_amp = config.amp and device.type == "cuda"
+    use_amp = runtime.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     anchors = default_boxes(layout, device=device)  # [A, 4]
     run = Run(
@@ -256,7 +257,7 @@ def _assemble(
         run.saved_sums = saved_state.get("epoch_sums")
         if run.planned is None and checkpoint.train_state.get("fitted"):
             run.planned = schedule.total_steps // steps_per_epoch
-        if run.planned is not None and config.time_budget is None:
+        if run.planned is not None and optim.time_budget is None:
             schedule.total_steps = run.planned * steps_per_epoch  # the same, or rebuilt for a new number of epochs
         restore_rng(checkpoint.train_state.get("rng"))
     return run
