@@ -27,7 +27,7 @@ from ssdcli.engine.checkpoint import Checkpoint
 from ssdcli.engine.device import cpu_threads
 from ssdcli.engine.events import EventHandler, Message, RunStarted
 from ssdcli.engine.train.budget import BudgetClock
-from ssdcli.engine.train.checkpoints import restore_rng
+from ssdcli.engine.train.rng import restore_rng
 from ssdcli.engine.train.distributed import DistContext
 from ssdcli.engine.train.ema import ModelEMA
 from ssdcli.engine.train.finetune import start_from_detector
