@@ -283,8 +283,8 @@ def test_every_form_of_a_model_carries_the_same_spec(checkpoint: Path, tmp_path:
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(onnx_file)]) == 0
     assert main(["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(script_file)]) == 0
     for path, form in ((checkpoint, "checkpoint"), (onnx_file, "onnx"), (script_file, "torchscript")):
-        assert load_detector(path, form, torch.device("cpu")).info == expected, form
-    assert ssdcli.load(str(onnx_file)).info == expected
+        assert load_detector(path, form, torch.device("cpu")).spec == expected, form
+    assert ssdcli.load(str(onnx_file)).spec == expected
 
 
 def test_export_format_is_the_former_name_of_to(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

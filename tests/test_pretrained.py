@@ -103,8 +103,8 @@ def test_detections_equal_torchvisions(detector_file: tuple[str, nn.Module, Path
         np.testing.assert_allclose(got.boxes, expected["boxes"].numpy(), rtol=0, atol=1e-4)
         np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=0, atol=1e-5)
     meta = TORCHVISION_DETECTORS[arch].weights.meta["categories"]
-    assert predictor.info.class_names == tuple(meta) and len(meta) == 91
-    assert predictor.info.category_ids == tuple(range(91))
+    assert predictor.spec.class_names == tuple(meta) and len(meta) == 91
+    assert predictor.spec.category_ids == tuple(range(91))
     assert ours[0].names[0] == meta[int(ours[0].labels[0])]
 
 
@@ -251,7 +251,7 @@ def test_export_of_a_coco_detector_keeps_its_settings(tmp_path: Path) -> None:
     assert (predictor.iou_threshold, predictor.top_k, predictor.pre_nms_top_k) == (0.55, 300, 300) == (
         settings.iou_threshold, settings.top_k, settings.pre_nms_top_k
     )
-    assert predictor.info.class_names[1] == "person" and len(predictor.info.class_names) == 91
+    assert predictor.spec.class_names[1] == "person" and len(predictor.spec.class_names) == 91
 
 
 def test_file_that_is_no_state_dict_is_one_short_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -26,7 +26,7 @@ from ssdcli.metrics.voc import VocResult
 def open_for_model(loaded: LoadedDetector, data: str | Path, split: str | None, data_format: str) -> DatasetIndex:
     """The split with the model's classes; for torchvision's detectors (COCO's 91-index label space, 'N/A'
     placeholders) the data's own classes, each of which must be one of the detector's."""
-    names = loaded.info.class_names
+    names = loaded.spec.class_names
     if loaded.pretrained is None:
         return open_index(data, split, data_format, names[1:], default_split="test")
     index = open_index(data, split, data_format, default_split="test")
@@ -36,7 +36,7 @@ def open_for_model(loaded: LoadedDetector, data: str | Path, split: str | None, 
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DataError(
-            f"class {unknown[0]!r} of the data is not one of the {len(known)} class names of {loaded.info.arch} "
+            f"class {unknown[0]!r} of the data is not one of the {len(known)} class names of {loaded.spec.arch} "
             f"from {loaded.path.name}{hint}",
             path=data,
         )

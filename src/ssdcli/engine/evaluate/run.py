@@ -82,7 +82,7 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     runtimes allow."""
     assert config.model is not None and config.data is not None
     detector = load_detector(config.model, config.model_format, resolve_device(config.device))
-    info = detector.info
+    spec = detector.spec
     index = open_for_model(detector, config.data, config.split, config.data_format)
     if index.warnings.summary():
         emit(Message(f"{index.split}: {index.warnings.summary()}", "warning"))
@@ -90,10 +90,10 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     if plots is not None:
         check_plot_folder(plots, index.class_names[1:], config.force)
     detections = detect_index_with(
-        detector.detect, index, info.layout.image_size, info.mean, info.std, config.batch_size, emit=emit,
-        resize=info.resize,
+        detector.detect, index, spec.layout.image_size, spec.mean, spec.std, config.batch_size, emit=emit,
+        resize=spec.resize,
     )  # fmt: skip
-    detections = relabel(detections, info.class_names, index.class_names)
+    detections = relabel(detections, spec.class_names, index.class_names)
     outcome = evaluate_detections(
         index, detections, metric=config.voc_metric, iou_threshold=config.iou, per_class=config.per_class  # type: ignore[arg-type]
     )

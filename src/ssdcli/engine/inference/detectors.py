@@ -32,12 +32,12 @@ MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
 
 @dataclass(frozen=True)
 class LoadedDetector:
-    """A model file ready to detect: ``detect`` on normalised images of ``info.layout.image_size``, with the
-    detection settings of ``info.postprocess`` (the model's own: ssdcli's evaluation settings for checkpoints,
+    """A model file ready to detect: ``detect`` on normalised images of ``spec.layout.image_size``, with the
+    detection settings of ``spec.postprocess`` (the model's own: ssdcli's evaluation settings for checkpoints,
     torchvision's for its detectors). ``pretrained`` names torchvision's weights, None otherwise."""
 
     detect: BatchDetector
-    info: ModelSpec
+    spec: ModelSpec
     format: str  # one of MODEL_FORMATS
     device: torch.device
     path: Path
@@ -95,14 +95,14 @@ def _onnx(path: Path) -> LoadedDetector:
         box_scale,
         decoded_detections,
         input_feed,
-        model_info,
+        model_spec,
         open_onnx,
     )
 
     session, meta = open_onnx(path)
-    info = model_info(meta, path)
-    settings = info.postprocess
-    feed = input_feed(meta, info)
+    spec = model_spec(meta, path)
+    settings = spec.postprocess
+    feed = input_feed(meta, spec)
     cpu = torch.device("cpu")
     if meta.get("with_nms"):
         built_in_score = float(meta.get("score_threshold", settings.score_threshold))
@@ -115,17 +115,17 @@ def _onnx(path: Path) -> LoadedDetector:
 
         def detect(images: Tensor) -> list[dict[str, Tensor]]:
             return decoded_detections(
-                session, images, settings.score_threshold, settings.top_k, feed, box_scale(meta, info)
+                session, images, settings.score_threshold, settings.top_k, feed, box_scale(meta, spec)
             )
 
-        return LoadedDetector(detect, info, "onnx", cpu, path)
-    anchors = default_boxes(info.layout, device=cpu)
+        return LoadedDetector(detect, spec, "onnx", cpu, path)
+    anchors = default_boxes(spec.layout, device=cpu)
     network = OnnxNetwork(session, feed)
-    return LoadedDetector(_raw_detector(network, anchors, cpu, settings), info, "onnx", cpu, path)
+    return LoadedDetector(_raw_detector(network, anchors, cpu, settings), spec, "onnx", cpu, path)
 
 
 def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
-    from ssdcli.engine.inference.onnx_runtime import model_info
+    from ssdcli.engine.inference.onnx_runtime import model_spec
 
     if not path.is_file():
         raise CheckpointError("TorchScript file not found", path=path)
@@ -137,11 +137,11 @@ def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
     if not extra["ssdcli.json"]:
         raise CheckpointError("TorchScript file has no ssdcli metadata (export it with 'ssd export')", path=path)
     meta = json.loads(extra["ssdcli.json"])
-    info = model_info(meta, path, "TorchScript file")
+    spec = model_spec(meta, path, "TorchScript file")
     module.eval()
-    anchors = default_boxes(info.layout, device=device)
-    detect = _raw_detector(module, anchors, device, info.postprocess)
-    return LoadedDetector(detect, info, "torchscript", device, path)
+    anchors = default_boxes(spec.layout, device=device)
+    detect = _raw_detector(module, anchors, device, spec.postprocess)
+    return LoadedDetector(detect, spec, "torchscript", device, path)
 
 
 def load_detector(path: str | Path, model_format: str = "auto", device: torch.device | str = "cpu") -> LoadedDetector:

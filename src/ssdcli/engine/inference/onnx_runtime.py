@@ -66,9 +66,9 @@ class InputFeed:
         return pixels.permute(0, 2, 3, 1).contiguous().numpy()  # [B, S, S, 3]
 
 
-def input_feed(meta: dict[str, Any], info: ModelSpec) -> InputFeed:
+def input_feed(meta: dict[str, Any], spec: ModelSpec) -> InputFeed:
     """The :class:`InputFeed` an exported file's metadata asks for."""
-    return InputFeed(meta.get("input") == PIXEL_INPUT, tuple(info.mean), tuple(info.std))
+    return InputFeed(meta.get("input") == PIXEL_INPUT, tuple(spec.mean), tuple(spec.std))
 
 
 def _run_in_batches(session: Any, images: Tensor, feed: InputFeed = InputFeed()) -> list[tuple[list[np.ndarray], int]]:
@@ -162,7 +162,7 @@ def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Pat
         )
 
 
-def model_info(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> ModelSpec:
+def model_spec(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> ModelSpec:
     """The :class:`ModelSpec` of an exported file's ssdcli metadata (detection settings included: ssdcli's
     evaluation settings when it has none); CheckpointError naming the file if it is bad."""
     try:
@@ -178,15 +178,15 @@ def open_onnx(path: str | Path) -> tuple[Any, dict[str, Any]]:
 
 def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
     session, meta = _open_session(Path(path))
-    info = model_info(meta, path)
-    options = model_settings(info.postprocess, options)
-    feed = input_feed(meta, info)
+    spec = model_spec(meta, path)
+    options = model_settings(spec.postprocess, options)
+    feed = input_feed(meta, spec)
     if meta.get("with_nms"):
         _check_built_in_nms(meta, options, Path(path))
-        return Predictor(DecodedBackend(session, feed, box_scale(meta, info)), info, **options)
-    return Predictor(NetworkBackend(OnnxNetwork(session, feed), info.layout), info, **options)
+        return Predictor(DecodedBackend(session, feed, box_scale(meta, spec)), spec, **options)
+    return Predictor(NetworkBackend(OnnxNetwork(session, feed), spec.layout), spec, **options)
 
 
-def box_scale(meta: dict[str, Any], info: ModelSpec) -> float:
+def box_scale(meta: dict[str, Any], spec: ModelSpec) -> float:
     """What a ``--with-nms`` file's boxes are divided by to be normalised: S when they are in input pixels."""
-    return float(info.layout.image_size) if meta.get("boxes") == "pixels" else 1.0
+    return float(spec.layout.image_size) if meta.get("boxes") == "pixels" else 1.0

@@ -153,12 +153,12 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
         iou_threshold=config.iou_threshold,
         classes=list(config.classes) if config.classes is not None else None,
     )
-    size = predictor.info.layout.image_size
+    size = predictor.spec.layout.image_size
     if config.img_size is not None and config.img_size != size:
         raise UsageError(f"`img_size` {config.img_size}: the model was trained at {size} px")
     dataset = None
     if config.data is not None:
-        dataset = dataset_images(config.data, config.split, config.data_format, predictor.info.class_names)
+        dataset = dataset_images(config.data, config.split, config.data_format, predictor.spec.class_names)
     return run_predict(predictor, config.sources, config.out, config.batch_size, emit, dataset)
 
 
@@ -188,7 +188,7 @@ def run_predict(
     run_dir = fresh_run_dir(out) if out is not None else None
     result.run_dir = run_dir
     taken: set[str] = set()
-    category_ids = predictor.info.category_ids if dataset is None else dataset.category_ids
+    category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
     total = len(found.images)
     for start in range(0, total, batch_size):
         paths, rgbs = [], []

@@ -61,7 +61,7 @@ class Predictor:
     def __init__(
         self,
         backend: Backend,
-        info: ModelSpec,
+        spec: ModelSpec,
         conf_threshold: float = 0.25,
         iou_threshold: float = EVAL_SETTINGS.iou_threshold,
         top_k: int = EVAL_SETTINGS.top_k,
@@ -69,7 +69,7 @@ class Predictor:
         pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
     ) -> None:
         self.backend = backend
-        self.info = info
+        self.spec = spec
         self.conf_threshold = conf_threshold
         self.iou_threshold = iou_threshold
         self.top_k = top_k
@@ -77,7 +77,7 @@ class Predictor:
         self.keep_labels = None if classes is None else self._label_ids(classes)
 
     def _label_ids(self, classes: Sequence[str]) -> set[int]:
-        known = {name: i for i, name in enumerate(self.info.class_names) if i > 0}
+        known = {name: i for i, name in enumerate(self.spec.class_names) if i > 0}
         unknown = [c for c in classes if c not in known]
         if unknown:
             raise UsageError(f"classes: unknown class(es) {unknown}; the model knows {list(known)}")
@@ -92,8 +92,8 @@ class Predictor:
         """Detections for a batch of [3, H, W] uint8 RGB tensors."""
         if not images:
             return []
-        size, info = self.info.layout.image_size, self.info
-        batch = torch.stack([network_input(image, size, info.mean, info.std, info.resize) for image in images])
+        size, spec = self.spec.layout.image_size, self.spec
+        batch = torch.stack([network_input(image, size, spec.mean, spec.std, spec.resize) for image in images])
         results = []
         for image, detections in zip(images, self.backend(batch, self.settings)):
             height, width = int(image.shape[1]), int(image.shape[2])
@@ -101,7 +101,7 @@ class Predictor:
             if self.keep_labels is not None:
                 mask = np.isin(labels, list(self.keep_labels))
                 boxes, scores, labels = boxes[mask], scores[mask], labels[mask]
-            names = tuple(self.info.class_names[int(label)] for label in labels)
+            names = tuple(self.spec.class_names[int(label)] for label in labels)
             results.append(Detections(boxes, scores, labels, names=names, image_size=(height, width)))
         return results
 
