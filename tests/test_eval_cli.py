@@ -122,6 +122,28 @@ def test_coco_missing_files(coco_files, tmp_path: Path, capsys: pytest.CaptureFi
     assert f"{missing}: ground-truth file not found" in one_line_error(capsys)
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda gt: gt["annotations"][0].update(bbox=[1.0, 2.0, -3.0, 4.0]), "annotations[0]: box with negative width"),
+        (lambda gt: gt["annotations"][1].update(image_id=999), "annotations[1] refers to image id 999"),
+        (lambda gt: gt["annotations"][2].update(id=gt["annotations"][0]["id"]), "appears more than once"),
+        (lambda gt: gt["annotations"][0].pop("id"), "annotations[0] has no 'id'"),
+    ],
+)
+def test_coco_ground_truth_is_checked_as_training_reads_it(
+    coco_files, tmp_path: Path, capsys: pytest.CaptureFixture[str], change, message: str
+) -> None:
+    """`ssd eval --coco` reads the instances file with the data set reader: what training refuses it refuses with
+    the same words, plus what pycocotools needs (an id for each annotation, given once)."""
+    _, results_path, gt, _ = coco_files
+    change(gt)
+    bad = write(tmp_path / "bad_gt.json", gt)
+    assert main(["eval", "--coco", "--gt", str(bad), "--results", str(results_path)]) == 2
+    line = one_line_error(capsys)
+    assert str(bad) in line and message in line
+
+
 def test_faster_coco_eval_backend_missing(coco_files, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("pycocotools")
     if __import__("importlib").util.find_spec("faster_coco_eval") is not None:

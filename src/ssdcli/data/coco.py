@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +79,8 @@ def images_dir_for(annotations_json: Path) -> Path:
     return annotations_json.parent
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    data = read_json(path, "annotation file")
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    data = read_json(path, what)
     if not isinstance(data, dict):
         raise DataError("malformed COCO JSON: the top level is not an object", path=path)
     return data
@@ -171,13 +171,15 @@ class CocoObject:
 @dataclass(frozen=True)
 class CocoInstances:
     """A COCO instances file, read and checked once: ``images`` (the raw entries, each with an integer ``id``),
-    ``categories`` (category id -> name) and every annotation as a :class:`CocoObject`. What ``ssd train``,
-    ``ssd data`` and ``ssd encode`` read from an instances file."""
+    ``categories`` (category id -> name), every annotation as a :class:`CocoObject`, and ``data``, the file's
+    JSON as read (what pycocotools evaluates against). What ``ssd train``, ``ssd data``, ``ssd encode`` and
+    ``ssd eval --coco`` read from an instances file."""
 
     path: Path
     images: tuple[dict[str, Any], ...]
     categories: dict[int, str]
     objects: tuple[CocoObject, ...]
+    data: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     def image_entry(self, image_id: int) -> dict[str, Any]:
         """The ``images`` entry with this id; DataError naming the file if there is none."""
@@ -209,12 +211,12 @@ def _checked_box(
     return image_id, category_id, [float(v) for v in bbox], bool(annotation.get("iscrowd", 0))
 
 
-def read_instances(annotations_json: str | Path) -> CocoInstances:
+def read_instances(annotations_json: str | Path, what: str = "annotation file") -> CocoInstances:
     """Read and check a COCO instances file (see :class:`CocoInstances`); DataError naming the file and the
     entry for a missing or malformed file, no images, an annotation of an unknown image or category, or a bad
-    box."""
+    box. ``what`` names the file in messages ("annotation file": "annotation file not found")."""
     path = Path(annotations_json)
-    data = _read_json(path)
+    data = _read_json(path, what)
     images = _list(data, "images", path)
     for k, image in enumerate(images):
         _field(image, f"images[{k}]", "id", int, path)
@@ -232,7 +234,7 @@ def read_instances(annotations_json: str | Path) -> CocoInstances:
         CocoObject(f"annotations[{k}]", image_id, category_id, tuple(corners), crowd, box[2] == 0 or box[3] == 0)  # type: ignore[arg-type]
         for k, ((image_id, category_id, box, crowd), corners) in enumerate(zip(checked, xyxy))
     )
-    return CocoInstances(path, tuple(images), categories, objects)
+    return CocoInstances(path, tuple(images), categories, objects, data)
 
 
 def load_coco(

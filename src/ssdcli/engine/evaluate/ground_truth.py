@@ -6,12 +6,11 @@ Every problem raises :class:`DataError` naming the file and what is wrong.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ssdcli.data.files import read_json
+from ssdcli.data.coco import read_instances
 from ssdcli.data.records import DatasetIndex
 from ssdcli.data.voc_xml import parse_voc_xml, read_split
 from ssdcli.errors import DataError
@@ -24,61 +23,25 @@ DIFFICULT = "difficult"  # the flag of VOC's difficult objects in the COCO groun
 # --------------------------------------------------------------------------------------------------- COCO
 
 
-def _is_box(value: Any) -> bool:
-    return (
-        type(value) is list
-        and len(value) == 4
-        and all(type(v) in (int, float) and math.isfinite(v) for v in value)
-    )
-
-
-def _check_records(gt: Mapping[str, Any], key: str, path: PathLike | None) -> list[Any]:
-    records = gt.get(key, [] if key == "annotations" else None)
-    if not isinstance(records, list):
-        state = "missing" if records is None else f"not a list ({type(records).__name__})"
-        raise DataError(f"COCO ground truth: {key!r} is {state}", path=path)
+def _check_unique_ids(records: list[Any], key: str, path: Path) -> None:
+    """Every entry of ``key`` has an ``id``, none twice (pycocotools indexes them by id)."""
     for i, record in enumerate(records):
-        if not isinstance(record, dict) or "id" not in record:
-            raise DataError(f"COCO ground truth: {key}[{i}] is not an object with an 'id'", path=path)
-    ids = [record["id"] for record in records]
-    if len(set(ids)) != len(ids):
-        seen: set[Any] = set()
-        duplicate = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise DataError(f"COCO ground truth: {key} id {duplicate!r} appears more than once", path=path)
-    return records
-
-
-def check_coco_ground_truth(gt: Any, path: PathLike | None = None) -> dict[str, Any]:
-    """Check a COCO instances dict (``images``, ``categories``, ``annotations`` with ids that refer to them).
-
-    Annotations need ``id``, ``image_id``, ``category_id`` and ``bbox`` [x, y, w, h]; ``iscrowd`` and ``area``
-    are optional (0 and w * h).
-    """
-    if not isinstance(gt, dict):
-        raise DataError(f"COCO ground truth must be a JSON object with 'images', got {type(gt).__name__}", path=path)
-    images = {record["id"] for record in _check_records(gt, "images", path)}
-    categories = {record["id"] for record in _check_records(gt, "categories", path)}
-    for i, ann in enumerate(_check_records(gt, "annotations", path)):
-        for key in ("image_id", "category_id", "bbox"):
-            if key not in ann:
-                raise DataError(f"COCO ground truth: annotations[{i}] has no {key!r}", path=path)
-        if ann["image_id"] not in images:
-            raise DataError(
-                f"COCO ground truth: annotations[{i}]: image_id {ann['image_id']!r} is not in 'images'", path=path
-            )
-        if ann["category_id"] not in categories:
-            raise DataError(
-                f"COCO ground truth: annotations[{i}]: category_id {ann['category_id']!r} is not in 'categories'",
-                path=path,
-            )
-        if not _is_box(ann["bbox"]):
-            raise DataError(f"COCO ground truth: annotations[{i}]: bbox must be 4 finite numbers", path=path)
-    return gt  # type: ignore[return-value]
+        if "id" not in record:
+            raise DataError(f"COCO ground truth: {key}[{i}] has no 'id'", path=path)
+    seen: set[Any] = set()
+    for record in records:
+        if record["id"] in seen:
+            raise DataError(f"COCO ground truth: {key} id {record['id']!r} appears more than once", path=path)
+        seen.add(record["id"])
 
 
 def load_coco_ground_truth(path: PathLike) -> dict[str, Any]:
-    """Read and check a COCO instances JSON file."""
-    return check_coco_ground_truth(read_json(path, "ground-truth file"), path)
+    """A COCO instances JSON file read and checked by the data set reader (:func:`ssdcli.data.coco.read_instances`,
+    as training reads it), and what pycocotools needs besides: image ids and annotation ids each given once."""
+    instances = read_instances(path, "ground-truth file")
+    _check_unique_ids(list(instances.images), "images", instances.path)
+    _check_unique_ids(instances.data.get("annotations") or [], "annotations", instances.path)
+    return instances.data
 
 
 def check_coco_result_ids(
