@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -17,10 +18,16 @@ def line_width(height: int, width: int) -> int:
     return max(1, round(min(height, width) / 300))
 
 
+@lru_cache(maxsize=1)
+def _label_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """The font ``draw_bounding_boxes`` writes labels in (PIL's default), loaded once per process."""
+    return ImageFont.load_default()
+
+
 def _label_anchors(boxes: torch.Tensor, labels: Sequence[str], height: int, width: int) -> torch.Tensor:
     """Zero-size boxes [N, 2 x 2] at which ``draw_bounding_boxes`` puts each label so that its tag sits just above
     its box [N, 4] (below the image's top edge, left of its right edge)."""
-    font = ImageFont.load_default()
+    font = _label_font()
     extents = torch.tensor([font.getbbox(label)[2:] for label in labels], dtype=torch.float64).reshape(-1, 2)
     x = torch.minimum(boxes[:, 0], (width - extents[:, 0] - 3).clamp(min=0)).clamp(min=0)
     y = (boxes[:, 1] - extents[:, 1] - 3).clamp(min=0)
