@@ -13,7 +13,7 @@ from PIL import Image
 
 import ssdcli
 from ssdcli.data.dataset import DetectionDataset, open_index, read_sized_image
-from ssdcli.data.images import decode_image, is_truncated_jpeg, read_image_rgb, rgb_from_array
+from ssdcli.data.images import decode_image, is_truncated_jpeg, read_image_rgb, rgb_from_array, write_image
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.inspect.annotations import read_image as encode_read_image
@@ -150,3 +150,15 @@ def test_dataset_trains_on_a_truncated_jpeg(tmp_path: Path) -> None:
     dataset = DetectionDataset(index, 64, train=True)
     image, target = dataset[0]
     assert image.shape == (3, 64, 64) and torch.isfinite(image).all()
+
+
+def test_write_image_round_trips_and_refuses_an_unknown_format(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    bgr_pixels = rng.integers(0, 255, size=(20, 30, 3), dtype=np.uint8)
+    written = write_image(tmp_path / "picture.png", bgr_pixels)
+    np.testing.assert_array_equal(read_image_rgb(written), bgr_pixels[..., ::-1])  # PNG is lossless
+    assert [p.name for p in tmp_path.iterdir()] == ["picture.png"]  # no temporary file left beside it
+    with pytest.raises(DataError, match="cannot encode the picture as .xyz") as caught:
+        write_image(tmp_path / "picture.xyz", bgr_pixels)
+    assert str(caught.value.path) == str(tmp_path / "picture.xyz")
+    assert not (tmp_path / "picture.xyz").exists()

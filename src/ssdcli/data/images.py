@@ -1,4 +1,5 @@
-"""The one image reader of ssdcli: every command, the data sets and ``ssdcli.load()`` decode images here.
+"""The one image reader and writer of ssdcli: every command, the data sets and ``ssdcli.load()`` decode images
+here, and every picture a command writes is encoded and written here (:func:`write_image`).
 
 Policy (see docs/data.md):
 
@@ -24,6 +25,8 @@ import cv2
 import numpy as np
 
 from ssdcli.errors import DataError
+
+from .files import write_atomic
 
 # 3-channel colour, 8 bits, pixel order as stored (no EXIF rotation).
 _DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
@@ -160,3 +163,16 @@ def rgb_from_array(array: np.ndarray, channel_order: str = "bgr") -> np.ndarray:
     if channel_order == "rgb":
         return colour
     raise ValueError(f"channel_order must be 'bgr' or 'rgb', got {channel_order!r}")
+
+
+def write_image(path: str | Path, image_bgr: np.ndarray) -> Path:
+    """Encode ``image_bgr`` [H, W, 3] uint8 in the format of ``path``'s suffix (.png, .jpg, ...) and write it
+    atomically (a temporary file, then a rename); a :class:`DataError` naming ``path`` if it cannot be."""
+    path = Path(path)
+    try:
+        encoded, data = cv2.imencode(path.suffix.lower() or ".png", image_bgr)
+    except cv2.error:
+        encoded = False
+    if not encoded:
+        raise DataError(f"cannot encode the picture as {path.suffix or 'an image'}", path=path)
+    return write_atomic(path, data.tobytes())

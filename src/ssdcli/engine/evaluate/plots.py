@@ -7,23 +7,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from ssdcli.data.images import write_image
 from ssdcli.data.records import DatasetIndex
 from ssdcli.metrics.voc import VocResult
 from ssdcli.viz.confusion import draw_confusion_table
 from ssdcli.viz.curves import draw_pr_curve
 
 from ssdcli.core.detections import Detections
-
-
-def _save_png(image: np.ndarray, path: Path) -> Path:
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"cannot write {path}")
-    return path
 
 
 @dataclass(frozen=True)
@@ -94,6 +88,6 @@ def write_evaluation_plots(
     paths = []
     for result in voc.per_class:
         image = draw_pr_curve(result.name, result.curve_recall, result.curve_precision, result.ap)
-        paths.append(_save_png(image, _pr_curve_path(folder, result.name)))
-    paths.append(_save_png(draw_confusion(confusion_summary(index, detections)), folder / "confusion.png"))
+        paths.append(write_image(_pr_curve_path(folder, result.name), image))
+    paths.append(write_image(folder / "confusion.png", draw_confusion(confusion_summary(index, detections))))
     return paths

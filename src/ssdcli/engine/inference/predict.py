@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ssdcli.data.dataset import open_index
-from ssdcli.data.images import read_image_rgb
+from ssdcli.data.images import read_image_rgb, write_image
 from ssdcli.config import PredictConfig
 from ssdcli.viz.boxes import draw_detections
 from ssdcli.errors import DataError, SsdcliError, UsageError
@@ -21,7 +21,7 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import fresh_run_dir, write_atomic
+from ssdcli.data.files import fresh_run_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -207,7 +207,7 @@ def run_predict(
             if run_dir is not None:
                 bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
                 target = _unique_name(run_dir, path.stem, ".jpg", taken)
-                write_atomic(target, _jpeg(_drawn(bgr, detections), target))
+                write_image(target, _drawn(bgr, detections))
                 result.outputs.append(target)
         emit(EvalProgress(min(start + batch_size, total), total))
     for video in found.videos:
@@ -219,14 +219,6 @@ def run_predict(
     if result.images_done == 0 and result.frames_done == 0:
         raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
     return result
-
-
-def _jpeg(image_bgr: np.ndarray, path: Path) -> bytes:
-    """``image_bgr`` [H, W, 3] encoded as JPEG (a :class:`DataError` naming ``path`` if it cannot be)."""
-    encoded, data = cv2.imencode(".jpg", image_bgr)
-    if not encoded:
-        raise DataError("cannot encode the annotated image as JPEG", path=path)
-    return data.tobytes()
 
 
 def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:

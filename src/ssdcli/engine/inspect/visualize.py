@@ -7,10 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ssdcli.data.files import write_atomic
+from ssdcli.data.images import write_image
 from ssdcli.errors import UsageError
 from ssdcli.viz.charts import CHART_HEIGHT, CHART_WIDTH, bar_chart
 from ssdcli.viz.colours import ALERT
@@ -103,10 +102,7 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise UsageError("`visualize`: the picture is written as PNG; give a file name ending in .png", path=path)
-    ok, data = cv2.imencode(".png", image)
-    if not ok:
-        raise UsageError("could not encode the picture as PNG", path=path)
-    return write_atomic(path, data.tobytes())
+    return write_image(path, image)
 
 
 def write_image_figure(report: ImageReport, path: str | Path) -> Path:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ssdcli.data.files import atomic_path
-from ssdcli.data.images import read_image_rgb
+from ssdcli.data.images import read_image_rgb, write_image
 from ssdcli.data.records import DatasetIndex
 from ssdcli.errors import SsdcliError
 from ssdcli.viz.boxes import draw_boxes, draw_detections
@@ -81,13 +81,7 @@ def write_predictions_grid(
         names = [index.class_names[int(label)] for label in found.labels[keep]]
         image = draw_ground_truth(cv2.cvtColor(read_image_rgb(record.path), cv2.COLOR_RGB2BGR), record.boxes)
         tiles.append(tile(draw_detections(image, found.boxes[keep], found.scores[keep], names), TILE))
-    grid = image_grid(tiles)
-
-    def write(path: Path) -> None:
-        if not cv2.imwrite(str(path), grid):
-            raise OSError(f"cannot write {path}")
-
-    return _replace_atomically(folder / PREDICTIONS_PNG, write)
+    return write_image(folder / PREDICTIONS_PNG, image_grid(tiles))
 
 
 class RunPictures:
