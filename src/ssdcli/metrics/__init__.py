@@ -1,4 +1,5 @@
-"""Detection metrics: COCO (through pycocotools' COCOeval) and PASCAL VOC (the devkit's rules), on data in memory.
+"""Detection metrics: COCO (through pycocotools' COCOeval), PASCAL VOC (the devkit's rules) and a confusion
+summary, on data in memory.
 
 Reading ground truth and results files is the engine's job (``ssdcli.engine.evaluate``); these modules compute.
 Detections come as :class:`ssdcli.core.detections.Detections`.
@@ -16,6 +17,7 @@ from .coco import (
     coco_evaluate,
     per_category_ap,
 )
+from .confusion import Confusion, confusion_counts
 from .voc import (
     VOC07_RECALL_THRESHOLDS,
     VOC_METRICS,
@@ -35,11 +37,13 @@ __all__ = [
     "CocoClassAP",
     "CocoMetrics",
     "CocoResult",
+    "Confusion",
     "VocClassResult",
     "VocImageGT",
     "VocResult",
     "average_precision",
     "coco_evaluate",
+    "confusion_counts",
     "per_category_ap",
     "voc_evaluate",
 ]
