@@ -352,6 +352,8 @@ def test_registry_names_and_derived_sets() -> None:
         "ssd512_vgg16",
         "ssdlite320_mobilenet_v3_large",
     ]
+    names = [name for entry in ARCHITECTURES.values() for name in entry.imagenet_weights]
+    assert [f"{type(w).__name__}.{w.name}" for w in map(torchvision.models.get_weight, names)] == names
 
 
 @pytest.mark.parametrize("arch", list(BUILT_WITH_21_CLASSES))
