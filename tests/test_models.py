@@ -352,6 +352,8 @@ def test_registry_names_and_derived_sets() -> None:
         "ssd512_vgg16",
         "ssdlite320_mobilenet_v3_large",
     ]
+    names = [name for entry in ARCHITECTURES.values() for name in entry.imagenet_weights]
+    assert [f"{type(w).__name__}.{w.name}" for w in map(torchvision.models.get_weight, names)] == names
 
 
 @pytest.mark.parametrize("arch", list(BUILT_WITH_21_CLASSES))
@@ -365,6 +367,7 @@ def test_every_entry_builds_the_model_it_built_before(arch: str) -> None:
 
 def test_default_learning_rates_come_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     from ssdcli.engine.train import schedule
+    from ssdcli.models import zoo
 
     facts = {("ssd300_vgg16", "sgd"): 0.01, ("ssd512_vgg16", "adamw"): 0.001, ("ssd_tiny", "sgd"): 0.05}
     facts |= {("ssd_tiny256", "adamw"): 0.003, ("ssdlite320_mobilenet_v3_large", "sgd"): 0.01}
@@ -372,7 +375,7 @@ def test_default_learning_rates_come_from_the_registry(monkeypatch: pytest.Monke
     for entry in ARCHITECTURES.values():
         assert {o: schedule.default_lr(entry.name, o) for o in schedule.DEFAULT_LR} == dict(entry.learning_rates)
     new = dataclasses.replace(ARCHITECTURES["ssd_tiny"], name="ssd_new", learning_rates={"sgd": 0.2})
-    monkeypatch.setattr(schedule, "ARCHITECTURES", {**ARCHITECTURES, "ssd_new": new})
+    monkeypatch.setattr(zoo, "ARCHITECTURES", {**ARCHITECTURES, "ssd_new": new})
     assert schedule.default_lr("ssd_new", "sgd") == 0.2
     assert schedule.default_lr("ssd_new", "adamw") == 0.001  # the standard rate where the entry has none
 

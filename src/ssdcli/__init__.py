@@ -15,10 +15,10 @@ __version__ = "0.1.0"
 #: Public name -> the core module that defines it. Loaded on first use, so that ``ssd --help`` and the CLI's
 #: argument parsing do not import torch.
 _CORE_EXPORTS = {
-    "AnchorLayout": "anchors",
-    "BUILTIN_LAYOUTS": "anchors",
+    "AnchorLayout": "layouts",
+    "BUILTIN_LAYOUTS": "layouts",
     "default_boxes": "anchors",
-    "get_layout": "anchors",
+    "get_layout": "layouts",
     "decode": "coder",
     "SSDLoss": "loss",
     "ssd_loss": "loss",
@@ -30,7 +30,8 @@ _CORE_EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from .core.anchors import BUILTIN_LAYOUTS, AnchorLayout, default_boxes, get_layout
+    from .core.anchors import default_boxes
+    from .core.layouts import BUILTIN_LAYOUTS, AnchorLayout, get_layout
     from .core.coder import decode
     from .core.loss import SSDLoss, ssd_loss
     from .core.matching import EncodedTargets, Match, encode, match

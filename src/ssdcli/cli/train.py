@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 
 
 def model_help() -> str:
-    """The help of ``--model``: every architecture with its description (reads the registry, so imports torch)."""
+    """The help of ``--model``: every architecture with its description (from the registry, which imports no torch)."""
     from ssdcli.engine.train.architectures import architecture_descriptions
 
     choices = "; ".join(f"{name} ({text})" for name, text in architecture_descriptions().items())
@@ -50,7 +50,7 @@ def lr_help() -> str:
 
 class TrainCommand(TyperCommand):
     """``ssd train``, whose ``--model`` and ``--lr`` help is read from the architecture registry when shown only,
-    so that parsing the command line does not import torch."""
+    so that parsing the command line does not read it."""
 
     def format_help(self, ctx: typer.Context, formatter: Any) -> None:
         for param in self.params:

@@ -5,16 +5,50 @@ prediction heads and the model builder.
 
     model = build_model(default_config("ssd_tiny", num_classes=4))
     conf, loc = model(images)  # images [B, 3, 160, 160] -> conf [B, 2390, 4], loc [B, 2390, 4]
+
+The names below are loaded on first use, so that importing ``ssdcli.models.zoo`` (the registry that
+``ssd train --help`` lists) does not import torch.
 """
 
 from __future__ import annotations
 
-from .build import build_backbone, build_model, check_feature_maps
-from .config import ARCHS, ModelConfig, default_config
-from .heads import SSDHead
-from .ssd import SSD
-from .weights import hub_cache_file, imagenet_weights, load_backbone_weights, read_state_dict
-from .zoo import ARCHITECTURES, SSD_TINY_LAYOUT, Architecture
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Public name -> the module of this package that defines it.
+_EXPORTS = {
+    "ARCHITECTURES": "zoo",
+    "ARCHS": "config",
+    "Architecture": "zoo",
+    "SSD": "ssd",
+    "SSDHead": "heads",
+    "SSD_TINY_LAYOUT": "zoo",
+    "ModelConfig": "config",
+    "build_backbone": "build",
+    "build_model": "build",
+    "check_feature_maps": "build",
+    "default_config": "config",
+    "hub_cache_file": "weights",
+    "imagenet_weights": "weights",
+    "load_backbone_weights": "weights",
+    "read_state_dict": "weights",
+}
+
+if TYPE_CHECKING:
+    from .build import build_backbone, build_model, check_feature_maps
+    from .config import ARCHS, ModelConfig, default_config
+    from .heads import SSDHead
+    from .ssd import SSD
+    from .weights import hub_cache_file, imagenet_weights, load_backbone_weights, read_state_dict
+    from .zoo import ARCHITECTURES, SSD_TINY_LAYOUT, Architecture
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ssdcli.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
 
 __all__ = [
     "ARCHITECTURES",

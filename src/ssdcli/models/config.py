@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ssdcli.core.anchors import AnchorLayout
+from ssdcli.core.layouts import AnchorLayout
 
 from .zoo import ARCHITECTURES
 from .zoo import SSD_TINY256_LAYOUT as SSD_TINY256_LAYOUT  # the layouts were defined here first

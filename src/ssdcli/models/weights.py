@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import WeightsEnum
+from torchvision.models import WeightsEnum, get_weight
 
 from ssdcli.errors import CheckpointError, UsageError
 
@@ -38,13 +38,18 @@ def _same(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return len(a) == len(b) and all(math.isclose(x, y, rel_tol=1e-3, abs_tol=1e-6) for x, y in zip(a, b))
 
 
+def _candidates(arch: str) -> tuple[WeightsEnum, ...]:
+    """The torchvision weights enums named by the architecture's ``imagenet_weights`` (``models/zoo.py``)."""
+    return tuple(get_weight(name) for name in ARCHITECTURES[arch].imagenet_weights)
+
+
 def imagenet_weights(config: ModelConfig) -> WeightsEnum:
     """The torchvision weights enum that ``backbone_weights="imagenet"`` loads for ``config``.
 
     The first of the architecture's ``imagenet_weights`` (``models/zoo.py``) whose input normalisation equals the
     model's mean/std, else the first.
     """
-    candidates = ARCHITECTURES[config.arch].imagenet_weights
+    candidates = _candidates(config.arch)
     if not candidates:
         raise UsageError(
             f"{config.arch} has no ImageNet weights; train it from scratch (no backbone weights) "
@@ -67,7 +72,7 @@ def _imagenet_file(config: ModelConfig) -> Path:
     path = hub_cache_file(weights)
     if path.is_file():
         return path
-    others = [w for w in ARCHITECTURES[config.arch].imagenet_weights if w is not weights]
+    others = [w for w in _candidates(config.arch) if w is not weights]
     hint = "".join(
         f"; {hub_cache_file(w).name} is used instead when the model's mean/std are {_normalisation(w)[0]} / "
         f"{tuple(round(s, 5) for s in _normalisation(w)[1])}"

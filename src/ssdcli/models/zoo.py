@@ -2,8 +2,13 @@
 
 An entry holds everything that differs between architectures: the default anchor layout, the backbone, the kind
 of head, the ImageNet weights the backbone can start from, the default learning rate per optimizer and a line of
-description. ``models/config.py``, ``models/build.py``, ``models/weights.py`` and the training schedule read it,
-so a new architecture is one entry here (and, if it needs one, its backbone class in ``backbones.py``).
+description. ``models/config.py``, ``models/build.py``, ``models/weights.py``, the training schedule and the help
+of ``ssd train`` read it, so a new architecture is one entry here (and, if it needs one, its backbone class in
+``backbones.py``).
+
+Importing this module does not import torch (``ssd train --help`` lists the entries): backbone classes are
+imported when a backbone is built, and ImageNet weights are named as strings that torchvision resolves where
+they are loaded (``models/weights.py``).
 """
 
 from __future__ import annotations
@@ -12,13 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from torch import nn
-from torchvision.models import MobileNet_V3_Large_Weights, VGG16_Weights, WeightsEnum
+from ssdcli.core.layouts import BUILTIN_LAYOUTS, AnchorLayout
 
-from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
-
-from .backbones import MobileNetV3Backbone, TinyBackbone, VGG16Backbone
+if TYPE_CHECKING:
+    from torch import nn
 
 # ssd_tiny: 160x160 input, five feature maps with strides 8, 16, 32, 53.3 and 160 (centres from the grid).
 # Box scales run from 10% to 90% of the image side so that objects of about 12-95% of the side have a default
@@ -51,7 +55,28 @@ BATCHNORM_LR: Mapping[str, float] = MappingProxyType({"sgd": 0.05, "adamw": 0.00
 # VGG16 backbones start from torchvision's classifier weights (normalisation as every torchvision classifier) or
 # the SSD-specific features converted from the paper's Caffe model that torchvision's ssd300_vgg16 uses (Caffe
 # normalisation: mean (0.48235, 0.45882, 0.40784), std 1/255).
-_VGG16_IMAGENET = (VGG16_Weights.IMAGENET1K_V1, VGG16_Weights.IMAGENET1K_FEATURES)
+_VGG16_IMAGENET = ("VGG16_Weights.IMAGENET1K_V1", "VGG16_Weights.IMAGENET1K_FEATURES")
+
+
+def _vgg16_backbone(highres: bool) -> nn.Module:
+    """A randomly initialised VGG16 backbone (``highres``: SSD512's extra layers)."""
+    from .backbones import VGG16Backbone
+
+    return VGG16Backbone(highres=highres)
+
+
+def _mobilenet_v3_backbone(reduced_tail: bool = True) -> nn.Module:
+    """A randomly initialised MobileNetV3-Large backbone (``reduced_tail`` defaults as in its class)."""
+    from .backbones import MobileNetV3Backbone
+
+    return MobileNetV3Backbone(reduced_tail=reduced_tail)
+
+
+def _tiny_backbone() -> nn.Module:
+    """A randomly initialised tiny BatchNorm backbone."""
+    from .backbones import TinyBackbone
+
+    return TinyBackbone()
 
 
 @dataclass(frozen=True)
@@ -63,10 +88,12 @@ class Architecture:
         description: a few words for help texts (no parentheses: help lists it in some).
         layout: the default anchor layout.
         backbone_kind: the family of the backbone: ``"vgg16"``, ``"mobilenet_v3_large"`` or ``"tiny"``.
-        backbone: makes the randomly initialised backbone; MobileNetV3 ones take ``reduced_tail``.
+        backbone: makes the randomly initialised backbone (importing its class when called); MobileNetV3 ones
+            take ``reduced_tail``.
         separable_head: SSDLite's depthwise-separable predictors instead of 3x3 convolutions.
-        imagenet_weights: torchvision ImageNet weights the backbone can start from; the first whose input
-            normalisation equals the model's mean/std is used, else the first. Empty: none exist.
+        imagenet_weights: names of torchvision ImageNet weights the backbone can start from, as
+            ``torchvision.models.get_weight`` reads them (e.g. ``"VGG16_Weights.IMAGENET1K_V1"``); the first whose
+            input normalisation equals the model's mean/std is used, else the first. Empty: none exist.
         learning_rates: default base learning rate per optimizer.
     """
 
@@ -77,7 +104,7 @@ class Architecture:
     backbone: Callable[..., nn.Module]
     learning_rates: Mapping[str, float]
     separable_head: bool = False
-    imagenet_weights: tuple[WeightsEnum, ...] = ()
+    imagenet_weights: tuple[str, ...] = ()
 
     @property
     def has_reduced_tail(self) -> bool:
@@ -97,7 +124,7 @@ _ENTRIES = (
         description="SSD300 on VGG16 as in the SSD paper",
         layout=BUILTIN_LAYOUTS["ssd300"],
         backbone_kind="vgg16",
-        backbone=partial(VGG16Backbone, highres=False),
+        backbone=partial(_vgg16_backbone, highres=False),
         imagenet_weights=_VGG16_IMAGENET,
         learning_rates=STANDARD_LR,
     ),
@@ -106,7 +133,7 @@ _ENTRIES = (
         description="SSD512 on VGG16 as in the SSD paper",
         layout=BUILTIN_LAYOUTS["ssd512"],
         backbone_kind="vgg16",
-        backbone=partial(VGG16Backbone, highres=True),
+        backbone=partial(_vgg16_backbone, highres=True),
         imagenet_weights=_VGG16_IMAGENET,
         learning_rates=STANDARD_LR,
     ),
@@ -115,9 +142,9 @@ _ENTRIES = (
         description="torchvision's SSDLite320 on MobileNetV3-Large",
         layout=BUILTIN_LAYOUTS["ssdlite320"],
         backbone_kind="mobilenet_v3_large",
-        backbone=MobileNetV3Backbone,
+        backbone=_mobilenet_v3_backbone,
         separable_head=True,
-        imagenet_weights=(MobileNet_V3_Large_Weights.IMAGENET1K_V1,),
+        imagenet_weights=("MobileNet_V3_Large_Weights.IMAGENET1K_V1",),
         learning_rates=STANDARD_LR,
     ),
     Architecture(
@@ -125,7 +152,7 @@ _ENTRIES = (
         description="a small BatchNorm network at 160x160",
         layout=SSD_TINY_LAYOUT,
         backbone_kind="tiny",
-        backbone=TinyBackbone,
+        backbone=_tiny_backbone,
         learning_rates=BATCHNORM_LR,
     ),
     Architecture(
@@ -133,10 +160,18 @@ _ENTRIES = (
         description="ssd_tiny at 256x256 for small objects",
         layout=SSD_TINY256_LAYOUT,
         backbone_kind="tiny",
-        backbone=TinyBackbone,
+        backbone=_tiny_backbone,
         learning_rates=BATCHNORM_LR,
     ),
 )
 
 #: Architecture name -> its entry, in the order above.
 ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType({entry.name: entry for entry in _ENTRIES})
+
+
+def default_lr(arch: str, optimizer: str) -> float:
+    """The base learning rate of ``optimizer`` for ``arch``: its entry's, else the standard one (0.01 for an
+    optimizer without a standard rate)."""
+    entry = ARCHITECTURES.get(arch)
+    rates = entry.learning_rates if entry is not None else STANDARD_LR
+    return rates.get(optimizer, STANDARD_LR.get(optimizer, 0.01))

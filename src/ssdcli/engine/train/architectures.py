@@ -1,10 +1,11 @@
-"""The architectures ``train`` can build, as help texts show them: names, descriptions and default learning rates."""
+"""The architectures ``train`` can build, as help texts show them: names, descriptions and default learning rates.
+
+Reads ``models/zoo.py`` only, which imports no torch, so that ``ssd train --help`` answers at once.
+"""
 
 from __future__ import annotations
 
-from ssdcli.models.zoo import ARCHITECTURES
-
-from .schedule import DEFAULT_LR, default_lr
+from ssdcli.models.zoo import ARCHITECTURES, STANDARD_LR, default_lr
 
 
 def architecture_descriptions() -> dict[str, str]:
@@ -14,9 +15,9 @@ def architecture_descriptions() -> dict[str, str]:
 
 def default_learning_rates() -> dict[str, dict[str, float]]:
     """Architecture name -> optimizer -> the base learning rate ``train`` uses when none is given."""
-    return {name: {optimizer: default_lr(name, optimizer) for optimizer in DEFAULT_LR} for name in ARCHITECTURES}
+    return {name: {optimizer: default_lr(name, optimizer) for optimizer in STANDARD_LR} for name in ARCHITECTURES}
 
 
 def standard_learning_rates() -> dict[str, float]:
     """Optimizer -> its default learning rate for architectures without their own."""
-    return dict(DEFAULT_LR)
+    return dict(STANDARD_LR)

@@ -9,17 +9,11 @@ import torch
 from torch import nn
 
 from ssdcli.errors import UsageError
-from ssdcli.models.zoo import ARCHITECTURES, STANDARD_LR
+from ssdcli.models.zoo import STANDARD_LR
+from ssdcli.models.zoo import default_lr as default_lr  # the registry's lookup, re-exported for the training run
 
 #: The optimizers and their default learning rate for an architecture without its own.
 DEFAULT_LR = STANDARD_LR
-
-
-def default_lr(arch: str, optimizer: str) -> float:
-    """The base learning rate of ``optimizer`` for ``arch``: its entry's in ``models/zoo.py``, else the standard."""
-    entry = ARCHITECTURES.get(arch)
-    rates = entry.learning_rates if entry is not None else DEFAULT_LR
-    return rates.get(optimizer, DEFAULT_LR.get(optimizer, 0.01))
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, final_fraction: float = 0.01) -> float:
