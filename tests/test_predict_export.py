@@ -153,6 +153,30 @@ def test_video_round_trip(checkpoint: Path, tmp_path: Path) -> None:
     assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 7
 
 
+def test_an_interrupted_video_leaves_no_partial_file(checkpoint: Path, tmp_path: Path) -> None:
+    from ssdcli.engine.inference.detectors import torch_predictor
+    from ssdcli.engine.inference.predict import run_predict
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    for i in range(6):
+        writer.write(np.full((64, 96, 3), 40 * i, dtype=np.uint8))
+    writer.release()
+    predictor = torch_predictor(checkpoint, "cpu")
+    predict_rgb, calls = predictor.predict_rgb, []
+
+    def interrupted_on_the_second_batch(images):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict_rgb(images)
+
+    predictor.predict_rgb = interrupted_on_the_second_batch
+    with pytest.raises(KeyboardInterrupt):
+        run_predict(predictor, [str(video)], tmp_path / "runs", batch_size=2)
+    assert calls == [2, 2] and list((tmp_path / "runs" / "1").iterdir()) == []  # no clip.mp4, no temporary file
+
+
 def test_every_input_failing_is_an_error(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "a.png"
     broken.write_bytes(b"garbage")

@@ -21,7 +21,7 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import fresh_run_dir
+from ssdcli.data.files import atomic_path, fresh_run_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -229,9 +229,34 @@ def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
 def _predict_video(
     predictor: Predictor, path: Path, run_dir: Path | None, taken: set[str], batch_size: int, result: PredictResult
 ) -> int:
+    """Predict on every frame of the video ``path``; with ``run_dir``, the annotated video is written under a
+    temporary name and renamed into place once complete (an interruption leaves no partial file). Returns the
+    number of frames."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DataError("not a readable video", path=path)
+    try:
+        if run_dir is None:
+            return _video_frames(predictor, capture, path, None, batch_size, result)
+        target = _unique_name(run_dir, path.stem, ".mp4", taken)
+        with atomic_path(target, suffix=".mp4") as temporary:
+            frames = _video_frames(predictor, capture, path, temporary, batch_size, result)
+        result.outputs.append(target)
+        return frames
+    finally:
+        capture.release()
+
+
+def _video_frames(
+    predictor: Predictor,
+    capture: cv2.VideoCapture,
+    path: Path,
+    out: Path | None,
+    batch_size: int,
+    result: PredictResult,
+) -> int:
+    """The frames of an open ``capture`` in batches: detections into ``result.per_image`` and, with ``out``, the
+    annotated frames into that video file. DataError naming ``path`` if no frame can be read."""
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     writer = None
     frames = 0
@@ -247,17 +272,14 @@ def _predict_video(
                 break
             rgbs = [torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous() for f in batch]
             for frame, detections in zip(batch, predictor.predict_rgb(rgbs)):
-                if run_dir is not None:
+                if out is not None:
                     if writer is None:
-                        target = _unique_name(run_dir, path.stem, ".mp4", taken)
                         height, width = frame.shape[:2]
-                        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-                        result.outputs.append(target)
+                        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
                     writer.write(_drawn(frame, detections))
                 result.per_image.append({**_image_json(detections, str(path)), "frame": frames})
                 frames += 1
     finally:
-        capture.release()
         if writer is not None:
             writer.release()
     if frames == 0:
