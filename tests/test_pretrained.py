@@ -159,7 +159,7 @@ def test_other_class_count_gets_generic_names(tmp_path: Path) -> None:
     path = tmp_path / "five.pth"
     torch.save(ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=5).state_dict(), path)
     loaded = load_pretrained(path)
-    assert loaded.class_names == ("__background__", "class_1", "class_2", "class_3", "class_4")
+    assert loaded.spec.class_names == ("__background__", "class_1", "class_2", "class_3", "class_4")
     assert loaded.model.config.num_classes == 5 and loaded.model.config.reduced_tail is True
 
 

@@ -35,6 +35,7 @@ from ssdcli.errors import CheckpointError
 from .backbones import MobileNetV3Backbone
 from .build import build_model
 from .config import ModelConfig
+from .spec import ModelSpec
 from .ssd import SSD
 from .weights import fit_state_dict, hub_cache_file, read_state_dict
 
@@ -85,12 +86,13 @@ TORCHVISION_DETECTORS: dict[str, TorchvisionDetector] = {
 
 @dataclass(frozen=True)
 class PretrainedModel:
-    """A torchvision detector loaded into an ssdcli model (eval mode, CPU)."""
+    """A torchvision detector loaded into an ssdcli model (eval mode, CPU), with its spec: COCO's class names
+    (index 0 the background), category ids (the identity for the 91-index label space) and torchvision's detection
+    settings."""
 
     model: SSD
     detector: TorchvisionDetector
-    class_names: tuple[str, ...]  # index 0 = background
-    category_ids: tuple[int, ...]  # label -> COCO category id (the identity for the 91-index label space)
+    spec: ModelSpec
     path: Path
 
 
@@ -235,7 +237,8 @@ def model_from_state(state: dict[str, Tensor], path: Path) -> PretrainedModel:
     fit_state_dict(model, mapped, path, f"torchvision's {detector.arch} detector with {num_classes} classes")
     model.eval()
     names = coco_class_names(detector, num_classes)
-    return PretrainedModel(model, detector, names, tuple(range(num_classes)), path)
+    spec = ModelSpec(model.config, names, tuple(range(num_classes)), detector.postprocess)
+    return PretrainedModel(model, detector, spec, path)
 
 
 def load_pretrained(source: str | Path) -> PretrainedModel:

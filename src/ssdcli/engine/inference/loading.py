@@ -34,8 +34,7 @@ class LoadedModel:
 
 def _from_pretrained(pretrained: PretrainedModel, device: torch.device | str) -> LoadedModel:
     model = pretrained.model.to(device).eval()
-    spec = ModelSpec(model.config, pretrained.class_names, pretrained.category_ids, pretrained.detector.postprocess)
-    return LoadedModel(model, spec, pretrained.path, pretrained.detector.name)
+    return LoadedModel(model, pretrained.spec, pretrained.path, pretrained.detector.name)
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:

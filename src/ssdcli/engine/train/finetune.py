@@ -31,9 +31,9 @@ def start_from_detector(settings: ModelSettings, class_names: tuple[str, ...]) -
         raise UsageError(f"`arch` {settings.arch}: the weights {pretrained.path} are for {arch}")
     if settings.img_size is not None and settings.img_size != layout.image_size:
         raise UsageError(f"`img_size` {settings.img_size}: {arch} from `weights` takes {layout.image_size} px inputs")
-    theirs = len(pretrained.class_names) - 1
+    theirs = len(pretrained.spec.class_names) - 1
     name = pretrained.path.name
-    if tuple(class_names[1:]) == pretrained.class_names[1:]:
+    if tuple(class_names[1:]) == pretrained.spec.class_names[1:]:
         return model, f"`weights` {name}: {arch}, every layer kept (the data has the weights' {theirs} classes)"
     model.reset_classes(len(class_names))
     return model, (
