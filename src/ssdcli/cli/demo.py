@@ -48,5 +48,5 @@ def demo_command(
     console.print(f"  data:        {result.data_dir}")
     console.print(f"  checkpoints: {result.training.run_dir} (best.pt, last.pt, metrics.csv)")
     console.print(f"  evaluation:  {evaluation.model_run.run_dir}")
-    console.print(f"  predictions: {result.prediction.run_dir}")
+    console.print(f"  predictions: {result.prediction.run_dir} (annotated images, predictions.json)")
     return 0
