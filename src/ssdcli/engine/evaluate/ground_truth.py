@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ssdcli.core.boxes import xyxy_to_xywh
 from ssdcli.data.coco import read_instances
 from ssdcli.data.records import DatasetIndex
 from ssdcli.data.voc_xml import parse_voc_xml, read_split
@@ -116,17 +119,17 @@ def coco_ground_truth(index: DatasetIndex, ground_truth: Mapping[str, VocImageGT
     for record in index.records:
         images.append({"id": record.image_id, "width": record.width, "height": record.height})
         found = ground_truth[str(record.source_id)]
-        for box, name, difficult in zip(found.boxes_xyxy.tolist(), found.class_names, found.difficult.tolist()):
+        boxes = xyxy_to_xywh(np.asarray(found.boxes_xyxy, dtype=np.float64).reshape(-1, 4)).tolist()  # [G, 4]
+        for box, name, difficult in zip(boxes, found.class_names, found.difficult.tolist()):
             if name not in label_of:
                 continue  # a class the model does not know: not evaluated, as in the VOC metric
-            x1, y1, x2, y2 = box
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": record.image_id,
                     "category_id": label_of[name],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
+                    "bbox": box,
+                    "area": box[2] * box[3],
                     "iscrowd": 0,
                     DIFFICULT: int(difficult),
                 }
