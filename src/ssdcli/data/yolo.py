@@ -13,8 +13,10 @@ relative to ``path`` (itself relative to the YAML file's folder). As in Ultralyt
 ``labels``). Roboflow's ``train/images`` + ``train/labels`` layout fits the same rule.
 
 Policy (docs/data.md): an image without a label file, or with an empty one, is a background image; a malformed
-line or a class id outside ``names`` is a :class:`DataError` naming the file and line; coordinates outside
-[0, 1] are clipped to the image and counted, boxes left without area are dropped and counted.
+line, a class id that is not a whole number (``1.0`` is read as 1) or one outside ``names`` is a
+:class:`DataError` naming the file and line; coordinates outside [0, 1] are clipped to the image and counted,
+boxes left without area are dropped and counted. When most images of a split have no label file, or most lines
+have a coordinate above 1 (pixels), that is counted too. ``nc`` must agree with ``names``.
 Without class names (no ``data.yaml``, no ``classes.txt``), class k is named ``"k"``, unless ``classes`` names them.
 Labels are 1..C-1 for class ids 0..C-2; ``category_ids`` is the label itself (as for VOC).
 """
