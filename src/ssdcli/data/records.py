@@ -208,7 +208,7 @@ def why_no_targets(index: DatasetIndex) -> str | None:
     warnings = index.warnings
     if index.num_objects:
         kind = {"coco": "crowd (iscrowd)", "voc": "difficult"}.get(index.format, "difficult or crowd")
-        return f"all {index.num_objects} objects are ignored ({kind})"
+        return f"all {index.num_objects} objects are ignored as {kind}"
     if warnings.unlabelled_images:
         return (
             f"no label file for {len(warnings.unlabelled_images)} of its {len(index)} images, "

@@ -149,7 +149,7 @@ def _counted_names(count: Any, names: tuple[str, ...] | None, path: Path) -> tup
     if names is None:
         return tuple(str(k) for k in range(count))
     if len(names) != count:
-        raise DataError(f"data.yaml: nc is {count} but there are {len(names)} class names {list(names)}", path=path)
+        raise DataError(f"nc is {count} but there are {len(names)} class names {list(names)}", path=path)
     return names
 
 
