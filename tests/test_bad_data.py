@@ -143,8 +143,9 @@ def test_validation_split_with_only_difficult_objects_says_best_pt_cannot_be_cho
     [
         (lambda gt: gt["annotations"][1].update(id=gt["annotations"][0]["id"]), "appears more than once"),
         (lambda gt: gt["annotations"][0].pop("id"), "annotations[0] has no 'id'"),
+        (lambda gt: gt["images"].append(dict(gt["images"][0])), "appears more than once"),
     ],
-    ids=["duplicate-id", "missing-id"],
+    ids=["duplicate-id", "missing-id", "duplicate-image-id"],
 )
 def test_validation_ids_the_evaluator_refuses_are_refused_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], change: object, words: str
