@@ -27,20 +27,34 @@ def read_json(path: str | Path, what: str = "JSON file") -> Any:
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{what} expected, found a folder", path=path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"{what} not found", path=path) from None
-    except UnicodeDecodeError:
-        raise DataError(f"malformed JSON: not UTF-8 text ({what})", path=path) from None
-    except OSError as error:
-        raise DataError(f"cannot read {what}: {error.strerror}", path=path) from None
+    text = read_text(path, what)
     if not text.strip():
         raise DataError(f"{what} is empty (no JSON in it)", path=path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}", path=path) from None
+
+
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The text of a UTF-8 file, a leading byte order mark dropped (an encoding mark, not content); a missing or
+    unreadable file, or one that is not UTF-8, is a :class:`DataError` naming it (and the first bad byte)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{what} not found", path=path) from None
+    except IsADirectoryError:
+        raise DataError(f"{what} expected, found a folder", path=path) from None
+    except OSError as error:
+        raise DataError(f"cannot read {what}: {error.strerror}", path=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{what} is not UTF-8 text: byte 0x{data[error.start]:02x} on line {line} (save it as UTF-8)", path=path
+        ) from None
 
 
 def to_jsonable(value: Any) -> Any:

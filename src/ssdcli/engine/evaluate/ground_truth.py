@@ -26,24 +26,13 @@ DIFFICULT = "difficult"  # the flag of VOC's difficult objects in the COCO groun
 # --------------------------------------------------------------------------------------------------- COCO
 
 
-def _check_unique_ids(records: list[Any], key: str, path: Path) -> None:
-    """Every entry of ``key`` has an ``id``, none twice (pycocotools indexes them by id)."""
-    for i, record in enumerate(records):
-        if "id" not in record:
-            raise DataError(f"COCO ground truth: {key}[{i}] has no 'id'", path=path)
-    seen: set[Any] = set()
-    for record in records:
-        if record["id"] in seen:
-            raise DataError(f"COCO ground truth: {key} id {record['id']!r} appears more than once", path=path)
-        seen.add(record["id"])
-
-
 def load_coco_ground_truth(path: PathLike) -> dict[str, Any]:
     """A COCO instances JSON file read and checked by the data set reader (:func:`ssdcli.data.coco.read_instances`,
     as training reads it), and what pycocotools needs besides: image ids and annotation ids each given once."""
     instances = read_instances(path, "ground-truth file")
-    _check_unique_ids(list(instances.images), "images", instances.path)
-    _check_unique_ids(instances.data.get("annotations") or [], "annotations", instances.path)
+    problem = instances.evaluation_problem()
+    if problem is not None:
+        raise DataError(f"COCO ground truth: {problem}", path=instances.path)
     return instances.data
 
 
