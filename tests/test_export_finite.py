@@ -1,5 +1,6 @@
-"""A NaN never matches: non-finite outputs on either side fail every parity check of `ssd export`, and a
-checkpoint whose outputs are not finite is refused before anything is written."""
+"""A NaN never matches: non-finite outputs on either side fail every parity check of `ssd export` (and the check
+that a distributed run's processes agree), and a checkpoint whose outputs are not finite is refused before
+anything is written."""
 
 from __future__ import annotations
 
@@ -87,3 +88,15 @@ def test_an_int8_file_with_nan_outputs_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExportFailed, match="the FP32 file's outputs are not finite"):
         quantize_prepared(fp32, out, prepared)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("sums", [[1.0, float("nan")], [float("nan"), 1.0], [float("nan"), float("nan")]])
+def test_non_finite_weights_fail_the_check_that_processes_agree(sums: list[float]) -> None:
+    from types import SimpleNamespace
+
+    from ssdcli.engine.train.loop import _check_ranks_agree
+    from ssdcli.errors import SsdcliError
+
+    context = SimpleNamespace(gather=lambda value: sums)
+    with pytest.raises(SsdcliError, match="different or non-finite weights"):
+        _check_ranks_agree(torch.nn.Linear(2, 2), context)  # type: ignore[arg-type]

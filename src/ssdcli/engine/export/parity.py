@@ -29,7 +29,8 @@ def check_finite(outputs: Sequence[Output], side: str, path: str | Path) -> None
     infinite."""
     bad = sum(int(np.count_nonzero(~np.isfinite(as_array(output)))) for output in outputs)
     if bad:
-        raise ExportFailed(f"{side}'s outputs are not finite ({bad} NaN or infinite values); file not written", path=path)
+        message = f"{side}'s outputs are not finite ({bad} NaN or infinite values); file not written"
+        raise ExportFailed(message, path=path)
 
 
 def largest_difference(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -312,5 +313,6 @@ def _check_ranks_agree(model: nn.Module, context: DistContext) -> None:
     with torch.no_grad():
         checksum = float(sum(p.double().sum() for p in model.parameters()))
     sums = context.gather(checksum)
-    if max(sums) - min(sums) > 1e-6 * max(1.0, abs(sums[0])):
-        raise SsdcliError(f"the {len(sums)} processes ended with different weights (checksums {sums})")
+    finite = all(math.isfinite(total) for total in sums)
+    if not finite or max(sums) - min(sums) > 1e-6 * max(1.0, abs(sums[0])):
+        raise SsdcliError(f"the {len(sums)} processes ended with different or non-finite weights (checksums {sums})")
