@@ -100,3 +100,25 @@ def test_non_finite_weights_fail_the_check_that_processes_agree(sums: list[float
     context = SimpleNamespace(gather=lambda value: sums)
     with pytest.raises(SsdcliError, match="different or non-finite weights"):
         _check_ranks_agree(torch.nn.Linear(2, 2), context)  # type: ignore[arg-type]
+
+
+def test_a_failed_int8_check_names_the_file_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime.quantization")
+    from ssdcli.data.synth import write_synth
+    from ssdcli.engine.export import quantize
+
+    write_synth(tmp_path / "data", format="voc", images=12, seed=0, image_size=64)
+    names = ("background", *SYNTH_CLASSES)
+    torch.manual_seed(0)
+    checkpoint = save_checkpoint(
+        model_checkpoint(build_model(default_config("ssd_tiny", num_classes=len(names))), names), tmp_path / "m.pt"
+    )
+    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.5)  # no file can pass
+    out = tmp_path / "out" / "m_int8.onnx"
+    args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--int8", "--out", str(out)]
+    assert main(args + ["--calibration", str(tmp_path / "data" / "JPEGImages")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out}: INT8 outputs agree with FP32 only"), err
+    assert list((tmp_path / "out").iterdir()) == []

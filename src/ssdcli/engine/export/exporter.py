@@ -21,7 +21,7 @@ from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
 from ssdcli.core.postprocess import EVAL_SETTINGS
-from ssdcli.errors import CheckpointError, UsageError
+from ssdcli.errors import CheckpointError, SsdcliError, UsageError
 from ssdcli.models.pretrained import detector_by_name
 from ssdcli.models.spec import ModelSpec
 
@@ -451,7 +451,12 @@ def _export_int8(
             images = sorted(random.Random(0).sample(images, MAX_CALIBRATION_IMAGES))
     with scratch_folder(path) as scratch, atomic_path(path, suffix=".onnx") as int8:
         fp32 = scratch / "fp32.onnx"
-        export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
         config = loaded.spec.config
-        result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
+        try:
+            export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
+            result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
+        except SsdcliError as error:  # about an intermediate file: name the one asked for
+            if error.path not in (str(fp32), str(int8)):
+                raise
+            raise type(error)(error.message, path=path) from None
     return ExportResult(path, "onnx-int8", 1.0 - result.agreement, 1.0 - MIN_AGREEMENT, ("conf", "loc"))
