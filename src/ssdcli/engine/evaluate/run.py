@@ -14,6 +14,7 @@ import dataclasses
 from pathlib import Path
 
 from ssdcli.config import EvalConfig
+from ssdcli.data.files import check_output_folder
 from ssdcli.data.results_io import read_coco_results
 from ssdcli.engine.device import resolve_device
 from ssdcli.engine.evaluate.ground_truth import (
@@ -75,12 +76,16 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     evaluated, then written as a COCO results JSON (and devkit files for VOC) into a fresh run folder. ``split``
     None: "test" of a data set root, or the split a COCO file holds. With ``plots``, precision-recall curves per
     class and a confusion summary go there as PNG files; one that exists already stops the run before any
-    detection unless ``force``.
+    detection unless ``force``. An ``out`` or ``plots`` that cannot be written stops it before the model is
+    loaded.
 
     Every model form (checkpoint, ONNX with or without NMS in the graph, TorchScript) runs through the same data
     pipeline and evaluators, so an export's figures are comparable with its checkpoint's to the last digit the
     runtimes allow."""
     assert config.model is not None and config.data is not None
+    check_output_folder(config.out)
+    if config.plots is not None:
+        check_output_folder(config.plots)
     detector = load_detector(config.model, config.model_format, resolve_device(config.device))
     spec = detector.spec
     index = open_for_model(detector, config.data, config.split, config.data_format)

@@ -21,7 +21,7 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import atomic_path, fresh_run_dir
+from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -142,10 +142,13 @@ def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str]) -> Path
 
 
 def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> PredictResult:
-    """Load the model of ``config`` and predict on its inputs (see :func:`run_predict`)."""
+    """Load the model of ``config`` and predict on its inputs (see :func:`run_predict`); an ``out`` that cannot be
+    written stops it before the model is loaded."""
     from ssdcli.engine.device import resolve_device
     from ssdcli.engine.inference.detectors import load_predictor
 
+    if config.out is not None:
+        check_output_folder(config.out)
     predictor = load_predictor(
         config.model,
         resolve_device(config.device),

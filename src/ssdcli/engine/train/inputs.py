@@ -13,6 +13,7 @@ from torch import nn
 from ssdcli.config import DataSettings, TrainConfig
 from ssdcli.core.anchors import AnchorLayout
 from ssdcli.data.dataset import is_split_file, open_index
+from ssdcli.data.files import check_output_folder
 from ssdcli.data.records import DatasetIndex, why_no_targets
 from ssdcli.data.verify import ImageCheckCache, verify_index
 from ssdcli.engine.checkpoint import Checkpoint, load_checkpoint
@@ -121,6 +122,7 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
     except ValueError as error:
         raise UsageError(f"model: {error}") from None
     check_optimizer(config.optim.optimizer)
+    check_output_folder(config.runtime.out)
     if config.model.weights is not None:
         return None  # the detector's layout and input size come with its weights (engine/train/finetune.py)
     if is_auto_anchors(config.model.anchors):
