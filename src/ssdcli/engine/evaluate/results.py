@@ -43,7 +43,9 @@ class EvaluatedClasses:
 
     def described(self) -> str:
         listed = ", ".join(self.names)
-        return f"one of the evaluated classes (`classes`: {listed})" if self.given else f"a class of the data set ({listed})"
+        if self.given:
+            return f"one of the evaluated classes (`classes`: {listed})"
+        return f"a class of the data set ({listed})"
 
 
 def open_voc_results(path: Path, split: str) -> VocResults:
@@ -65,7 +67,7 @@ def evaluated_classes(
     class)."""
     if given:
         return EvaluatedClasses(tuple(given), True)
-    if results.carried is not None and set(results.carried) <= set(present):
+    if results.carried is not None and present and set(results.carried) <= set(present):
         return EvaluatedClasses(tuple(present), False)
     names = voc_dataset_classes(root)
     if not names:
