@@ -131,7 +131,7 @@ def test_predict_json_wants_a_target_and_keeps_an_existing_file(
     assert main(args) == 2
     assert report.read_text() == "mine" and not out.exists()  # refused before any work
     assert main([*args, "--force", "--device", "cpu"]) == 0
-    assert set(json.loads(report.read_text())) == {"results", "images"}
+    assert set(json.loads(report.read_text())) == {"categories", "results", "images"}
 
 
 def test_predict_json_to_stdout_prints_only_json(checkpoint: Path, images: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,7 +78,10 @@ def _render_voc(result: VocResult) -> None:
 
 
 _RESULTS_HELP = "Detections: a COCO results JSON, or (--voc) a folder of devkit files comp4_det_<split>_<class>.txt."
-_CLASSES_HELP = "--voc: comma-separated classes; category_id i is the i-th (default: sorted names in the split)."
+_CLASSES_HELP = (
+    "--voc: comma-separated classes to evaluate; a plain results list's category_id i is the i-th (default: the data"
+    " set's sorted class names; results that carry their classes are matched by name)."
+)
 _BACKEND_HELP = "--coco: pycocotools, or faster-coco-eval if installed (default: pycocotools)."
 _JSON_HELP = "Also write the metrics as JSON to this file ('-': only the JSON, on stdout)."
 

@@ -53,6 +53,14 @@ def check_coco_result_ids(
             )
 
 
+def coco_ids_by_name(gt: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Category name -> the ground truth's ids of it (in file order; a name may be given more than once)."""
+    ids_of: dict[str, list[int]] = {}
+    for record in gt["categories"]:
+        ids_of.setdefault(str(record.get("name", "")), []).append(record["id"])
+    return ids_of
+
+
 # ---------------------------------------------------------------------------------------------------- VOC
 
 
