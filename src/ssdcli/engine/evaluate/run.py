@@ -14,12 +14,8 @@ import dataclasses
 from pathlib import Path
 
 from ssdcli.config import EvalConfig
-<<<<<<< HEAD
 from ssdcli.data.files import check_output_folder
-from ssdcli.data.results_io import read_coco_results
-=======
 from ssdcli.data.results_io import read_results_file
->>>>>>> classes
 from ssdcli.engine.device import resolve_device
 from ssdcli.engine.evaluate.ground_truth import (
     check_coco_result_ids,
