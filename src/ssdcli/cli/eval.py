@@ -108,7 +108,7 @@ def eval_command(
     ] = None,
     onnx: Annotated[
         Path | None,
-        typer.Option(help="As --checkpoint, for a file from 'ssd export --to onnx' (with or without --with-nms)."),
+        typer.Option(help="As --checkpoint, for a file from 'ssd export --to onnx' (with or without 'ssd export --with-nms')."),
     ] = None,
     torchscript: Annotated[
         Path | None, typer.Option(help="As --checkpoint, for a file from 'ssd export --to torchscript'.")
