@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from ssdcli.engine.train.architectures import standard_learning_rates
 from ssdcli.errors import UsageError
 
 
@@ -26,6 +27,10 @@ class ExportTarget(str, Enum):
 
     onnx = "onnx"
     torchscript = "torchscript"
+
+
+#: ``ssd train --optimizer``: the optimizers the model registry has learning rates for.
+Optimizer = Enum("Optimizer", {name: name for name in standard_learning_rates()}, type=str)  # type: ignore[misc]
 
 
 def _tidy_params(params: list[Any]) -> None:

@@ -18,7 +18,7 @@ from ssdcli.config import (
     TrainConfig,
 )
 
-from .command import DataFormat, SsdCommand
+from .command import DataFormat, Optimizer, SsdCommand
 from .progress import TrainProgress
 from .render import print_warning, stdout_console
 
@@ -76,7 +76,7 @@ def train_command(
     epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = OptimSettings.batch_size,
-    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = OptimSettings.optimizer,
+    optimizer: Annotated[Optimizer, typer.Option(help="The optimizer.")] = Optimizer(OptimSettings.optimizer),
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = OptimSettings.warmup_steps,
     iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = AugmentSettings.iou_crop,
@@ -141,7 +141,7 @@ def train_command(
             epochs=epochs,
             time_budget=parse_duration(time) if time is not None else None,
             batch_size=batch_size,
-            optimizer=optimizer,
+            optimizer=optimizer.value,
             lr=lr,
             warmup_steps=warmup_steps,
             ema=ema,
