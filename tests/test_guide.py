@@ -40,8 +40,9 @@ def bash_commands(markdown: Path) -> list[str]:
     return commands
 
 
-def lay_out_like_bccd(root: Path, images: int = 16) -> None:
-    """A small VOC data set named as BCCD's clone names its files (BloodImage_00000.jpg, ...), with its splits."""
+def lay_out_like_bccd(root: Path, images: int = 48) -> None:
+    """A small VOC data set named as BCCD's clone names its files (BloodImage_00000.jpg, ...), with its splits
+    trainval (36 images: one batch of the default 32) and test (12)."""
     source = root.parent / "synthetic"
     write_synth(source, format="voc", images=images, seed=0, image_size=128)
     renamed = {path.stem: f"BloodImage_{k:05d}" for k, path in enumerate(sorted((source / "JPEGImages").glob("*.jpg")))}
