@@ -155,7 +155,7 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                     pictures.curves(result.history)
                 if run.clock is not None:
                     run.clock.add_train(time.perf_counter() - saving, 0)
-                emit(EpochDone(progress.epoch + 1, row))
+                emit(EpochDone(progress.epoch + 1, row, best))
                 progress.epoch += 1
                 more = run.planned is None or progress.epoch < run.planned
                 if more and stopping():  # at an epoch boundary: last.pt of this epoch is already written
