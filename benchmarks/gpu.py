@@ -10,7 +10,8 @@ One table, one row per measurement:
   geometry computed once); torchvision's ssd300_vgg16 with its reference settings (float32, 4 images per GPU,
   ``references/detection``), and at the same batch as ssdcli's;
 - encode (matching + targets, B = 32, SSD300 default boxes) and postprocess (B = 16, dense and trained-like
-  head outputs) in ms, against torchvision's per-image code on the same GPU;
+  head outputs) in ms, against torchvision's per-image code on the same GPU; ssdcli's ``grouped_nms`` against
+  ``torchvision.ops.batched_nms`` on the same 128,000 candidates (the figure for choosing NMS per device);
 - inference images/s of SSD300-VGG16 (network + postprocess): PyTorch float32, PyTorch AMP + channels-last, and
   ONNX Runtime with its CUDA provider where installed (its CPU provider otherwise, said in the row).
 
@@ -170,7 +171,29 @@ def core_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
             args.repeats,
         )
         rows.append(("postprocess ms", f"B 16, {NUM_CLASSES} classes, {regime}", f"{1000 * ours:.2f}", f"{them / ours:.2f}x"))
+    rows.append(nms_row(args, device))
     return rows
+
+
+def nms_row(args: argparse.Namespace, device: torch.device) -> Row:
+    """ssdcli's grouped_nms against torchvision.ops.batched_nms (one CUDA kernel) on the same candidates: 16
+    images x 20 classes x 400 candidates, clustered so that suppression happens; the kept sets checked equal."""
+    from torchvision.ops import batched_nms
+
+    from ssdcli.core.nms import grouped_nms
+
+    g = torch.Generator().manual_seed(5)
+    groups = torch.arange(16 * 20).repeat_interleave(400)  # [N]
+    centre = torch.rand(groups.numel() // 8, 2, generator=g).repeat_interleave(8, dim=0)
+    centre = centre + 0.02 * torch.randn(groups.numel(), 2, generator=g)
+    half = 0.02 + 0.1 * torch.rand(groups.numel(), 2, generator=g)
+    boxes = torch.cat((centre - half, centre + half), dim=1).clamp(0, 1).to(device)
+    scores, groups = torch.rand(groups.numel(), generator=g).to(device), groups.to(device)
+    ours_kept = grouped_nms(boxes, scores, groups, 0.45).sort().values
+    assert torch.equal(ours_kept, batched_nms(boxes, scores, groups, 0.45).sort().values), "NMS: kept sets differ"
+    ours = seconds(lambda: grouped_nms(boxes, scores, groups, 0.45), args.warmup, args.repeats)
+    them = seconds(lambda: batched_nms(boxes, scores, groups, 0.45), args.warmup, args.repeats)
+    return ("NMS ms", f"grouped_nms vs batched_nms, {groups.numel()} boxes", f"{1000 * ours:.2f}", f"{them / ours:.2f}x")
 
 
 def inference_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
