@@ -286,3 +286,13 @@ def test_mining_equals_a_stable_sort_on_tied_losses(mining: str) -> None:
             flat[order] = True
             expected[where] = flat.reshape(expected[where].shape) & ~positive[where]
         assert np.array_equal(kept, expected), f"trial {trial}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("mining", ["image", "batch"])
+def test_unchecked_loss_equals_the_checked_loss(case: str, mining: str) -> None:
+    labels, offsets = random_targets(3, len(CASES[case]), CASES[case])
+    conf, loc = random_predictions(4, len(CASES[case]))
+    checked = ssd_loss(conf, loc, labels, offsets, mining=mining)  # type: ignore[arg-type]
+    unchecked = ssd_loss(conf, loc, labels, offsets, mining=mining, checked=False)  # type: ignore[arg-type]
+    assert torch.equal(checked.conf, unchecked.conf) and torch.equal(checked.loc, unchecked.loc)

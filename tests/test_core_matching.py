@@ -333,3 +333,29 @@ def test_match_builds_the_full_iou_only_when_asked() -> None:
     valid = classes >= 1
     torch.testing.assert_close(iou[valid], expected[valid], **TOL)
     assert bool((iou[~valid] == -1).all())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("best_anchor", [True, False])
+def test_unchecked_matching_gives_the_checked_targets(seed: int, best_anchor: bool) -> None:
+    """The training loop's path (inputs checked where they entered, guard from the geometry) equals the checked
+    one, whose results the references above test; junk padding boxes included."""
+    boxes, classes = make_batch(seed)
+    geometry = matching.default_box_geometry(ANCHORS)
+    assert geometry.union_safe
+    unchecked = encode(boxes, classes, geometry, best_anchor=best_anchor, checked=False)
+    for got, want in zip(unchecked, encode(boxes, classes, ANCHORS, best_anchor=best_anchor)):
+        assert torch.equal(got, want)
+    got_match = match(boxes, classes, geometry, best_anchor=best_anchor, checked=False)
+    want_match = match(boxes, classes, ANCHORS, best_anchor=best_anchor)
+    assert torch.equal(got_match.gt_index, want_match.gt_index) and torch.equal(got_match.scores, want_match.scores)
+
+
+def test_a_geometry_with_degenerate_default_boxes_is_not_union_safe() -> None:
+    anchors = ANCHORS.clone()
+    anchors[5, 2:] = 0.0  # a default box of zero area: its union with a GT of zero area is zero
+    geometry = matching.default_box_geometry(anchors)
+    assert not geometry.union_safe
+    boxes, classes = torch.tensor([[[0.3, 0.3, 0.3, 0.3]]]), torch.tensor([[1]])
+    for got, want in zip(encode(boxes, classes, geometry, checked=False), encode(boxes, classes, anchors)):
+        assert torch.equal(got, want) and not got.isnan().any()

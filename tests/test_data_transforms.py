@@ -8,7 +8,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ssdcli.data.collate import collate_detections
+from ssdcli.data.collate import LoadFailure, collate_detections
 from ssdcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, SSDRandomIoUCrop, build_transforms, make_sample
 
 IDENTITY = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -183,3 +183,20 @@ def test_collated_batch_feeds_the_matcher() -> None:
     targets = encode(batch.boxes, batch.classes, default_boxes(get_layout("ssd300")))
     assert targets.labels.shape == (2, 8732)
     assert set(targets.labels.unique().tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("box", "label", "problem"),
+    [
+        ([0.1, 0.1, float("nan"), 0.5], 1, "non-finite"),
+        ([0.1, 0.1, 1.2, 0.5], 1, "outside the image"),
+        ([0.5, 0.1, 0.2, 0.5], 1, "x2 < x1"),
+        ([0.1, 0.1, 0.2, 0.5], 0, "label 0"),
+    ],
+)
+def test_collate_is_where_targets_are_checked(box: list[float], label: int, problem: str) -> None:
+    target = {"boxes": torch.tensor([box]), "labels": torch.tensor([label]), "ignore": torch.tensor([False]),
+              "image_id": 17, "orig_size": (8, 8)}  # fmt: skip
+    good = {**target, "boxes": torch.tensor([[0.1, 0.1, 0.2, 0.5]]), "labels": torch.tensor([1]), "image_id": 3}
+    failure = collate_detections([(torch.zeros(3, 8, 8), good), (torch.zeros(3, 8, 8), target)])
+    assert isinstance(failure, LoadFailure) and failure.message.startswith("image 17: ") and problem in failure.message

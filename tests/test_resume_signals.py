@@ -168,7 +168,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_last_pt(tmp_path: 
     assert main(["train", "--resume", str(run / "last.pt"), "--workers", "0", "--out", str(tmp_path / "resumed")]) == 0
 
 
-def test_a_nan_loss_stops_within_one_step(
+def test_a_nan_loss_stops_at_the_next_check_and_keeps_the_state_checked_before_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import ssdcli.engine.train.loop as engine
@@ -188,8 +188,10 @@ def test_a_nan_loss_stops_within_one_step(
     assert main(["train", *RUN, "--workers", "0", "--out", str(out)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "non-finite loss at epoch 1 step 3" in errors[0], errors
+    # The losses are checked every CHECK_EVERY steps and at the epoch's end (step 3 here): last.pt holds the state
+    # of the check before, the epoch's start.
     checkpoint = load_checkpoint(out / "1" / "last.pt")
-    assert (checkpoint.epoch, checkpoint.step_in_epoch, checkpoint.global_step) == (0, 2, 2)
+    assert (checkpoint.epoch, checkpoint.step_in_epoch, checkpoint.global_step) == (0, 0, 0)
     assert all(torch.isfinite(t).all() for t in _tensors(checkpoint.model_state).values())
     assert not (out / "1" / "best.pt").exists()
 

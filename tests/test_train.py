@@ -59,11 +59,11 @@ class _StopAt:
 
     def __init__(self, epoch: int | None = None, step: int | None = None) -> None:
         self.stop = (epoch, step)
-        self.losses: dict[tuple[int, int], float] = {}
+        self.losses: dict[tuple[int, int], tuple[float | None, float | None]] = {}
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, StepDone):
-            self.losses[(event.epoch, event.step)] = event.loss_conf + event.loss_loc
+        if isinstance(event, StepDone):  # the losses: on checked steps (every few and each epoch's last)
+            self.losses[(event.epoch, event.step)] = (event.loss_conf, event.loss_loc)
             if (event.epoch, event.step) == self.stop:
                 raise KeyboardInterrupt
 
@@ -83,8 +83,12 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     resume = RuntimeSettings(out=tmp_path / "c", resume=first.last_checkpoint, workers=0, device="cpu")
     again = train(TrainConfig(runtime=resume), resumed)
     assert sorted(resumed.losses) == [(2, 2), (2, 3)]
+    assert resumed.losses[(2, 3)][0] is not None
     for key, loss in resumed.losses.items():
-        assert loss == pytest.approx(straight.losses[key], abs=1e-5, rel=0)
+        if loss[0] is None:
+            assert straight.losses[key] == (None, None)
+        else:
+            assert loss == pytest.approx(straight.losses[key], abs=1e-5, rel=0)
     # the weight average continues too: the saved (EMA) weights match those of the uninterrupted run
     assert again.last_checkpoint is not None
     ended = load_checkpoint(again.last_checkpoint)

@@ -56,6 +56,8 @@ class TrainProgress:
             self.task = self.progress.add_task("train", total=total, stats="", completed=event.start_epoch * event.steps_per_epoch)
         elif isinstance(event, ScheduleFitted) and self.task is not None:
             self.progress.update(self.task, total=event.epochs * event.steps_per_epoch)
+        elif isinstance(event, StepDone) and self.task is not None and event.loss_conf is None:
+            self.progress.update(self.task, advance=1)  # the figures shown are those of the last checked step
         elif isinstance(event, StepDone) and self.task is not None:
             stats = (
                 f"epoch {event.epoch} step {event.step}/{event.steps}  conf {event.loss_conf:.3f}  "

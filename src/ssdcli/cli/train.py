@@ -86,7 +86,7 @@ def train_command(
     workers: Annotated[int, typer.Option(help="Data loading processes.")] = RuntimeSettings.workers,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads of the main process (default: cores left by the workers).")] = RuntimeSettings.threads,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = RuntimeSettings.device,
-    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices (elsewhere a warning; float32).")] = RuntimeSettings.amp,
+    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices: bfloat16 where the GPU has it, else float16 with loss scaling (elsewhere a warning; float32).")] = RuntimeSettings.amp,
     seed: Annotated[int, typer.Option(help="Random seed of initialisation, sampling and augmentation.")] = RuntimeSettings.seed,
     eval_every: Annotated[int, typer.Option(help="Validate every N epochs (0: never).")] = RuntimeSettings.eval_every,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = RuntimeSettings.out,

@@ -91,7 +91,7 @@ def mine_hard_negatives(background_loss: Tensor, positive: Tensor, neg_ratio: fl
         num_keep = (neg_ratio * positive.sum(dim=1, keepdim=True)).long()  # [B, 1]
         return negative & _first_k_largest(hardness, num_keep)
     batch = positive.shape[0]
-    num_keep = torch.tensor([[int(neg_ratio * int(positive.sum())) + batch]], device=hardness.device)  # [1, 1]
+    num_keep = (neg_ratio * positive.sum(dtype=torch.float64)).long().view(1, 1) + batch  # [1, 1]
     return negative & _first_k_largest(hardness.reshape(1, -1), num_keep).reshape(hardness.shape)
 
 
@@ -104,6 +104,7 @@ def ssd_loss(
     mining: Mining = "image",
     normalize: Normalize = "positives",
     alpha: float = 1.0,
+    checked: bool = True,
 ) -> SSDLoss:
     """SSD loss of a batch.
 
@@ -116,8 +117,12 @@ def ssd_loss(
         mining: "image" (per image, torchvision) or "batch" (the reference); see :func:`mine_hard_negatives`.
         normalize: divide by the number of positives N (at least 1; the paper) or by the batch size (the reference).
         alpha: weight of the localisation loss.
+        checked: check the inputs first (shapes, dtypes, the label range: two host synchronisations). ``False``
+            is for labels straight from :func:`ssdcli.encode` of checked batches (a training loop); one host
+            synchronisation is left, the largest number of negatives an image keeps.
     """
-    _check(conf, loc, labels, offsets, neg_ratio, mining, normalize)
+    if checked:
+        _check(conf, loc, labels, offsets, neg_ratio, mining, normalize)
     batch, anchors, num_classes = conf.shape
     positive = labels > 0  # [B, A]
     cross_entropy = F.cross_entropy(conf.reshape(-1, num_classes), labels.reshape(-1), reduction="none")

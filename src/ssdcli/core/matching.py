@@ -62,7 +62,9 @@ class DefaultBoxGeometry(NamedTuple):
     rather than at every training step.
 
     cxcywh, xyxy: [A, 4]; area: [A]; x_low, x_high, y_low, y_high: [U] the distinct extents along each axis;
-    x_index, y_index: [A] each default box's extent.
+    x_index, y_index: [A] each default box's extent; union_safe: whether every area is finite and at least four
+    times the dtype's smallest normal number, so that with GT boxes inside [0, 1] the IoU needs no zero-union
+    guard (see :func:`_union_needs_guard`), known without looking at the GTs.
     """
 
     cxcywh: Tensor
@@ -74,6 +76,7 @@ class DefaultBoxGeometry(NamedTuple):
     y_low: Tensor
     y_high: Tensor
     y_index: Tensor
+    union_safe: bool = False
 
 
 def default_box_geometry(anchors: Tensor, dtype: torch.dtype | None = None) -> DefaultBoxGeometry:
@@ -85,7 +88,9 @@ def default_box_geometry(anchors: Tensor, dtype: torch.dtype | None = None) -> D
     area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])  # [A]
     x_low, x_high, x_index = _distinct_extents(xyxy[:, 0], xyxy[:, 2])
     y_low, y_high, y_index = _distinct_extents(xyxy[:, 1], xyxy[:, 3])
-    return DefaultBoxGeometry(cxcywh, xyxy, area, x_low, x_high, x_index, y_low, y_high, y_index)
+    tiny = torch.finfo(area.dtype).tiny
+    union_safe = bool(torch.isfinite(area).all()) and float(area.amin()) >= 4 * tiny if area.numel() else True
+    return DefaultBoxGeometry(cxcywh, xyxy, area, x_low, x_high, x_index, y_low, y_high, y_index, union_safe)
 
 
 def _geometry(anchors: Tensor | DefaultBoxGeometry, dtype: torch.dtype) -> DefaultBoxGeometry:
@@ -172,8 +177,11 @@ class _Tables(NamedTuple):
     guard: bool
 
 
-def _tables(boxes: Tensor, geometry: DefaultBoxGeometry) -> _Tables:
-    """The factors of the IoU of GT boxes [B, G, 4] (xyxy) with the default boxes of ``geometry``."""
+def _tables(boxes: Tensor, geometry: DefaultBoxGeometry, checked: bool) -> _Tables:
+    """The factors of the IoU of GT boxes [B, G, 4] (xyxy) with the default boxes of ``geometry``. ``checked``:
+    the GTs' areas are looked at to decide whether the IoU needs its guard; otherwise (GTs in [0, 1], checked
+    where they entered) the geometry's :attr:`~DefaultBoxGeometry.union_safe` decides, with no host
+    synchronisation."""
     gts = boxes.permute(2, 1, 0).contiguous()  # [4, G, B]
     gx1, gy1, gx2, gy2 = (coordinate[None] for coordinate in gts)  # [1, G, B] each
     gt_area = (gx2 - gx1) * (gy2 - gy1)  # [1, G, B]
@@ -182,7 +190,7 @@ def _tables(boxes: Tensor, geometry: DefaultBoxGeometry) -> _Tables:
     for a_low, a_high, g_low, g_high in axes:
         table = boxes.new_empty(a_low.numel(), gts.shape[1], gts.shape[2])  # [U, G, B]
         factors.append(axis_overlap(g_low, g_high, a_low[:, None, None], a_high[:, None, None], out=table))
-    guard = _union_needs_guard(gt_area, geometry.area)
+    guard = _union_needs_guard(gt_area, geometry.area) if checked else not geometry.union_safe
     return _Tables(factors[0], factors[1], geometry.x_index, geometry.y_index, gt_area, geometry.area, guard)
 
 
@@ -228,8 +236,8 @@ def _first_equal(iou: Tensor, best: Tensor, dim: int) -> Tensor:
     return torch.where(equal.any(dim=dim), first, iou.argmax(dim=dim))
 
 
-def _forced_matches(forcible: Tensor, best_anchor: Tensor) -> tuple[Tensor, Tensor]:
-    """The GT slots that claim their best default box: (slot, image) index pairs [F], one per claimed box.
+def _forced_matches(forcible: Tensor, best_anchor: Tensor) -> Tensor:
+    """Which GT slots claim their best default box: [G, B] bool, at most one slot per claimed box.
 
     forcible, best_anchor: [G, B]. Where several GTs of an image pick the same default box, the later GT keeps it
     (as torchvision's indexed assignment does).
@@ -237,15 +245,18 @@ def _forced_matches(forcible: Tensor, best_anchor: Tensor) -> tuple[Tensor, Tens
     same = best_anchor[:, None, :] == best_anchor[None, :, :]  # [G, G', B]
     later = torch.ones_like(same[:, :, 0]).triu_(1)[:, :, None]  # [G, G', 1]: G' after G
     overtaken = (same & later & forcible[None, :, :]).any(dim=1)  # [G, B]
-    return (forcible & ~overtaken).nonzero(as_tuple=True)
+    return forcible & ~overtaken
 
 
 class _Pairs(NamedTuple):
-    """Matched (image, default box, GT slot) triples, [P] int64 each."""
+    """Matched (image, default box, GT slot) triples, [P] int64 each, and where each writes its target: ``flat``
+    = image * A + default box, or B * A (a slot past the batch's [B, A] targets, dropped afterwards) for a triple
+    that assigns nothing. Fixed-size lists with such no-op entries need no host synchronisation to build."""
 
     image: Tensor
     anchor: Tensor
     gt: Tensor
+    flat: Tensor
 
 
 class _Assignment(NamedTuple):
@@ -270,29 +281,26 @@ def _first_gt_reaching(tables: _Tables, best: Tensor, image: Tensor, anchor: Ten
 
 
 def _assign(
-    boxes: Tensor, classes: Tensor, geometry: DefaultBoxGeometry, threshold: float, best_anchor: bool
+    boxes: Tensor, classes: Tensor, geometry: DefaultBoxGeometry, threshold: float, best_anchor: bool, checked: bool
 ) -> _Assignment:
     """Match a batch: each default box's best IoU, the default boxes above the threshold and the forced matches.
 
     The IoU is computed in chunks of default boxes laid out [a, G, B] (the batch contiguous) and reduced at
     once: each default box's best IoU and each GT slot's best IoU per block of default boxes. Max-with-index
-    reductions are slow on CPU, so indices are looked up afterwards, where they are needed, on few entries. Only
-    the first G' GT slots take part, G' ending at the last slot that is a GT in any image; padding slots before
-    it are matched as empty boxes (IoU 0), which changes no maximum that matters: scores are clamped at 0, a
-    default box only takes a GT with IoU above the threshold (>= 0), and only valid GTs with IoU > 0 claim
-    their best default box.
+    reductions are slow on CPU, so indices are looked up afterwards, where they are needed, on few entries.
+    Padding slots are matched as empty boxes (IoU 0), which changes no maximum that matters: scores are clamped
+    at 0, a default box only takes a GT with IoU above the threshold (>= 0), and only valid GTs with IoU > 0
+    claim their best default box. One host synchronisation: the number of default boxes above the threshold.
     """
-    batch, _, _ = boxes.shape
+    batch, used = classes.shape
     num_anchors = geometry.xyxy.shape[0]
     valid = classes >= 1  # [B, G]
-    slots = torch.arange(1, valid.shape[1] + 1, device=boxes.device)
-    used = int((valid * slots).amax()) if valid.numel() else 0
     none = torch.zeros(0, dtype=torch.int64, device=boxes.device)
-    if used == 0:
-        return _Assignment(boxes.new_zeros(batch, num_anchors), _Pairs(none, none, none), _Pairs(none, none, none))
-    valid = valid[:, :used]
-    gt_boxes = torch.where(valid[:, :, None], boxes[:, :used], boxes.new_zeros(()))  # [B, G', 4]
-    tables = _tables(gt_boxes, geometry)
+    if used == 0 or batch == 0:
+        empty = _Pairs(none, none, none, none)
+        return _Assignment(boxes.new_zeros(batch, num_anchors), empty, empty)
+    gt_boxes = torch.where(valid[:, :, None], boxes, boxes.new_zeros(()))  # [B, G, 4]
+    tables = _tables(gt_boxes, geometry, checked)
     step = max(1, _CHUNK_ENTRIES // (used * batch * _BLOCK)) * _BLOCK  # a whole number of blocks
     inter = boxes.new_empty(min(step, num_anchors), used, batch)  # [a, G', B], reused
     union = torch.empty_like(inter)
@@ -309,14 +317,19 @@ def _assign(
         if whole * _BLOCK < stop - start:
             block_best[first_block + whole] = iou[whole * _BLOCK :].amax(dim=0)
     image, anchor = (scores > threshold).nonzero(as_tuple=True)  # [P] each
-    by_threshold = _Pairs(image, anchor, _first_gt_reaching(tables, scores[image, anchor], image, anchor))
-    forced = _Pairs(none, none, none)
+    gt = _first_gt_reaching(tables, scores[image, anchor], image, anchor)
+    by_threshold = _Pairs(image, anchor, gt, image * num_anchors + anchor)
+    forced = _Pairs(none, none, none, none)
     if best_anchor:
-        gt_best_iou = block_best.amax(dim=0)  # [G', B]
-        first = (block_best == gt_best_iou[None]).to(torch.uint8).argmax(dim=0)  # [G', B] first block
-        gt_best_anchor = _first_anchor_reaching(tables, gt_best_iou, first * _BLOCK, _BLOCK)  # [G', B]
-        gt_slot, image = _forced_matches(valid.t() & (gt_best_iou > 0), gt_best_anchor)  # [F] each
-        forced = _Pairs(image, gt_best_anchor[gt_slot, image], gt_slot)
+        gt_best_iou = block_best.amax(dim=0)  # [G, B]
+        first = (block_best == gt_best_iou[None]).to(torch.uint8).argmax(dim=0)  # [G, B] first block
+        gt_best_anchor = _first_anchor_reaching(tables, gt_best_iou, first * _BLOCK, _BLOCK)  # [G, B]
+        claims = _forced_matches(valid.t() & (gt_best_iou > 0), gt_best_anchor)  # [G, B]
+        gt_slot = torch.arange(used, device=boxes.device)[:, None].expand(used, batch).reshape(-1)  # [G * B]
+        image = torch.arange(batch, device=boxes.device)[None, :].expand(used, batch).reshape(-1)
+        anchor = gt_best_anchor.reshape(-1)
+        flat = torch.where(claims.reshape(-1), image * num_anchors + anchor, batch * num_anchors)
+        forced = _Pairs(image, anchor, gt_slot, flat)
     return _Assignment(scores.clamp_(min=0.0), by_threshold, forced)
 
 
@@ -328,6 +341,7 @@ def match(
     best_anchor: bool = True,
     num_classes: int | None = None,
     with_iou: bool = False,
+    checked: bool = True,
 ) -> Match:
     """Assign each default box to at most one GT, for a whole batch at once.
 
@@ -342,13 +356,17 @@ def match(
             torchvision's indexed assignment does). A GT overlapping no default box at all is left unmatched.
         num_classes: if given, classes must be < num_classes.
         with_iou: also return the full [B, G, A] IoU (for reports; matching itself never builds it).
+        checked: see :func:`encode`.
     """
-    _check_inputs(boxes, classes, threshold, num_classes)
+    if checked:
+        _check_inputs(boxes, classes, threshold, num_classes)
     geometry = _geometry(anchors, boxes.dtype)
-    assigned = _assign(boxes, classes, geometry, threshold, best_anchor)
-    gt_index = torch.full(assigned.scores.shape, -1, dtype=torch.int64, device=boxes.device)  # [B, A]
+    assigned = _assign(boxes, classes, geometry, threshold, best_anchor, checked)
+    batch, num_anchors = assigned.scores.shape
+    gt_index = torch.full((batch * num_anchors + 1,), -1, dtype=torch.int64, device=boxes.device)  # [B * A + 1]
     for pairs in (assigned.by_threshold, assigned.forced):  # forced matches last: they win
-        gt_index[pairs.image, pairs.anchor] = pairs.gt
+        gt_index[pairs.flat] = pairs.gt
+    gt_index = gt_index[:-1].view(batch, num_anchors)  # [B, A]
     iou = None
     if with_iou:
         iou = pairwise_iou(boxes, geometry.xyxy)  # [B, G, A]
@@ -364,6 +382,7 @@ def encode(
     best_anchor: bool = True,
     num_classes: int | None = None,
     prior_scaling: tuple[float, ...] = PRIOR_SCALING,
+    checked: bool = True,
 ) -> EncodedTargets:
     """Match a batch of GTs to default boxes and encode the training targets (DESIGN.md 1.3).
 
@@ -372,18 +391,27 @@ def encode(
             their :func:`default_box_geometry` (computed once per layout: a training loop's choice).
         threshold, best_anchor, num_classes: see :func:`match`. ``best_anchor=False`` reproduces the reference
             (threshold only, strict >, ties to the earlier GT).
+        checked: check the inputs first (shapes, dtypes, class range, finite and ordered boxes: a few host
+            synchronisations). ``False`` is for a training loop whose batches were checked where they entered
+            (:func:`ssdcli.data.collate.collate_detections`): boxes finite, ordered and inside [0, 1], classes
+            1..C-1 or -1; ``anchors`` then best given as their geometry. It leaves one host synchronisation (the
+            number of default boxes above the threshold).
 
     Returns:
         labels [B, A] int64 (0 = background), offsets [B, A, 4], scores [B, A] = best IoU with any GT.
     """
-    _check_inputs(boxes, classes, threshold, num_classes)
+    if checked:
+        _check_inputs(boxes, classes, threshold, num_classes)
     geometry = _geometry(anchors, boxes.dtype)
-    assigned = _assign(boxes, classes, geometry, threshold, best_anchor)
-    labels = torch.zeros(assigned.scores.shape, dtype=torch.int64, device=boxes.device)  # [B, A]
-    offsets = boxes.new_zeros(*assigned.scores.shape, 4)  # [B, A, 4]
+    assigned = _assign(boxes, classes, geometry, threshold, best_anchor, checked)
+    batch, num_anchors = assigned.scores.shape
+    labels = torch.zeros(batch * num_anchors + 1, dtype=torch.int64, device=boxes.device)  # [B * A + 1]
+    offsets = boxes.new_zeros(batch * num_anchors + 1, 4)  # [B * A + 1, 4]
     anchors = geometry.cxcywh
     for pairs in (assigned.by_threshold, assigned.forced):  # forced matches last: they win
-        labels[pairs.image, pairs.anchor] = classes[pairs.image, pairs.gt].to(torch.int64)
+        labels[pairs.flat] = classes[pairs.image, pairs.gt].to(torch.int64)
         matched = boxes[pairs.image, pairs.gt]  # [P, 4]
-        offsets[pairs.image, pairs.anchor] = encode_offsets(matched, anchors[pairs.anchor], prior_scaling)
+        offsets[pairs.flat] = encode_offsets(matched, anchors[pairs.anchor], prior_scaling)
+    labels = labels[:-1].view(batch, num_anchors)  # [B, A]
+    offsets = offsets[:-1].view(batch, num_anchors, 4)  # [B, A, 4]
     return EncodedTargets(labels, offsets, assigned.scores)

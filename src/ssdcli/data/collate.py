@@ -74,14 +74,34 @@ class DetectionBatch:
         return int(self.images.shape[0])
 
 
+def _target_problem(sample: tuple[Tensor, dict[str, Any]] | LoadFailure) -> str | None:
+    """What is wrong with a sample's target (boxes [G, 4] xyxy normalised, labels [G]), None if nothing."""
+    if isinstance(sample, LoadFailure):
+        return None
+    boxes, labels = sample[1]["boxes"], sample[1]["labels"]
+    name = f"image {sample[1]['image_id']}"
+    if not bool(torch.isfinite(boxes).all()):
+        return f"{name}: a box with a non-finite coordinate after augmentation"
+    if not bool(((boxes >= 0) & (boxes <= 1)).all()):
+        return f"{name}: a box outside the image after augmentation"
+    if not bool(((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])).all()):
+        return f"{name}: a box with x2 < x1 or y2 < y1 after augmentation"
+    if bool((labels < 1).any()):
+        return f"{name}: an object with label {int(labels.min())} (expected 1 or more; 0 is the background)"
+    return None
+
+
 def collate_detections(batch: Sequence[tuple[Tensor, dict[str, Any]] | LoadFailure]) -> DetectionBatch | LoadFailure:
     """Stack ``(image, target)`` samples of :class:`DetectionDataset`; pad objects to the batch's largest count.
 
-    A batch holding a :class:`LoadFailure` is that failure (the first one).
+    A batch holding a :class:`LoadFailure` is that failure (the first one). This is where training data is checked
+    (in the loader's workers): boxes finite, ordered and inside [0, 1], labels at least 1; a sample that is not
+    is a failure naming its image. The training step's matching and loss then skip their own input checks.
     """
     if not batch:
         raise ValueError("batch: expected at least one sample, got none")
     failures = [sample for sample in batch if isinstance(sample, LoadFailure)]
+    failures += [LoadFailure(problem) for problem in map(_target_problem, batch) if problem is not None]
     if failures:
         return failures[0]
     images = torch.stack([image for image, _ in batch])  # [B, 3, S, S]

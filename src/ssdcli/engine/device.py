@@ -22,6 +22,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def mixed_precision(amp: bool, device: torch.device) -> torch.dtype | None:
+    """The dtype training autocasts to: None (float32) without ``amp`` or off CUDA; bfloat16 on a GPU that
+    supports it (Ampere and later: float32's range, no loss scaling), float16 elsewhere (with a grad scaler)."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def mixed_precision_note(amp: bool, device: torch.device) -> str | None:
     """Why mixed precision asked for is not used on ``device`` (training uses it on CUDA only), else None."""
     if amp and device.type != "cuda":

@@ -27,11 +27,14 @@ class ScheduleFitted:
 
 @dataclass(frozen=True)
 class StepDone:
+    """One training step done. The losses are read from the device every few steps only (one wait for the
+    device each time, :mod:`ssdcli.engine.train.window`): None on the steps between."""
+
     epoch: int  # 1-based
     step: int  # 1-based within the epoch
     steps: int
-    loss_conf: float
-    loss_loc: float
+    loss_conf: float | None
+    loss_loc: float | None
     lr: float
     images_per_s: float
 

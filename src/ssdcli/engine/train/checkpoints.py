@@ -3,6 +3,7 @@ when they are written, and the one rule for ``best.pt``. Only rank 0 writes."""
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,22 @@ class CheckpointPolicy:
     def __init__(self, run: Run, emit: EventHandler) -> None:
         self.run = run
         self.emit = emit
+        self.held: Checkpoint | None = None
+
+    def hold(self, epoch: int, step_in_epoch: int, sums: Tensor | None = None) -> None:
+        """Keep a copy of the run at this position in memory (rank 0; on the device, no host synchronisation):
+        the training loop checks its losses every few steps, and a non-finite one writes this copy, the last
+        position whose losses were all finite, as ``last.pt`` (:meth:`save_held`)."""
+        if self.run.context.is_main:
+            self.held = copy.deepcopy(self.snapshot(epoch, step_in_epoch, sums))
+
+    def save_held(self) -> Path | None:
+        """Write the copy of :meth:`hold` as ``last.pt`` (rank 0; None elsewhere or without one)."""
+        if self.held is None or not self.run.context.is_main:
+            return None
+        path = save_checkpoint(self.held, self.run.run_dir / LAST)
+        self.emit(CheckpointSaved(path))
+        return path
 
     def snapshot(self, epoch: int, step_in_epoch: int, sums: Tensor | None = None) -> Checkpoint:
         """The run at ``epoch`` (completed epochs) and ``step_in_epoch``; ``sums``: the epoch's loss sums so far,

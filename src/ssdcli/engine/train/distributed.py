@@ -1,4 +1,9 @@
-"""Distributed training context from the environment ``torchrun`` sets (RANK, WORLD_SIZE, LOCAL_RANK)."""
+"""Distributed training context from the environment ``torchrun`` sets (RANK, WORLD_SIZE, LOCAL_RANK).
+
+On CUDA the process group has two backends, ``"cpu:gloo,cuda:nccl"``: DDP's gradient exchange and the BatchNorm
+buffers (CUDA tensors) go through NCCL, the loop's small host-side collectives (the stop flag, loss means,
+gathered detections, checksums: CPU tensors and Python objects) through gloo. NCCL alone rejects a CPU tensor.
+"""
 
 from __future__ import annotations
 
@@ -80,13 +85,30 @@ def is_peer_failure(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(text in str(error) for text in _PEER_GONE)
 
 
+def process_group_backend(device_type: str) -> str:
+    """The backend of the process group for training on ``device_type``: gloo for CPU tensors always (the
+    loop's host-side collectives), NCCL for CUDA tensors when training on CUDA."""
+    return "cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo"
+
+
+def served_device_types(backend: str) -> frozenset[str]:
+    """The device types whose tensors a process group made with ``backend`` takes in collectives:
+    ``"cpu:gloo,cuda:nccl"`` -> {cpu, cuda}; ``"nccl"`` -> {cuda}; ``"gloo"`` -> {cpu, cuda} (gloo copies CUDA
+    tensors through the host)."""
+    single = {"nccl": ("cuda",), "gloo": ("cpu", "cuda"), "mpi": ("cpu", "cuda")}
+    if ":" not in backend:
+        return frozenset(single.get(backend, ()))
+    return frozenset(pair.split(":")[0].strip() for pair in backend.split(","))
+
+
 def init_distributed(device_type: str) -> DistContext:
-    """Join the process group if launched by torchrun (nccl on CUDA, gloo on CPU); a single process otherwise."""
+    """Join the process group if launched by torchrun (:func:`process_group_backend`); a single process
+    otherwise."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(backend=process_group_backend(device_type))
     return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

@@ -23,7 +23,7 @@ from ssdcli.core.loss import ssd_loss
 from ssdcli.core.matching import encode
 from ssdcli.data.collate import checked_batches
 from ssdcli.data.files import write_atomic
-from ssdcli.engine.device import resolve_device
+from ssdcli.engine.device import mixed_precision, resolve_device
 from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
 from ssdcli.engine.events import EpochDone, EventHandler, Message, ScheduleFitted, StepDone, ignore_events
 from ssdcli.engine.train.budget import format_duration
@@ -33,6 +33,7 @@ from ssdcli.engine.train.interrupts import StopRequests
 from ssdcli.engine.train.run import Run, build_run
 from ssdcli.engine.train.run_plots import RunPictures
 from ssdcli.engine.train.tensorboard_log import TensorBoardLog, both
+from ssdcli.engine.train.window import LossWindow, first_non_finite
 from ssdcli.errors import DataError, PeerProcessFailed, SsdcliError, TrainingDiverged
 
 METRIC_COLUMNS = ("epoch", "loss", "loss_conf", "loss_loc", "lr", "map50", "coco_ap", "seconds")
@@ -204,54 +205,80 @@ def train_one_epoch(
     stopping: Callable[[], bool],
     emit: EventHandler,
 ) -> None:
-    """Train on ``batches``, one optimizer step each, updating ``progress``; returns early when ``stopping()``
-    (checked after every step, on every rank together). A non-finite loss stops within its step: last.pt keeps
-    the state before it."""
+    """Train on ``batches``, one optimizer step each, updating ``progress``; returns early when ``stopping()``.
+
+    The batches were checked where they entered (the collate), so matching and loss skip their input checks,
+    and the losses stay on the device between checks (:mod:`.window`): every ``CHECK_EVERY`` steps and at the
+    epoch's last step, one host synchronisation reads them, a non-finite one stops the run (``last.pt`` then
+    holds the state of the check before, the last one whose losses were all finite), and the epoch's loss sums
+    and the reported figures are updated. Stop requests are looked at after every step in a single process and
+    at each check under DDP (a collective, on every rank together)."""
     device, context, optimizer = run.device, run.context, run.optimizer
+    amp_dtype = mixed_precision(run.use_amp, device)
+    window = LossWindow(device)
+    checkpoints.hold(progress.epoch, progress.step, progress.sums)
     tick = time.perf_counter()
-    for batch in checked_batches(batches):
-        images = batch.images.to(device, non_blocking=True)  # [B, 3, S, S]
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        boxes = batch.boxes.to(device, non_blocking=True)  # [B, G, 4] xyxy in [0, 1], padded
-        classes = batch.classes.to(device, non_blocking=True)  # [B, G], -1 for padding
-        targets = encode(boxes, classes, run.geometry)
-        with torch.autocast(device.type, enabled=run.use_amp):
-            conf, loc = run.net(images)  # [B, A, C], [B, A, 4]
-        loss = ssd_loss(conf.float(), loc.float(), targets.labels, targets.offsets)
-        if not bool(torch.isfinite(loss.total)):
+    try:
+        for batch in checked_batches(batches):
+            images = batch.images.to(device, non_blocking=True)  # [B, 3, S, S]
+            if device.type == "cuda":
+                images = images.contiguous(memory_format=torch.channels_last)
+            boxes = batch.boxes.to(device, non_blocking=True)  # [B, G, 4] xyxy in [0, 1], padded
+            classes = batch.classes.to(device, non_blocking=True)  # [B, G], -1 for padding
+            targets = encode(boxes, classes, run.geometry, checked=False)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                conf, loc = run.net(images)  # [B, A, C], [B, A, 4]
+            loss = ssd_loss(conf.float(), loc.float(), targets.labels, targets.offsets, checked=False)
+            optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss.total).backward()
+            run.scaler.step(optimizer)
+            run.scaler.update()
+            run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update(run.model)
+            window.add(loss.conf, loss.loc)
+            progress.step += 1
+            run.global_step += 1
+            checked = window.full or progress.step == run.steps_per_epoch
+            figures = _check_losses(run, progress, checkpoints, window) if checked else (None, None)
+            now = time.perf_counter()
             lr_now = optimizer.param_groups[0]["lr"]
-            checkpoints.save_last(progress.epoch, progress.step, progress.sums)  # the last finite state
-            raise TrainingDiverged(
-                f"non-finite loss at epoch {progress.epoch + 1} step {progress.step + 1} (lr {lr_now:.3g}); "
-                f"{run.run_dir / 'last.pt'} holds the last finite state; a lower learning rate may help"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss.total).backward()
-        run.scaler.step(optimizer)
-        run.scaler.update()
-        run.scheduler.step()
-        if run.ema is not None:
-            run.ema.update(run.model)
-        progress.step += 1
-        run.global_step += 1
-        parts = torch.stack((loss.conf.detach(), loss.loc.detach())).double().cpu()
-        progress.sums += parts
-        now = time.perf_counter()
-        emit(
-            StepDone(
-                progress.epoch + 1,
-                progress.step,
-                run.steps_per_epoch,
-                float(parts[0]),
-                float(parts[1]),
-                optimizer.param_groups[0]["lr"],
-                images.shape[0] * context.world_size / max(now - tick, 1e-9),
-            )
+            speed = images.shape[0] * context.world_size / max(now - tick, 1e-9)
+            emit(StepDone(progress.epoch + 1, progress.step, run.steps_per_epoch, *figures, lr_now, speed))
+            tick = now
+            if (checked or not context.enabled) and stopping():
+                if len(window):
+                    _check_losses(run, progress, checkpoints, window)
+                return
+    finally:
+        if len(window):  # left on an error or an interrupt: the steps done still count in the epoch's sums
+            _add_sums(progress, window.take())
+
+
+def _add_sums(progress: Progress, rows: list[tuple[float, float]]) -> None:
+    for row in rows:  # one step at a time, in order: the same sums as adding after every step
+        progress.sums += torch.tensor(row, dtype=torch.float64)
+
+
+def _check_losses(
+    run: Run, progress: Progress, checkpoints: CheckpointPolicy, window: LossWindow
+) -> tuple[float, float]:
+    """Read the window's losses (one host synchronisation), add them to the epoch's sums and return the last
+    step's (conf, loc); a non-finite one writes the last checked state as last.pt and raises TrainingDiverged."""
+    rows = window.take()
+    bad = first_non_finite(rows)
+    if bad is not None:
+        held = checkpoints.held
+        checkpoints.save_held()
+        where = f" (epoch {held.epoch + 1} step {held.step_in_epoch})" if held is not None else ""
+        raise TrainingDiverged(
+            f"non-finite loss at epoch {progress.epoch + 1} step {progress.step - len(rows) + bad + 1} "
+            f"(lr {run.optimizer.param_groups[0]['lr']:.3g}); {run.run_dir / 'last.pt'} holds the last checked "
+            f"finite state{where}; a lower learning rate may help"
         )
-        tick = now
-        if stopping():
-            return
+    _add_sums(progress, rows)
+    checkpoints.hold(progress.epoch, progress.step, progress.sums)
+    return rows[-1]
 
 
 def _epoch_row(run: Run, progress: Progress) -> dict[str, float]:

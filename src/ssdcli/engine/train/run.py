@@ -24,7 +24,7 @@ from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.transforms import build_transforms
 from ssdcli.engine.checkpoint import Checkpoint
-from ssdcli.engine.device import cpu_threads
+from ssdcli.engine.device import cpu_threads, mixed_precision
 from ssdcli.engine.events import EventHandler, Message, RunStarted
 from ssdcli.engine.train.budget import BudgetClock
 from ssdcli.engine.train.rng import restore_rng
@@ -240,8 +240,8 @@ def _assemble(
     lr = optim.lr if optim.lr is not None else default_lr(model_config.arch, optim.optimizer)
     optimizer = build_optimizer(net, optim.optimizer, lr, optim.momentum, optim.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    use_amp = runtime.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    use_amp = mixed_precision(runtime.amp, device) is not None
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed_precision(runtime.amp, device) == torch.float16)
     anchors = default_boxes(layout, device=device)  # [A, 4]
     run = Run(
         config, device, context, run_dir, model_config, model, net, ema, train_index, val_index,
@@ -251,7 +251,8 @@ def _assemble(
     if checkpoint is not None and checkpoint.train_state is not None:
         optimizer.load_state_dict(checkpoint.train_state["optimizer"])
         scheduler.load_state_dict(checkpoint.train_state["scheduler"])  # a fitted total_steps too
-        scaler.load_state_dict(checkpoint.train_state["scaler"])
+        if checkpoint.train_state["scaler"]:  # empty when saved without loss scaling (float32, bfloat16)
+            scaler.load_state_dict(checkpoint.train_state["scaler"])
         run.start_epoch, run.skip_steps = checkpoint.epoch, checkpoint.step_in_epoch
         run.global_step, run.best = checkpoint.global_step, checkpoint.best_metric
         run.saved_sums = saved_state.get("epoch_sums")

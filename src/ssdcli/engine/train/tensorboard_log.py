@@ -37,7 +37,8 @@ class TensorBoardLog:
         elif isinstance(event, StepDone):
             step = (event.epoch - 1) * event.steps + event.step
             for name in ("loss_conf", "loss_loc", "lr", "images_per_s"):
-                self._writer.add_scalar(f"train/{name}", getattr(event, name), step)
+                if getattr(event, name) is not None:  # losses: on the steps where they were read
+                    self._writer.add_scalar(f"train/{name}", getattr(event, name), step)
         elif isinstance(event, EpochDone):
             for name, value in event.metrics.items():
                 if name != "epoch":
