@@ -174,7 +174,46 @@ def test_an_interrupted_video_leaves_no_partial_file(checkpoint: Path, tmp_path:
     predictor.predict_rgb = interrupted_on_the_second_batch
     with pytest.raises(KeyboardInterrupt):
         run_predict(predictor, [str(video)], tmp_path / "runs", batch_size=2)
-    assert calls == [2, 2] and list((tmp_path / "runs" / "1").iterdir()) == []  # no clip.mp4, no temporary file
+    assert calls == [2, 2] and not (tmp_path / "runs" / "1").exists()  # no clip.mp4, no temporary file, no folder
+
+
+def test_ctrl_c_in_predict_writes_the_json_of_what_was_done_and_says_so(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.engine.inference.predictor import Predictor
+
+    predict_rgb, calls = Predictor.predict_rgb, []
+
+    def ctrl_c_on_the_second_batch(self, images):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict_rgb(self, images)
+
+    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c_on_the_second_batch)
+    out, report = tmp_path / "runs", tmp_path / "t.json"
+    args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
+    assert main([*args, "--batch-size", "1", "--device", "cpu"]) == 130
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"interrupted: 1 of 3 image(s) predicted; detections of those in {report}; 1 picture(s) in {out / '1'}"]
+    assert [image["file"] for image in json.loads(report.read_text())["images"]] == [str(images / "img0.png")]
+    assert [p.name for p in (out / "1").iterdir()] == ["img0.jpg"]
+
+
+def test_ctrl_c_in_predict_before_any_picture_leaves_no_run_folder(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.engine.inference.predictor import Predictor
+
+    def ctrl_c(self, images):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c)
+    out, report = tmp_path / "runs", tmp_path / "t.json"
+    args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
+    assert main([*args, "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted: 0 of 3 image(s) predicted; no JSON written; no pictures written"
+    assert list(out.iterdir()) == [] and not report.exists()
 
 
 def test_every_input_failing_is_an_error(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -181,7 +182,7 @@ def fresh_run_dir(base: str | Path, prefix: str = "") -> Path:
         raise UsageError("exists and is not a folder", path=root)
     root.mkdir(parents=True, exist_ok=True)
     taken = [p.name[len(prefix):] for p in root.iterdir() if p.name.startswith(prefix)]
-    number = max((int(t) for t in taken if t.isdigit()), default=0) + 1
+    number = max((int(t) for t in taken if t.isascii() and t.isdigit()), default=0) + 1
     while True:
         candidate = root / f"{prefix}{number}"
         try:
@@ -189,3 +190,27 @@ def fresh_run_dir(base: str | Path, prefix: str = "") -> Path:
             return candidate
         except FileExistsError:
             number += 1
+
+
+def remove_if_empty(folder: str | Path | None) -> bool:
+    """Remove ``folder`` if it exists and holds nothing (a run folder this run made and wrote nothing into);
+    whether it was removed."""
+    if folder is None:
+        return False
+    try:
+        Path(folder).rmdir()
+    except OSError:  # not empty, already gone, or not ours to remove
+        return False
+    return True
+
+
+@contextmanager
+def removed_on_interrupt(folder: str | Path) -> Iterator[None]:
+    """For a folder the caller has just made: Ctrl-C in the block removes it with whatever the block wrote into
+    it, then goes on (``KeyboardInterrupt``), so that an interrupted start leaves no half-made run folder."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with sigint_held_back():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -21,7 +21,7 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import atomic_path, fresh_run_dir
+from ssdcli.data.files import atomic_path, fresh_run_dir, remove_if_empty
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -66,12 +66,22 @@ class PredictResult:
     results: list[dict[str, Any]] = field(default_factory=list)  # COCO-style records
     per_image: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    images_planned: int = 0  # the images found in the sources (videos apart)
 
     def report(self) -> dict[str, Any]:
         """What ``ssd predict --json`` writes: ``results``, the COCO results records (each with its ``file_name``;
         what ``ssd eval --results`` reads), and ``images``, the detections of each image and video frame with
         class names and pixel xyxy boxes."""
         return {"results": self.results, "images": self.per_image}
+
+
+class PredictInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_predict`: ``result`` holds what was done until then (its pictures are written;
+    an empty run folder is removed and ``result.run_dir`` is then None)."""
+
+    def __init__(self, result: PredictResult) -> None:
+        super().__init__()
+        self.result = result
 
 
 def expand_sources(sources: Sequence[str]) -> Sources:
@@ -185,10 +195,35 @@ def run_predict(
     result = PredictResult(None, failed=list(found.problems))
     if not found.images and not found.videos:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
-    run_dir = fresh_run_dir(out) if out is not None else None
-    result.run_dir = run_dir
-    taken: set[str] = set()
+    result.images_planned = len(found.images)
+    result.run_dir = fresh_run_dir(out) if out is not None else None
     category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
+    try:
+        _predict_all(predictor, found, result, batch_size, emit, id_of if dataset is not None else None, category_ids)
+    except KeyboardInterrupt:
+        if remove_if_empty(result.run_dir):
+            result.run_dir = None
+        raise PredictInterrupted(result) from None
+    if result.images_done == 0 and result.frames_done == 0:
+        if remove_if_empty(result.run_dir):
+            result.run_dir = None
+        raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
+    return result
+
+
+def _predict_all(
+    predictor: Predictor,
+    found: Sources,
+    result: PredictResult,
+    batch_size: int,
+    emit: EventHandler,
+    id_of: dict[Path, int | str] | None,
+    category_ids: Sequence[int],
+) -> None:
+    """The images, then the videos of ``found`` into ``result`` (pictures into ``result.run_dir`` if set);
+    ``id_of``: the data set's image ids (None: ids 0..N-1 in input order)."""
+    run_dir = result.run_dir
+    taken: set[str] = set()
     total = len(found.images)
     for start in range(0, total, batch_size):
         paths, rgbs = [], []
@@ -200,7 +235,7 @@ def run_predict(
                 result.failed.append(str(error))
                 emit(Message(str(error), "warning"))
         for path, rgb, detections in zip(paths, rgbs, predictor.predict_rgb(rgbs)):
-            image_id = id_of[path] if dataset is not None else result.images_done
+            image_id = id_of[path] if id_of is not None else result.images_done
             result.images_done += 1
             result.results.extend(_records(detections, image_id, path.name, category_ids))
             result.per_image.append(_image_json(detections, str(path)))
@@ -212,13 +247,10 @@ def run_predict(
         emit(EvalProgress(min(start + batch_size, total), total))
     for video in found.videos:
         try:
-            result.frames_done += _predict_video(predictor, video, run_dir, taken, batch_size, result)
+            _predict_video(predictor, video, run_dir, taken, batch_size, result)
         except SsdcliError as error:
             result.failed.append(str(error))
             emit(Message(str(error), "warning"))
-    if result.images_done == 0 and result.frames_done == 0:
-        raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
-    return result
 
 
 def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
@@ -279,6 +311,7 @@ def _video_frames(
                     writer.write(_drawn(frame, detections))
                 result.per_image.append({**_image_json(detections, str(path)), "frame": frames})
                 frames += 1
+                result.frames_done += 1
     finally:
         if writer is not None:
             writer.release()
