@@ -176,6 +176,8 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
                     "split, or turn validation off)",
                     path=error.path,
                 ) from None
+    if val_index is not None:
+        notes.extend(_shared_images_note(train_index, val_index))
     if not settings.verify_images:
         return TrainData(train_index, val_index, notes=tuple(notes))
     cache = ImageCheckCache.load(config.runtime.out / IMAGE_CHECK_CACHE)
@@ -195,6 +197,19 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
             )
         )
     return TrainData(verified[0], verified[1], cache, tuple(notes))
+
+
+def _shared_images_note(train_index: DatasetIndex, val_index: DatasetIndex) -> list[str]:
+    """A warning when validation images are training images too (e.g. ``val_split`` names the training split):
+    the validation figures and best.pt then reward memorising the training set."""
+    trained = {record.path.resolve() for record in train_index.records}
+    shared = sum(record.path.resolve() in trained for record in val_index.records)
+    if not shared:
+        return []
+    return [
+        f"{shared} of {len(val_index.records)} validation images ({val_index.split!r}) are training images too: "
+        "the validation figures and best.pt measure the training set (choose a split apart)"
+    ]
 
 
 def model_config_for(
