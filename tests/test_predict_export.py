@@ -234,6 +234,18 @@ def test_checkpoint_of_another_model_is_rejected(checkpoint: Path, tmp_path: Pat
     assert str(other) in capsys.readouterr().err
 
 
+def test_a_checkpoint_whose_layout_does_not_fit_its_architecture_is_named(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model_config"]["layout"]["image_size"] = 300  # ssd_tiny's maps at 300 px are not the stored ones
+    other = tmp_path / "other.pt"
+    torch.save(payload, other)
+    assert main(["predict", str(tmp_path), "--checkpoint", str(other), "--json", "-"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {other}: the ssd_tiny backbone gives feature maps") and "\n" not in error
+
+
 @pytest.fixture(scope="module")
 def outside_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model that ignores its input: the first default box of every cell is pushed wholly above the image and
