@@ -371,3 +371,51 @@ def test_export_format_is_the_former_name_of_to(checkpoint: Path, tmp_path: Path
     args = ["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--format", "onnx"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 2
     assert "disagree" in capsys.readouterr().err
+
+
+def _lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_predict_whose_inputs_all_fail_leaves_no_run_folder_and_names_each_failure_once(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from messy_files import undecodable_jpeg
+
+    first, second = undecodable_jpeg(tmp_path / "a.jpg"), undecodable_jpeg(tmp_path / "b.jpg")
+    out = tmp_path / "runs"
+    assert main(["predict", str(first), str(second), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    lines = _lines(capsys.readouterr().err)
+    assert [sum(str(path) in line for line in lines) for path in (first, second)] == [1, 1], lines
+    assert lines[-1] == "error: every input failed (2; each named above)"
+    assert list(out.iterdir()) == []
+    assert main(["predict", str(first), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert _lines(capsys.readouterr().err) == [f"error: {first}: cannot decode image (corrupt or not an image)"]
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert _lines(capsys.readouterr().err) == [f"error: no usable input: {tmp_path / 'missing.jpg'}: file not found"]
+    assert list(out.iterdir()) == []
+
+
+def test_predict_warns_about_a_truncated_jpeg(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from messy_files import smooth_rgb, truncate, write_jpeg
+
+    cut = truncate(write_jpeg(tmp_path / "cut.jpg", smooth_rgb(240, 320)))
+    whole = write_jpeg(tmp_path / "whole.jpg", smooth_rgb(240, 320, seed=1))
+    assert main(["predict", str(cut), str(whole), "--checkpoint", str(checkpoint), "--json", "-"]) == 0
+    assert _lines(capsys.readouterr().err) == ["warning: 1 truncated images decoded as far as their data goes (cut.jpg)"]
+
+
+def test_predict_takes_gif_files_in_a_folder_and_names_the_files_it_leaves_out(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((60, 80, 3), 200, dtype=np.uint8)).save(folder / "anim.gif")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert [image["file"] for image in json.loads(captured.out)["images"]] == [str(folder / "anim.gif")]
+    assert _lines(captured.err) == [f"warning: {folder}: 1 file(s) that are neither images nor videos left out (notes.txt)"]

@@ -28,6 +28,9 @@ from ssdcli.errors import DataError
 
 from .files import write_atomic
 
+#: The file name endings of the images ssdcli decodes (a GIF: its first frame).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+
 # 3-channel colour, 8 bits, pixel order as stored (no EXIF rotation).
 _DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _JPEG_START = b"\xff\xd8\xff"

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from ssdcli.data.dataset import open_index
-from ssdcli.data.images import read_image_rgb, write_image
+from ssdcli.data.images import IMAGE_SUFFIXES, decode_image, write_image
+from ssdcli.data.records import DataWarnings, quote_files
 from ssdcli.config import PredictConfig
 from ssdcli.viz.boxes import draw_detections
 from ssdcli.errors import DataError, SsdcliError, UsageError
@@ -23,7 +24,6 @@ from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
 from ssdcli.data.files import atomic_path, fresh_run_dir, remove_if_empty
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -32,6 +32,7 @@ class Sources:
     images: tuple[Path, ...]
     videos: tuple[Path, ...]
     problems: tuple[str, ...]  # one line per source that could not be used
+    notes: tuple[str, ...] = ()  # one line per folder whose other files were left out
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class PredictResult:
     per_image: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
     images_planned: int = 0  # the images found in the sources (videos apart)
+    truncated: list[str] = field(default_factory=list)  # JPEGs cut short, decoded as far as their data goes
 
     def report(self) -> dict[str, Any]:
         """What ``ssd predict --json`` writes: ``results``, the COCO results records (each with its ``file_name``;
@@ -89,6 +91,7 @@ def expand_sources(sources: Sequence[str]) -> Sources:
     images: list[Path] = []
     videos: list[Path] = []
     problems: list[str] = []
+    notes: list[str] = []
 
     def add(path: Path) -> None:
         suffix = path.suffix.lower()
@@ -100,9 +103,13 @@ def expand_sources(sources: Sequence[str]) -> Sources:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
             if not found:
                 problems.append(f"{path}: folder holds no images or videos")
+            elif len(found) < len(files):
+                others = [str(p) for p in files if p not in found]
+                notes.append(f"{path}: {len(others)} file(s) that are neither images nor videos left out ({quote_files(others)})")
             for item in found:
                 add(item)
         elif path.exists():
@@ -115,7 +122,7 @@ def expand_sources(sources: Sequence[str]) -> Sources:
                 add(item)
         else:
             problems.append(f"{path}: file not found")
-    return Sources(tuple(images), tuple(videos), tuple(problems))
+    return Sources(tuple(images), tuple(videos), tuple(problems), tuple(notes))
 
 
 def _records(
@@ -190,24 +197,31 @@ def run_predict(
         raise UsageError("give images or a data set, not both")
     found = expand_sources(sources) if dataset is None else Sources(dataset.paths, (), ())
     id_of: dict[Path, int | str] = dict(zip(dataset.paths, dataset.image_ids)) if dataset is not None else {}
-    for problem in found.problems:
-        emit(Message(problem, "warning"))
     result = PredictResult(None, failed=list(found.problems))
     if not found.images and not found.videos:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
+    for problem in (*found.problems, *found.notes):
+        emit(Message(problem, "warning"))
     result.images_planned = len(found.images)
     result.run_dir = fresh_run_dir(out) if out is not None else None
     category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
+    alone = len(found.images) + len(found.videos) + len(found.problems) == 1  # its failure is the error itself
     try:
-        _predict_all(predictor, found, result, batch_size, emit, id_of if dataset is not None else None, category_ids)
+        _predict_all(
+            predictor, found, result, batch_size, emit if not alone else _no_warnings(emit),
+            id_of if dataset is not None else None, category_ids,
+        )
     except KeyboardInterrupt:
         if remove_if_empty(result.run_dir):
             result.run_dir = None
         raise PredictInterrupted(result) from None
+    if result.truncated:
+        emit(Message(DataWarnings(truncated_images=tuple(result.truncated)).summary() or "", "warning"))
     if result.images_done == 0 and result.frames_done == 0:
-        if remove_if_empty(result.run_dir):
-            result.run_dir = None
-        raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
+        remove_if_empty(result.run_dir)
+        if len(result.failed) == 1:  # not reported as a warning: this error is the one line
+            raise DataError(result.failed[0])
+        raise DataError(f"every input failed ({len(result.failed)}; each named above)")
     return result
 
 
@@ -229,8 +243,11 @@ def _predict_all(
         paths, rgbs = [], []
         for path in found.images[start : start + batch_size]:
             try:
-                rgbs.append(torch.from_numpy(read_image_rgb(path)).permute(2, 0, 1).contiguous())
+                decoded = decode_image(path)
+                rgbs.append(torch.from_numpy(decoded.pixels).permute(2, 0, 1).contiguous())
                 paths.append(path)
+                if decoded.truncated:
+                    result.truncated.append(str(path))
             except SsdcliError as error:
                 result.failed.append(str(error))
                 emit(Message(str(error), "warning"))
@@ -251,6 +268,16 @@ def _predict_all(
         except SsdcliError as error:
             result.failed.append(str(error))
             emit(Message(str(error), "warning"))
+
+
+def _no_warnings(emit: EventHandler) -> EventHandler:
+    """``emit`` without warning messages (progress and notes pass)."""
+
+    def passed(event: object) -> None:
+        if not (isinstance(event, Message) and event.level == "warning"):
+            emit(event)  # type: ignore[arg-type]
+
+    return passed
 
 
 def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
