@@ -419,3 +419,46 @@ def test_predict_takes_gif_files_in_a_folder_and_names_the_files_it_leaves_out(
     captured = capsys.readouterr()
     assert [image["file"] for image in json.loads(captured.out)["images"]] == [str(folder / "anim.gif")]
     assert _lines(captured.err) == [f"warning: {folder}: 1 file(s) that are neither images nor videos left out (notes.txt)"]
+
+
+def test_torchscript_export_and_loading_print_no_torch_future_warning(checkpoint: Path, tmp_path: Path) -> None:
+    import warnings
+
+    from ssdcli.engine.inference.detectors import load_detector
+
+    target = tmp_path / "m.pt"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(target)]) == 0
+        load_detector(target, "torchscript")
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+
+
+def test_a_torchscript_file_given_as_checkpoint_is_one_line(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "m.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(target)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(images), "--checkpoint", str(target), "--json", "-"]) == 2
+    captured = capsys.readouterr()
+    assert _lines(captured.err) == [f"error: {target}: a TorchScript file, not a checkpoint written by 'ssd train'"]
+
+
+@pytest.mark.slow
+def test_ffmpeg_moov_atom_not_found_does_not_reach_the_terminal(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "clip.mp4"
+    broken.write_bytes(b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 12)  # an MP4 header, then no moov atom
+    source = str(Path(ssdcli.__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ssdcli", "predict", str(images / "img0.png"), str(broken), "--checkpoint", str(checkpoint)]
+        + ["--json", "-", "--device", "cpu"],
+        capture_output=True, text=True, env={**env, "PYTHONPATH": source}, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _lines(done.stderr) == [f"warning: {broken}: not a readable video", "warning: 1 input(s) skipped"]

@@ -26,6 +26,7 @@ from ssdcli.models.pretrained import detector_by_name
 from ssdcli.models.spec import ModelSpec
 
 from ssdcli.data.files import atomic_path, check_new_file, scratch_folder
+from ssdcli.engine.inference.detectors import torchscript_quiet
 from ssdcli.engine.inference.loading import LoadedModel, load_model
 from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, NORMALISED_INPUT, PIXEL_INPUT
 
@@ -363,8 +364,9 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(loaded.model, (_sample_inputs(size, 2),))
         extra = {"ssdcli.json": model_metadata(loaded.spec, False)[METADATA_KEY]}
-        torch.jit.save(traced, str(temporary), _extra_files=extra)
-        reloaded = torch.jit.load(str(temporary))
+        with torchscript_quiet():
+            torch.jit.save(traced, str(temporary), _extra_files=extra)
+            reloaded = torch.jit.load(str(temporary))
         difference = 0.0
         for batch in (1, 3):
             images = _sample_inputs(size, batch, seed=batch)

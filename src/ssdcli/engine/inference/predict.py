@@ -4,6 +4,7 @@ detections as a report (:meth:`PredictResult.report`)."""
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -285,12 +286,20 @@ def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
     return draw_detections(image_bgr, detections.boxes, detections.scores, detections.names)
 
 
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own log lines (``moov atom not found`` for a broken MP4) off the terminal: OpenCV reads this
+    setting when its FFmpeg backend is first used; a file it cannot read is reported here, in one line. A value
+    the user set is kept."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def _predict_video(
     predictor: Predictor, path: Path, run_dir: Path | None, taken: set[str], batch_size: int, result: PredictResult
 ) -> int:
     """Predict on every frame of the video ``path``; with ``run_dir``, the annotated video is written under a
     temporary name and renamed into place once complete (an interruption leaves no partial file). Returns the
     number of frames."""
+    quiet_ffmpeg()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DataError("not a readable video", path=path)
