@@ -228,3 +228,12 @@ def test_validating_on_the_training_split_warns(tmp_path: Path) -> None:
     )
     apart = TrainConfig(data=DataSettings(data=data, verify_images=False), runtime=RuntimeSettings(out=tmp_path))
     assert open_data(apart, data, lambda event: None).notes == ()
+
+
+def test_train_errors_name_the_data_path_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "empty", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: empty: cannot tell the data set format")

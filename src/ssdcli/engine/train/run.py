@@ -122,7 +122,7 @@ def build_run(
         torch.set_num_threads(cpu_threads(config.runtime.threads, config.runtime.workers))
     torch.manual_seed(config.runtime.seed)
     layout_file = check_options(config)
-    data = config.data.data.resolve() if config.data.data is not None else None
+    data = config.data.data  # as given, so that messages name it so; the run's config.json holds it resolved
     prepared = open_data(config, data, emit) if data is not None else None
     class_names = prepared.train.class_names if prepared is not None else (BACKGROUND, *SYNTH_CLASSES)
     weights_note = anchors_note = None
@@ -154,7 +154,7 @@ def build_run(
         elif prepared.cache is not None and context.is_main:
             prepared.cache.save()
         val_data = config.data.val_data.resolve() if config.data.val_data is not None else None
-        config = config.updated(data=data, val_data=val_data)
+        config = config.updated(data=data.resolve(), val_data=val_data)
         for note in prepared.notes:
             emit(Message(note, "warning"))
         for note in (weights_note, anchors_note):
