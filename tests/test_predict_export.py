@@ -462,3 +462,22 @@ def test_ffmpeg_moov_atom_not_found_does_not_reach_the_terminal(checkpoint: Path
     )
     assert done.returncode == 0, done.stderr
     assert _lines(done.stderr) == [f"warning: {broken}: not a readable video", "warning: 1 input(s) skipped"]
+
+
+def test_predict_on_a_far_larger_photo_gives_boxes_in_its_stored_pixels(checkpoint: Path, tmp_path: Path) -> None:
+    from messy_files import smooth_rgb, write_jpeg
+    from ssdcli.data.images import decode_image
+    from ssdcli.engine.inference.detectors import torch_predictor
+    from ssdcli.engine.inference.predict import run_predict
+
+    photo = write_jpeg(tmp_path / "photo.jpg", smooth_rgb(1920, 2560))  # ssd_tiny: 160 px; decoded at 1/4
+    predictor = torch_predictor(checkpoint, "cpu", conf_threshold=0.01)
+    result = run_predict(predictor, [str(photo)], tmp_path / "runs")
+    [image] = result.per_image
+    assert (image["width"], image["height"]) == (2560, 1920)
+    full = predictor.predict_rgb([torch.from_numpy(decode_image(photo).pixels).permute(2, 0, 1).contiguous()])[0]
+    boxes = torch.tensor([d["box_xyxy"] for d in image["detections"]], dtype=torch.float64)
+    assert len(full) > 5 and len(boxes) > 5
+    best = torch.from_numpy(full.boxes[np.argsort(-full.scores)[:5]]).double()  # the full decoding's top 5
+    assert box_iou(best, boxes).max(dim=1).values.min() > 0.9
+    assert cv2.imread(str(result.outputs[0])).shape == (480, 640, 3)  # the picture at the decoded size

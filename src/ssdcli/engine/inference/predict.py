@@ -25,6 +25,9 @@ from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
 from ssdcli.data.files import atomic_path, fresh_run_dir, remove_if_empty
 
+#: Images are decoded at 1/2, 1/4 or 1/8 of their size while both sides stay at least this many times the
+#: network's input size (the network resizes them to its input size anyway).
+REDUCED_DECODING_MARGIN = 2
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -240,25 +243,28 @@ def _predict_all(
     run_dir = result.run_dir
     taken: set[str] = set()
     total = len(found.images)
+    # Far larger photos are decoded at reduced size: the network sees them at its input size anyway.
+    at_least = REDUCED_DECODING_MARGIN * predictor.spec.layout.image_size
     for start in range(0, total, batch_size):
-        paths, rgbs = [], []
+        paths, decoded = [], []
         for path in found.images[start : start + batch_size]:
             try:
-                decoded = decode_image(path)
-                rgbs.append(torch.from_numpy(decoded.pixels).permute(2, 0, 1).contiguous())
+                decoded.append(decode_image(path, at_least))
                 paths.append(path)
-                if decoded.truncated:
+                if decoded[-1].truncated:
                     result.truncated.append(str(path))
             except SsdcliError as error:
                 result.failed.append(str(error))
                 emit(Message(str(error), "warning"))
-        for path, rgb, detections in zip(paths, rgbs, predictor.predict_rgb(rgbs)):
+        rgbs = [torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous() for image in decoded]
+        for path, image, detections in zip(paths, decoded, predictor.predict_rgb(rgbs)):
+            stored = detections.rescaled(image.stored_size) if image.stored_size is not None else detections
             image_id = id_of[path] if id_of is not None else result.images_done
             result.images_done += 1
-            result.results.extend(_records(detections, image_id, path.name, category_ids))
-            result.per_image.append(_image_json(detections, str(path)))
-            if run_dir is not None:
-                bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
+            result.results.extend(_records(stored, image_id, path.name, category_ids))
+            result.per_image.append(_image_json(stored, str(path)))
+            if run_dir is not None:  # the picture at the decoded size
+                bgr = cv2.cvtColor(image.pixels, cv2.COLOR_RGB2BGR)
                 target = _unique_name(run_dir, path.stem, ".jpg", taken)
                 write_image(target, _drawn(bgr, detections))
                 result.outputs.append(target)
