@@ -164,3 +164,25 @@ def test_ctrl_c_in_a_command_without_partial_work_says_nothing_was_written(
     monkeypatch.setattr(exporter, "run_export", ctrl_c)
     assert main(["export", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(tmp_path / "m.onnx")]) == 130
     assert capsys.readouterr().err.strip() == "interrupted; nothing written"
+
+
+@pytest.mark.parametrize("wrote_data", [False, True])
+def test_ctrl_c_in_the_demo_outside_training_says_where_its_files_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], wrote_data: bool
+) -> None:
+    from ssdcli.cli.app import main
+    from ssdcli.engine import demo
+
+    def ctrl_c_while_generating(folder: Path, **options: object) -> None:
+        if wrote_data:
+            folder.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "write_synth", ctrl_c_while_generating)
+    assert main(["demo", "--out", str(tmp_path), "--device", "cpu"]) == 130
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines() + captured.err.splitlines()
+    if wrote_data:
+        assert f"interrupted: what the demo did so far is in {tmp_path / '1'}" in lines
+    else:
+        assert "interrupted; nothing written" in lines and list(tmp_path.iterdir()) == []
