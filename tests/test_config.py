@@ -196,3 +196,9 @@ def test_a_checkpoint_with_a_flat_config_resumes(tmp_path: Path, capsys: pytest.
     written = json.loads((tmp_path / "flat" / "1" / "config.json").read_text())
     assert written["optim"]["epochs"] == 2 and written["optim"]["batch_size"] == 4
     assert written["runtime"]["resume"] == str(old) and written["data"]["data"] == flat["data"]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_zoom_out_nan_is_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--zoom-out", value, "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --zoom-out: expected a finite number, at least 1 (1: off), got {value}"

@@ -162,3 +162,18 @@ def test_write_image_round_trips_and_refuses_an_unknown_format(tmp_path: Path) -
         write_image(tmp_path / "picture.xyz", bgr_pixels)
     assert str(caught.value.path) == str(tmp_path / "picture.xyz")
     assert not (tmp_path / "picture.xyz").exists()
+
+
+def test_a_far_larger_jpeg_is_decoded_at_reduced_size(tmp_path: Path) -> None:
+    from ssdcli.data.images import decode_image
+
+    from messy_files import smooth_rgb, write_jpeg
+
+    path = write_jpeg(tmp_path / "big.jpg", smooth_rgb(1600, 2400))
+    full = decode_image(path)
+    reduced = decode_image(path, at_least=300)  # 1/4 keeps 400 px a side, 1/8 would leave 200
+    assert full.stored_size is None and full.pixels.shape == (1600, 2400, 3)
+    assert reduced.stored_size == (1600, 2400) and reduced.pixels.shape == (400, 600, 3)
+    shrunk = cv2.resize(full.pixels, (600, 400), interpolation=cv2.INTER_AREA)
+    assert np.abs(reduced.pixels.astype(int) - shrunk.astype(int)).mean() < 3
+    assert decode_image(path, at_least=1000).stored_size is None  # no reduction keeps 1000 px a side

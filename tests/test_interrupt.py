@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,3 +101,88 @@ def test_a_checkpoint_being_written_is_finished_before_ctrl_c_stops(
     monkeypatch.undo()
     assert torch.equal(torch.load(target, weights_only=True)["weights"], torch.arange(10))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+@pytest.mark.slow
+def test_predict_on_sigint_writes_the_json_of_what_it_did_and_says_where(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+    import torch
+
+    from conftest import model_checkpoint
+    from ssdcli.data.synth import SYNTH_CLASSES
+    from ssdcli.engine.checkpoint import save_checkpoint
+    from ssdcli.models.build import build_model
+    from ssdcli.models.config import default_config
+
+    classes = ("background", *SYNTH_CLASSES)
+    model = build_model(default_config("ssd_tiny", num_classes=len(classes)))
+    save_checkpoint(model_checkpoint(model, classes), tmp_path / "best.pt")
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        cv2.imwrite(str(images / f"{i:03d}.png"), rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8))
+    out, report = tmp_path / "runs", tmp_path / "t.json"
+    process = start(
+        ["predict", str(images), "--checkpoint", str(tmp_path / "best.pt"), "--out", str(out), "--json", str(report)]
+        + ["--batch-size", "1", "--device", "cpu"]
+    )
+    code, output = interrupt_when(process, out / "1" / "000.jpg")
+    assert code == 130, output
+    assert len(interrupted_lines(output)) == 1, output
+    pictures = sorted(p.name for p in (out / "1").iterdir())
+    done = json.loads(report.read_text())["images"]
+    assert [Path(image["file"]).stem for image in done] == [Path(name).stem for name in pictures]
+    assert f"interrupted: {len(done)} of 200 image(s) predicted; detections of those in {report}" in output
+    assert f"{len(pictures)} picture(s) in {out / '1'}" in output
+
+
+@pytest.mark.slow
+def test_train_interrupted_before_its_first_step_leaves_no_run_folder(tmp_path: Path) -> None:
+    process = start(
+        ["train", "--synth-images", "300", "--batch-size", "4", "--epochs", "1", "--workers", "0", "--device", "cpu"]
+        + ["--out", str(tmp_path)]
+    )
+    code, output = interrupt_when(process, tmp_path / "1")  # the run folder, while its synthetic data is generated
+    assert code == 130, output
+    assert interrupted_lines(output) == [
+        "interrupted before the first training step; nothing written, no run folder left"
+    ], output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_a_command_without_partial_work_says_nothing_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.cli.app import main
+    from ssdcli.engine.export import exporter
+
+    def ctrl_c(config: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporter, "run_export", ctrl_c)
+    assert main(["export", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(tmp_path / "m.onnx")]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted; nothing written"
+
+
+@pytest.mark.parametrize("wrote_data", [False, True])
+def test_ctrl_c_in_the_demo_outside_training_says_where_its_files_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], wrote_data: bool
+) -> None:
+    from ssdcli.cli.app import main
+    from ssdcli.engine import demo
+
+    def ctrl_c_while_generating(folder: Path, **options: object) -> None:
+        if wrote_data:
+            folder.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "write_synth", ctrl_c_while_generating)
+    assert main(["demo", "--out", str(tmp_path), "--device", "cpu"]) == 130
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines() + captured.err.splitlines()
+    if wrote_data:
+        assert f"interrupted: what the demo did so far is in {tmp_path / '1'}" in lines
+    else:
+        assert "interrupted; nothing written" in lines and list(tmp_path.iterdir()) == []

@@ -173,3 +173,9 @@ def test_json_dash_is_the_json_alone_on_stdout(
     assert main([*args, "--json", "-"]) == 0
     assert isinstance(json.loads(capsys.readouterr().out), dict)
     assert not (Path.cwd() / "-").exists()
+
+
+def test_a_folder_named_superscript_two_under_out_does_not_break_run_numbering(tmp_path: Path) -> None:
+    for name in ("²", "1", "٣"):  # str.isdigit() holds for all three; only ASCII digits are run numbers
+        (tmp_path / name).mkdir()
+    assert fresh_run_dir(tmp_path) == tmp_path / "2"

@@ -174,7 +174,46 @@ def test_an_interrupted_video_leaves_no_partial_file(checkpoint: Path, tmp_path:
     predictor.predict_rgb = interrupted_on_the_second_batch
     with pytest.raises(KeyboardInterrupt):
         run_predict(predictor, [str(video)], tmp_path / "runs", batch_size=2)
-    assert calls == [2, 2] and list((tmp_path / "runs" / "1").iterdir()) == []  # no clip.mp4, no temporary file
+    assert calls == [2, 2] and not (tmp_path / "runs" / "1").exists()  # no clip.mp4, no temporary file, no folder
+
+
+def test_ctrl_c_in_predict_writes_the_json_of_what_was_done_and_says_so(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.engine.inference.predictor import Predictor
+
+    predict_rgb, calls = Predictor.predict_rgb, []
+
+    def ctrl_c_on_the_second_batch(self, images):
+        calls.append(len(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict_rgb(self, images)
+
+    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c_on_the_second_batch)
+    out, report = tmp_path / "runs", tmp_path / "t.json"
+    args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
+    assert main([*args, "--batch-size", "1", "--device", "cpu"]) == 130
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == [f"interrupted: 1 of 3 image(s) predicted; detections of those in {report}; 1 picture(s) in {out / '1'}"]
+    assert [image["file"] for image in json.loads(report.read_text())["images"]] == [str(images / "img0.png")]
+    assert [p.name for p in (out / "1").iterdir()] == ["img0.jpg"]
+
+
+def test_ctrl_c_in_predict_before_any_picture_leaves_no_run_folder(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.engine.inference.predictor import Predictor
+
+    def ctrl_c(self, images):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c)
+    out, report = tmp_path / "runs", tmp_path / "t.json"
+    args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
+    assert main([*args, "--device", "cpu"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted: 0 of 3 image(s) predicted; no JSON written; no pictures written"
+    assert list(out.iterdir()) == [] and not report.exists()
 
 
 def test_every_input_failing_is_an_error(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -193,6 +232,18 @@ def test_checkpoint_of_another_model_is_rejected(checkpoint: Path, tmp_path: Pat
     torch.save(payload, other)
     assert main(["predict", str(tmp_path), "--checkpoint", str(other)]) == 2
     assert str(other) in capsys.readouterr().err
+
+
+def test_a_checkpoint_whose_layout_does_not_fit_its_architecture_is_named(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["model_config"]["layout"]["image_size"] = 300  # ssd_tiny's maps at 300 px are not the stored ones
+    other = tmp_path / "other.pt"
+    torch.save(payload, other)
+    assert main(["predict", str(tmp_path), "--checkpoint", str(other), "--json", "-"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: {other}: the ssd_tiny backbone gives feature maps") and "\n" not in error
 
 
 @pytest.fixture(scope="module")
@@ -320,3 +371,113 @@ def test_export_format_is_the_former_name_of_to(checkpoint: Path, tmp_path: Path
     args = ["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--format", "onnx"]
     assert main([*args, "--out", str(tmp_path / "x")]) == 2
     assert "disagree" in capsys.readouterr().err
+
+
+def _lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_predict_whose_inputs_all_fail_leaves_no_run_folder_and_names_each_failure_once(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from messy_files import undecodable_jpeg
+
+    first, second = undecodable_jpeg(tmp_path / "a.jpg"), undecodable_jpeg(tmp_path / "b.jpg")
+    out = tmp_path / "runs"
+    assert main(["predict", str(first), str(second), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    lines = _lines(capsys.readouterr().err)
+    assert [sum(str(path) in line for line in lines) for path in (first, second)] == [1, 1], lines
+    assert lines[-1] == "error: every input failed (2; each named above)"
+    assert list(out.iterdir()) == []
+    assert main(["predict", str(first), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert _lines(capsys.readouterr().err) == [f"error: {first}: cannot decode image (corrupt or not an image)"]
+    assert main(["predict", str(tmp_path / "missing.jpg"), "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert _lines(capsys.readouterr().err) == [f"error: no usable input: {tmp_path / 'missing.jpg'}: file not found"]
+    assert list(out.iterdir()) == []
+
+
+def test_predict_warns_about_a_truncated_jpeg(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from messy_files import smooth_rgb, truncate, write_jpeg
+
+    cut = truncate(write_jpeg(tmp_path / "cut.jpg", smooth_rgb(240, 320)))
+    whole = write_jpeg(tmp_path / "whole.jpg", smooth_rgb(240, 320, seed=1))
+    assert main(["predict", str(cut), str(whole), "--checkpoint", str(checkpoint), "--json", "-"]) == 0
+    assert _lines(capsys.readouterr().err) == ["warning: 1 truncated images decoded as far as their data goes (cut.jpg)"]
+
+
+def test_predict_takes_gif_files_in_a_folder_and_names_the_files_it_leaves_out(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((60, 80, 3), 200, dtype=np.uint8)).save(folder / "anim.gif")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    assert main(["predict", str(folder), "--checkpoint", str(checkpoint), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert [image["file"] for image in json.loads(captured.out)["images"]] == [str(folder / "anim.gif")]
+    assert _lines(captured.err) == [f"warning: {folder}: 1 file(s) that are neither images nor videos left out (notes.txt)"]
+
+
+def test_torchscript_export_and_loading_print_no_torch_future_warning(checkpoint: Path, tmp_path: Path) -> None:
+    import warnings
+
+    from ssdcli.engine.inference.detectors import load_detector
+
+    target = tmp_path / "m.pt"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(target)]) == 0
+        load_detector(target, "torchscript")
+    assert [str(w.message) for w in caught if issubclass(w.category, FutureWarning)] == []
+
+
+def test_a_torchscript_file_given_as_checkpoint_is_one_line(
+    checkpoint: Path, images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "m.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--out", str(target)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(images), "--checkpoint", str(target), "--json", "-"]) == 2
+    captured = capsys.readouterr()
+    assert _lines(captured.err) == [f"error: {target}: a TorchScript file, not a checkpoint written by 'ssd train'"]
+
+
+@pytest.mark.slow
+def test_ffmpeg_moov_atom_not_found_does_not_reach_the_terminal(checkpoint: Path, images: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    broken = tmp_path / "clip.mp4"
+    broken.write_bytes(b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 12)  # an MP4 header, then no moov atom
+    source = str(Path(ssdcli.__file__).resolve().parents[1])
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_FFMPEG_LOGLEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ssdcli", "predict", str(images / "img0.png"), str(broken), "--checkpoint", str(checkpoint)]
+        + ["--json", "-", "--device", "cpu"],
+        capture_output=True, text=True, env={**env, "PYTHONPATH": source}, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert _lines(done.stderr) == [f"warning: {broken}: not a readable video", "warning: 1 input(s) skipped"]
+
+
+def test_predict_on_a_far_larger_photo_gives_boxes_in_its_stored_pixels(checkpoint: Path, tmp_path: Path) -> None:
+    from messy_files import smooth_rgb, write_jpeg
+    from ssdcli.data.images import decode_image
+    from ssdcli.engine.inference.detectors import torch_predictor
+    from ssdcli.engine.inference.predict import run_predict
+
+    photo = write_jpeg(tmp_path / "photo.jpg", smooth_rgb(1920, 2560))  # ssd_tiny: 160 px; decoded at 1/4
+    predictor = torch_predictor(checkpoint, "cpu", conf_threshold=0.01)
+    result = run_predict(predictor, [str(photo)], tmp_path / "runs")
+    [image] = result.per_image
+    assert (image["width"], image["height"]) == (2560, 1920)
+    full = predictor.predict_rgb([torch.from_numpy(decode_image(photo).pixels).permute(2, 0, 1).contiguous()])[0]
+    boxes = torch.tensor([d["box_xyxy"] for d in image["detections"]], dtype=torch.float64)
+    assert len(full) > 5 and len(boxes) > 5
+    best = torch.from_numpy(full.boxes[np.argsort(-full.scores)[:5]]).double()  # the full decoding's top 5
+    assert box_iou(best, boxes).max(dim=1).values.min() > 0.9
+    assert cv2.imread(str(result.outputs[0])).shape == (480, 640, 3)  # the picture at the decoded size

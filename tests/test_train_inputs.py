@@ -209,3 +209,31 @@ def test_anchors_auto_fits_the_layout_to_the_training_boxes(tmp_path: Path, caps
     start_cov = coverage_of(gt_best_iou(gts, default), 0.5)[0]
     fitted_cov = coverage_of(gt_best_iou(gts, layout), 0.5)[0]
     assert before == pytest.approx(100 * start_cov, abs=0.06) and after == pytest.approx(100 * fitted_cov, abs=0.06)
+
+
+def test_validating_on_the_training_split_warns(tmp_path: Path) -> None:
+    from ssdcli.config import DataSettings, RuntimeSettings, TrainConfig
+    from ssdcli.engine.train.inputs import open_data
+
+    data = _voc(tmp_path / "voc", images=16)
+    config = TrainConfig(
+        data=DataSettings(data=data, train_split="train", val_split="train", verify_images=False),
+        runtime=RuntimeSettings(out=tmp_path / "runs"),
+    )
+    notes = open_data(config, data, lambda event: None).notes
+    size = len(open_index(data, "train"))
+    assert notes == (
+        f"{size} of {size} validation images ('train') are training images too: the validation figures and "
+        "best.pt measure the training set (choose a split apart)",
+    )
+    apart = TrainConfig(data=DataSettings(data=data, verify_images=False), runtime=RuntimeSettings(out=tmp_path))
+    assert open_data(apart, data, lambda event: None).notes == ()
+
+
+def test_train_errors_name_the_data_path_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "empty", "--epochs", "1"]) == 2
+    assert capsys.readouterr().err.startswith("error: empty: cannot tell the data set format")

@@ -99,8 +99,8 @@ class AugmentSettings:
     iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
 
     def __post_init__(self) -> None:
-        if self.zoom_out < 1.0:
-            raise UsageError(f"`zoom_out`: expected at least 1 (1: off), got {self.zoom_out}")
+        if not 1.0 <= self.zoom_out < float("inf"):  # NaN fails every comparison
+            raise UsageError(f"`zoom_out`: expected a finite number, at least 1 (1: off), got {self.zoom_out}")
 
 
 @dataclass(frozen=True)

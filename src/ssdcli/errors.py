@@ -55,6 +55,12 @@ class CheckpointError(SsdcliError):
     exit_code = 2
 
 
+class Interrupted(SsdcliError):
+    """Ctrl-C stopped the work; the message is the one line that says what was kept and where."""
+
+    exit_code = 130
+
+
 class TrainingDiverged(SsdcliError):
     """The loss became NaN or infinite; training stopped with the last finite state saved."""
 

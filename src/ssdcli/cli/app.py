@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from typer.exceptions import Abort, Exit, TyperException
 
 from ssdcli import __version__
-from ssdcli.errors import SsdcliError
+from ssdcli.errors import Interrupted, SsdcliError
 
 from . import data, demo, encode, eval, export, predict, train
 from .command import SsdCommand, SsdGroup
-from .render import flag, print_error
+from .render import as_flags, flag, one_line, print_error, stderr_console
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -34,6 +35,21 @@ class AppState:
     debug: bool = False
 
 
+#: Ctrl-C in a command that says nothing more specific: its files are written atomically once the work is done.
+NOTHING_WRITTEN = "interrupted; nothing written"
+
+
+class InterruptibleGroup(SsdGroup):
+    """The root command: Ctrl-C in any command becomes :class:`Interrupted` (one line, exit 130) before Typer turns
+    it into a silent exit 130. Commands that keep partial work raise their own :class:`Interrupted` saying what."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted(NOTHING_WRITTEN) from None
+
+
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"ssd (ssdcli) {__version__}")
@@ -42,7 +58,7 @@ def _show_version(value: bool) -> None:
 
 app = typer.Typer(
     name="ssd",
-    cls=SsdGroup,
+    cls=InterruptibleGroup,
     help="Train, inspect, evaluate, run and export SSD object detectors.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -88,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args, prog_name="ssd", standalone_mode=False, obj=state)
         return result if isinstance(result, int) else 0
+    except Interrupted as stopped:
+        stderr_console().print(escape(one_line(as_flags(stopped.render()))), soft_wrap=True)
+        return stopped.exit_code
     except SsdcliError as error:
         if state.debug:
             traceback.print_exc()

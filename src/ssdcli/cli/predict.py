@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from ssdcli.config import PredictConfig
-from ssdcli.errors import UsageError
+from ssdcli.errors import Interrupted, UsageError
 
 from .command import DataFormat
 from .progress import EvalProgressBar
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
+
+if TYPE_CHECKING:
+    from ssdcli.engine.inference.predict import PredictResult
 
 
 def predict_command(
@@ -48,7 +51,7 @@ def predict_command(
 
         ssd predict street.jpg --checkpoint SSD300_VGG16_Weights.COCO_V1
     """
-    from ssdcli.engine.inference.predict import predict
+    from ssdcli.engine.inference.predict import PredictInterrupted, predict
 
     if (checkpoint is None) == (onnx is None):
         raise UsageError("give exactly one of --checkpoint or --onnx")
@@ -69,8 +72,11 @@ def predict_command(
         img_size=img_size,
     )
     status = stderr_console() if to_stdout else stdout_console()
-    with EvalProgressBar(status, "predict") as progress:
-        result = predict(config, progress)
+    try:
+        with EvalProgressBar(status, "predict") as progress:
+            result = predict(config, progress)
+    except PredictInterrupted as stopped:
+        raise Interrupted(interrupted_line(stopped.result, json_output)) from None
     written = json_output.write(result.report())
     if not to_stdout:
         status.print(f"{result.images_done} image(s), {result.frames_done} video frame(s) -> {result.run_dir}")
@@ -79,3 +85,21 @@ def predict_command(
     if result.failed:
         print_warning(f"{len(result.failed)} input(s) skipped")
     return 0
+
+
+def interrupted_line(result: PredictResult, json_output: JsonOutput) -> str:
+    """What Ctrl-C kept: how far predict got, the --json file of the detections so far (written here, never to
+    stdout, where it could pass for a complete answer) and the folder of the pictures."""
+    done = f"{result.images_done} of {result.images_planned} image(s)"
+    if result.frames_done:
+        done += f" and {result.frames_done} video frame(s)"
+    parts = [f"interrupted: {done} predicted"]
+    if json_output.to_stdout or (json_output.target is not None and not result.per_image):
+        parts.append("no JSON written")
+    elif json_output.target is not None:
+        parts.append(f"detections of those in {json_output.write(result.report())}")
+    if result.outputs:
+        parts.append(f"{len(result.outputs)} picture(s) in {result.run_dir}")
+    elif not json_output.to_stdout:
+        parts.append("no pictures written")
+    return "; ".join(parts)

@@ -17,6 +17,7 @@ from ssdcli.config import (
     RuntimeSettings,
     TrainConfig,
 )
+from ssdcli.errors import Interrupted
 
 from .command import DataFormat, Optimizer, SsdCommand
 from .progress import TrainProgress
@@ -164,8 +165,11 @@ def train_command(
     if note is not None:
         print_warning(note)
     console = stdout_console()
-    with TrainProgress(console) as progress:
-        result = train(config, on_event=progress)
+    try:
+        with TrainProgress(console) as progress:
+            result = train(config, on_event=progress)
+    except KeyboardInterrupt:  # once training runs, Ctrl-C stops at a step boundary and saves (result.interrupted)
+        raise Interrupted("interrupted before the first training step; nothing written, no run folder left") from None
     if result.finished_already:
         return 0
     if result.interrupted:

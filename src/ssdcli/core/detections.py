@@ -41,6 +41,16 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def rescaled(self, image_size: tuple[int, int]) -> Detections:
+        """The detections in the pixels of the same image at ``image_size`` (height, width), e.g. the stored
+        image of one decoded at reduced size; ``self.image_size`` must be known."""
+        if self.image_size is None:
+            raise ValueError("rescaled: the detections' image size is unknown")
+        (height, width), (new_height, new_width) = self.image_size, image_size
+        scale = np.array([new_width / width, new_height / height] * 2, dtype=np.float64)
+        boxes = (self.boxes.astype(np.float64) * scale).astype(self.boxes.dtype)
+        return dataclasses.replace(self, boxes=boxes, image_size=(int(new_height), int(new_width)))
+
     def select(self, keep: np.ndarray) -> Detections:
         """The detections where ``keep`` [K] (bool) is true, in order."""
         names = tuple(name for name, kept in zip(self.names, keep) if kept) if self.names else ()

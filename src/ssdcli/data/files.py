@@ -8,6 +8,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import stat
 import tempfile
@@ -290,7 +291,7 @@ def fresh_run_dir(base: str | Path, prefix: str = "") -> Path:
         taken = [p.name[len(prefix):] for p in root.iterdir() if p.name.startswith(prefix)]
     except OSError as error:
         raise write_error(error, root) from None
-    number = max((int(t) for t in taken if t.isdigit()), default=0) + 1
+    number = max((int(t) for t in taken if t.isascii() and t.isdigit()), default=0) + 1
     while True:
         candidate = root / f"{prefix}{number}"
         try:
@@ -300,3 +301,27 @@ def fresh_run_dir(base: str | Path, prefix: str = "") -> Path:
             number += 1
         except OSError as error:
             raise write_error(error, root) from None
+
+
+def remove_if_empty(folder: str | Path | None) -> bool:
+    """Remove ``folder`` if it exists and holds nothing (a run folder this run made and wrote nothing into);
+    whether it was removed."""
+    if folder is None:
+        return False
+    try:
+        Path(folder).rmdir()
+    except OSError:  # not empty, already gone, or not ours to remove
+        return False
+    return True
+
+
+@contextmanager
+def removed_on_interrupt(folder: str | Path) -> Iterator[None]:
+    """For a folder the caller has just made: Ctrl-C in the block removes it with whatever the block wrote into
+    it, then goes on (``KeyboardInterrupt``), so that an interrupted start leaves no half-made run folder."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        with sigint_held_back():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise

@@ -18,6 +18,7 @@ Policy (see docs/data.md):
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from ssdcli.errors import DataError
 
 from .files import write_atomic
 
+#: The file name endings of the images ssdcli decodes (a GIF: its first frame).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+
 # 3-channel colour, 8 bits, pixel order as stored (no EXIF rotation).
 _DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _JPEG_START = b"\xff\xd8\xff"
@@ -36,12 +40,27 @@ _JPEG_SCAN = b"\xff\xda"
 _EXIF_ORIENTATION = 0x0112
 
 
+#: Decoding at 1/2, 1/4 or 1/8 of the stored size (for a JPEG, libjpeg's scaled decoding: the full-size pixels
+#: are never held in memory).
+_REDUCED_FLAGS = {
+    8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    2: cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+}
+
+
 @dataclass(frozen=True)
 class DecodedImage:
-    """pixels: [H, W, 3] uint8 RGB as stored; truncated: the file (a JPEG) ended before its image data did."""
+    """pixels: [H, W, 3] uint8 RGB as stored; truncated: the file (a JPEG) ended before its image data did;
+    stored_size: (height, width) of the stored image where the pixels are a reduced decoding of it, else None."""
 
     pixels: np.ndarray
     truncated: bool = False
+    stored_size: tuple[int, int] | None = None
+
+    @property
+    def reduced(self) -> bool:
+        return self.stored_size is not None
 
     @property
     def width(self) -> int:
@@ -90,8 +109,12 @@ def _decode_truncated_jpeg(data: bytes) -> np.ndarray | None:
         return None
 
 
-def decode_image(path: str | Path) -> DecodedImage:
+def decode_image(path: str | Path, at_least: int | None = None) -> DecodedImage:
     """Decode an image file (see the module docstring for the policy).
+
+    With ``at_least``, an image far larger than needed is decoded at 1/2, 1/4 or 1/8 of its stored size, the
+    largest reduction that keeps both sides at least ``at_least`` pixels (``stored_size`` then says so): a
+    10000x10000 photo for a 300-pixel network takes 1/64 of the memory.
 
     Raises:
         DataError: naming the file, if it is missing, empty, or not a decodable image.
@@ -105,10 +128,31 @@ def decode_image(path: str | Path) -> DecodedImage:
         if pixels is None:
             raise DataError("cannot decode image: a JPEG cut short before its first rows", path=path)
         return DecodedImage(np.ascontiguousarray(pixels), truncated=True)
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _DECODE_FLAGS)
+    stored = _stored_size(data) if at_least is not None else None
+    factor = _reduction(stored, at_least) if stored is not None and at_least is not None else 1
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), _REDUCED_FLAGS.get(factor, _DECODE_FLAGS))
     if bgr is None:
         raise DataError("cannot decode image (corrupt or not an image)", path=path)
-    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return DecodedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), stored_size=stored if factor > 1 else None)
+
+
+def _stored_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of the image in ``data`` from its header (nothing decoded); None if Pillow cannot tell."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():  # the size of a large photo is what is asked, not a warning about it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        return None
+    return int(height), int(width)
+
+
+def _reduction(stored: tuple[int, int], at_least: int) -> int:
+    """The largest of 8, 4, 2 that keeps both sides of ``stored`` at least ``at_least`` pixels; 1 if none does."""
+    return next((factor for factor in _REDUCED_FLAGS if min(stored) // factor >= at_least), 1)
 
 
 def exif_orientation(path: str | Path) -> int:

@@ -34,6 +34,7 @@ from ssdcli.core.boxes import cxcywh_to_xyxy
 from ssdcli.errors import DataError
 
 from .files import read_text
+from .images import IMAGE_SUFFIXES
 from .records import (
     BACKGROUND,
     DatasetIndex,
@@ -47,7 +48,6 @@ from .records import (
 
 YAML_NAMES = ("data.yaml", "data.yml")
 CLASS_FILES = ("classes.txt", "obj.names")
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 # Normalised coordinates with 6 decimals land up to 0.5e-6 of the side off: well below this, in pixels.
 _EDGE_TOLERANCE_PX = 0.01
 

@@ -3,6 +3,7 @@ anchors; its weights; the training position)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,12 @@ def read_payload(path: str | Path, map_location: str | torch.device = "cpu") -> 
     if not path.is_file():
         raise CheckpointError("checkpoint not found", path=path)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings(record=True) as caught:  # torch's warnings become this one line
+            warnings.simplefilter("always")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises many kinds for a corrupt file
+        if any("TorchScript" in str(warning.message) for warning in caught):
+            raise CheckpointError("a TorchScript file, not a checkpoint written by 'ssd train'", path=path) from None
         # torch's own text is several sentences (and for a foreign pickle suggests loading it unsafely): name the
         # kind of failure only.
         raise CheckpointError(

@@ -22,7 +22,8 @@ from ssdcli.engine.evaluate.outcome import EvalOutcome
 from ssdcli.engine.evaluate.run import run_eval
 from ssdcli.engine.events import EventHandler, Message, ignore_events
 from ssdcli.engine.inference.predict import PredictResult, run_predict
-from ssdcli.data.files import fresh_run_dir, write_json
+from ssdcli.data.files import fresh_run_dir, remove_if_empty, write_json
+from ssdcli.errors import Interrupted
 from ssdcli.engine.train.loop import TrainResult, train
 
 
@@ -60,6 +61,16 @@ class DemoResult:
 def run_demo(out: str | Path, settings: DemoSettings = DemoSettings(), emit: EventHandler = ignore_events) -> DemoResult:
     """Everything goes into a fresh numbered folder under ``out``: data/, train/1, eval/1, predict/1."""
     run_dir = fresh_run_dir(out)
+    try:
+        return _demo_in(run_dir, settings, emit)
+    except KeyboardInterrupt:  # training's own Ctrl-C is a result (training.interrupted), not this
+        if remove_if_empty(run_dir):
+            raise Interrupted("interrupted; nothing written") from None
+        raise Interrupted(f"interrupted: what the demo did so far is in {run_dir}") from None
+
+
+def _demo_in(run_dir: Path, settings: DemoSettings, emit: EventHandler) -> DemoResult:
+    """The demo's steps, into the fresh folder ``run_dir``."""
     data_dir = run_dir / "data"
     emit(Message(f"generating {settings.images} synthetic images into {data_dir}"))
     write_synth(data_dir, format="voc", images=settings.images, seed=settings.seed)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ssdcli.core.detections import Detections
 from ssdcli.data.dataset import open_index
-from ssdcli.data.files import check_new_file, fresh_run_dir
+from ssdcli.data.files import check_new_file, fresh_run_dir, removed_on_interrupt
 from ssdcli.data.records import DatasetIndex
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
 from ssdcli.engine.evaluate.outcome import ModelRun
@@ -75,13 +75,14 @@ def write_model_run(
     class of the model, empty where it found none); with ``plots``, precision-recall curves per class and a
     confusion summary there as PNG files."""
     run_dir = fresh_run_dir(out)
-    results_json = write_coco_results(
-        run_dir / "detections.json", coco_results(index, detections), result_categories(index)
-    )
-    devkit_dir = None
-    if index.format == "voc":
-        devkit_dir = run_dir / "devkit"
-        devkit_dir.mkdir()
-        write_devkit_detections(devkit_dir, devkit_rows(index, detections), index.class_names[1:], index.split)
+    with removed_on_interrupt(run_dir):  # Ctrl-C leaves no half-written run folder
+        results_json = write_coco_results(
+            run_dir / "detections.json", coco_results(index, detections), result_categories(index)
+        )
+        devkit_dir = None
+        if index.format == "voc":
+            devkit_dir = run_dir / "devkit"
+            devkit_dir.mkdir()
+            write_devkit_detections(devkit_dir, devkit_rows(index, detections), index.class_names[1:], index.split)
     drawn = tuple(write_evaluation_plots(plots, voc, index, detections)) if plots is not None else ()
     return ModelRun(run_dir, results_json, devkit_dir, drawn)

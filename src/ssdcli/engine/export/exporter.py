@@ -27,6 +27,7 @@ from ssdcli.models.spec import ModelSpec
 
 from ssdcli.data.files import atomic_path, check_new_file, scratch_folder
 from ssdcli.engine.export.parity import ExportFailed, largest_difference
+from ssdcli.engine.inference.detectors import torchscript_quiet
 from ssdcli.engine.inference.loading import LoadedModel, load_model
 from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, NORMALISED_INPUT, PIXEL_INPUT
 
@@ -359,9 +360,10 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(loaded.model, (_sample_inputs(size, 2),))
         extra = {"ssdcli.json": model_metadata(loaded.spec, False)[METADATA_KEY]}
-        with temporary.open("wb") as stream:  # a Python stream: a write that fails says why (a full disk)
-            torch.jit.save(traced, stream, _extra_files=extra)
-        reloaded = torch.jit.load(str(temporary))
+        with torchscript_quiet():
+            with temporary.open("wb") as stream:  # a Python stream: a write that fails says why (a full disk)
+                torch.jit.save(traced, stream, _extra_files=extra)
+            reloaded = torch.jit.load(str(temporary))
         difference = 0.0
         for batch in (1, 3):
             images = _sample_inputs(size, batch, seed=batch)

@@ -9,6 +9,9 @@ data set.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -124,6 +127,15 @@ def _onnx(path: Path) -> LoadedDetector:
     return LoadedDetector(_raw_detector(network, anchors, cpu, settings), spec, "onnx", cpu, path)
 
 
+@contextmanager
+def torchscript_quiet() -> Iterator[None]:
+    """Around ``torch.jit.save`` and ``torch.jit.load``: torch warns on each (FutureWarning) that TorchScript is
+    deprecated; for a user of ``ssd export --to torchscript`` or of such a file that line says nothing."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.", category=FutureWarning)
+        yield
+
+
 def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
     from ssdcli.engine.inference.onnx_runtime import model_spec
 
@@ -131,7 +143,8 @@ def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
         raise CheckpointError("TorchScript file not found", path=path)
     extra = {"ssdcli.json": ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        with torchscript_quiet():
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as error:  # noqa: BLE001 - torch.jit raises many kinds for a bad file
         raise CheckpointError(f"not a readable TorchScript file ({str(error).splitlines()[0]})", path=path) from None
     if not extra["ssdcli.json"]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ssdcli.errors import CheckpointError
+from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import ModelSpec
 from ssdcli.models.pretrained import PretrainedModel, detector_by_name, load_pretrained, model_from_state
@@ -50,7 +50,10 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         return _from_pretrained(model_from_state(payload, Path(path)), device)  # type: ignore[arg-type]
     checkpoint = checkpoint_from_payload(payload, path)
     config = checkpoint.spec.config
-    model = build_model(config)
+    try:
+        model = build_model(config)
+    except UsageError as error:  # the architecture does not fit the anchor layout stored beside it
+        raise CheckpointError(error.message, path=path) from None
     try:
         model.load_state_dict(checkpoint.model_state)
     except RuntimeError as error:

@@ -4,6 +4,7 @@ detections as a report (:meth:`PredictResult.report`)."""
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,7 +14,8 @@ import numpy as np
 import torch
 
 from ssdcli.data.dataset import open_index
-from ssdcli.data.images import read_image_rgb, write_image
+from ssdcli.data.images import IMAGE_SUFFIXES, decode_image, write_image
+from ssdcli.data.records import DataWarnings, quote_files
 from ssdcli.config import PredictConfig
 from ssdcli.viz.boxes import draw_detections
 from ssdcli.errors import DataError, SsdcliError, UsageError
@@ -21,10 +23,12 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir
+from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty
 from ssdcli.data.results_io import results_document
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+#: Images are decoded at 1/2, 1/4 or 1/8 of their size while both sides stay at least this many times the
+#: network's input size (the network resizes them to its input size anyway).
+REDUCED_DECODING_MARGIN = 2
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
 
@@ -33,6 +37,7 @@ class Sources:
     images: tuple[Path, ...]
     videos: tuple[Path, ...]
     problems: tuple[str, ...]  # one line per source that could not be used
+    notes: tuple[str, ...] = ()  # one line per folder whose other files were left out
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ class PredictResult:
     per_image: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
     categories: dict[int, str] = field(default_factory=dict)  # category id of the results -> class name
+    images_planned: int = 0  # the images found in the sources (videos apart)
+    truncated: list[str] = field(default_factory=list)  # JPEGs cut short, decoded as far as their data goes
 
     def report(self) -> dict[str, Any]:
         """What ``ssd predict --json`` writes: ``categories``, the class list that the results' category ids
@@ -77,11 +84,21 @@ class PredictResult:
         return {**results_document(self.results, self.categories), "images": self.per_image}
 
 
+class PredictInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_predict`: ``result`` holds what was done until then (its pictures are written;
+    an empty run folder is removed and ``result.run_dir`` is then None)."""
+
+    def __init__(self, result: PredictResult) -> None:
+        super().__init__()
+        self.result = result
+
+
 def expand_sources(sources: Sequence[str]) -> Sources:
     """Files, folders (their images and videos, sorted) and glob patterns -> image and video paths."""
     images: list[Path] = []
     videos: list[Path] = []
     problems: list[str] = []
+    notes: list[str] = []
 
     def add(path: Path) -> None:
         suffix = path.suffix.lower()
@@ -93,9 +110,13 @@ def expand_sources(sources: Sequence[str]) -> Sources:
     for source in sources:
         path = Path(source)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
             if not found:
                 problems.append(f"{path}: folder holds no images or videos")
+            elif len(found) < len(files):
+                others = [str(p) for p in files if p not in found]
+                notes.append(f"{path}: {len(others)} file(s) that are neither images nor videos left out ({quote_files(others)})")
             for item in found:
                 add(item)
         elif path.exists():
@@ -108,7 +129,7 @@ def expand_sources(sources: Sequence[str]) -> Sources:
                 add(item)
         else:
             problems.append(f"{path}: file not found")
-    return Sources(tuple(images), tuple(videos), tuple(problems))
+    return Sources(tuple(images), tuple(videos), tuple(problems), tuple(notes))
 
 
 def _records(
@@ -186,52 +207,104 @@ def run_predict(
         raise UsageError("give images or a data set, not both")
     found = expand_sources(sources) if dataset is None else Sources(dataset.paths, (), ())
     id_of: dict[Path, int | str] = dict(zip(dataset.paths, dataset.image_ids)) if dataset is not None else {}
-    for problem in found.problems:
-        emit(Message(problem, "warning"))
     category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
     names = predictor.spec.class_names
     categories = {int(category_ids[label]): names[label] for label in range(1, len(names))}
     result = PredictResult(None, failed=list(found.problems), categories=categories)
     if not found.images and not found.videos:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
-    run_dir = fresh_run_dir(out) if out is not None else None
-    result.run_dir = run_dir
+    for problem in (*found.problems, *found.notes):
+        emit(Message(problem, "warning"))
+    result.images_planned = len(found.images)
+    result.run_dir = fresh_run_dir(out) if out is not None else None
+    alone = len(found.images) + len(found.videos) + len(found.problems) == 1  # its failure is the error itself
+    try:
+        _predict_all(
+            predictor, found, result, batch_size, emit if not alone else _no_warnings(emit),
+            id_of if dataset is not None else None, category_ids,
+        )
+    except KeyboardInterrupt:
+        if remove_if_empty(result.run_dir):
+            result.run_dir = None
+        raise PredictInterrupted(result) from None
+    if result.truncated:
+        emit(Message(DataWarnings(truncated_images=tuple(result.truncated)).summary() or "", "warning"))
+    if result.images_done == 0 and result.frames_done == 0:
+        remove_if_empty(result.run_dir)
+        if len(result.failed) == 1:  # not reported as a warning: this error is the one line
+            raise DataError(result.failed[0])
+        raise DataError(f"every input failed ({len(result.failed)}; each named above)")
+    return result
+
+
+def _predict_all(
+    predictor: Predictor,
+    found: Sources,
+    result: PredictResult,
+    batch_size: int,
+    emit: EventHandler,
+    id_of: dict[Path, int | str] | None,
+    category_ids: Sequence[int],
+) -> None:
+    """The images, then the videos of ``found`` into ``result`` (pictures into ``result.run_dir`` if set);
+    ``id_of``: the data set's image ids (None: ids 0..N-1 in input order)."""
+    run_dir = result.run_dir
     taken: set[str] = set()
     total = len(found.images)
+    # Far larger photos are decoded at reduced size: the network sees them at its input size anyway.
+    at_least = REDUCED_DECODING_MARGIN * predictor.spec.layout.image_size
     for start in range(0, total, batch_size):
-        paths, rgbs = [], []
+        paths, decoded = [], []
         for path in found.images[start : start + batch_size]:
             try:
-                rgbs.append(torch.from_numpy(read_image_rgb(path)).permute(2, 0, 1).contiguous())
+                decoded.append(decode_image(path, at_least))
                 paths.append(path)
+                if decoded[-1].truncated:
+                    result.truncated.append(str(path))
             except SsdcliError as error:
                 result.failed.append(str(error))
                 emit(Message(str(error), "warning"))
-        for path, rgb, detections in zip(paths, rgbs, predictor.predict_rgb(rgbs)):
-            image_id = id_of[path] if dataset is not None else result.images_done
+        rgbs = [torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous() for image in decoded]
+        for path, image, detections in zip(paths, decoded, predictor.predict_rgb(rgbs)):
+            stored = detections.rescaled(image.stored_size) if image.stored_size is not None else detections
+            image_id = id_of[path] if id_of is not None else result.images_done
             result.images_done += 1
-            result.results.extend(_records(detections, image_id, path.name, category_ids))
-            result.per_image.append(_image_json(detections, str(path)))
-            if run_dir is not None:
-                bgr = cv2.cvtColor(rgb.permute(1, 2, 0).numpy(), cv2.COLOR_RGB2BGR)
+            result.results.extend(_records(stored, image_id, path.name, category_ids))
+            result.per_image.append(_image_json(stored, str(path)))
+            if run_dir is not None:  # the picture at the decoded size
+                bgr = cv2.cvtColor(image.pixels, cv2.COLOR_RGB2BGR)
                 target = _unique_name(run_dir, path.stem, ".jpg", taken)
                 write_image(target, _drawn(bgr, detections))
                 result.outputs.append(target)
         emit(EvalProgress(min(start + batch_size, total), total))
     for video in found.videos:
         try:
-            result.frames_done += _predict_video(predictor, video, run_dir, taken, batch_size, result)
+            _predict_video(predictor, video, run_dir, taken, batch_size, result)
         except SsdcliError as error:
             result.failed.append(str(error))
             emit(Message(str(error), "warning"))
-    if result.images_done == 0 and result.frames_done == 0:
-        raise DataError(f"every input failed ({len(result.failed)}): {result.failed[0]}")
-    return result
+
+
+def _no_warnings(emit: EventHandler) -> EventHandler:
+    """``emit`` without warning messages (progress and notes pass)."""
+
+    def passed(event: object) -> None:
+        if not (isinstance(event, Message) and event.level == "warning"):
+            emit(event)  # type: ignore[arg-type]
+
+    return passed
 
 
 def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
     """A copy of ``image_bgr`` [H, W, 3] with ``detections`` drawn and labelled."""
     return draw_detections(image_bgr, detections.boxes, detections.scores, detections.names)
+
+
+def quiet_ffmpeg() -> None:
+    """Keep FFmpeg's own log lines (``moov atom not found`` for a broken MP4) off the terminal: OpenCV reads this
+    setting when its FFmpeg backend is first used; a file it cannot read is reported here, in one line. A value
+    the user set is kept."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
 def _predict_video(
@@ -240,6 +313,7 @@ def _predict_video(
     """Predict on every frame of the video ``path``; with ``run_dir``, the annotated video is written under a
     temporary name and renamed into place once complete (an interruption leaves no partial file). Returns the
     number of frames."""
+    quiet_ffmpeg()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DataError("not a readable video", path=path)
@@ -287,6 +361,7 @@ def _video_frames(
                     writer.write(_drawn(frame, detections))
                 result.per_image.append({**_image_json(detections, str(path)), "frame": frames})
                 frames += 1
+                result.frames_done += 1
     finally:
         if writer is not None:
             writer.release()

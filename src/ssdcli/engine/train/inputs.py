@@ -182,6 +182,8 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
                     path=error.path,
                 ) from None
             notes += validation_notes(val_index)
+    if val_index is not None:
+        notes.extend(_shared_images_note(train_index, val_index))
     if not settings.verify_images:
         return TrainData(train_index, val_index, notes=tuple(notes))
     cache = ImageCheckCache.load(config.runtime.out / IMAGE_CHECK_CACHE)
@@ -218,6 +220,19 @@ def validation_notes(index: DatasetIndex) -> list[str]:
     return [
         f"validation split {index.split!r} holds no object that evaluation scores ({empty}): its mAP is undefined, "
         "so best.pt cannot be chosen and is not written (last.pt holds the last epoch)"
+    ]
+
+
+def _shared_images_note(train_index: DatasetIndex, val_index: DatasetIndex) -> list[str]:
+    """A warning when validation images are training images too (e.g. ``val_split`` names the training split):
+    the validation figures and best.pt then reward memorising the training set."""
+    trained = {record.path.resolve() for record in train_index.records}
+    shared = sum(record.path.resolve() in trained for record in val_index.records)
+    if not shared:
+        return []
+    return [
+        f"{shared} of {len(val_index.records)} validation images ({val_index.split!r}) are training images too: "
+        "the validation figures and best.pt measure the training set (choose a split apart)"
     ]
 
 

@@ -4,6 +4,7 @@ model (with EMA and DDP), the data pipeline, the optimizer and schedule, and a r
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ssdcli.core.anchors import default_boxes
 from ssdcli.core.matching import DefaultBoxGeometry, default_box_geometry
 from ssdcli.data.collate import collate_detections
 from ssdcli.data.dataset import DetectionDataset
-from ssdcli.data.files import fresh_run_dir, write_json
+from ssdcli.data.files import fresh_run_dir, removed_on_interrupt, write_json
 from ssdcli.data.records import BACKGROUND, DatasetIndex
 from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
@@ -121,7 +122,7 @@ def build_run(
         torch.set_num_threads(cpu_threads(config.runtime.threads, config.runtime.workers))
     torch.manual_seed(config.runtime.seed)
     layout_file = check_options(config)
-    data = config.data.data.resolve() if config.data.data is not None else None
+    data = config.data.data  # as given, so that messages name it so; the run's config.json holds it resolved
     prepared = open_data(config, data, emit) if data is not None else None
     class_names = prepared.train.class_names if prepared is not None else (BACKGROUND, *SYNTH_CLASSES)
     weights_note = anchors_note = None
@@ -141,36 +142,38 @@ def build_run(
         check_split_size(config, prepared.train, context.world_size, data)
 
     run_dir = context.broadcast(fresh_run_dir(config.runtime.out) if context.is_main else None)
-    if prepared is None:
-        data = run_dir / "data"
-        if context.is_main:
-            write_synth(data, format="voc", images=config.data.synth_images, seed=config.runtime.seed)
-        context.barrier()
-        prepared = open_data(config, data, emit)
-        check_split_size(config, prepared.train, context.world_size, data)
-    elif prepared.cache is not None and context.is_main:
-        prepared.cache.save()
-    val_data = config.data.val_data.resolve() if config.data.val_data is not None else None
-    config = config.updated(data=data, val_data=val_data)
-    for note in prepared.notes:
-        emit(Message(note, "warning"))
-    for note in (weights_note, anchors_note):
-        if note is not None:
-            emit(Message(note))
-    for index in (prepared.train, prepared.val):
-        summary = index.warnings.summary() if index is not None else None
-        if summary:
-            emit(Message(f"{index.split}: {summary}", "warning"))
+    # Ctrl-C before the first step: the folder holds nothing to resume from (at most generated data); removed.
+    with removed_on_interrupt(run_dir) if context.is_main else nullcontext():
+        if prepared is None:
+            data = run_dir / "data"
+            if context.is_main:
+                write_synth(data, format="voc", images=config.data.synth_images, seed=config.runtime.seed)
+            context.barrier()
+            prepared = open_data(config, data, emit)
+            check_split_size(config, prepared.train, context.world_size, data)
+        elif prepared.cache is not None and context.is_main:
+            prepared.cache.save()
+        val_data = config.data.val_data.resolve() if config.data.val_data is not None else None
+        config = config.updated(data=data.resolve(), val_data=val_data)
+        for note in prepared.notes:
+            emit(Message(note, "warning"))
+        for note in (weights_note, anchors_note):
+            if note is not None:
+                emit(Message(note))
+        for index in (prepared.train, prepared.val):
+            summary = index.warnings.summary() if index is not None else None
+            if summary:
+                emit(Message(f"{index.split}: {summary}", "warning"))
 
-    run = _assemble(config, device, context, run_dir, model, model_config, prepared.train, prepared.val, checkpoint)
-    if config.optim.time_budget is not None:
-        spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
-        run.clock = BudgetClock(config.optim.time_budget, spent_before + time.perf_counter() - began)
-    if context.is_main:
-        write_json(run_dir / "config.json", config.to_dict())
-    emit(RunStarted(run_dir, run.planned, run.steps_per_epoch, run.start_epoch, str(device), ()))
-    emit(Message(length_line))
-    return run
+        run = _assemble(config, device, context, run_dir, model, model_config, prepared.train, prepared.val, checkpoint)
+        if config.optim.time_budget is not None:
+            spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
+            run.clock = BudgetClock(config.optim.time_budget, spent_before + time.perf_counter() - began)
+        if context.is_main:
+            write_json(run_dir / "config.json", config.to_dict())
+        emit(RunStarted(run_dir, run.planned, run.steps_per_epoch, run.start_epoch, str(device), ()))
+        emit(Message(length_line))
+        return run
 
 
 def _assemble(
