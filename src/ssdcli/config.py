@@ -204,7 +204,7 @@ class TrainConfig:
         )
 
 
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,8 @@ class ExportConfig:
     """Everything ``ssd export`` needs; the combination is checked when it is made (errors name the field).
 
     ``checkpoint``: a checkpoint of ``ssd train``, or torchvision's COCO detector (weights name or file).
-    ``target``: onnx or torchscript. ``out`` None: beside the checkpoint, with the target's suffix. ``int8``: ONNX quantised to INT8, calibrated
+    ``target``: onnx, torchscript or openvino. ``out`` None: beside the checkpoint, with the target's suffix (for
+    openvino, a folder ``<checkpoint stem>_openvino`` holding ``model.xml`` and ``model.bin``). ``int8``: ONNX quantised to INT8, calibrated
     on the images of the folder ``calibration`` (default: the checkpoint's training split)."""
 
     checkpoint: Path | str
@@ -228,7 +229,7 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         if self.target not in EXPORT_FORMATS:
-            raise UsageError(f"`target`: expected onnx or torchscript, got {self.target!r}")
+            raise UsageError(f"`target`: expected one of {', '.join(EXPORT_FORMATS)}, got {self.target!r}")
         if self.opset < 18:
             raise UsageError(f"`opset`: expected 18 or later (PyTorch's current exporter), got {self.opset}")
         if self.with_nms and self.target != "onnx":
@@ -242,7 +243,7 @@ class ExportConfig:
 
 
 EVAL_MODES = ("coco", "voc", "model")
-MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
+MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
 VOC_METRICS = ("voc07", "voc12")
 COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
 
@@ -254,7 +255,7 @@ class EvalConfig:
     * ``coco``: ``results`` (a COCO results JSON) against ``gt`` (an instances JSON), pycocotools' metrics;
     * ``voc``: ``results`` (a results JSON or a folder of devkit files) against the VOC split ``data``/``split``,
       devkit AP (``metric``, ``iou_threshold``, ``classes``);
-    * ``model``: run ``model`` (``model_format``: a checkpoint, or an ONNX or TorchScript export) over
+    * ``model``: run ``model`` (``model_format``: a checkpoint, or an ONNX, TorchScript or OpenVINO export) over
       ``data``/``split``, write its detections into a fresh folder under ``out``, then both evaluations.
 
     ``metric``, ``iou_threshold`` and ``backend`` are None unless chosen (defaults: voc07, 0.5, pycocotools), so
@@ -336,7 +337,8 @@ class EvalConfig:
 class PredictConfig:
     """Everything ``ssd predict`` needs, checked when made (errors name the field).
 
-    ``model``: a checkpoint, torchvision's COCO detector (weights name or file) or an exported ONNX file. The
+    ``model``: a checkpoint, torchvision's COCO detector (weights name or file), an exported ONNX file or an
+    OpenVINO export (folder or ``.xml`` file). The
     inputs are either ``sources`` (image files, folders, glob patterns, videos) or the split ``split`` of the data
     set ``data`` (its results then carry the data set's ids, for ``ssd eval``). ``out``: the parent of the run
     folder of annotated copies; None: no pictures (the detections are only returned). ``iou_threshold`` None: the

@@ -22,6 +22,7 @@ def predict_command(
     sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns or video files (or --data).", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to onnx'.")] = None,
+    openvino: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to openvino' (its folder or model.xml).")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = PredictConfig.out,  # type: ignore[assignment]
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the detections as JSON to this file: COCO results (what 'ssd eval --results' reads) and each image's boxes ('-': stdout, nothing else printed, no pictures).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file.")] = False,
@@ -53,12 +54,13 @@ def predict_command(
     """
     from ssdcli.engine.inference.predict import PredictInterrupted, predict
 
-    if (checkpoint is None) == (onnx is None):
-        raise UsageError("give exactly one of --checkpoint or --onnx")
+    models = [model for model in (checkpoint, onnx, openvino) if model is not None]
+    if len(models) != 1:
+        raise UsageError("give exactly one of --checkpoint, --onnx or --openvino")
     json_output = JsonOutput(json_out, force)
     to_stdout = json_output.to_stdout
     config = PredictConfig(
-        model=checkpoint or onnx,  # type: ignore[arg-type]  # one of the two, checked above
+        model=models[0],
         sources=tuple(sources or ()),
         data=data,
         split=split,
