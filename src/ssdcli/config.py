@@ -242,6 +242,41 @@ class ExportConfig:
             raise UsageError("`with_preprocess` applies to `target` onnx without `int8`")
 
 
+#: What ``ssd benchmark`` measures, in its table's order: the checkpoint, then each export target.
+BENCHMARK_FORMATS = ("checkpoint", "torchscript", "onnx", "onnx-int8", "openvino")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Everything ``ssd benchmark`` needs, checked when made (errors name the field).
+
+    ``checkpoint`` is exported to each of ``formats`` (see BENCHMARK_FORMATS) into a scratch folder; every form is
+    timed on the CPU at batch 1 and at ``batch_size`` (the median of ``runs`` timed runs after ``warmup`` ones)
+    and evaluated on ``data``/``split`` (None: "test"). INT8 is calibrated on the data set's ``train_split``."""
+
+    checkpoint: Path | str
+    data: Path
+    split: str | None = None
+    data_format: str = "auto"
+    train_split: str = "train"
+    batch_size: int = 8
+    runs: int = 10
+    warmup: int = 2
+    eval_batch_size: int = 16
+    formats: tuple[str, ...] = BENCHMARK_FORMATS
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise UsageError(f"`batch_size`: expected 2 or more (batch 1 is always timed), got {self.batch_size}")
+        if self.runs < 1 or self.warmup < 0:
+            raise UsageError(f"`runs`: expected 1 or more and `warmup` 0 or more, got {self.runs} and {self.warmup}")
+        if self.eval_batch_size < 1:
+            raise UsageError(f"`eval_batch_size`: expected 1 or more, got {self.eval_batch_size}")
+        unknown = [name for name in self.formats if name not in BENCHMARK_FORMATS]
+        if unknown:
+            raise UsageError(f"`formats`: unknown {unknown[0]!r} (choose from {', '.join(BENCHMARK_FORMATS)})")
+
+
 EVAL_MODES = ("coco", "voc", "model")
 MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
 VOC_METRICS = ("voc07", "voc12")

@@ -1,0 +1,134 @@
+"""`ssd benchmark`: the checkpoint and its exports side by side (size, speed, accuracy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ssdcli.config import BenchmarkConfig
+
+from .command import DataFormat
+from .render import JsonOutput, live_display, print_warning, stderr_console, stdout_console
+
+if TYPE_CHECKING:
+    from ssdcli.engine.benchmark import BenchmarkResult
+    from ssdcli.engine.events import Event
+
+D = BenchmarkConfig  # the defaults below are the dataclass's, written once
+
+
+class BenchmarkProgress:
+    """An event handler drawing the overall progress, the current step (export, time) and detection over the
+    split."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console,
+            disable=not live_display(console),
+        )  # fmt: skip
+        self.tasks: dict[str, int] = {}
+        self.detect: int | None = None
+
+    def __enter__(self) -> BenchmarkProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        from ssdcli.engine.events import EvalProgress, Message, TaskProgress
+
+        if isinstance(event, TaskProgress):
+            if event.task not in self.tasks:
+                self.tasks[event.task] = self.progress.add_task(event.task, total=event.total)
+            self.progress.update(self.tasks[event.task], completed=event.done)
+            if event.task != "benchmark" and event.done >= event.total:
+                self.progress.remove_task(self.tasks.pop(event.task))
+        elif isinstance(event, EvalProgress):
+            if self.detect is None:
+                self.detect = self.progress.add_task("detect", total=event.total)
+            self.progress.update(self.detect, completed=event.done)
+            if event.done >= event.total:
+                self.progress.remove_task(self.detect)
+                self.detect = None
+        elif isinstance(event, Message) and event.level == "warning":
+            print_warning(event.text)
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _change(value: float | None) -> str:
+    return "" if value is None else f"{value:+.3f}"
+
+
+def render_table(result: BenchmarkResult) -> Table:
+    table = Table(title=f"ssd benchmark: {result.split} ({result.images} images), {result.device}")
+    table.add_column("format", no_wrap=True)
+    for name in ("MB", "ms b1", f"ms b{result.batch_size}", "mAP50", "Δ", "AP", "Δ"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("note")
+    for row in result.rows:
+        size = None if row.size_bytes is None else row.size_bytes / 1e6
+        table.add_row(
+            row.format, _number(size, 2), _number(row.ms_batch1, 2), _number(row.ms_batch, 2), _number(row.map50, 4),
+            _change(row.map50_change), _number(row.coco_ap, 4), _change(row.coco_ap_change), row.note,
+        )  # fmt: skip
+    table.caption = (
+        "MB: size on disk; ms bN: median milliseconds per image at batch N (CPU); mAP50: VOC07 11-point at IoU 0.5; "
+        "AP: COCO AP@[.5:.95]; Δ: against the checkpoint"
+    )
+    return table
+
+
+def benchmark_command(
+    checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train'.")],
+    data: Annotated[Path, typer.Option(help="The data set to evaluate on (VOC root, COCO root or instances JSON, YOLO root or data.yaml); its training split calibrates INT8.")],
+    split: Annotated[Optional[str], typer.Option(help="The split to evaluate on (default: test; a COCO JSON file is its own split).")] = None,
+    data_format: Annotated[DataFormat, typer.Option("--format", help="The layout of --data (auto: detected from the files).")] = DataFormat(D.data_format),
+    train_split: Annotated[str, typer.Option(help="The split whose images calibrate the INT8 export.")] = D.train_split,
+    batch_size: Annotated[int, typer.Option(help="The larger batch timed (batch 1 is always timed).")] = D.batch_size,
+    runs: Annotated[int, typer.Option(help="Timed runs per batch size (their median is shown), after --warmup runs.")] = D.runs,
+    warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = D.warmup,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON to this file ('-': only the JSON, on stdout).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file.")] = False,
+) -> None:
+    """Export a checkpoint to every target whose packages are installed (TorchScript, ONNX, ONNX INT8, OpenVINO),
+    then time and evaluate each form on a data set split, in one table.
+
+    Examples:
+
+        ssd benchmark --checkpoint runs/train/1/best.pt --data VOCdevkit/VOC2007 --split test
+
+        ssd benchmark --checkpoint best.pt --data data/synth --split val --json benchmark.json
+    """
+    from ssdcli.engine.benchmark import run_benchmark
+
+    json_output = JsonOutput(json_out, force)
+    config = BenchmarkConfig(
+        checkpoint=checkpoint,
+        data=data,
+        split=split,
+        data_format=data_format.value,
+        train_split=train_split,
+        batch_size=batch_size,
+        runs=runs,
+        warmup=warmup,
+    )
+    quiet = json_output.to_stdout
+    with BenchmarkProgress(stderr_console() if quiet else stdout_console()) as progress:
+        result = run_benchmark(config, progress)
+    written = json_output.write(result.as_dict())
+    if quiet:
+        return
+    stdout_console().print(render_table(result))
+    if written is not None:
+        stdout_console().print(f"table: {written}")
