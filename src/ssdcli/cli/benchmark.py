@@ -6,60 +6,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ssdcli.config import BenchmarkConfig
 
 from .command import DataFormat
-from .render import JsonOutput, live_display, print_warning, stderr_console, stdout_console
+from .progress import BenchmarkProgress
+from .render import JsonOutput, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from ssdcli.engine.benchmark import BenchmarkResult
-    from ssdcli.engine.events import Event
 
 D = BenchmarkConfig  # the defaults below are the dataclass's, written once
-
-
-class BenchmarkProgress:
-    """An event handler drawing the overall progress, the current step (export, time) and detection over the
-    split."""
-
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console,
-            disable=not live_display(console),
-        )  # fmt: skip
-        self.tasks: dict[str, int] = {}
-        self.detect: int | None = None
-
-    def __enter__(self) -> BenchmarkProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def __call__(self, event: Event) -> None:
-        from ssdcli.engine.events import EvalProgress, Message, TaskProgress
-
-        if isinstance(event, TaskProgress):
-            if event.task not in self.tasks:
-                self.tasks[event.task] = self.progress.add_task(event.task, total=event.total)
-            self.progress.update(self.tasks[event.task], completed=event.done)
-            if event.task != "benchmark" and event.done >= event.total:
-                self.progress.remove_task(self.tasks.pop(event.task))
-        elif isinstance(event, EvalProgress):
-            if self.detect is None:
-                self.detect = self.progress.add_task("detect", total=event.total)
-            self.progress.update(self.detect, completed=event.done)
-            if event.done >= event.total:
-                self.progress.remove_task(self.detect)
-                self.detect = None
-        elif isinstance(event, Message) and event.level == "warning":
-            print_warning(event.text)
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ssdcli.config import BenchmarkConfig, ExportConfig
 from ssdcli.data.dataset import DetectionDataset, open_index
+from ssdcli.data.files import write_error
 from ssdcli.data.records import DatasetIndex
 from ssdcli.errors import DataError, SsdcliError
 
@@ -93,8 +94,11 @@ def missing_packages(form: str) -> str | None:
     return f"{', '.join(missing)} not installed: pip install 'ssdcli[{extra}]'" if missing else None
 
 
-def size_on_disk(path: Path) -> int:
-    """Bytes of a file, or of every file in a folder (an OpenVINO export)."""
+def size_on_disk(path: Path) -> int | None:
+    """Bytes of a file, or of every file in a folder (an OpenVINO export); None for torchvision's weights given by
+    name (no file)."""
+    if not path.exists():
+        return None
     if path.is_dir():
         return sum(entry.stat().st_size for entry in path.rglob("*") if entry.is_file())
     return path.stat().st_size
@@ -105,9 +109,12 @@ def _calibration_folder(config: BenchmarkConfig, scratch: Path) -> Path:
     on); DataError naming the data set when it has no such split."""
     index = open_index(config.data, config.train_split, config.data_format, check_images=False)
     folder = scratch / "calibration"
-    folder.mkdir()
-    for number, record in enumerate(index.records):
-        (folder / f"{number:06d}{record.path.suffix.lower()}").symlink_to(record.path.resolve())
+    try:
+        folder.mkdir()
+        for number, record in enumerate(index.records):
+            (folder / f"{number:06d}{record.path.suffix.lower()}").symlink_to(record.path.resolve())
+    except OSError as error:
+        raise write_error(error, folder) from None
     return folder
 
 
