@@ -97,3 +97,23 @@ def test_benchmark_settings_are_checked_when_made(tmp_path: Path, capsys: pytest
     args = ["benchmark", "--checkpoint", str(tmp_path / "best.pt"), "--data", str(tmp_path), "--batch-size", "1"]
     assert main(args) == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_the_table_shows_a_missing_package_row_and_signed_differences() -> None:
+    from rich.console import Console
+
+    from ssdcli.cli.benchmark import render_table
+    from ssdcli.engine.benchmark import BenchmarkResult, BenchmarkRow
+
+    rows = (
+        BenchmarkRow("checkpoint", 2_000_000, 10.0, 5.0, 0.5, 0.25, 0.0, 0.0),
+        BenchmarkRow("onnx-int8", 500_000, 4.0, 2.0, 0.49, 0.2499, -0.01, -0.0001),
+        BenchmarkRow("openvino", note="openvino not installed: pip install 'ssdcli[openvino]'"),
+    )
+    console = Console(width=200, record=True)
+    console.print(render_table(BenchmarkResult(rows, "val", 6, 4)))
+    text = console.export_text()
+    assert "ms b4" in text and "-0.010" in text and "-0.000" not in text
+    assert "pip install 'ssdcli[openvino]'" in text
+    openvino_line = next(line for line in text.splitlines() if "openvino" in line)
+    assert openvino_line.count("—") == 5  # size, both times, both figures: none measured

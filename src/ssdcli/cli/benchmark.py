@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ssdcli.config import BenchmarkConfig
@@ -25,7 +26,7 @@ def _number(value: float | None, digits: int) -> str:
 
 
 def _change(value: float | None) -> str:
-    return "" if value is None else f"{value:+.3f}"
+    return "" if value is None else f"{round(value, 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
 
 
 def render_table(result: BenchmarkResult) -> Table:
@@ -33,12 +34,14 @@ def render_table(result: BenchmarkResult) -> Table:
     table.add_column("format", no_wrap=True)
     for name in ("MB", "ms b1", f"ms b{result.batch_size}", "mAP50", "Δ", "AP", "Δ"):
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("note")
+    notes = any(row.note for row in result.rows)
+    if notes:
+        table.add_column("note")
     for row in result.rows:
         size = None if row.size_bytes is None else row.size_bytes / 1e6
         table.add_row(
             row.format, _number(size, 2), _number(row.ms_batch1, 2), _number(row.ms_batch, 2), _number(row.map50, 4),
-            _change(row.map50_change), _number(row.coco_ap, 4), _change(row.coco_ap_change), row.note,
+            _change(row.map50_change), _number(row.coco_ap, 4), _change(row.coco_ap_change), *([escape(row.note)] if notes else []),
         )  # fmt: skip
     table.caption = (
         "MB: size on disk; ms bN: median milliseconds per image at batch N (CPU); mAP50: VOC07 11-point at IoU 0.5; "
