@@ -131,7 +131,8 @@ def main() -> None:
         ),
         Step(
             "7. Export for deployment, INT8 included",
-            "The INT8 file is calibrated on the training images and checked against the FP32 one.",
+            "The INT8 file is calibrated on the training images and checked against the FP32 one by its detections on "
+            "images held back from calibration.",
             ["export", "--checkpoint", str(best), "--to", "onnx", "--int8", "--out", str(work / "model_int8.onnx")],
         ),
         Step(

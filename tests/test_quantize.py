@@ -183,5 +183,5 @@ def test_detection_check_tolerates_small_drift_of_every_output() -> None:
     spec = _tiny_spec()
     conf, loc, _ = _fp32_outputs(spec)
     rng = np.random.default_rng(1)
-    got = (conf + rng.normal(0, 0.05, conf.shape).astype(np.float32), loc + rng.normal(0, 0.05, loc.shape).astype(np.float32))
-    assert compare_detections((conf, loc), got, spec).passed
+    got = tuple(x + rng.normal(0, 0.05, x.shape).astype(np.float32) for x in (conf, loc))
+    assert compare_detections((conf, loc), got, spec).passed  # type: ignore[arg-type]

@@ -205,7 +205,9 @@ def head_convolutions(model: Any, outputs: Sequence[str] = ("conf", "loc")) -> l
     return sorted(found)
 
 
-def quantize_file(fp32: Path, out: Path, calibration: np.ndarray, recipe: QuantRecipe = DEFAULT_RECIPE) -> tuple[str, ...]:
+def quantize_file(
+    fp32: Path, out: Path, calibration: np.ndarray, recipe: QuantRecipe = DEFAULT_RECIPE
+) -> tuple[str, ...]:
     """Quantise the FP32 ONNX file ``fp32`` (input ``images``, outputs ``conf`` and ``loc``) into ``out`` as
     ``recipe`` says, calibrated on ``calibration`` [N, 3, S, S] (prepared network inputs), metadata carried over.
     Nothing is checked here (see :func:`quantize_prepared`). Returns the names of the convolutions left in FP32."""
@@ -329,7 +331,9 @@ def _agreement(reference: dict[int, VocImageGT], detections: list[Detections], s
     return 1.0 if np.isnan(result.mean_ap) else result.mean_ap
 
 
-def _drift(expected: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray], spec: ModelSpec) -> tuple[tuple[str, float], ...]:
+def _drift(
+    expected: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray], spec: ModelSpec
+) -> tuple[tuple[str, float], ...]:
     """Relative error ||got - expected|| / ||expected|| of each predictor's outputs (class scores as softmax),
     largest first."""
     layout = spec.layout
@@ -357,22 +361,25 @@ def compare_detections(
     boxes_only = _agreement(reference, _detections(expected[0], got[1], spec), spec)
     cosine = min(_cosine(_softmax(expected[0]), _softmax(got[0])), _cosine(expected[1], got[1]))
     count = sum(len(gt.class_names) for gt in reference.values())
-    drift = _drift(expected, got, spec)
-    return DetectionCheck(ap, scores_only, boxes_only, cosine, drift, len(expected[0]), count, float(np.abs(expected[1]).max()))
+    drift, largest_offset = _drift(expected, got, spec), float(np.abs(expected[1]).max())
+    return DetectionCheck(ap, scores_only, boxes_only, cosine, drift, len(expected[0]), count, largest_offset)
 
 
 def failure_message(check: DetectionCheck) -> str:
     """One line: how far the INT8 detections are from the FP32 ones, what drifts, where, and what helps."""
+    scores, boxes = f"{check.ap_scores_only:.2f}", f"{check.ap_boxes_only:.2f}"
     if check.ap_scores_only <= check.ap_boxes_only:
-        what = f"the class scores drift (AP {check.ap_scores_only:.2f} with FP32 boxes, {check.ap_boxes_only:.2f} with FP32 scores)"
+        what = f"the class scores drift (AP {scores} with FP32 boxes, {boxes} with FP32 scores)"
     else:
-        what = f"the box offsets drift (AP {check.ap_boxes_only:.2f} with FP32 scores, {check.ap_scores_only:.2f} with FP32 boxes)"
+        what = f"the box offsets drift (AP {boxes} with FP32 scores, {scores} with FP32 boxes)"
     worst = ", ".join(f"{name} {error:.2f}" for name, error in check.drift[:3])
     if check.max_offset > UNTRAINED_OFFSET:
-        cause = (f"the model's box offsets reach {check.max_offset:.0f} (a trained model's stay within a few units), "
-                 "so rounding moves its boxes by many pixels: train longer and export again, or export FP32 (without --int8)")
+        cause = (
+            f"the model's box offsets reach {check.max_offset:.0f} (a trained model's stay within a few units), so "
+            "rounding moves its boxes by many pixels: train longer and export again, or export FP32 (without `int8`)"
+        )
     else:
-        cause = ("calibrate on images like those the model will see (--calibration), or export FP32 (without --int8)")
+        cause = "calibrate on images like those the model will see (`calibration`), or export FP32 (without `int8`)"
     return (
         f"INT8 detections match the FP32 file's only to AP@0.5 {check.ap:.3f} (< {MIN_DETECTION_AP}) on "
         f"{check.images} held-back images ({check.reference} FP32 detections as reference): {what}; most changed "
