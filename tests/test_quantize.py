@@ -16,7 +16,7 @@ from ssdcli.core.postprocess import EVAL_SETTINGS
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export.exporter import separated_head_outputs
-from ssdcli.engine.export.quantize import compare_detections, failure_message
+from ssdcli.engine.export.quantize import compare_detections, failure_message, head_convolutions
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
 from ssdcli.models.spec import ModelSpec
@@ -85,6 +85,12 @@ def test_int8_export_is_quantised_and_keeps_metadata(
     assert "Collecting tensor data" not in summary  # ONNX Runtime's own progress lines stay out
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(int8) and "QuantizeLinear" not in _ops(fp32)
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size  # 8-bit weights
+    # The last convolution of each of the 5 class and 5 box predictors stays FP32, every other one is INT8.
+    graph = onnx.load(str(int8)).graph
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    assert sum(node.input[1] not in dequantized for node in convs) == 10 < len(convs)
+    assert sorted(node.name for node in convs if node.input[1] not in dequantized) == head_convolutions(onnx.load(str(fp32)))
     meta = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
     assert json.loads(meta["ssdcli"])["class_names"] == ["background", *SYNTH_CLASSES]
     # Outputs close to the FP32 file's on an image it was not calibrated on (an independent ONNX Runtime run).
