@@ -191,3 +191,14 @@ def test_detection_check_tolerates_small_drift_of_every_output() -> None:
     rng = np.random.default_rng(1)
     got = tuple(x + rng.normal(0, 0.05, x.shape).astype(np.float32) for x in (conf, loc))
     assert compare_detections((conf, loc), got, spec).passed  # type: ignore[arg-type]
+
+
+def test_detection_check_without_fp32_detections() -> None:
+    """A file that detects nothing agrees with one that detects nothing, and not with one that detects."""
+    spec = _tiny_spec()
+    conf, loc, _ = _fp32_outputs(spec)
+    silent = conf.copy()
+    silent[:, :, 0], silent[:, :, 1:] = 20.0, 0.0  # every default box background with certainty
+    assert compare_detections((silent, loc), (silent, loc), spec).passed
+    check = compare_detections((silent, loc), (conf, loc), spec)
+    assert check.reference == 0 and check.ap == 0.0 and not check.passed

@@ -326,9 +326,12 @@ def _reference(detections: Detections, spec: ModelSpec) -> VocImageGT:
 
 
 def _agreement(reference: dict[int, VocImageGT], detections: list[Detections], spec: ModelSpec) -> float:
-    """AP@0.5 (area under the curve) of ``detections`` against ``reference``, mean over the classes it holds."""
+    """AP@0.5 (area under the curve) of ``detections`` against ``reference``, mean over the classes it holds;
+    without any reference detection, 1 if ``detections`` are none either, else 0."""
     result = voc_evaluate(reference, detections, spec.class_names[1:], 0.5, "voc12")
-    return 1.0 if np.isnan(result.mean_ap) else result.mean_ap
+    if np.isnan(result.mean_ap):
+        return 0.0 if any(len(d) for d in detections) else 1.0
+    return result.mean_ap
 
 
 def _drift(
