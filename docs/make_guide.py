@@ -118,7 +118,8 @@ def steps() -> list[Step]:
         ),
         Step(
             "7. Export for deployment, INT8 included",
-            "The INT8 file is calibrated on the training images and checked against the FP32 one.",
+            "The INT8 file is calibrated on the training images and checked against the FP32 one by its detections on "
+            "images held back from calibration.",
             f"ssd export --checkpoint {BEST} --to onnx --int8 --out model_int8.onnx",
         ),
         Step(
