@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from ssdcli.errors import UsageError
 
@@ -152,6 +153,56 @@ def _settings_from_dict(kind: type[Any], values: Mapping[str, Any]) -> Any:
     return kind(**{name: _saved_value(name, value) for name, value in values.items() if name in names})
 
 
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", Path: "a path"}
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether ``value`` (as JSON holds it) is a saved form of type ``kind`` (``tuple[str, ...]``: a list of strings)."""
+    if get_origin(kind) is tuple:
+        return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+    if isinstance(value, bool) or kind is bool:
+        return isinstance(value, bool) and kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, str if kind is Path else kind)
+
+
+def check_saved_value(part: type[Any], name: str, value: Any) -> None:
+    """Refuse a saved value of field ``name`` of ``part`` whose type is not the field's (``"lr": "fast"``)."""
+    hint = get_type_hints(part)[name]
+    kinds = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in kinds:
+        return
+    allowed = [kind for kind in kinds if kind is not type(None)]
+    if not any(_fits(value, kind) for kind in allowed):
+        expected = " or ".join(_TYPE_NAMES.get(kind, "a list of strings") for kind in allowed)
+        optional = " (or null)" if type(None) in kinds else ""
+        raise UsageError(f"`{name}`: expected {expected}{optional}, got {value!r}")
+
+
+def check_saved_keys(values: Mapping[str, Any]) -> None:
+    """Refuse what is no setting in a config file: an unknown part or field (nested form) or field (flat form),
+    and values of the wrong type. Messages name the key (``optim.mosaic``)."""
+    nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)
+    if not nested:
+        owner = {f.name: kind for kind in TRAIN_PARTS.values() for f in fields(kind)}
+        for name, value in values.items():
+            if name not in owner:
+                raise UsageError(f"{name!r} is not a setting of a training run")
+            check_saved_value(owner[name], name, value)
+        return
+    for part, entries in values.items():
+        if part not in TRAIN_PARTS:
+            raise UsageError(f"{part!r} is not a part of a training config (parts: {', '.join(TRAIN_PARTS)})")
+        if not isinstance(entries, Mapping):
+            raise UsageError(f"{part!r}: expected an object of settings, got {entries!r}")
+        names = {f.name for f in fields(TRAIN_PARTS[part])}
+        for name, value in entries.items():
+            if name not in names:
+                raise UsageError(f"'{part}.{name}' is not a setting of a training run")
+            check_saved_value(TRAIN_PARTS[part], name, value)
+
+
 def _saved_form(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
@@ -191,10 +242,14 @@ class TrainConfig:
         }
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+    def from_dict(cls, values: Mapping[str, Any], strict: bool = False) -> TrainConfig:
         """A config from :meth:`to_dict`'s nested form, or from the flat form of older runs' config.json and
         checkpoints (every field at the top level). Missing fields take their defaults; entries that are no
-        field (settings an older version had) are ignored, so that every saved run stays readable."""
+        field (settings an older version had) are ignored, so that every saved run stays readable. ``strict``
+        (a config file given to reproduce a run): an unknown entry or a value of the wrong type is a
+        :class:`UsageError` naming it."""
+        if strict:
+            check_saved_keys(values)
         nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)  # flat: "data" is a path
         return cls(
             **{

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -19,7 +20,8 @@ from ssdcli.config import (
 )
 
 from .progress import TrainProgress
-from .render import print_warning, stdout_console
+from .render import as_flags, print_warning, stderr_console, stdout_console
+from .train_config import given_settings, with_overrides
 
 # The defaults of the options below are the settings dataclasses', written once.
 
@@ -62,6 +64,7 @@ class TrainCommand(TyperCommand):
 
 
 def train_command(
+    ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
     data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = DataSettings.data_format,
@@ -95,6 +98,8 @@ def train_command(
     verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = DataSettings.verify_images,
     strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = DataSettings.strict,
     tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="Start a new run with the settings of an earlier one: its config.json, or a checkpoint (last.pt, best.pt). Options given beside it override the file's values.")] = None,
+    print_config: Annotated[bool, typer.Option(help="Print the settings the run would use as JSON and exit (no data is read).")] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
 
@@ -109,6 +114,10 @@ def train_command(
         ssd train --data coco/annotations/instances_train.json --val-data coco/annotations/instances_val.json
 
         ssd train --resume runs/train/3/last.pt
+
+        ssd train --config runs/train/3/config.json --lr 0.01   # run 3 again, with another learning rate
+
+        ssd train --config runs/train/3/best.pt --print-config    # the settings a checkpoint was trained with
 
         ssd train --data data/bccd --weights SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
 
@@ -159,6 +168,11 @@ def train_command(
             tensorboard=tensorboard,
         ),
     )
+    if config_file is not None:
+        config = _from_config_file(ctx, config_file, config)
+    if print_config:
+        typer.echo(json.dumps(config.to_dict(), indent=2))
+        return 0
     note = mixed_precision_note(amp, resolve_device(device))
     if note is not None:
         print_warning(note)
@@ -182,3 +196,15 @@ def train_command(
     console.print(f"last checkpoint: {result.last_checkpoint}\nbest checkpoint: {result.best_checkpoint}")
     console.print(f"metrics: {result.run_dir / 'metrics.csv'}")
     return 0
+
+
+def _from_config_file(ctx: typer.Context, path: Path, options: TrainConfig) -> TrainConfig:
+    """The settings of ``path`` (a config.json or checkpoint) with the options given on the command line over
+    them; one line on stderr says which were overridden."""
+    from ssdcli.engine.train.config_file import read_train_config, reproduced
+
+    given = given_settings(ctx)
+    config = with_overrides(reproduced(read_train_config(path)), options, given)
+    overridden = f"; overridden: {', '.join(f'`{name}`' for name in given)}" if given else ""
+    stderr_console().print(as_flags(f"settings of {path}{overridden}"), soft_wrap=True, markup=False)
+    return config
