@@ -40,6 +40,7 @@ FLAT = {
     "img_size": None,
     "epochs": 3,
     "time_budget": None,
+    "patience": None,
     "batch_size": 8,
     "optimizer": "adamw",
     "lr": 0.002,

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .core.loss import SSDLoss, ssd_loss
     from .core.matching import EncodedTargets, Match, encode, match
     from .core.postprocess import postprocess
-    from .config import TrainConfig
+    from .engine.train.config_file import TrainConfig
     from .engine.inference.predictor import Predictor
 
 

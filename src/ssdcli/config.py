@@ -64,6 +64,7 @@ class OptimSettings:
 
     epochs: int | None = None  # None with time_budget None: the default budget (engine/train/budget.py)
     time_budget: float | None = None  # seconds of wall clock; the schedule is fitted to the measured speed
+    patience: int | None = None  # stop after this many validations without a better mAP (None: never)
     batch_size: int = 32
     optimizer: str = "sgd"
     lr: float | None = None  # None: the default of the model and optimizer (engine/train/schedule.py)
@@ -85,7 +86,7 @@ class OptimSettings:
             raise UsageError(f"`momentum`: expected a value in [0, 1), got {self.momentum}")
         if not 0.0 < self.ema_decay < 1.0:
             raise UsageError(f"`ema_decay`: expected a value in (0, 1), got {self.ema_decay}")
-        _check_at_least(self, {"epochs": 1, "batch_size": 1, "warmup_steps": 0})
+        _check_at_least(self, {"epochs": 1, "batch_size": 1, "warmup_steps": 0, "patience": 1})
         if self.weight_decay < 0:
             raise UsageError(f"`weight_decay`: expected at least 0, got {self.weight_decay}")
         if not self.ema_tau > 0:

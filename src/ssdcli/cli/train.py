@@ -77,6 +77,7 @@ def train_command(
     weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after N validations without a better validation mAP (with --epochs or --time, whichever ends first).")] = OptimSettings.patience,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = OptimSettings.batch_size,
     optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = OptimSettings.optimizer,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
@@ -108,6 +109,8 @@ def train_command(
         ssd train                                   # built-in synthetic data and the small model
 
         ssd train --data data/bccd --time 20m       # a 20-minute schedule (default: 10 minutes)
+
+        ssd train --data data/bccd --epochs 100 --patience 10   # or stop after 10 validations without a better mAP
 
         ssd train --data VOCdevkit/VOC2007 --train-split trainval --val-split test --model ssd300_vgg16
 
@@ -148,6 +151,7 @@ def train_command(
         optim=OptimSettings(
             epochs=epochs,
             time_budget=parse_duration(time) if time is not None else None,
+            patience=patience,
             batch_size=batch_size,
             optimizer=optimizer,
             lr=lr,

@@ -121,6 +121,8 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
     except ValueError as error:
         raise UsageError(f"model: {error}") from None
     check_optimizer(config.optim.optimizer)
+    if config.optim.patience is not None and config.runtime.eval_every == 0:
+        raise UsageError("`patience` counts validations, and `eval_every` 0 turns them off")
     if config.model.weights is not None:
         return None  # the detector's layout and input size come with its weights (engine/train/finetune.py)
     if is_auto_anchors(config.model.anchors):

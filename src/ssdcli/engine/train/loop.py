@@ -23,7 +23,7 @@ from ssdcli.data.collate import checked_batches
 from ssdcli.engine.device import resolve_device
 from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
 from ssdcli.engine.events import EpochDone, EventHandler, Message, ScheduleFitted, StepDone, ignore_events
-from ssdcli.engine.train.budget import format_duration
+from ssdcli.engine.train.budget import end_line, format_duration
 from ssdcli.engine.train.checkpoints import CheckpointPolicy
 from ssdcli.engine.train.distributed import DistContext, init_distributed, is_peer_failure, shutdown_distributed
 from ssdcli.engine.train.interrupts import StopRequests
@@ -47,6 +47,7 @@ class TrainResult:
     interrupted: bool = False
     signal: int | None = None
     finished_already: bool = False
+    stopped_early: bool = False  # ended by ``patience``
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -136,13 +137,16 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 eval_every = config.runtime.eval_every
                 measure = run.clock is not None and run.clock.evals == 0 and eval_every > 0  # time one validation
                 every = (progress.epoch + 1) % max(eval_every, 1) == 0
-                if run.val_index is not None and (every or is_last or measure):
+                validated = run.val_index is not None and (every or is_last or measure)
+                if validated:
                     validate(run, row, pictures, emit)
                 if run.clock is not None and not is_last:
                     _fit_schedule(run, progress.epoch, emit)
                 saving = time.perf_counter()
                 row["seconds"] = saving - started
                 improved = checkpoints.improved(row)
+                if validated:
+                    run.patience.record(improved)
                 result.history.append(row)
                 if context.is_main:
                     _write_metrics_row(run.run_dir / "metrics.csv", row)
@@ -159,6 +163,10 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 if more and stopping():  # at an epoch boundary: last.pt of this epoch is already written
                     result.interrupted, result.signal = True, stop.signal
                     break
+                if more and run.patience.exhausted:
+                    result.stopped_early = True
+                    emit(Message(run.patience.line(progress.epoch, run.best)))
+                    break
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handlers
             result.interrupted, result.signal = True, signal.SIGINT
             result.last_checkpoint = checkpoints.save_last(progress.epoch, progress.step, progress.sums)
@@ -174,6 +182,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
             raise
     if context.enabled and not result.interrupted:
         _check_ranks_agree(run.model, context)
+    if not result.interrupted and not result.stopped_early:
+        emit(Message(end_line(progress.epoch, run.config.optim.time_budget)))
     return result
 
 

@@ -4,7 +4,7 @@ model (with EMA and DDP), the data pipeline, the optimizer and schedule, and a r
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from ssdcli.data.transforms import build_transforms
 from ssdcli.engine.checkpoint import Checkpoint
 from ssdcli.engine.device import cpu_threads
 from ssdcli.engine.events import EventHandler, Message, RunStarted
-from ssdcli.engine.train.budget import BudgetClock
+from ssdcli.engine.train.budget import BudgetClock, Patience
 from ssdcli.engine.train.rng import restore_rng
 from ssdcli.engine.train.distributed import DistContext
 from ssdcli.engine.train.ema import ModelEMA
@@ -87,6 +87,7 @@ class Run:
     global_step: int = 0
     best: float | None = None  # the best validation mAP@0.5 so far
     saved_sums: list[float] | None = None  # the resumed epoch's loss sums so far
+    patience: Patience = field(default_factory=lambda: Patience(None))  # validations without a better mAP
 
     @property
     def evaluated(self) -> nn.Module:
@@ -113,6 +114,10 @@ def build_run(
         if epochs is not None and checkpoint.epoch >= epochs and checkpoint.step_in_epoch == 0:
             emit(Message(f"the run has finished its {checkpoint.epoch} epochs; nothing to do (ask for more epochs to "
                          "train on)"))
+            return None
+        if _saved_patience(config, checkpoint).exhausted and checkpoint.step_in_epoch == 0:
+            emit(Message(f"the run stopped early after epoch {checkpoint.epoch} (`patience` "
+                         f"{config.optim.patience}); nothing to do"))
             return None
     if config.data.data is None and config.data.val_data is not None:
         raise UsageError("`val_data` needs `data` (the training data it validates)")
@@ -255,9 +260,17 @@ def _assemble(
         run.start_epoch, run.skip_steps = checkpoint.epoch, checkpoint.step_in_epoch
         run.global_step, run.best = checkpoint.global_step, checkpoint.best_metric
         run.saved_sums = saved_state.get("epoch_sums")
+        run.patience = _saved_patience(config, checkpoint)
         if run.planned is None and checkpoint.train_state.get("fitted"):
             run.planned = schedule.total_steps // steps_per_epoch
         if run.planned is not None and optim.time_budget is None:
             schedule.total_steps = run.planned * steps_per_epoch  # the same, or rebuilt for a new number of epochs
         restore_rng(checkpoint.train_state.get("rng"))
+    else:
+        run.patience = Patience(optim.patience)
     return run
+
+
+def _saved_patience(config: TrainConfig, checkpoint: Checkpoint) -> Patience:
+    """The patience count where ``checkpoint`` left it."""
+    return Patience(config.optim.patience, int((checkpoint.train_state or {}).get("stale_validations", 0)))
