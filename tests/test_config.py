@@ -38,6 +38,7 @@ FLAT = {
     "backbone_weights": None,
     "weights": None,
     "img_size": None,
+    "freeze": None,
     "epochs": 3,
     "time_budget": None,
     "patience": None,

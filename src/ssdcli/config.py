@@ -53,9 +53,12 @@ class ModelSettings:
     backbone_weights: str | None = None
     weights: str | None = None  # a torchvision COCO detector to start from (weights name or state dict file)
     img_size: int | None = None  # must agree with the anchor layout
+    freeze: str | None = None  # "backbone", or "N": the first N stages of the backbone (engine/train/freeze.py)
 
     def __post_init__(self) -> None:
         _check_at_least(self, {"img_size": 1})
+        if self.freeze is not None and self.freeze != "backbone" and not (self.freeze.isdigit() and int(self.freeze) >= 1):
+            raise UsageError(f"`freeze`: expected 'backbone' or a number of backbone stages (1 or more), got {self.freeze!r}")
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ def train_command(
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
+    freeze: Annotated[Optional[str], typer.Option(help="'backbone': keep the backbone as it is (no gradient, no weight decay, BatchNorm statistics fixed); N: its first N stages only.")] = ModelSettings.freeze,
     epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N validations without a better validation mAP (with --epochs or --time, whichever ends first).")] = OptimSettings.patience,
@@ -124,6 +125,8 @@ def train_command(
 
         ssd train --data data/bccd --weights SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
 
+        ssd train --data data/bccd --model ssdlite320_mobilenet_v3_large --backbone-weights imagenet --freeze 2
+
         ssd train --data data/bccd --tensorboard    # then: tensorboard --logdir runs/train
 
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
@@ -146,7 +149,12 @@ def train_command(
             strict=strict,
         ),
         model=ModelSettings(
-            arch=model, anchors=anchors, backbone_weights=backbone_weights, weights=weights, img_size=img_size
+            arch=model,
+            anchors=anchors,
+            backbone_weights=backbone_weights,
+            weights=weights,
+            img_size=img_size,
+            freeze=freeze,
         ),
         optim=OptimSettings(
             epochs=epochs,

@@ -25,6 +25,7 @@ from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_de
 from ssdcli.engine.events import EpochDone, EventHandler, Message, ScheduleFitted, StepDone, ignore_events
 from ssdcli.engine.train.budget import end_line, format_duration
 from ssdcli.engine.train.checkpoints import CheckpointPolicy
+from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.distributed import DistContext, init_distributed, is_peer_failure, shutdown_distributed
 from ssdcli.engine.train.interrupts import StopRequests
 from ssdcli.engine.train.run import Run, build_run
@@ -196,6 +197,7 @@ def _start_epoch(run: Run, progress: Progress, first: int) -> Iterable:
     torch.manual_seed(seed)
     run.loader_generator.manual_seed(seed)
     run.net.train()
+    keep_frozen(run.frozen)
     progress.sums = torch.zeros(2, dtype=torch.float64)
     if first and run.saved_sums is not None:
         progress.sums += torch.tensor(run.saved_sums, dtype=torch.float64)

@@ -31,6 +31,7 @@ from ssdcli.engine.train.rng import restore_rng
 from ssdcli.engine.train.distributed import DistContext
 from ssdcli.engine.train.ema import ModelEMA
 from ssdcli.engine.train.finetune import start_from_detector
+from ssdcli.engine.train.freeze import freeze, frozen_line
 from ssdcli.engine.train.inputs import (
     check_batch_norm,
     check_options,
@@ -88,6 +89,7 @@ class Run:
     best: float | None = None  # the best validation mAP@0.5 so far
     saved_sums: list[float] | None = None  # the resumed epoch's loss sums so far
     patience: Patience = field(default_factory=lambda: Patience(None))  # validations without a better mAP
+    frozen: tuple[nn.Module, ...] = ()  # backbone stages kept as they are (engine/train/freeze.py)
 
     @property
     def evaluated(self) -> nn.Module:
@@ -142,6 +144,7 @@ def build_run(
         )
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     check_batch_norm(config, model)
+    frozen = freeze(model, config.model.freeze)
     if prepared is not None:
         check_split_size(config, prepared.train, context.world_size, data)
 
@@ -159,7 +162,8 @@ def build_run(
     config = config.updated(data=data, val_data=val_data)
     for note in prepared.notes:
         emit(Message(note, "warning"))
-    for note in (weights_note, anchors_note):
+    freeze_note = frozen_line(model, frozen) if frozen else None
+    for note in (weights_note, anchors_note, freeze_note):
         if note is not None:
             emit(Message(note))
     for index in (prepared.train, prepared.val):
@@ -168,6 +172,7 @@ def build_run(
             emit(Message(f"{index.split}: {summary}", "warning"))
 
     run = _assemble(config, device, context, run_dir, model, model_config, prepared.train, prepared.val, checkpoint)
+    run.frozen = frozen
     if config.optim.time_budget is not None:
         spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
         run.clock = BudgetClock(config.optim.time_budget, spent_before + time.perf_counter() - began)
