@@ -74,7 +74,7 @@ def train_command(
     model: Annotated[str, typer.Option(help="Model architecture (the list: ssd train --help).")] = ModelSettings.arch,
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Fine-tune a trained detector: a checkpoint of ssd train (best.pt), or torchvision's COCO detector SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model, default boxes and input size. Classes are matched by name: only new ones start afresh. Optimizer and schedule start afresh (--resume continues a run).")] = None,
     freeze: Annotated[Optional[str], typer.Option(help="'backbone': keep the backbone as it is (no gradient, no weight decay, BatchNorm statistics fixed); N: its first N stages only.")] = ModelSettings.freeze,
     epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
@@ -124,6 +124,8 @@ def train_command(
         ssd train --config runs/train/3/best.pt --print-config    # the settings a checkpoint was trained with
 
         ssd train --data data/bccd --weights SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
+
+        ssd train --data data/new --weights runs/train/3/best.pt   # fine-tune run 3's model on other data
 
         ssd train --data data/bccd --model ssdlite320_mobilenet_v3_large --backbone-weights imagenet --freeze 2
 
