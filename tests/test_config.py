@@ -66,6 +66,7 @@ FLAT = {
     "verify_images": True,
     "strict": True,
     "tensorboard": False,
+    "mlflow": None,
 }
 
 #: The same settings in the nested form.

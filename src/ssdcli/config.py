@@ -11,6 +11,9 @@ from typing import Any, get_args, get_origin, get_type_hints
 from ssdcli.errors import UsageError
 
 
+#: The ``mlflow`` setting that tracks in ``MLFLOW_TRACKING_URI``, else in ``mlruns/`` beside the run folder.
+DEFAULT_TRACKING = "default"
+
 #: Data set layouts ``data_format`` may name ("auto": found from the files).
 DATA_FORMATS = ("auto", "voc", "coco", "yolo")
 
@@ -122,6 +125,7 @@ class RuntimeSettings:
     resume: Path | None = None
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
     tensorboard: bool = False  # also write TensorBoard event files into the run folder (optional package)
+    mlflow: str | None = None  # an MLflow tracking URI, or "default" (engine/train/mlflow_log.py); None: off
 
     def __post_init__(self) -> None:
         _check_at_least(self, {"workers": 0, "threads": 1, "eval_every": 0, "max_steps_per_epoch": 1})

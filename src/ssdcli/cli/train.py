@@ -11,6 +11,7 @@ from rich.markup import escape  # help texts are Rich markup: '[...]' must be es
 from typer.core import TyperCommand, TyperOption
 
 from ssdcli.config import (
+    DEFAULT_TRACKING,
     AugmentSettings,
     DataSettings,
     ModelSettings,
@@ -100,6 +101,8 @@ def train_command(
     verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = DataSettings.verify_images,
     strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = DataSettings.strict,
     tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
+    track_mlflow: Annotated[bool, typer.Option("--mlflow", help=escape("Track the run in MLflow: settings, metrics.csv's figures, best.pt and the pictures, in $MLFLOW_TRACKING_URI, else mlruns/ beside the run folder (pip install 'ssdcli[mlflow]')."))] = False,
+    mlflow_uri: Annotated[Optional[str], typer.Option(help="Track the run in MLflow at this tracking URI (file:, sqlite:, http:); implies --mlflow.")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="Start a new run with the settings of an earlier one: its config.json, or a checkpoint (last.pt, best.pt). Options given beside it override the file's values.")] = None,
     print_config: Annotated[bool, typer.Option(help="Print the settings the run would use as JSON and exit (no data is read).")] = False,
 ) -> int:
@@ -130,6 +133,10 @@ def train_command(
         ssd train --data data/bccd --model ssdlite320_mobilenet_v3_large --backbone-weights imagenet --freeze 2
 
         ssd train --data data/bccd --tensorboard    # then: tensorboard --logdir runs/train
+
+        ssd train --data data/bccd --mlflow         # then: mlflow ui --backend-store-uri runs/train/mlruns
+
+        ssd train --data data/bccd --mlflow-uri http://localhost:5000   # an MLflow tracking server
 
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
     """
@@ -180,6 +187,7 @@ def train_command(
             resume=resume,
             max_steps_per_epoch=max_steps_per_epoch,
             tensorboard=tensorboard,
+            mlflow=mlflow_uri if mlflow_uri is not None else DEFAULT_TRACKING if track_mlflow else None,
         ),
     )
     if config_file is not None:

@@ -8,18 +8,19 @@ import typer
 from ssdcli.config import TrainConfig
 
 #: Options of ``ssd train`` whose setting has another name.
-SETTING_OF_OPTION = {"model": "arch", "time": "time_budget"}
+SETTING_OF_OPTION = {"model": "arch", "time": "time_budget", "track_mlflow": "mlflow", "mlflow_uri": "mlflow"}
 #: Options that are no setting of the run.
 NOT_SETTINGS = frozenset({"config_file", "print_config"})
 
 
 def given_settings(ctx: typer.Context) -> list[str]:
     """The settings whose option was given on the command line (not left at its default), in the command's order."""
-    return [
+    names = [
         SETTING_OF_OPTION.get(name, name)
         for name in ctx.params
         if name not in NOT_SETTINGS and _on_command_line(ctx, name)
     ]
+    return list(dict.fromkeys(names))
 
 
 def _on_command_line(ctx: typer.Context, name: str) -> bool:

@@ -27,7 +27,9 @@ from ssdcli.models.weights import IMAGENET
 
 #: Settings a resume takes from the command rather than from the run: where the output goes, the hardware, and how
 #: the images are checked. ``epochs`` is taken too, when it differs (the schedule is then rebuilt).
-RESUME_TAKES = ("out", "device", "workers", "threads", "resume", "tensorboard", "verify_images", "strict")
+RESUME_TAKES = (
+    "out", "device", "workers", "threads", "resume", "tensorboard", "mlflow", "verify_images", "strict"
+)
 
 
 def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None]:

@@ -22,12 +22,21 @@ from ssdcli.core.matching import encode
 from ssdcli.data.collate import checked_batches
 from ssdcli.engine.device import resolve_device
 from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
-from ssdcli.engine.events import EpochDone, EventHandler, Message, ScheduleFitted, StepDone, ignore_events
+from ssdcli.engine.events import (
+    EpochDone,
+    EventHandler,
+    Message,
+    ScheduleFitted,
+    StepDone,
+    ignore_events,
+    log_event,
+)
 from ssdcli.engine.train.budget import end_line, format_duration
 from ssdcli.engine.train.checkpoints import CheckpointPolicy
 from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.distributed import DistContext, init_distributed, is_peer_failure, shutdown_distributed
 from ssdcli.engine.train.interrupts import StopRequests
+from ssdcli.engine.train.mlflow_log import MlflowLog
 from ssdcli.engine.train.run import Run, build_run
 from ssdcli.engine.train.run_plots import RunPictures
 from ssdcli.engine.train.tensorboard_log import TensorBoardLog, both
@@ -71,10 +80,13 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
-    emit = on_event if context.is_main else ignore_events
+    emit = both(on_event, log_event) if context.is_main else ignore_events
     board = TensorBoardLog() if config.runtime.tensorboard and context.is_main else None
+    tracker = MlflowLog(config.runtime.mlflow) if config.runtime.mlflow is not None and context.is_main else None
+    for handler in (board, tracker):
+        emit = emit if handler is None else both(emit, handler)
     try:
-        return _train(config, device, context, emit if board is None else both(emit, board))
+        return _train(config, device, context, emit)
     except Exception as error:
         # A process that fails reports its own error and leaves the group, which ends the collectives the others
         # wait in: they stop with one line pointing at that error instead of a backend message.
@@ -85,8 +97,9 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
             ) from error
         raise
     finally:
-        if board is not None:
-            board.close()
+        for handler in (board, tracker):
+            if handler is not None:
+                handler.close()
         shutdown_distributed(context)
 
 
