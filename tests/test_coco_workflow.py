@@ -96,7 +96,9 @@ def test_coco_end_to_end_train_eval_and_results_file(tmp_path: Path, capsys: pyt
     args = ["eval", "--checkpoint", str(run / "last.pt"), "--data", str(test_json), "--out", str(tmp_path / "eval")]
     assert main(args + ["--json", str(from_checkpoint), "--device", "cpu"]) == 0
     detections = tmp_path / "eval" / "1" / "detections.json"
-    results = json.loads(detections.read_text())
+    written = json.loads(detections.read_text())
+    results = written["results"]
+    assert written["categories"] == [{"id": k, "name": name} for k, name in enumerate(CLASSES) if k > 0]
     assert results and {r["category_id"] for r in results} <= {1, 2, 3}
     test_ids = {image["id"] for image in json.loads(test_json.read_text())["images"]}
     assert {r["image_id"] for r in results} <= test_ids

@@ -15,6 +15,7 @@ import torch
 from torchvision.ops import box_convert, box_iou
 
 import ssdcli
+from ssdcli.config import ModelSettings
 from ssdcli.core.anchors import AnchorLayout, get_layout
 from ssdcli.data.coco import load_coco
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
@@ -254,7 +255,8 @@ def test_bad_input_is_a_data_error_naming_the_file(tmp_path: Path, case: str) ->
 
 
 def test_layouts_from_names_files_and_checkpoints(tmp_path: Path) -> None:
-    assert resolve_layout().layout == get_layout("ssd300")
+    assert resolve_layout().layout == resolve_layout(ModelSettings.arch).layout  # what `ssd train` trains by default
+    assert resolve_layout().layout != get_layout("ssd300")
     assert resolve_layout("ssd512").layout == get_layout("ssd512")
     assert resolve_layout("ssdlite320_mobilenet_v3_large").layout == get_layout("ssdlite320")
     assert resolve_layout("ssd_tiny").layout.image_size == 160

@@ -60,7 +60,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 def test_image_report_json_equals_the_core_engine(voc_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     image = voc_set / "JPEGImages" / "img000.png"
     out = tmp_path / "report.json"
-    assert main(["encode", str(image), "--annotation", str(voc_set / "Annotations" / "img000.xml"), "--json", str(out)]) == 0
+    assert main(["encode", str(image), "--annotation", str(voc_set / "Annotations" / "img000.xml"), "--json", str(out), "--model", "ssd300"]) == 0
     text = capsys.readouterr().out
     assert "positives" in text and "GTs with no default box above 0.5: 1" in text
     data = json.loads(out.read_text())["image"]
@@ -84,7 +84,7 @@ def test_image_report_json_equals_the_core_engine(voc_set: Path, tmp_path: Path,
 def test_reference_leaves_the_small_box_unmatched(voc_set: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     image = voc_set / "JPEGImages" / "img002.png"  # only the 10 x 10 px box; annotation found in ../Annotations
     out = tmp_path / "r.json"
-    assert main(["encode", str(image), "--reference", "--json", str(out)]) == 0
+    assert main(["encode", str(image), "--reference", "--json", str(out), "--model", "ssd300"]) == 0
     data = json.loads(out.read_text())["image"]
     assert data["positives"] == 0 and data["unmatched"] == 1 and data["best_anchor"] is False
     assert "no default box" in capsys.readouterr().out
@@ -147,7 +147,7 @@ def test_suggest_writes_a_loadable_layout_and_refuses_to_overwrite(
     voc_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "anchors.json"
-    args = ["encode", "--data", str(voc_set), "--suggest", "2", "--out", str(out)]
+    args = ["encode", "--data", str(voc_set), "--suggest", "2", "--out", str(out), "--model", "ssd300"]
     assert main(args) == 0
     layout = load_layout_file(out)
     assert layout.feature_maps == get_layout("ssd300").feature_maps and layout.steps == get_layout("ssd300").steps

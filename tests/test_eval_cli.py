@@ -282,12 +282,13 @@ def test_voc_on_bccd_devkit_files_and_json_match_the_devkit(
     assert "mAP" in capsys.readouterr().out
 
     results = coco_results(dets, classes)
-    named = write_coco_results(tmp_path / "named.json", results)
+    named = write_coco_results(tmp_path / "named.json", results, dict(enumerate(classes, start=1)))
     assert main([*args, str(out), "--results", str(named), "--force"]) == 0  # replaces the JSON of the first run
     check_json(out, want)
 
-    index = {image_id: k for k, image_id in enumerate(recs)}  # integer image ids: 0-based split positions
-    indexed = write_coco_results(tmp_path / "indexed.json", [dict(r, image_id=index[r["image_id"]]) for r in results])
+    # A plain list (no class list): integer image ids are 0-based split positions, category ids 1-based classes.
+    index = {image_id: k for k, image_id in enumerate(recs)}
+    indexed = write(tmp_path / "indexed.json", [dict(r, image_id=index[r["image_id"]]) for r in results])
     assert main([*args, str(out), "--results", str(indexed), "--force"]) == 0
     check_json(out, want)
 
@@ -309,7 +310,7 @@ def test_voc_difficult_objects_class_order_and_iou(bccd: Path, tmp_path: Path) -
     classes = ["WBC", "RBC", "Platelets", "Eosinophil"]  # an order of our own, and a class with no objects
     dets = make_detections(recs, classes[:3], seed=2)
     want = expected(recs, dets, classes, "voc12", iou=0.6)
-    path = write_coco_results(tmp_path / "r.json", coco_results(dets, classes))
+    path = write(tmp_path / "r.json", coco_results(dets, classes))  # a plain list: ids index --classes
     out = tmp_path / "m.json"
     args = ["eval", "--voc", "--data", str(root), "--results", str(path), "--metric", "voc12", "--iou", "0.6"]
     assert main([*args, "--classes", ",".join(classes), "--json", str(out)]) == 0

@@ -22,7 +22,10 @@ def test_each_epoch_is_one_line_in_a_log(tmp_path: Path, capsys: pytest.CaptureF
     assert len(epochs) == 2, lines
     for line in epochs:
         assert len(line) > 80  # longer than the width a log is assumed to have
-        assert re.search(r"loss_conf \d+\.\d{4} .* seconds \d+\.\d{4}$", line), line
+        assert re.search(r"loss_conf \d+\.\d{4} .* seconds \d+\.\d{4}(  \(new best\))?$", line), line
+    assert epochs[0].endswith("  (new best)"), epochs  # the first validated epoch is the best so far
+    best = [k for k, line in enumerate(lines) if "best checkpoint" in line]
+    assert best == [len(lines) - 2], lines  # named once, in the closing lines, after every epoch's line
     assert not [line for line in lines if re.match(r"\s*\d", line)], lines  # no number wrapped onto a line of its own
     assert not [line for line in lines if "check images" in line or "…" in line], lines  # no progress bars
 

@@ -196,6 +196,7 @@ def test_predict_json_files_follow_the_schema(checkpoint: Path, images: list[Pat
     written = json.loads(report.read_text())
     records = written["results"]
     assert isinstance(records, list)
+    assert written["categories"] == [{"id": c, "name": name} for c, name in zip(CATEGORY_IDS[1:], CLASSES[1:])]
     documents = {document["file"]: document for document in written["images"]}
     files = {path.name: i for i, path in enumerate(images)}  # image ids follow the order of the sources
     for record in records:
@@ -218,7 +219,7 @@ def _predict_stdout(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str,
 def test_glob_source_and_json_on_stdout(checkpoint: Path, images: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
     pattern = str(images[0].parent / "BloodImage_*.jpg")  # the folder also holds notes.txt
     document = _predict_stdout(capsys, pattern, "--checkpoint", str(checkpoint))
-    assert set(document) == {"results", "images"}
+    assert set(document) == {"categories", "results", "images"}
     assert [image["file"] for image in document["images"]] == [str(path) for path in sorted(images)]
     files = {path.name: i for i, path in enumerate(sorted(images))}
     for record in document["results"]:

@@ -131,7 +131,7 @@ def test_predict_json_wants_a_target_and_keeps_an_existing_file(
     assert main(args) == 2
     assert report.read_text() == "mine" and not out.exists()  # refused before any work
     assert main([*args, "--force", "--device", "cpu"]) == 0
-    assert set(json.loads(report.read_text())) == {"results", "images"}
+    assert set(json.loads(report.read_text())) == {"categories", "results", "images"}
 
 
 def test_predict_json_to_stdout_prints_only_json(checkpoint: Path, images: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -268,7 +268,7 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
 @pytest.mark.parametrize(
     ("options", "named", "flag"),
     [
-        ({"target": "tflite"}, "target: expected onnx or torchscript", "--to: expected"),
+        ({"target": "tflite"}, "target: expected onnx or torchscript", "Invalid value for '--to'"),  # a choice: refused by the parser
         ({"target": "torchscript", "with_nms": True}, "with_nms applies to target onnx only", "--with-nms applies to --to"),
         ({"calibration": Path("images")}, "calibration applies to int8 only", "--calibration applies to --int8"),
         ({"int8": True, "with_preprocess": True}, "with_preprocess applies", "--with-preprocess applies"),

@@ -231,7 +231,9 @@ def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys:
     code = main(["eval", "--checkpoint", str(weights), "--data", str(root), "--split", "val", "--out", str(out),
                  "--device", "cpu", "--batch-size", "2"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
-    results = json.loads((out / "1" / "detections.json").read_text())
+    written = json.loads((out / "1" / "detections.json").read_text())
+    results = written["results"]
+    assert written["categories"] == [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]
     assert results and {r["category_id"] for r in results} == {1, 3}
     assert len(results) <= 2 * TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"].postprocess.top_k
 

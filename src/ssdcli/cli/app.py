@@ -19,6 +19,7 @@ from ssdcli import __version__
 from ssdcli.errors import SsdcliError
 
 from . import data, demo, encode, eval, export, predict, train
+from .command import SsdCommand, SsdGroup
 from .render import flag, print_error
 
 EXIT_USAGE = 2
@@ -41,6 +42,7 @@ def _show_version(value: bool) -> None:
 
 app = typer.Typer(
     name="ssd",
+    cls=SsdGroup,
     help="Train, inspect, evaluate, run and export SSD object detectors.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -71,11 +73,11 @@ def root(
 
 
 app.command("train", cls=train.TrainCommand)(train.train_command)
-app.command("encode")(encode.encode_command)
-app.command("eval")(eval.eval_command)
-app.command("predict")(predict.predict_command)
-app.command("export")(export.export_command)
-app.command("demo")(demo.demo_command)
+app.command("encode", cls=SsdCommand)(encode.encode_command)
+app.command("eval", cls=SsdCommand)(eval.eval_command)
+app.command("predict", cls=SsdCommand)(predict.predict_command)
+app.command("export", cls=SsdCommand)(export.export_command)
+app.command("demo", cls=SsdCommand)(demo.demo_command)
 app.add_typer(data.app, name="data")
 
 

@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
+from .command import DataFormat, SsdCommand, SsdGroup
 from .render import JsonOutput, print_warning, stdout_console
 
 if TYPE_CHECKING:
     from ssdcli.data.check import DataCheckReport
 
-app = typer.Typer(help="Generate the built-in synthetic data set, check and convert data sets.", no_args_is_help=True)
+app = typer.Typer(cls=SsdGroup, help="Generate the built-in synthetic data set, check and convert data sets.", no_args_is_help=True)
 
 
 class SynthFormat(str, Enum):
@@ -22,14 +23,7 @@ class SynthFormat(str, Enum):
     coco = "coco"
 
 
-class DataFormat(str, Enum):
-    auto = "auto"
-    voc = "voc"
-    coco = "coco"
-    yolo = "yolo"
-
-
-@app.command("synth")
+@app.command("synth", cls=SsdCommand)
 def synth_command(
     out: Annotated[Path, typer.Argument(help="New (or empty) folder to write the data set into.")],
     format: Annotated[SynthFormat, typer.Option("--format", "-f", help="Layout to write.")] = SynthFormat.voc,
@@ -65,7 +59,7 @@ class TargetFormat(str, Enum):
     yolo = "yolo"
 
 
-@app.command("convert")
+@app.command("convert", cls=SsdCommand)
 def convert_command(
     src: Annotated[Path, typer.Argument(help="Data set to convert: VOC root, COCO root or .json, YOLO root or data.yaml.")],
     out: Annotated[Path, typer.Argument(help="New (or empty) folder for the converted data set.")],
@@ -129,7 +123,7 @@ def _render_check(report: DataCheckReport) -> None:
     console.print(problems)
 
 
-@app.command("check")
+@app.command("check", cls=SsdCommand)
 def check_command(
     path: Annotated[Path, typer.Argument(help="VOC root, COCO root or instances .json file, YOLO root or data.yaml.")],
     split: Annotated[str | None, typer.Option("--split", "-s", help="Check only this split (default: all).")] = None,

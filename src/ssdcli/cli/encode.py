@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ssdcli.errors import UsageError
 
+from .command import DataFormat
 from .progress import EvalProgressBar
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
@@ -221,16 +222,16 @@ def encode_command(
     image: Annotated[Optional[Path], typer.Argument(metavar="IMAGE", help="An image to match (or use --data for a data set).", show_default=False)] = None,
     annotation: Annotated[Optional[Path], typer.Option(help="VOC XML, or COCO JSON with --image-id (default for an image in JPEGImages/: ../Annotations/<name>.xml).")] = None,
     image_id: Annotated[Optional[int], typer.Option(help="The image's id in a COCO JSON (default: found by file name).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Anchor layout: ssd300, ssd512, ssdlite320 or a model architecture (ssd300_vgg16...). Default: ssd300.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Anchor layout: ssd300, ssd512, ssdlite320 or a model architecture (ssd300_vgg16...). Default: the model 'ssd train' trains by default, ssd_tiny256.")] = None,
     anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as --suggest writes it).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Use the anchor layout stored in this checkpoint.")] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="A default box matches a GT with IoU above this.")] = 0.5,
     reference: Annotated[bool, typer.Option("--reference", help="Threshold only (the reference): no forced best default box per GT.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file ('-': stdout, no tables).")] = None,
     visualize: Annotated[Optional[Path], typer.Option(help="Write a picture (PNG): matches per feature map, or the data-set charts.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Data-set mode: a VOC root or COCO JSON/root; coverage statistics over every image.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Data-set mode: a VOC root, COCO root or instances JSON, YOLO root or data.yaml; coverage statistics over every image.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of the data set (default: train; a COCO JSON file is its own split).")] = None,
-    data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = "auto",
+    data_format: Annotated[DataFormat, typer.Option("--format", help="--data: the data set layout (auto: detected from the files).")] = DataFormat.auto,
     suggest: Annotated[Optional[int], typer.Option(min=1, help="Fit K aspect ratios and the sizes to the data set; writes --out.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where --suggest writes the anchor layout JSON.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing --json, --visualize and --out files.")] = False,
@@ -276,7 +277,7 @@ def encode_command(
         if visualize is not None:
             console.print(f"picture: {write_image_figure(report, visualize)}")
         return 0
-    gts = load_gt_set(data, split, data_format)  # type: ignore[arg-type]  # _check_options: data is set
+    gts = load_gt_set(data, split, data_format.value)  # type: ignore[arg-type]  # _check_options: data is set
     with EvalProgressBar(console, "encode") as progress:
         coverage = dataset_coverage(gts, layout, threshold, not reference, on_event=progress)
     if not json_output.to_stdout:

@@ -13,6 +13,7 @@ from rich.table import Table
 from ssdcli.config import EvalConfig
 from ssdcli.errors import UsageError
 
+from .command import DataFormat
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
@@ -78,7 +79,10 @@ def _render_voc(result: VocResult) -> None:
 
 
 _RESULTS_HELP = "Detections: a COCO results JSON, or (--voc) a folder of devkit files comp4_det_<split>_<class>.txt."
-_CLASSES_HELP = "--voc: comma-separated classes; category_id i is the i-th (default: sorted names in the split)."
+_CLASSES_HELP = (
+    "--voc: comma-separated classes to evaluate; a plain results list's category_id i is the i-th (default: the data"
+    " set's sorted class names; results that carry their classes are matched by name)."
+)
 _BACKEND_HELP = "--coco: pycocotools, or faster-coco-eval if installed (default: pycocotools)."
 _JSON_HELP = "Also write the metrics as JSON to this file ('-': only the JSON, on stdout)."
 
@@ -88,10 +92,10 @@ def eval_command(
     voc: Annotated[bool, typer.Option("--voc", help="PASCAL VOC AP, devkit rules (needs --data, --results).")] = False,
     results: Annotated[Path | None, typer.Option(help=_RESULTS_HELP)] = None,
     gt: Annotated[Path | None, typer.Option(help="--coco: the ground-truth instances JSON.")] = None,
-    data: Annotated[Path | None, typer.Option(help="--voc: the VOC root (Annotations/, ImageSets/Main/).")] = None,
+    data: Annotated[Path | None, typer.Option(help="--voc: the VOC root (Annotations/, ImageSets/Main/); --checkpoint, --onnx, --torchscript: the data set to run the model on (VOC root, COCO root or instances JSON, YOLO root or data.yaml).")] = None,
     split: Annotated[
         str | None,
-        typer.Option(help="--voc, --checkpoint: the split to evaluate on (default: test; a COCO JSON file is its own split)."),
+        typer.Option(help="--voc, --checkpoint, --onnx, --torchscript: the split to evaluate on (default: test; a COCO JSON file is its own split)."),
     ] = None,
     metric: Annotated[
         VocMetric | None, typer.Option(help="--voc: voc07 (11-point) or voc12 (area, VOC2010+) (default: voc07).")
@@ -100,24 +104,24 @@ def eval_command(
     classes: Annotated[str | None, typer.Option(help=_CLASSES_HELP)] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="--coco: also show AP per category.")] = False,
     backend: Annotated[CocoBackend | None, typer.Option(help=_BACKEND_HELP)] = None,
-    json_out: Annotated[str | None, typer.Option("--json", help=_JSON_HELP)] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help=_JSON_HELP)] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(help="Run this checkpoint over --data/--split, write its detections, evaluate (VOC and COCO). Also torchvision's COCO detector (weights name or state dict file, as for 'ssd predict'), with its own thresholds."),
     ] = None,
     onnx: Annotated[
         Path | None,
-        typer.Option(help="As --checkpoint, for a file from 'ssd export --to onnx' (with or without --with-nms)."),
+        typer.Option(help="As --checkpoint, for a file from 'ssd export --to onnx' (with or without 'ssd export --with-nms')."),
     ] = None,
     torchscript: Annotated[
         Path | None, typer.Option(help="As --checkpoint, for a file from 'ssd export --to torchscript'.")
     ] = None,
-    data_format: Annotated[str, typer.Option("--format", help="--checkpoint: auto, voc, coco or yolo.")] = EvalConfig.data_format,
-    out: Annotated[Path, typer.Option(help="--checkpoint: parent of the fresh run folder for detections.")] = EvalConfig.out,
-    batch_size: Annotated[int, typer.Option(help="--checkpoint: images per batch.")] = EvalConfig.batch_size,
-    device: Annotated[str, typer.Option(help="--checkpoint: auto, cpu, cuda or cuda:N.")] = EvalConfig.device,
+    data_format: Annotated[DataFormat, typer.Option("--format", help="--checkpoint, --onnx, --torchscript: the layout of --data (auto: detected from the files).")] = DataFormat(EvalConfig.data_format),
+    out: Annotated[Path, typer.Option(help="--checkpoint, --onnx, --torchscript: parent of the fresh run folder for detections.")] = EvalConfig.out,
+    batch_size: Annotated[int, typer.Option(help="--checkpoint, --onnx, --torchscript: images per batch.")] = EvalConfig.batch_size,
+    device: Annotated[str, typer.Option(help="--checkpoint, --onnx, --torchscript: auto, cpu, cuda or cuda:N.")] = EvalConfig.device,
     plots: Annotated[
-        Path | None, typer.Option(help="--checkpoint: write precision-recall curves and a confusion summary (PNG) here.")
+        Path | None, typer.Option(help="--checkpoint, --onnx, --torchscript: write precision-recall curves and a confusion summary (PNG) here.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file and --plots images.")] = False,
 ) -> None:
@@ -141,7 +145,10 @@ def eval_command(
     if len(given) > 1:
         raise UsageError(f"give one model: {' and '.join(f'`{kind}`' for kind, _ in given)} were given")
     if not given and coco == voc:
-        raise UsageError("choose one of --coco or --voc (see 'ssd eval --help')")
+        raise UsageError(
+            "give a model to run over --data (--checkpoint, --onnx or --torchscript) or a results file to score "
+            "(--coco or --voc) (see 'ssd eval --help')"
+        )
     model_format, model = given[0] if given else ("checkpoint", None)
     config = EvalConfig(
         mode="model" if given else ("coco" if coco else "voc"),
@@ -156,7 +163,7 @@ def eval_command(
         backend=backend.value if backend is not None else None,
         model=model,
         model_format=model_format,
-        data_format=data_format,
+        data_format=data_format.value,
         out=out,
         batch_size=batch_size,
         device=device,

@@ -11,6 +11,7 @@ from ssdcli.config import ExportConfig
 
 from ssdcli.errors import UsageError
 
+from .command import ExportTarget
 from .render import print_warning, stdout_console
 
 D = ExportConfig  # the defaults below are the dataclass's, written once
@@ -28,7 +29,7 @@ def _target(to: str, old_format: str | None) -> str:
 
 def export_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
-    to: Annotated[str, typer.Option("--to", "-t", help="onnx or torchscript (as 'ssd data convert --to' names the target).")] = D.target,
+    to: Annotated[ExportTarget, typer.Option("--to", "-t", help="The file to write (as 'ssd data convert --to' names the target).")] = ExportTarget(D.target),
     old_format: Annotated[Optional[str], typer.Option("--format", hidden=True, help="Former name of --to.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = D.out,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = D.opset,
@@ -55,7 +56,7 @@ def export_command(
 
     config = ExportConfig(
         checkpoint=checkpoint,
-        target=_target(to, old_format),
+        target=_target(to.value, old_format),
         out=out,
         opset=opset,
         dynamic_batch=dynamic_batch,

@@ -10,6 +10,7 @@ import typer
 from ssdcli.config import PredictConfig
 from ssdcli.errors import UsageError
 
+from .command import DataFormat
 from .progress import EvalProgressBar
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
@@ -19,7 +20,7 @@ def predict_command(
     checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to onnx'.")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = PredictConfig.out,  # type: ignore[assignment]
-    json_out: Annotated[Optional[str], typer.Option("--json", help="Also write the detections as JSON to this file: COCO results (what 'ssd eval --results' reads) and each image's boxes ('-': stdout, nothing else printed, no pictures).")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the detections as JSON to this file: COCO results (what 'ssd eval --results' reads) and each image's boxes ('-': stdout, nothing else printed, no pictures).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file.")] = False,
     conf: Annotated[float, typer.Option(help="Score threshold.")] = PredictConfig.conf_threshold,
     iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (default: the model's; 0.45, torchvision's SSDLite 0.55).")] = None,
@@ -27,9 +28,9 @@ def predict_command(
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = PredictConfig.batch_size,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = PredictConfig.device,
     img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the model's.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Predict on a data set's split instead (VOC root, COCO root or JSON); results.json then carries its image and category ids, for 'ssd eval'.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Predict on a data set's split instead (VOC root, COCO root or instances JSON, YOLO root or data.yaml); the --json file then carries its image and category ids, for 'ssd eval --results'.")] = None,
     split: Annotated[Optional[str], typer.Option(help="--data: the split (default: test; a COCO JSON file is its own split).")] = None,
-    data_format: Annotated[str, typer.Option("--format", help="--data: auto, voc, coco or yolo.")] = PredictConfig.data_format,
+    data_format: Annotated[DataFormat, typer.Option("--format", help="--data: the data set layout (auto: detected from the files).")] = DataFormat(PredictConfig.data_format),
 ) -> int:
     """Detect objects in images, folders, globs and videos; writes annotated copies and optional JSON.
 
@@ -42,7 +43,9 @@ def predict_command(
         ssd predict 'data/*.png' --onnx model.onnx --json -
 
         ssd predict --data coco/annotations/instances_val.json --checkpoint best.pt --json val.json --conf 0.01
-        ssd eval --coco --gt coco/annotations/instances_val.json --results val.json
+
+        (and then: ssd eval --coco --gt coco/annotations/instances_val.json --results val.json)
+
         ssd predict street.jpg --checkpoint SSD300_VGG16_Weights.COCO_V1
     """
     from ssdcli.engine.inference.predict import predict
@@ -56,7 +59,7 @@ def predict_command(
         sources=tuple(sources or ()),
         data=data,
         split=split,
-        data_format=data_format,
+        data_format=data_format.value,
         out=None if to_stdout else out,
         conf_threshold=conf,
         iou_threshold=iou,

@@ -6,7 +6,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ssdcli.engine.events import (
-    CheckpointSaved,
     EpochDone,
     EvalProgress,
     Event,
@@ -76,9 +75,8 @@ class TrainProgress:
                 self.eval_task = None
         elif isinstance(event, EpochDone):
             parts = [f"{key} {value:.4f}" for key, value in event.metrics.items() if key not in ("epoch",)]
-            self.progress.console.print(f"epoch {event.epoch}: " + "  ".join(parts))
-        elif isinstance(event, CheckpointSaved) and event.best:
-            self.progress.console.print(f"  best checkpoint: {event.path}")
+            mark = "  (new best)" if event.best is not None else ""
+            self.progress.console.print(f"epoch {event.epoch}: " + "  ".join(parts) + mark)
         elif isinstance(event, Message):
             if event.level == "warning":
                 print_warning(event.text)

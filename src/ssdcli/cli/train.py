@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape  # help texts are Rich markup: '[...]' must be escaped to be shown
-from typer.core import TyperCommand, TyperOption
+from typer.core import TyperOption
 
 from ssdcli.config import (
     DEFAULT_TRACKING,
@@ -20,6 +20,7 @@ from ssdcli.config import (
     TrainConfig,
 )
 
+from .command import DataFormat, Optimizer, SsdCommand
 from .progress import TrainProgress
 from .render import as_flags, print_warning, stderr_console, stdout_console
 from .train_config import given_settings, with_overrides
@@ -51,7 +52,7 @@ def lr_help() -> str:
     return escape(f"Base learning rate (default: {'; '.join(parts)}).")
 
 
-class TrainCommand(TyperCommand):
+class TrainCommand(SsdCommand):
     """``ssd train``, whose ``--model`` and ``--lr`` help is read from the architecture registry when shown only,
     so that parsing the command line does not read it."""
 
@@ -68,12 +69,12 @@ def train_command(
     ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
-    data_format: Annotated[str, typer.Option("--format", help="auto, voc, coco or yolo.")] = DataSettings.data_format,
+    data_format: Annotated[DataFormat, typer.Option("--format", help="Data set layout (auto: detected from the files).")] = DataFormat(DataSettings.data_format),
     train_split: Annotated[Optional[str], typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
     val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
     model: Annotated[str, typer.Option(help="Model architecture (the list: ssd train --help).")] = ModelSettings.arch,
-    anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
+    anchors: Annotated[Optional[Path], typer.Option(metavar="<path|auto>", help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Fine-tune a trained detector: a checkpoint of ssd train (best.pt), or torchvision's COCO detector SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model, default boxes and input size. Classes are matched by name: only new ones start afresh. Optimizer and schedule start afresh (--resume continues a run).")] = None,
     freeze: Annotated[Optional[str], typer.Option(help="'backbone': keep the backbone as it is (no gradient, no weight decay, BatchNorm statistics fixed); N: its first N stages only.")] = ModelSettings.freeze,
@@ -81,7 +82,7 @@ def train_command(
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after N validations without a better validation mAP (with --epochs or --time, whichever ends first).")] = OptimSettings.patience,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = OptimSettings.batch_size,
-    optimizer: Annotated[str, typer.Option(help="sgd or adamw.")] = OptimSettings.optimizer,
+    optimizer: Annotated[Optimizer, typer.Option(help="The optimizer.")] = Optimizer(OptimSettings.optimizer),
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = OptimSettings.warmup_steps,
     iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = AugmentSettings.iou_crop,
@@ -148,7 +149,7 @@ def train_command(
     config = TrainConfig(
         data=DataSettings(
             data=data,
-            data_format=data_format,
+            data_format=data_format.value,
             train_split=train_split,
             val_split=val_split,
             val_data=val_data,
@@ -170,7 +171,7 @@ def train_command(
             time_budget=parse_duration(time) if time is not None else None,
             patience=patience,
             batch_size=batch_size,
-            optimizer=optimizer,
+            optimizer=optimizer.value,
             lr=lr,
             warmup_steps=warmup_steps,
             ema=ema,

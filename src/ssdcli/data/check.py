@@ -14,7 +14,9 @@ collected instead:
 - file names used by two different image files (outputs named after them would collide);
 - a split that cannot be used at all (missing or empty split file, no objects, ...): reported, and the other
   splits are still checked;
-- the same image in two of the train, val and test splits.
+- the same image in two of the train, val and test splits;
+- a split without any object that is not ignored (nothing to train on or to score), and an annotation file
+  that the evaluator refuses (COCO ids given twice or not at all).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from ssdcli.errors import DataError
 
 from .coco import coco_splits, split_of
 from .dataset import detect_format, open_index
-from .records import DatasetIndex, DataWarnings, ImageRecord, image_size_from_header
+from .records import DatasetIndex, DataWarnings, ImageRecord, image_size_from_header, why_no_targets
 from .verify import OK, TRUNCATED, UNDECODABLE, check_images
 from .voc import voc_splits
 from .yolo import label_file, yolo_splits
@@ -242,6 +244,21 @@ def _record_problems(index: DatasetIndex, facts: dict[Path, _ImageFacts], decode
     return problems
 
 
+def _usability_problems(index: DatasetIndex) -> list[Problem]:
+    """A split that training cannot learn from nor evaluation score (no object that is not ignored), and an
+    annotation file the evaluator refuses (validation on it would stop after the first epoch)."""
+    problems = []
+    source = str(index.annotations_file or index.root)
+    empty = why_no_targets(index)
+    if empty is not None:
+        problems.append(Problem(f"no object to train on or to score: {empty}", 1, (source,), index.split))
+    if index.unevaluable is not None:
+        problems.append(
+            Problem(f"cannot be evaluated (validation, eval): {index.unevaluable}", 1, (source,), index.split)
+        )
+    return problems
+
+
 def _same_names(indexes: Sequence[DatasetIndex]) -> list[Problem]:
     by_name: dict[str, set[Path]] = {}
     for index in indexes:
@@ -297,6 +314,7 @@ def check_dataset(
         decode = sum(len(index) for index in indexes) < DECODE_BELOW
     facts = _image_facts(indexes, decode, workers)
     problems += [problem for index in indexes for problem in _record_problems(index, facts, decode)]
+    problems += [problem for index in indexes for problem in _usability_problems(index)]
     problems += _same_names(indexes)
     problems += _overlaps(indexes)
     return DataCheckReport(

@@ -191,6 +191,21 @@ class CocoInstances:
     def objects_of(self, image_id: int) -> tuple[CocoObject, ...]:
         return tuple(obj for obj in self.objects if obj.image_id == image_id)
 
+    def evaluation_problem(self) -> str | None:
+        """Why the evaluator (pycocotools, which indexes images and annotations by id) cannot score against this
+        file: an image id listed twice, an annotation without an ``id`` or with one used twice; None if it can."""
+        annotations = self.data.get("annotations") or []
+        for k, annotation in enumerate(annotations):
+            if "id" not in annotation:
+                return f"annotations[{k}] has no 'id'"
+        for key, entries in (("images", self.images), ("annotations", annotations)):
+            seen: set[Any] = set()
+            for entry in entries:
+                if entry["id"] in seen:
+                    return f"{key} id {entry['id']!r} appears more than once"
+                seen.add(entry["id"])
+        return None
+
 
 def _checked_box(
     annotation: Any, where: str, image_ids: set[int], categories: dict[int, str], path: Path
@@ -314,5 +329,6 @@ def load_coco(
         records=tuple(records),
         warnings=counter.freeze(),
         annotations_file=path,
+        unevaluable=instances.evaluation_problem(),
     )
 

@@ -5,6 +5,8 @@ would see: boxes clipped to the image and zero-area boxes dropped (the source's 
 files are copied byte for byte; the source is only ever read. Flags that the target format cannot hold are
 said, not silently lost: VOC ``difficult`` and COCO ``iscrowd`` map onto each other (both mean "ignored by
 evaluation"), YOLO has neither, so such objects are left out there (as Ultralytics' own VOC conversion does).
+The class order is the source's (:func:`source_classes`), so a model trained on the source reads the copy's class
+ids as its own; VOC stores no order (its classes read sorted), which a note says where that changes the order.
 """
 
 from __future__ import annotations
@@ -52,15 +54,26 @@ def _splits(src: Path, format: str) -> list[str]:
     return [split_of(src)] if src.is_file() else coco_splits(src)
 
 
+def source_classes(indexes: list[DatasetIndex]) -> list[str]:
+    """The class list of the whole source in its format's own order, the one a model trained on it has: VOC's
+    sorted names (of every split: a split without squares does not move them), COCO's categories by id, YOLO's
+    ``names`` (the same in every split)."""
+    found: dict[str, int] = {}
+    for index in indexes:
+        for label, name in enumerate(index.class_names[1:], start=1):
+            found.setdefault(name, index.category_ids[label] if index.format == "coco" else len(found))
+    if indexes[0].format == "voc":
+        return sorted(found)
+    return sorted(found, key=found.__getitem__)
+
+
 def _read_splits(src: Path, format: str) -> list[DatasetIndex]:
-    """Every split, all with the same class list (the union over the splits, in the order found)."""
+    """Every split, all with the same class list (:func:`source_classes`)."""
     names = _splits(src, format)
     if not names:
         raise DataError("no splits found to convert", path=src)
     first = [open_index(src, name, format) for name in names]
-    classes: list[str] = []
-    for index in first:
-        classes += [name for name in index.class_names[1:] if name not in classes]
+    classes = source_classes(first)
     return [
         index if list(index.class_names[1:]) == classes else open_index(src, index.split, format, classes)
         for index in first
@@ -116,6 +129,12 @@ def _write_voc(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> Non
         (root / "ImageSets" / "Main" / f"{index.split}.txt").write_text("".join(f"{i}\n" for i in ids))
     if indexes[0].format == "coco" and any(r.ignore.any() for i in indexes for r in i.records):
         notes.append("COCO iscrowd objects written as VOC difficult objects (both are ignored by evaluation)")
+    classes = list(indexes[0].class_names[1:])
+    if classes != sorted(classes):
+        notes.append(
+            f"VOC keeps no class order: the copy's classes read sorted ({', '.join(sorted(classes))}), not in the "
+            f"source's order ({', '.join(classes)}); a model trained on the source numbers its classes differently"
+        )
 
 
 def _coco_ids(index: DatasetIndex, record: ImageRecord) -> int:

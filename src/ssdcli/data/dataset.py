@@ -19,7 +19,7 @@ from .records import DatasetIndex, ImageRecord
 from .sampling import sample_seed, seed_everything
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, make_sample
 from .voc import is_voc_root, load_voc
-from .yolo import is_yolo, load_yolo
+from .yolo import is_yolo, load_yolo, yaml_file
 
 FORMATS = ("auto", "voc", "coco", "yolo")
 
@@ -92,9 +92,10 @@ def open_index(
 
 
 def is_split_file(path: str | Path) -> bool:
-    """True for a COCO instances ``.json`` file given directly (one split), False for a data set root."""
+    """True for a COCO instances ``.json`` file given directly (one split); False for a data set root, and for a
+    YOLO ``data.yaml``, which names its splits."""
     path = Path(path)
-    return path.is_file() or path.suffix.lower() == ".json"
+    return path.suffix.lower() == ".json" or (path.is_file() and yaml_file(path) is None)
 
 
 def check_file_split(path: Path, split: str | None) -> None:

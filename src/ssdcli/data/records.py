@@ -78,6 +78,10 @@ class DataWarnings:
     undecodable_images: images that do not decode at all, left out of the index.
     resized_images: images whose pixels have another size than the annotation says; the pixels' size is used.
     rotated_images: images with an EXIF orientation tag, used as stored (a viewer shows them turned).
+    Signs that a whole split was written wrong, counted only when they hold for most of it (YOLO):
+    unlabelled_images: the label files expected for images that have none (the images are kept as background).
+    pixel_lines: label lines with a coordinate above 1 (pixels, not values normalised to [0, 1]), in
+    ``pixel_files``; their boxes are clipped or dropped as any other.
     """
 
     clipped_boxes: int = 0
@@ -90,6 +94,9 @@ class DataWarnings:
     undecodable_images: tuple[str, ...] = ()
     resized_images: tuple[str, ...] = ()
     rotated_images: tuple[str, ...] = ()
+    unlabelled_images: tuple[str, ...] = ()
+    pixel_lines: int = 0
+    pixel_files: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -109,6 +116,16 @@ class DataWarnings:
                 len(self.rotated_images),
                 self.rotated_images,
             ),
+            (
+                "images without a label file, most of the split (kept as background: is labels/ missing or elsewhere?)",
+                len(self.unlabelled_images),
+                self.unlabelled_images,
+            ),
+            (
+                "label lines with coordinates above 1, most of the split (pixels, not values normalised to [0, 1]?)",
+                self.pixel_lines,
+                self.pixel_files,
+            ),
         )
         return [kind for kind in kinds if kind[1]]
 
@@ -127,6 +144,8 @@ class DatasetIndex:
         VOC: 0..C-1, the label itself), used to write results in the data set's ids.
     annotations_file: COCO: the instances JSON the split was read from (evaluation scores against it as
         written); None for VOC (one XML file per image under ``root``).
+    unevaluable: why the evaluator cannot score against the split's annotations as written (COCO: ids that
+        pycocotools cannot index), checked before anything runs on them; None when it can.
     """
 
     root: Path
@@ -137,6 +156,7 @@ class DatasetIndex:
     records: tuple[ImageRecord, ...]
     warnings: DataWarnings = field(default_factory=DataWarnings)
     annotations_file: Path | None = None
+    unevaluable: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -146,6 +166,11 @@ class DatasetIndex:
     @property
     def num_objects(self) -> int:
         return sum(r.num_objects for r in self.records)
+
+    @property
+    def num_targets(self) -> int:
+        """Objects that training learns from and evaluation scores: not ignored (difficult, crowd)."""
+        return sum(int((~r.ignore).sum()) for r in self.records)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -158,6 +183,8 @@ class WarningCounter:
     clipped: list[str] = field(default_factory=list)
     zero_area: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    unlabelled: list[str] = field(default_factory=list)
+    pixel_lines: list[str] = field(default_factory=list)  # the file of each line
 
     def freeze(self) -> DataWarnings:
         return DataWarnings(
@@ -167,7 +194,27 @@ class WarningCounter:
             clipped_files=tuple(dict.fromkeys(self.clipped)),
             zero_area_files=tuple(dict.fromkeys(self.zero_area)),
             duplicate_id_files=tuple(dict.fromkeys(self.duplicates)),
+            unlabelled_images=tuple(self.unlabelled),
+            pixel_lines=len(self.pixel_lines),
+            pixel_files=tuple(dict.fromkeys(self.pixel_lines)),
         )
+
+
+def why_no_targets(index: DatasetIndex) -> str | None:
+    """None when ``index`` holds an object that training learns from and evaluation scores; else why it holds
+    none, e.g. ``all 4 objects are ignored (crowd)`` or ``no label file for 5 of its 5 images, e.g. ...``."""
+    if index.num_targets:
+        return None
+    warnings = index.warnings
+    if index.num_objects:
+        kind = {"coco": "crowd (iscrowd)", "voc": "difficult"}.get(index.format, "difficult or crowd")
+        return f"all {index.num_objects} objects are ignored as {kind}"
+    if warnings.unlabelled_images:
+        return (
+            f"no label file for {len(warnings.unlabelled_images)} of its {len(index)} images, "
+            f"e.g. {warnings.unlabelled_images[0]}"
+        )
+    return warnings.summary() or f"none of its {len(index)} images is annotated with an object"
 
 
 def quote_files(files: Sequence[str]) -> str:

@@ -1,7 +1,10 @@
 """Detection results files: the COCO results JSON and the PASCAL VOC devkit's per-class text files.
 
 COCO results JSON: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``; ``bbox`` in pixels,
-0-based continuous (the box spans x .. x + w), as pycocotools reads it.
+0-based continuous (the box spans x .. x + w), as pycocotools reads it. ssdcli writes it as an object
+``{"categories": [{"id", "name"}, ...], "results": [...]}``: the class list the category ids were written with,
+so that a reader maps every id by its class name (:class:`ResultsFile`); a plain list from another tool is read
+as it is, its ids taken in the reader's own class list.
 
 VOC devkit files: one file per class, ``comp4_det_<split>_<class>.txt``, one detection per line
 ``image_id score x1 y1 x2 y2`` with the devkit's 1-based inclusive pixel indices (x1 = xmin, x2 = xmax as in
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +78,88 @@ def check_coco_results(data: Any, path: str | Path | None = None) -> list[dict[s
     return data
 
 
-def read_coco_results(path: str | Path) -> list[dict[str, Any]]:
-    """Read and check a COCO results JSON file (see :func:`check_coco_results`)."""
-    return check_coco_results(read_json(path, "results file"), path)
+@dataclass(frozen=True)
+class ResultsFile:
+    """A results JSON as read: ``records``, its checked COCO results, and ``categories`` (category id -> class
+    name), the class list the file carries, or None for a plain list (ids then mean what the reader's class list
+    says)."""
+
+    records: list[dict[str, Any]]
+    categories: dict[int, str] | None = None
+
+    def used_names(self) -> tuple[str, ...]:
+        """The class names of the records' category ids, in order of first use (``categories`` needed)."""
+        assert self.categories is not None
+        return tuple(dict.fromkeys(self.categories[record["category_id"]] for record in self.records))
+
+    def by_name(self, ids_of: Mapping[str, Sequence[int]], known: str, path: str | Path) -> list[dict[str, Any]]:
+        """The records with each category id replaced by its class name's id in the reader's class list
+        (``ids_of``: name -> the ids it has there). A name with no id there, or with several, is a
+        :class:`DataError` naming the first result of it; ``known`` says what the class list is ("a class of
+        the data set (a, b)")."""
+        assert self.categories is not None
+        new_id: dict[int, int] = {}
+        for i, record in enumerate(self.records):
+            category_id = record["category_id"]
+            if category_id in new_id:
+                continue
+            name = self.categories[category_id]
+            ids = list(ids_of.get(name, ()))
+            if len(ids) != 1:
+                what = f"is not {known}" if not ids else f"is ambiguous: {known} has it under ids {ids}"
+                raise DataError(f"result {i}: class {name!r} (category_id {category_id}) {what}", path=path)
+            new_id[category_id] = ids[0]
+        return [dict(record, category_id=new_id[record["category_id"]]) for record in self.records]
 
 
-def write_coco_results(path: str | Path, results: Sequence[dict[str, Any]]) -> Path:
-    """Write a COCO results JSON file (a list of ``{image_id, category_id, bbox, score}``)."""
-    return write_atomic(path, json.dumps(list(results)))
+def _check_categories(data: Any, path: str | Path | None) -> dict[int, str]:
+    """The ``categories`` a results file carries, ``[{"id": int, "name": str}, ...]``, as id -> name."""
+    if type(data) is not list:
+        raise DataError(f"categories must be a JSON list of {{id, name}} objects, got {_describe(data)}", path=path)
+    categories: dict[int, str] = {}
+    for k, item in enumerate(data):
+        if type(item) is not dict or type(item.get("id")) is not int or type(item.get("name")) is not str:
+            raise DataError(f"categories[{k}]: expected {{\"id\": integer, \"name\": string}}, got {item!r}", path=path)
+        if item["id"] in categories:
+            raise DataError(f"categories[{k}]: category id {item['id']} is listed twice", path=path)
+        if not item["name"].strip():
+            raise DataError(f"categories[{k}]: empty class name", path=path)
+        categories[item["id"]] = item["name"]
+    return categories
+
+
+def check_results_file(data: Any, path: str | Path | None = None) -> ResultsFile:
+    """A results file's JSON checked: its records (:func:`check_coco_results`) and, in an object with
+    ``categories``, its class list, which every record's ``category_id`` must be in."""
+    records = check_coco_results(data, path)
+    if not (isinstance(data, dict) and "categories" in data and "annotations" not in data):
+        return ResultsFile(records)
+    categories = _check_categories(data["categories"], path)
+    for i, record in enumerate(records):
+        if record["category_id"] not in categories:
+            listed = ", ".join(f"{c} {name}" for c, name in categories.items())
+            raise DataError(
+                f"result {i}: category_id {record['category_id']} is not in the file's categories ({listed})",
+                path=path,
+            )
+    return ResultsFile(records, categories)
+
+
+def read_results_file(path: str | Path) -> ResultsFile:
+    """Read and check a results JSON file (see :func:`check_results_file`)."""
+    return check_results_file(read_json(path, "results file"), path)
+
+
+def results_document(results: Sequence[dict[str, Any]], categories: Mapping[int, str]) -> dict[str, Any]:
+    """What ssdcli writes for COCO results: ``{"categories": [{"id", "name"}], "results": [...]}``, the class list
+    (``categories``: category id -> class name) that the records' ids refer to, beside the records."""
+    listed = [{"id": int(c), "name": name} for c, name in sorted(categories.items())]
+    return {"categories": listed, "results": list(results)}
+
+
+def write_coco_results(path: str | Path, results: Sequence[dict[str, Any]], categories: Mapping[int, str]) -> Path:
+    """Write a results JSON file (:func:`results_document`)."""
+    return write_atomic(path, json.dumps(results_document(results, categories)))
 
 
 def devkit_file_name(class_name: str, split: str = "test", competition: str = DEVKIT_COMPETITION) -> str:
@@ -141,16 +219,9 @@ def _read_devkit_file(path: Path, class_name: str) -> list[tuple[int, DevkitRow]
     return rows
 
 
-def read_devkit_detections(
-    folder: str | Path, class_names: Sequence[str], split: str = "test", image_ids: Collection[str] | None = None
-) -> tuple[list[DevkitRow], tuple[str, ...]]:
-    """Read the devkit files ``comp4_det_<split>_<class>.txt`` of ``folder``.
-
-    Returns the rows (file by file in the order of ``class_names``, lines in file order) and the classes that
-    have no file (read as no detections). A folder with no such file at all, a file for a class not in
-    ``class_names``, or (given ``image_ids``, the split's) a line of an image not in the split is a
-    :class:`DataError` naming the file (and line).
-    """
+def _devkit_files(folder: str | Path, split: str) -> dict[str, Path]:
+    """Class name -> its file ``comp4_det_<split>_<class>.txt`` in ``folder``; a missing folder, or one with no
+    such file, is a :class:`DataError`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError("results folder not found", path=folder)
@@ -160,18 +231,40 @@ def read_devkit_detections(
         raise DataError(
             f"no devkit detection files {devkit_file_name('<class>', split)} in the results folder", path=folder
         )
+    return dict(sorted(found.items()))
+
+
+def devkit_classes(folder: str | Path, split: str = "test") -> tuple[str, ...]:
+    """The classes of the devkit files of ``folder`` for ``split`` (sorted), the class list a devkit folder
+    carries in its file names; a missing folder, or one with no such file, is a :class:`DataError`."""
+    return tuple(_devkit_files(folder, split))
+
+
+def read_devkit_detections(
+    folder: str | Path,
+    class_names: Sequence[str],
+    split: str = "test",
+    image_ids: Collection[str] | None = None,
+    known: str | None = None,
+) -> tuple[list[DevkitRow], tuple[str, ...]]:
+    """Read the devkit files ``comp4_det_<split>_<class>.txt`` of ``folder``.
+
+    Returns the rows (file by file in the order of ``class_names``, lines in file order) and the classes that
+    have no file (read as no detections). A folder with no such file at all, a file for a class not in
+    ``class_names`` (``known`` says what they are; default "one of the evaluated classes (a, b)"), or (given
+    ``image_ids``, the split's) a line of an image not in the split is a :class:`DataError` naming the file (and
+    line).
+    """
+    found = _devkit_files(folder, split)
     unknown = sorted(set(found) - set(class_names))
     if unknown:
-        raise DataError(
-            f"detections for class {unknown[0]!r}, which is not one of the evaluated classes "
-            f"({', '.join(class_names)})",
-            path=found[unknown[0]],
-        )
+        known = known or f"one of the evaluated classes ({', '.join(class_names)})"
+        raise DataError(f"detections for class {unknown[0]!r}, which is not {known}", path=found[unknown[0]])
     read = {name: _read_devkit_file(found[name], name) for name in class_names if name in found}
-    known = None if image_ids is None else set(image_ids)
+    ids = None if image_ids is None else set(image_ids)
     for name, numbered in read.items():
         for number, row in numbered:
-            if known is not None and row.image_id not in known:
+            if ids is not None and row.image_id not in ids:
                 raise DataError(f"line {number}: image id {row.image_id!r} is not in split {split!r}", path=found[name])
     missing = tuple(name for name in class_names if name not in found)
     return [row for numbered in read.values() for _, row in numbered], missing

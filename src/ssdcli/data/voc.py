@@ -47,6 +47,15 @@ def voc_splits(root: str | Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.txt")) if folder.is_dir() else []
 
 
+def voc_dataset_classes(root: str | Path) -> tuple[str, ...]:
+    """The class list of the whole data set: the sorted names of the objects of every image that a split of
+    ``ImageSets/Main`` lists (each annotation read once), as :func:`load_voc` names a split holding them all.
+    A split that lacks a class does not change it. Empty when no split lists an object."""
+    ids = dict.fromkeys(image_id for split in voc_splits(root) for image_id in read_split(root, split))
+    annotations = (parse_voc_xml(Path(root) / "Annotations" / f"{image_id}.xml") for image_id in ids)
+    return tuple(sorted({obj.name for annotation in annotations for obj in annotation.objects}))
+
+
 def _check_layout(root: Path) -> None:
     if not root.exists():
         raise DataError("data set folder not found", path=root)

@@ -7,11 +7,14 @@ them as written (``xyxy_devkit``) and offers the 0-based continuous form used ev
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 from ssdcli.errors import DataError
+
+from .files import read_text
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,12 @@ def _text(node: ET.Element, tag: str, path: Path, required: bool = True) -> str 
 def _number(node: ET.Element, tag: str, path: Path) -> float:
     text = _text(node, tag, path)
     try:
-        return float(text)  # type: ignore[arg-type]
+        value = float(text)  # type: ignore[arg-type]
     except ValueError:
         raise DataError(f"malformed VOC XML: <{tag}> is not a number: {text!r}", path=path) from None
+    if not math.isfinite(value):
+        raise DataError(f"malformed VOC XML: <{tag}> is not a finite number: {text!r}", path=path)
+    return value
 
 
 def _flag(node: ET.Element, tag: str, path: Path) -> bool:
@@ -96,12 +102,9 @@ def parse_voc_xml(path: str | Path) -> VocAnnotation:
 def read_split(root: str | Path, split: str) -> list[str]:
     """Image ids listed in ``root/ImageSets/Main/<split>.txt`` (first column; blank lines skipped)."""
     path = Path(root) / "ImageSets" / "Main" / f"{split}.txt"
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        raise DataError(f"split file not found (split {split!r})", path=path) from None
-    except OSError as error:
-        raise DataError(f"cannot read split file: {error.strerror}", path=path) from None
+    if not path.exists():
+        raise DataError(f"split file not found (split {split!r})", path=path)
+    lines = read_text(path, "split file").splitlines()
     ids = [line.split()[0] for line in lines if line.strip()]
     if not ids:
         raise DataError(f"split {split!r} lists no images", path=path)

@@ -13,8 +13,10 @@ relative to ``path`` (itself relative to the YAML file's folder). As in Ultralyt
 ``labels``). Roboflow's ``train/images`` + ``train/labels`` layout fits the same rule.
 
 Policy (docs/data.md): an image without a label file, or with an empty one, is a background image; a malformed
-line or a class id outside ``names`` is a :class:`DataError` naming the file and line; coordinates outside
-[0, 1] are clipped to the image and counted, boxes left without area are dropped and counted.
+line, a class id that is not a whole number (``1.0`` is read as 1) or one outside ``names`` is a
+:class:`DataError` naming the file and line; coordinates outside [0, 1] are clipped to the image and counted,
+boxes left without area are dropped and counted. When most images of a split have no label file, or most lines
+have a coordinate above 1 (pixels), that is counted too. ``nc`` must agree with ``names``.
 Without class names (no ``data.yaml``, no ``classes.txt``), class k is named ``"k"``, unless ``classes`` names them.
 Labels are 1..C-1 for class ids 0..C-2; ``category_ids`` is the label itself (as for VOC).
 """
@@ -31,6 +33,7 @@ import numpy as np
 from ssdcli.core.boxes import cxcywh_to_xyxy
 from ssdcli.errors import DataError
 
+from .files import read_text
 from .records import (
     BACKGROUND,
     DatasetIndex,
@@ -62,12 +65,9 @@ class YoloLayout:
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    text = read_text(path, "data set file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError("data set file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read: {error}", path=path) from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise DataError(f"malformed YAML: {str(error).splitlines()[0]}", path=path) from None
     if not isinstance(data, dict):
@@ -96,7 +96,7 @@ def _names_from_file(root: Path) -> tuple[str, ...] | None:
     for name in CLASS_FILES:
         path = root / name
         if path.is_file():
-            return tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+            return tuple(line.strip() for line in read_text(path, "class names file").splitlines() if line.strip())
     return None
 
 
@@ -137,7 +137,20 @@ def find_yolo(path: str | Path) -> YoloLayout:
     names = _names_from_yaml(data.get("names"), config)
     if names is None:
         names = _names_from_file(root)
-    return YoloLayout(root, splits, names, config)
+    return YoloLayout(root, splits, _counted_names(data.get("nc"), names, config), config)
+
+
+def _counted_names(count: Any, names: tuple[str, ...] | None, path: Path) -> tuple[str, ...] | None:
+    """The class names checked against data.yaml's ``nc`` (when given); ``nc`` alone names class k ``"k"``."""
+    if count is None:
+        return names
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise DataError(f"malformed data.yaml: nc must be a positive whole number, got {count!r}", path=path)
+    if names is None:
+        return tuple(str(k) for k in range(count))
+    if len(names) != count:
+        raise DataError(f"nc is {count} but there are {len(names)} class names {list(names)}", path=path)
+    return names
 
 
 def yolo_splits(path: str | Path) -> list[str]:
@@ -160,7 +173,7 @@ def _split_images(entries: Sequence[Path], source: Path) -> list[Path]:
         if entry.is_dir():
             images += sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         elif entry.is_file() and entry.suffix.lower() == ".txt":
-            for line in entry.read_text(encoding="utf-8").splitlines():
+            for line in read_text(entry, "split file").splitlines():
                 if line.strip():
                     listed = Path(line.strip())
                     images.append(listed if listed.is_absolute() else (entry.parent / listed))
@@ -178,13 +191,11 @@ class _Line:
 
 
 def parse_label_file(path: Path) -> list[_Line]:
-    """The objects of one label file; DataError naming the file and line for a malformed line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """The objects of one label file (none when there is no file); DataError naming the file and line for a
+    malformed line."""
+    if not path.exists():
         return []
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot read label file: {error}", path=path) from None
+    text = read_text(path, "label file")
     lines = []
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
@@ -194,10 +205,13 @@ def parse_label_file(path: Path) -> list[_Line]:
             hint = " (a segmentation polygon? only boxes are read)" if len(fields) > 5 else ""
             raise DataError(f"line {number}: expected 'class cx cy w h', got {line.strip()!r}{hint}", path=path)
         try:
-            class_id = int(fields[0])
+            written_id = float(fields[0])
             values = tuple(float(v) for v in fields[1:])
         except ValueError:
             raise DataError(f"line {number}: not numbers: {line.strip()!r}", path=path) from None
+        if np.isfinite(written_id) and not written_id.is_integer():
+            raise DataError(f"line {number}: class id {fields[0]} is not a whole number: {line.strip()!r}", path=path)
+        class_id = int(written_id) if np.isfinite(written_id) else -1
         if class_id < 0 or not np.isfinite(values).all() or values[2] < 0 or values[3] < 0:
             raise DataError(f"line {number}: negative class, size or non-finite number: {line.strip()!r}", path=path)
         lines.append(_Line(class_id, values))  # type: ignore[arg-type]
@@ -245,6 +259,7 @@ def load_yolo(
     labels = [parse_label_file(label_file(image)) for image in images]
     names = _class_names(layout, classes, labels, images)
     counter = WarningCounter()
+    _count_split_signs(images, labels, counter)
     records: list[ImageRecord] = []
     for image, lines in zip(images, labels):
         if check_images:
@@ -284,6 +299,18 @@ def load_yolo(
         records=tuple(records),
         warnings=counter.freeze(),
     )
+
+
+def _count_split_signs(images: Sequence[Path], labels: Sequence[list[_Line]], counter: WarningCounter) -> None:
+    """Count what suggests a split written wrong, when it holds for most of the split: images without a label
+    file (labels/ missing or elsewhere), label lines with coordinates above 1 (pixels written, not normalised)."""
+    missing = [str(label_file(image)) for image in images if not label_file(image).exists()]
+    if 2 * len(missing) > len(images):
+        counter.unlabelled.extend(missing)
+    lines = [(str(label_file(image)), line) for image, found in zip(images, labels) for line in found]
+    pixels = [source for source, line in lines if max(line.box) > 1.0]
+    if 2 * len(pixels) > len(lines):
+        counter.pixel_lines.extend(pixels)
 
 
 def _class_names(

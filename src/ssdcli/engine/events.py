@@ -48,6 +48,7 @@ class StepDone:
 class EpochDone:
     epoch: int
     metrics: dict[str, float] = field(default_factory=dict)
+    best: Path | None = None  # best.pt, when this epoch's weights were saved there as the best so far
 
 
 @dataclass(frozen=True)

@@ -26,24 +26,13 @@ DIFFICULT = "difficult"  # the flag of VOC's difficult objects in the COCO groun
 # --------------------------------------------------------------------------------------------------- COCO
 
 
-def _check_unique_ids(records: list[Any], key: str, path: Path) -> None:
-    """Every entry of ``key`` has an ``id``, none twice (pycocotools indexes them by id)."""
-    for i, record in enumerate(records):
-        if "id" not in record:
-            raise DataError(f"COCO ground truth: {key}[{i}] has no 'id'", path=path)
-    seen: set[Any] = set()
-    for record in records:
-        if record["id"] in seen:
-            raise DataError(f"COCO ground truth: {key} id {record['id']!r} appears more than once", path=path)
-        seen.add(record["id"])
-
-
 def load_coco_ground_truth(path: PathLike) -> dict[str, Any]:
     """A COCO instances JSON file read and checked by the data set reader (:func:`ssdcli.data.coco.read_instances`,
     as training reads it), and what pycocotools needs besides: image ids and annotation ids each given once."""
     instances = read_instances(path, "ground-truth file")
-    _check_unique_ids(list(instances.images), "images", instances.path)
-    _check_unique_ids(instances.data.get("annotations") or [], "annotations", instances.path)
+    problem = instances.evaluation_problem()
+    if problem is not None:
+        raise DataError(f"COCO ground truth: {problem}", path=instances.path)
     return instances.data
 
 
@@ -62,6 +51,14 @@ def check_coco_result_ids(
                 f"result {i}: category_id {result['category_id']!r} is not in the ground truth (categories: {known})",
                 path=path,
             )
+
+
+def coco_ids_by_name(gt: Mapping[str, Any]) -> dict[str, list[int]]:
+    """Category name -> the ground truth's ids of it (in file order; a name may be given more than once)."""
+    ids_of: dict[str, list[int]] = {}
+    for record in gt["categories"]:
+        ids_of.setdefault(str(record.get("name", "")), []).append(record["id"])
+    return ids_of
 
 
 # ---------------------------------------------------------------------------------------------------- VOC

@@ -17,7 +17,7 @@ from ssdcli.data.records import DatasetIndex
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
 from ssdcli.engine.evaluate.outcome import ModelRun
 from ssdcli.engine.evaluate.plots import evaluation_plot_paths, write_evaluation_plots
-from ssdcli.engine.evaluate.validation import coco_results, devkit_rows
+from ssdcli.engine.evaluate.validation import coco_results, devkit_rows, result_categories
 from ssdcli.engine.inference.detectors import LoadedDetector
 from ssdcli.errors import DataError, UsageError
 from ssdcli.metrics.voc import VocResult
@@ -70,11 +70,14 @@ def check_plot_folder(folder: Path, class_names: Sequence[str], force: bool) -> 
 def write_model_run(
     out: str | Path, index: DatasetIndex, detections: list[Detections], voc: VocResult, plots: Path | None
 ) -> ModelRun:
-    """A fresh run folder under ``out`` with ``detections.json`` (COCO results in the data set's ids) and, for a
-    VOC data set, ``devkit/comp4_det_<split>_<class>.txt``; with ``plots``, precision-recall curves per class and
-    a confusion summary there as PNG files."""
+    """A fresh run folder under ``out`` with ``detections.json`` (COCO results in the data set's ids, with the
+    class list they refer to) and, for a VOC data set, ``devkit/comp4_det_<split>_<class>.txt`` (a file for every
+    class of the model, empty where it found none); with ``plots``, precision-recall curves per class and a
+    confusion summary there as PNG files."""
     run_dir = fresh_run_dir(out)
-    results_json = write_coco_results(run_dir / "detections.json", coco_results(index, detections))
+    results_json = write_coco_results(
+        run_dir / "detections.json", coco_results(index, detections), result_categories(index)
+    )
     devkit_dir = None
     if index.format == "voc":
         devkit_dir = run_dir / "devkit"

@@ -14,17 +14,19 @@ import dataclasses
 from pathlib import Path
 
 from ssdcli.config import EvalConfig
-from ssdcli.data.results_io import read_coco_results
+from ssdcli.data.files import check_output_folder
+from ssdcli.data.results_io import read_results_file
 from ssdcli.engine.device import resolve_device
 from ssdcli.engine.evaluate.ground_truth import (
     check_coco_result_ids,
+    coco_ids_by_name,
     load_coco_ground_truth,
     load_voc_ground_truth,
     voc_class_names,
 )
 from ssdcli.engine.evaluate.model import check_plot_folder, open_for_model, relabel, write_model_run
 from ssdcli.engine.evaluate.outcome import EvalOutcome
-from ssdcli.engine.evaluate.results import read_voc_results
+from ssdcli.engine.evaluate.results import evaluated_classes, open_voc_results, read_voc_results
 from ssdcli.engine.evaluate.validation import evaluate_detections
 from ssdcli.engine.events import EventHandler, Message, ignore_events
 from ssdcli.engine.inference.batched import detect_index_with
@@ -43,10 +45,16 @@ def run_eval(config: EvalConfig, emit: EventHandler = ignore_events) -> EvalOutc
 
 
 def _coco_files(config: EvalConfig) -> EvalOutcome:
-    """COCO bbox metrics of a results JSON against an instances JSON, both checked (ids included)."""
+    """COCO bbox metrics of a results JSON against an instances JSON, both checked (ids included). Results that
+    carry their categories are matched to the ground truth's by name; a plain list's ids are the ground truth's."""
     assert config.gt is not None and config.results is not None  # EvalConfig checked it
     gt = load_coco_ground_truth(config.gt)
-    results = read_coco_results(config.results)
+    file = read_results_file(config.results)
+    results = file.records
+    if file.categories is not None:
+        ids_of = coco_ids_by_name(gt)
+        listed = ", ".join(ids_of)
+        results = file.by_name(ids_of, f"a category of the ground truth ({listed})", config.results)
     check_coco_result_ids(results, gt, config.results)
     return EvalOutcome(None, coco_evaluate(gt, results, per_class=config.per_class, backend=config.coco_backend))
 
@@ -54,18 +62,18 @@ def _coco_files(config: EvalConfig) -> EvalOutcome:
 def _voc_files(config: EvalConfig) -> EvalOutcome:
     """VOC AP of devkit files or a results JSON against the annotations of ``data`` for ``split`` (default: test).
 
-    ``classes`` defaults to the sorted set of class names in the split's annotations."""
+    ``classes`` defaults to the split's classes, or the data set's where the results carry another class or no
+    class list (:func:`~ssdcli.engine.evaluate.results.evaluated_classes`)."""
     assert config.data is not None and config.results is not None
-    root, split, results = Path(config.data), config.split or "test", Path(config.results)
+    root, split, path = Path(config.data), config.split or "test", Path(config.results)
     ground_truth = load_voc_ground_truth(root, split)
-    class_names = tuple(config.classes) if config.classes else voc_class_names(ground_truth)
-    if not class_names:
-        raise DataError(f"split {split!r} has no objects and no classes were given", path=root)
-    detections, warnings = read_voc_results(results, list(ground_truth), class_names, split)
+    results = open_voc_results(path, split)
+    classes = evaluated_classes(results, root, voc_class_names(ground_truth), config.classes)
+    detections, warnings = read_voc_results(results, list(ground_truth), classes, split)
     try:
-        voc = voc_evaluate(ground_truth, detections, class_names, config.iou, config.voc_metric)  # type: ignore[arg-type]
+        voc = voc_evaluate(ground_truth, detections, classes.names, config.iou, config.voc_metric)  # type: ignore[arg-type]
     except DataError as error:
-        raise DataError(error.message, path=results) from None
+        raise DataError(error.message, path=path) from None
     return EvalOutcome(dataclasses.replace(voc, warnings=warnings), None, warnings)
 
 
@@ -75,12 +83,16 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     evaluated, then written as a COCO results JSON (and devkit files for VOC) into a fresh run folder. ``split``
     None: "test" of a data set root, or the split a COCO file holds. With ``plots``, precision-recall curves per
     class and a confusion summary go there as PNG files; one that exists already stops the run before any
-    detection unless ``force``.
+    detection unless ``force``. An ``out`` or ``plots`` that cannot be written stops it before the model is
+    loaded.
 
     Every model form (checkpoint, ONNX with or without NMS in the graph, TorchScript) runs through the same data
     pipeline and evaluators, so an export's figures are comparable with its checkpoint's to the last digit the
     runtimes allow."""
     assert config.model is not None and config.data is not None
+    check_output_folder(config.out)
+    if config.plots is not None:
+        check_output_folder(config.plots)
     detector = load_detector(config.model, config.model_format, resolve_device(config.device))
     spec = detector.spec
     index = open_for_model(detector, config.data, config.split, config.data_format)

@@ -70,6 +70,13 @@ def coco_results(index: DatasetIndex, detections: list[Detections]) -> list[dict
     ]
 
 
+def result_categories(index: DatasetIndex) -> dict[int, str]:
+    """The class list that :func:`coco_results` refer to: category id (a COCO data set's; other data, the label)
+    -> class name, for every class of ``index``."""
+    categories = index.category_ids if index.format == "coco" else range(len(index.class_names))
+    return {int(categories[label]): name for label, name in enumerate(index.class_names) if label > 0}
+
+
 def devkit_rows(index: DatasetIndex, detections: list[Detections]) -> list[DevkitRow]:
     """``detections`` as VOC devkit rows: the images' source ids, the data set's class names."""
     sources = _source_ids(index)

@@ -21,20 +21,17 @@ from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
 from ssdcli.core.postprocess import EVAL_SETTINGS
-from ssdcli.errors import SsdcliError, UsageError
+from ssdcli.errors import CheckpointError, SsdcliError, UsageError
 from ssdcli.models.pretrained import detector_by_name
 from ssdcli.models.spec import ModelSpec
 
 from ssdcli.data.files import atomic_path, check_new_file, scratch_folder
+from ssdcli.engine.export.parity import ExportFailed, largest_difference
 from ssdcli.engine.inference.loading import LoadedModel, load_model
 from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, NORMALISED_INPUT, PIXEL_INPUT
 
 #: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
 PARITY_TOLERANCE = 1e-3
-
-
-class ExportFailed(SsdcliError):
-    """The exported file does not reproduce the PyTorch model."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +299,7 @@ def export_onnx(
             with torch.no_grad():
                 expected = network(images)
             got = session.run(None, {"images": images.numpy()})
-            difference = max(difference, *(float(np.abs(e.numpy() - g).max()) for e, g in zip(expected, got)))
+            difference = max(difference, largest_difference(expected, got, ("PyTorch", "ONNX Runtime"), path))
         outputs: tuple[str, ...] = ("conf", "loc")
         proto = onnx.load(str(temporary))
         if with_nms:
@@ -321,7 +318,7 @@ def export_onnx(
                 with torch.no_grad():
                     expected = graph(conf, loc)
                 got = post_session.run(None, {"conf": conf.numpy(), "loc": loc.numpy()})
-                difference = max(difference, _detection_difference(expected, got))
+                difference = max(difference, _detection_difference(expected, got, path))
             post = onnx.compose.add_prefix(onnx.load(str(postprocess_file)), "postprocess/", rename_inputs=False,
                                            rename_outputs=False)  # fmt: skip
             proto.ir_version = post.ir_version = max(proto.ir_version, post.ir_version)  # the exporters differ
@@ -345,15 +342,14 @@ def export_onnx(
     return ExportResult(path, "onnx", difference, PARITY_TOLERANCE, outputs)
 
 
-def _detection_difference(expected: tuple[Tensor, ...], got: list[np.ndarray]) -> float:
-    """Largest difference between two sets of detections in the same order; infinite if they differ in count or
-    in which image or class a detection belongs to."""
+def _detection_difference(expected: tuple[Tensor, ...], got: list[np.ndarray], path: Path) -> float:
+    """Largest difference between two sets of detections in the same order (boxes, scores); infinite if they differ
+    in count or in which image or class a detection belongs to; ExportFailed if a box or score is not finite."""
     if expected[0].shape[0] != got[0].shape[0]:
         return float("inf")
     if not (np.array_equal(expected[2].numpy(), got[2]) and np.array_equal(expected[3].numpy(), got[3])):
         return float("inf")
-    return max((float(np.abs(e.numpy().astype(np.float64) - g).max()) for e, g in zip(expected[:2], got[:2]) if e.numel()),
-               default=0.0)  # fmt: skip
+    return largest_difference(expected[:2], got[:2], ("PyTorch's NMS", "the ONNX NMS graph"), path)
 
 
 def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
@@ -363,14 +359,15 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(loaded.model, (_sample_inputs(size, 2),))
         extra = {"ssdcli.json": model_metadata(loaded.spec, False)[METADATA_KEY]}
-        torch.jit.save(traced, str(temporary), _extra_files=extra)
+        with temporary.open("wb") as stream:  # a Python stream: a write that fails says why (a full disk)
+            torch.jit.save(traced, stream, _extra_files=extra)
         reloaded = torch.jit.load(str(temporary))
         difference = 0.0
         for batch in (1, 3):
             images = _sample_inputs(size, batch, seed=batch)
             with torch.no_grad():
                 expected, got = loaded.model(images), reloaded(images)
-            difference = max(difference, *(float((e - g).abs().max()) for e, g in zip(expected, got)))
+            difference = max(difference, largest_difference(expected, got, ("PyTorch", "TorchScript"), path))
         if difference > PARITY_TOLERANCE:
             raise ExportFailed(f"TorchScript differs from PyTorch by {difference:.2e}; file not written", path=path)
     return ExportResult(path, "torchscript", difference, PARITY_TOLERANCE, ("conf", "loc"))
@@ -390,6 +387,7 @@ def run_export(config: ExportConfig) -> ExportResult:
     check_new_file(path, config.force)
     path.parent.mkdir(parents=True, exist_ok=True)
     loaded = load_model(checkpoint, "cpu")
+    check_finite_model(loaded)
     if config.int8:
         return _export_int8(loaded, Path(checkpoint), path, config.opset, config.dynamic_batch, config.calibration)
     if format == "onnx":
@@ -406,6 +404,21 @@ def run_export(config: ExportConfig) -> ExportResult:
             config.with_preprocess,
         )
     return export_torchscript(loaded, path)
+
+
+def check_finite_model(loaded: LoadedModel) -> None:
+    """CheckpointError naming the model's file when its outputs on a sample input are not finite (NaN or
+    infinite): there is nothing a file could reproduce."""
+    with torch.no_grad():
+        outputs = loaded.model(_sample_inputs(loaded.spec.layout.image_size, 1))
+    if all(bool(torch.isfinite(output).all()) for output in outputs):
+        return
+    broken = [name for name, value in loaded.model.state_dict().items()
+              if value.is_floating_point() and not bool(torch.isfinite(value).all())]  # fmt: skip
+    cause = (f"{len(broken)} weight tensors hold NaN or infinite values (the first: {broken[0]})" if broken
+             else "the weights are finite but the values overflow")  # fmt: skip
+    raise CheckpointError(f"the model's outputs are not finite (NaN or infinite) on a sample input: {cause}; "
+                          "nothing exported", path=loaded.path)  # fmt: skip
 
 
 def _training_images(checkpoint: Path) -> list[Path]:
@@ -438,7 +451,12 @@ def _export_int8(
             images = sorted(random.Random(0).sample(images, MAX_CALIBRATION_IMAGES))
     with scratch_folder(path) as scratch, atomic_path(path, suffix=".onnx") as int8:
         fp32 = scratch / "fp32.onnx"
-        export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
         config = loaded.spec.config
-        result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
+        try:
+            export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
+            result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
+        except SsdcliError as error:  # about an intermediate file: name the one asked for
+            if error.path not in (str(fp32), str(int8)):
+                raise
+            raise type(error)(error.message, path=path) from None
     return ExportResult(path, "onnx-int8", 1.0 - result.agreement, 1.0 - MIN_AGREEMENT, ("conf", "loc"))

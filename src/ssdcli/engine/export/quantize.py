@@ -22,6 +22,7 @@ import torch
 from ssdcli.data.images import read_image_rgb
 from ssdcli.errors import DataError, SsdcliError, UsageError
 
+from ssdcli.engine.export.parity import ExportFailed, check_finite
 from ssdcli.engine.inference.preprocess import network_input
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -137,8 +138,14 @@ def quantize_prepared(fp32: Path, out: Path, prepared: np.ndarray) -> QuantizeRe
     options = {"providers": ["CPUExecutionProvider"]}
     expected = _run(onnxruntime.InferenceSession(str(fp32), **options), check)
     got = _run(onnxruntime.InferenceSession(str(out), **options), check)
+    try:
+        check_finite(expected, "the FP32 file", fp32)
+        check_finite(got, "the INT8 file", out)
+    except ExportFailed:
+        out.unlink(missing_ok=True)
+        raise
     agreement = min(_cosine(_softmax(expected[0]), _softmax(got[0])), _cosine(expected[1], got[1]))
-    if agreement < MIN_AGREEMENT:
+    if not agreement >= MIN_AGREEMENT:
         out.unlink(missing_ok=True)
         raise QuantizationFailed(
             f"INT8 outputs agree with FP32 only to cosine {agreement:.3f} (< {MIN_AGREEMENT}); "

@@ -21,7 +21,8 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import atomic_path, fresh_run_dir
+from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir
+from ssdcli.data.results_io import results_document
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
@@ -66,12 +67,14 @@ class PredictResult:
     results: list[dict[str, Any]] = field(default_factory=list)  # COCO-style records
     per_image: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    categories: dict[int, str] = field(default_factory=dict)  # category id of the results -> class name
 
     def report(self) -> dict[str, Any]:
-        """What ``ssd predict --json`` writes: ``results``, the COCO results records (each with its ``file_name``;
-        what ``ssd eval --results`` reads), and ``images``, the detections of each image and video frame with
-        class names and pixel xyxy boxes."""
-        return {"results": self.results, "images": self.per_image}
+        """What ``ssd predict --json`` writes: ``categories``, the class list that the results' category ids
+        refer to, ``results``, the COCO results records (each with its ``file_name``; with ``categories`` what
+        ``ssd eval --results`` reads), and ``images``, the detections of each image and video frame with class
+        names and pixel xyxy boxes."""
+        return {**results_document(self.results, self.categories), "images": self.per_image}
 
 
 def expand_sources(sources: Sequence[str]) -> Sources:
@@ -142,10 +145,13 @@ def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str]) -> Path
 
 
 def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> PredictResult:
-    """Load the model of ``config`` and predict on its inputs (see :func:`run_predict`)."""
+    """Load the model of ``config`` and predict on its inputs (see :func:`run_predict`); an ``out`` that cannot be
+    written stops it before the model is loaded."""
     from ssdcli.engine.device import resolve_device
     from ssdcli.engine.inference.detectors import load_predictor
 
+    if config.out is not None:
+        check_output_folder(config.out)
     predictor = load_predictor(
         config.model,
         resolve_device(config.device),
@@ -175,20 +181,22 @@ def run_predict(
 
     The COCO-style ``results`` carry, besides ``file_name``, the data set's image and category ids with
     ``dataset`` (so ``ssd eval`` scores them against the data set), else ids 0..N-1 in input order and the
-    checkpoint's category ids."""
+    checkpoint's category ids; ``categories`` names the category ids (the model's classes)."""
     if dataset is not None and sources:
         raise UsageError("give images or a data set, not both")
     found = expand_sources(sources) if dataset is None else Sources(dataset.paths, (), ())
     id_of: dict[Path, int | str] = dict(zip(dataset.paths, dataset.image_ids)) if dataset is not None else {}
     for problem in found.problems:
         emit(Message(problem, "warning"))
-    result = PredictResult(None, failed=list(found.problems))
+    category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
+    names = predictor.spec.class_names
+    categories = {int(category_ids[label]): names[label] for label in range(1, len(names))}
+    result = PredictResult(None, failed=list(found.problems), categories=categories)
     if not found.images and not found.videos:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
     run_dir = fresh_run_dir(out) if out is not None else None
     result.run_dir = run_dir
     taken: set[str] = set()
-    category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
     total = len(found.images)
     for start in range(0, total, batch_size):
         paths, rgbs = [], []

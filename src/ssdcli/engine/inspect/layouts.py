@@ -6,11 +6,13 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssdcli.config import ModelSettings
 from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
 from ssdcli.data.files import read_json
 from ssdcli.errors import DataError, UsageError
 
-DEFAULT_LAYOUT = "ssd300"
+#: The layout of the model `ssd train` trains by default, so that a coverage report describes that model.
+DEFAULT_LAYOUT = ModelSettings.arch
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def layout_from_file(path: Path) -> NamedLayout:
 
 
 def resolve_layout(model: str | None = None, anchors: Path | None = None, checkpoint: Path | None = None) -> NamedLayout:
-    """The layout chosen by at most one of ``model`` / ``anchors`` / ``checkpoint`` (default: SSD300's)."""
+    """The layout chosen by at most one of ``model`` / ``anchors`` / ``checkpoint`` (default: that of `ssd train`'s default model)."""
     given = [name for name, value in (("`model`", model), ("`anchors`", anchors), ("`checkpoint`", checkpoint)) if value]
     if len(given) > 1:
         raise UsageError(f"{' and '.join(given)} both choose the anchor layout; pass only one")

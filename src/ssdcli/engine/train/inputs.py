@@ -13,7 +13,8 @@ from torch import nn
 from ssdcli.config import DataSettings, TrainConfig
 from ssdcli.core.anchors import AnchorLayout
 from ssdcli.data.dataset import is_split_file, open_index
-from ssdcli.data.records import DatasetIndex
+from ssdcli.data.files import check_output_folder
+from ssdcli.data.records import DatasetIndex, why_no_targets
 from ssdcli.data.verify import ImageCheckCache, verify_index
 from ssdcli.engine.checkpoint import Checkpoint, load_checkpoint
 from ssdcli.engine.events import EventHandler, TaskProgress
@@ -125,6 +126,7 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
     check_optimizer(config.optim.optimizer)
     if config.optim.patience is not None and config.runtime.eval_every == 0:
         raise UsageError("`patience` counts validations, and `eval_every` 0 turns them off")
+    check_output_folder(config.runtime.out)
     if config.model.weights is not None:
         return None  # the detector's layout and input size come with its weights (engine/train/finetune.py)
     if is_auto_anchors(config.model.anchors):
@@ -162,13 +164,16 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
     """
     settings = config.data
     train_index = open_split(settings, data, settings.train_split, settings.classes)
+    empty = why_no_targets(train_index)
+    if empty is not None:
+        raise DataError(f"the {train_index.split!r} split holds no object to train on: {empty}", path=data)
     classes = train_index.class_names[1:]
     val_index, notes = None, []
     if config.runtime.eval_every > 0:
         if is_split_file(data) and settings.val_data is None and settings.val_split is None:
             notes.append(
                 f"no validation: {data.name} holds the {train_index.split!r} split only (give the validation "
-                "file, or the data set root); best.pt follows the training loss"
+                "file, or the data set root); best.pt is a copy of last.pt"
             )
         else:
             source = settings.val_data if settings.val_data is not None else data
@@ -180,6 +185,7 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
                     "split, or turn validation off)",
                     path=error.path,
                 ) from None
+            notes += validation_notes(val_index)
     if not settings.verify_images:
         return TrainData(train_index, val_index, notes=tuple(notes))
     cache = ImageCheckCache.load(config.runtime.out / IMAGE_CHECK_CACHE)
@@ -199,6 +205,24 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
             )
         )
     return TrainData(verified[0], verified[1], cache, tuple(notes))
+
+
+def validation_notes(index: DatasetIndex) -> list[str]:
+    """What the run should know of its validation split before it starts; a split the evaluator would refuse is
+    a :class:`DataError` here rather than after the first validated epoch."""
+    if index.unevaluable is not None:
+        raise DataError(
+            f"validation split {index.split!r} cannot be evaluated: {index.unevaluable} (pycocotools indexes "
+            "images and annotations by id; give each its own id, or turn validation off)",
+            path=index.annotations_file,
+        )
+    empty = why_no_targets(index)
+    if empty is None:
+        return []
+    return [
+        f"validation split {index.split!r} holds no object that evaluation scores ({empty}): its mAP is undefined, "
+        "so best.pt cannot be chosen and is not written (last.pt holds the last epoch)"
+    ]
 
 
 def model_config_for(

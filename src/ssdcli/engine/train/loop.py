@@ -6,6 +6,8 @@ file that breaks end it with the progress kept in ``last.pt``."""
 from __future__ import annotations
 
 import csv
+import io
+import math
 import signal
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +22,7 @@ from ssdcli.config import TrainConfig
 from ssdcli.core.loss import ssd_loss
 from ssdcli.core.matching import encode
 from ssdcli.data.collate import checked_batches
+from ssdcli.data.files import write_atomic
 from ssdcli.engine.device import resolve_device
 from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
 from ssdcli.engine.events import (
@@ -64,13 +67,13 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
-def _write_metrics_row(path: Path, row: dict[str, float]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as stream:
-        writer = csv.DictWriter(stream, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+def _write_metrics(path: Path, rows: list[dict[str, float]]) -> None:
+    """``metrics.csv``: a header and one row per epoch of ``rows``, written atomically."""
+    stream = io.StringIO(newline="")
+    writer = csv.DictWriter(stream, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows({k: row.get(k, "") for k in METRIC_COLUMNS} for row in rows)
+    write_atomic(path, stream.getvalue())
 
 
 def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainResult:
@@ -162,16 +165,15 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 if validated:
                     run.patience.record(improved)
                 result.history.append(row)
-                if context.is_main:
-                    _write_metrics_row(run.run_dir / "metrics.csv", row)
                 last, best = checkpoints.save_epoch(progress.epoch + 1, improved)
                 result.last_checkpoint = last or result.last_checkpoint
                 result.best_checkpoint = best or result.best_checkpoint
-                if context.is_main:
+                if context.is_main:  # a row only for an epoch whose checkpoints are written
+                    _write_metrics(run.run_dir / "metrics.csv", result.history)
                     pictures.curves(result.history)
                 if run.clock is not None:
                     run.clock.add_train(time.perf_counter() - saving, 0)
-                emit(EpochDone(progress.epoch + 1, row))
+                emit(EpochDone(progress.epoch + 1, row, best))
                 progress.epoch += 1
                 more = run.planned is None or progress.epoch < run.planned
                 if more and stopping():  # at an epoch boundary: last.pt of this epoch is already written
@@ -336,5 +338,6 @@ def _check_ranks_agree(model: nn.Module, context: DistContext) -> None:
     with torch.no_grad():
         checksum = float(sum(p.double().sum() for p in model.parameters()))
     sums = context.gather(checksum)
-    if max(sums) - min(sums) > 1e-6 * max(1.0, abs(sums[0])):
-        raise SsdcliError(f"the {len(sums)} processes ended with different weights (checksums {sums})")
+    finite = all(math.isfinite(total) for total in sums)
+    if not finite or max(sums) - min(sums) > 1e-6 * max(1.0, abs(sums[0])):
+        raise SsdcliError(f"the {len(sums)} processes ended with different or non-finite weights (checksums {sums})")
