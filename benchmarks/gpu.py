@@ -190,8 +190,8 @@ def nms_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     for regime in ("dense", "trained-like"):
         conf, loc = (t.to(device) for t in head_outputs(16, seed=3, regime=regime))
         arguments = nms_arguments(conf, loc, anchors)
-        ours_kept = grouped_nms(*arguments)  # type: ignore[arg-type]
-        assert torch.equal(ours_kept, torchvision_grouped_nms(*arguments)), "NMS: kept sets differ"  # type: ignore[arg-type]
+        same = torch.equal(grouped_nms(*arguments), torchvision_grouped_nms(*arguments))  # type: ignore[arg-type]
+        assert same, "NMS: kept sets differ"
         ours = seconds(lambda: grouped_nms(*arguments), args.warmup, args.repeats)  # type: ignore[arg-type]
         them = seconds(lambda: torchvision_grouped_nms(*arguments), args.warmup, args.repeats)  # type: ignore[arg-type]
         count = arguments[0].shape[0]  # type: ignore[attr-defined]
