@@ -68,6 +68,9 @@ class GroupedNms(torch.autograd.Function):
     ``iou_threshold``. ONNX NMS runs each of its batch entries apart from the others, so no coordinate offsets are
     needed to separate the groups (an offset of g * 2 added to [0, 1] coordinates costs float32 up to 1e-3 of IoU
     once there are a few hundred groups); in PyTorch the groups go through ``grouped_nms``, as in ``postprocess``.
+    PyTorch's current (dynamo) exporter would need no ``symbolic`` for ``torchvision.ops.nms``, but exports it as
+    one batch entry, so the groups would be separated by exactly those offsets (and ``batched_nms`` itself fails
+    in ``torch.export`` on its data-dependent size branch): this node stays, with the TorchScript-based exporter.
     """
 
     @staticmethod
