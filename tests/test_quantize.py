@@ -202,3 +202,17 @@ def test_detection_check_without_fp32_detections() -> None:
     assert compare_detections((silent, loc), (silent, loc), spec).passed
     check = compare_detections((silent, loc), (conf, loc), spec)
     assert check.reference == 0 and check.ap == 0.0 and not check.passed
+
+
+def test_an_unsure_model_is_told_to_train_longer_not_to_calibrate_more() -> None:
+    """A model that scores nothing above the reference score (an undertrained one): its best guesses are near-equal,
+    rounding reorders them, and more calibration images cannot help; the refusal says so."""
+    spec = _tiny_spec()
+    _, loc, _ = _fp32_outputs(spec)
+    rng = np.random.default_rng(0)
+    unsure = rng.normal(0.0, 0.05, size=(*loc.shape[:2], spec.config.num_classes)).astype(np.float32)
+    rounded = unsure + rng.normal(0.0, 0.05, size=unsure.shape).astype(np.float32)
+    check = compare_detections((unsure, loc), (rounded, loc), spec)
+    assert check.reference > 0 and check.confident < check.reference / 2 and not check.passed
+    message = failure_message(check)
+    assert "train longer" in message and "calibrate on images" not in message

@@ -102,6 +102,8 @@ class DetectionCheck:
         drift: (output name, relative error) per predictor ("conf 32x32", "loc 8x8", ...), largest first.
         images: held-back images; reference: FP32 detections taken as ground truth.
         max_offset: the largest FP32 box offset (coder units; a trained model's stay within a few).
+        confident: reference detections that score at least :data:`REFERENCE_SCORE` (the rest are an image's best
+            few below it: an undertrained model's near-equal guesses, whose order rounding may change).
     """
 
     ap: float
@@ -112,6 +114,7 @@ class DetectionCheck:
     images: int
     reference: int
     max_offset: float
+    confident: int = 0
 
     @property
     def passed(self) -> bool:
@@ -367,14 +370,18 @@ def compare_detections(
     ``expected`` by their detections (decoded and NMS'd with ``spec``'s settings): AP@0.5 of the INT8 detections
     with the FP32 detections that matter (:data:`REFERENCE_SCORE`) as ground truth; the same with only the class
     scores or only the box offsets quantised, which names what drifts."""
-    reference = {i: _reference(d, spec) for i, d in enumerate(_detections(*expected, spec))}
+    fp32 = _detections(*expected, spec)
+    reference = {i: _reference(d, spec) for i, d in enumerate(fp32)}
+    confident = sum(int((d.scores >= REFERENCE_SCORE).sum()) for d in fp32)
     ap = _agreement(reference, _detections(*got, spec), spec)
     scores_only = _agreement(reference, _detections(got[0], expected[1], spec), spec)
     boxes_only = _agreement(reference, _detections(expected[0], got[1], spec), spec)
     cosine = min(_cosine(_softmax(expected[0]), _softmax(got[0])), _cosine(expected[1], got[1]))
     count = sum(len(gt.class_names) for gt in reference.values())
     drift, largest_offset = _drift(expected, got, spec), float(np.abs(expected[1]).max())
-    return DetectionCheck(ap, scores_only, boxes_only, cosine, drift, len(expected[0]), count, largest_offset)
+    return DetectionCheck(
+        ap, scores_only, boxes_only, cosine, drift, len(expected[0]), count, largest_offset, confident
+    )
 
 
 def failure_message(check: DetectionCheck) -> str:
@@ -389,6 +396,12 @@ def failure_message(check: DetectionCheck) -> str:
         cause = (
             f"the model's box offsets reach {check.max_offset:.0f} (a trained model's stay within a few units), so "
             "rounding moves its boxes by many pixels: train longer and export again, or export FP32 (without `int8`)"
+        )
+    elif check.confident < check.reference / 2:
+        cause = (
+            f"only {check.confident} of the {check.reference} FP32 reference detections score {REFERENCE_SCORE} or "
+            "more: the model is not yet sure of what it detects, and rounding reorders its near-equal guesses, so "
+            "more calibration images will not help: train longer and export again, or export FP32 (without `int8`)"
         )
     else:
         cause = "calibrate on images like those the model will see (`calibration`), or export FP32 (without `int8`)"
