@@ -217,3 +217,26 @@ def test_ctrl_c_on_a_stream_keeps_the_video_so_far(checkpoint: Path, tmp_path: P
     kept = tmp_path / "runs" / "1" / "camera0.mp4"
     assert stopped.value.result.outputs == [kept] and stopped.value.result.frames_done == 2
     assert int(cv2.VideoCapture(str(kept)).get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+
+
+def test_ctrl_c_writes_the_csv_of_what_was_done(
+    checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ssdcli.engine.inference.predictor import Predictor
+
+    predict_rgb, calls = Predictor.predict_rgb, []
+
+    def ctrl_c_on_the_second_batch(self, batch):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict_rgb(self, batch)
+
+    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c_on_the_second_batch)
+    out, table = tmp_path / "runs", tmp_path / "boxes.csv"
+    args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--csv", str(table)]
+    assert main([*args, "--batch-size", "1", *CONF]) == 130
+    assert f"their boxes in {table}" in capsys.readouterr().err
+    with table.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert rows and {row["image"] for row in rows} == {str(images / "a.png")}
