@@ -240,3 +240,14 @@ def test_ctrl_c_writes_the_csv_of_what_was_done(
     with table.open(newline="") as stream:
         rows = list(csv.DictReader(stream))
     assert rows and {row["image"] for row in rows} == {str(images / "a.png")}
+
+
+def test_a_run_where_every_input_fails_leaves_no_folder_even_with_save_txt(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    out = tmp_path / "runs"
+    assert main(["predict", str(broken), "--checkpoint", str(checkpoint), "--out", str(out), "--save-txt", "--device", "cpu"]) == 2
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.strip()]) == 1
+    assert not (out / "1").exists()

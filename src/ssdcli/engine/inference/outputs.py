@@ -74,12 +74,6 @@ class RunFolder:
     _pictures: set[str] = field(default_factory=set)
     _labels: set[str] = field(default_factory=set)
 
-    def __post_init__(self) -> None:
-        if self.outputs.labels:
-            write_atomic(self.root / "data.yaml", yolo_data_yaml({PREDICT_SPLIT: "images"}, self.class_names[1:]))
-            (self.root / "images").mkdir(exist_ok=True)
-            (self.root / "labels").mkdir(exist_ok=True)
-
     def picture(self, stem: str, suffix: str) -> Path:
         """A new name for an annotated picture or video at the top of the folder."""
         return _unique_name(self.root, stem, suffix, self._pictures)
@@ -92,6 +86,10 @@ class RunFolder:
         (written as JPEG)."""
         if not self.outputs.labels:
             return
+        if not self._labels:  # the first: the data set's files (a run with no image done leaves none)
+            write_atomic(self.root / "data.yaml", yolo_data_yaml({PREDICT_SPLIT: "images"}, self.class_names[1:]))
+            (self.root / "images").mkdir(exist_ok=True)
+            (self.root / "labels").mkdir(exist_ok=True)
         label = _unique_name(self.root / "labels", stem, ".txt", self._labels)
         height, width = size
         scores = detections.scores.tolist() if self.outputs.scores else None
