@@ -403,7 +403,9 @@ class PredictConfig:
     inputs are either ``sources`` (image files, folders, glob patterns, videos) or the split ``split`` of the data
     set ``data`` (its results then carry the data set's ids, for ``ssd eval``). ``out``: the parent of the run
     folder of annotated copies; None: no pictures (the detections are only returned). ``iou_threshold`` None: the
-    model's own NMS IoU."""
+    model's own NMS IoU. ``save_txt``: YOLO labels (``save_conf``: with scores) and the images they describe in
+    the run folder; ``save_crop``: one picture per detection. Videos and streams (camera indices, rtsp/http URLs):
+    every ``vid_stride``-th frame, at most ``max_frames`` per source (None: until it ends)."""
 
     model: Path | str
     sources: tuple[str, ...] = ()
@@ -417,8 +419,21 @@ class PredictConfig:
     batch_size: int = 16
     device: str = "auto"
     img_size: int | None = None  # must be the model's
+    save_txt: bool = False
+    save_conf: bool = False
+    save_crop: bool = False
+    max_frames: int | None = None
+    vid_stride: int = 1
 
     def __post_init__(self) -> None:
+        if self.save_conf and not self.save_txt:
+            raise UsageError("`save_conf` adds the score to the labels of `save_txt`: give both")
+        if (self.save_txt or self.save_crop) and self.out is None:
+            raise UsageError("`save_txt` and `save_crop` write into the run folder: they need `out`")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise UsageError(f"`max_frames`: expected at least 1, got {self.max_frames}")
+        if self.vid_stride < 1:
+            raise UsageError(f"`vid_stride`: expected at least 1, got {self.vid_stride}")
         if bool(self.sources) == (self.data is not None):
             raise UsageError("give images to predict on (`sources`) or `data`, one of the two")
         if self.data is None and self.split is not None:
