@@ -1,4 +1,4 @@
-"""CPU benchmark of the core engine against torchvision on the same inputs: matching+encode, loss, postprocess.
+"""CPU benchmark of the core engine against torchvision on the same inputs: matching+encode, loss, postprocess, NMS.
 
     .venv/bin/python benchmarks/core.py                  # all cases, 15 timed rounds each, memory in subprocesses
     .venv/bin/python benchmarks/core.py --repeats 3 --no-memory   # a quick check that it runs
@@ -13,6 +13,10 @@ Cases (SSD300 default boxes, A = 8732):
   ``SSD.postprocess_detections`` (pixel boxes). Two inputs: "dense", N(0, 1) logits, so every class of every
   default box passes the 0.01 threshold and each class keeps 400 candidates; "trained-like", background logit
   high everywhere and 300 confident default boxes per image.
+- nms: the candidates ``postprocess`` hands its NMS on those two inputs (boxes, scores, one group per image and
+  class). ssdcli: ``grouped_nms`` (the CPU's choice). torchvision: ``torchvision_grouped_nms``, the CUDA choice
+  of ``nms_for_device`` (``torchvision.ops.batched_nms`` on float64 boxes), run on the CPU; the kept indices
+  checked equal, order included.
 
 Each round runs ssdcli and torchvision in turn (warm-up rounds first), so a change in machine load affects both;
 the table shows medians. torchvision's methods are called on an ``SSD`` object with its default settings (score
@@ -41,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from unittest import mock
 
 import torch
 from rich.console import Console
@@ -52,12 +57,19 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.ops import box_convert, box_iou
 
 from ssdcli import default_boxes, encode, postprocess, ssd_loss
+from ssdcli.core.nms import grouped_nms, torchvision_grouped_nms
 
 NUM_CLASSES = 21
 IMAGE_SIZE = 300
-CASES = ("encode", "loss", "postprocess-dense", "postprocess-trained")
+CASES = ("encode", "loss", "postprocess-dense", "postprocess-trained", "nms-dense", "nms-trained")
 #: Speed-up over torchvision each case should reach (torchvision median / ssdcli median).
-TARGETS = {"encode": 3.0, "loss": 1.0, "postprocess-dense": 1.5, "postprocess-trained": 1.5}
+#: NMS: grouped_nms stays the CPU's choice only while it is at least as fast as torchvision's batched_nms there.
+TARGETS = {
+    "encode": 3.0, "loss": 1.0, "postprocess-dense": 1.5, "postprocess-trained": 1.5, "nms-dense": 1.0,
+    "nms-trained": 1.0,
+}  # fmt: skip
+#: Cases run without autograd.
+NO_GRAD = ("postprocess", "nms")
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,14 @@ def head_outputs(batch: int, seed: int, regime: str) -> tuple[torch.Tensor, torc
     return conf, loc
 
 
+def nms_arguments(conf: torch.Tensor, loc: torch.Tensor, anchors: torch.Tensor) -> tuple[object, ...]:
+    """What ``postprocess`` hands its NMS on these head outputs: boxes [N, 4], scores [N], groups [N], IoU."""
+    recorder = mock.Mock(side_effect=grouped_nms)
+    with mock.patch("ssdcli.core.postprocess.nms_for_device", return_value=recorder):
+        postprocess(conf, loc, anchors)
+    return recorder.call_args.args
+
+
 def torchvision_ssd() -> SSD:
     """An SSD object for its compute_loss and postprocess_detections; backbone and head are never called."""
     return SSD(nn.Identity(), DefaultBoxGenerator([[2]]), (IMAGE_SIZE, IMAGE_SIZE), NUM_CLASSES, head=nn.Identity())
@@ -191,8 +211,21 @@ def build_case(case: str, sizes: Sizes, model: SSD) -> Case:
 
         return Case(loss_ours, loss_theirs, loss_check)
 
-    regime = {"postprocess-dense": "dense", "postprocess-trained": "trained-like"}[case]
+    regime = {"dense": "dense", "trained": "trained-like"}[case.split("-")[1]]
     conf, loc = head_outputs(sizes.postprocess_batch, seed=3, regime=regime)
+    if case.startswith("nms"):
+        arguments = nms_arguments(conf, loc, anchors)
+
+        def nms_ours() -> torch.Tensor:
+            return grouped_nms(*arguments)  # type: ignore[arg-type]
+
+        def nms_theirs() -> torch.Tensor:
+            return torchvision_grouped_nms(*arguments)  # type: ignore[arg-type]
+
+        def nms_check() -> None:
+            assert torch.equal(nms_ours(), nms_theirs()), "nms: results differ"
+
+        return Case(nms_ours, nms_theirs, nms_check)
     anchor_list = [anchors_xyxy * IMAGE_SIZE] * sizes.postprocess_batch
     shapes = [(IMAGE_SIZE, IMAGE_SIZE)] * sizes.postprocess_batch
 
@@ -253,7 +286,7 @@ def peak_rss_worker(case: str, implementation: str) -> None:
     (small.ours if implementation == "ssdcli" else small.theirs)()  # set up libraries and thread pools
     full = build_case(case, Sizes(), model)
     call = full.ours if implementation == "ssdcli" else full.theirs
-    with torch.no_grad() if case.startswith("postprocess") else torch.enable_grad():
+    with torch.no_grad() if case.startswith(NO_GRAD) else torch.enable_grad():
         if not reset_peak_rss():
             print(json.dumps({"peak_mib": None}))
             return
@@ -312,7 +345,7 @@ def main() -> None:
     rows = []
     for case in args.cases:
         calls = build_case(case, sizes, model)
-        with torch.no_grad() if case.startswith("postprocess") else torch.enable_grad():
+        with torch.no_grad() if case.startswith(NO_GRAD) else torch.enable_grad():
             calls.check()
             times = timed({"ssdcli": calls.ours, "torchvision": calls.theirs}, args.warmup, args.repeats)
         row = {
@@ -331,6 +364,8 @@ def main() -> None:
         "loss": f"B={sizes.loss_batch}, C={NUM_CLASSES}, forward+backward",
         "postprocess-dense": f"B={sizes.postprocess_batch}, C={NUM_CLASSES}, N(0,1) logits",
         "postprocess-trained": f"B={sizes.postprocess_batch}, C={NUM_CLASSES}, 300 confident/image",
+        "nms-dense": "postprocess-dense's NMS candidates",
+        "nms-trained": "postprocess-trained's NMS candidates",
     }
     columns = ["case", "input", "ssdcli ms", "torchvision ms", "torchvision/ssdcli", "target"]
     if not args.no_memory:

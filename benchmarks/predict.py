@@ -70,7 +70,7 @@ from ssdcli import default_boxes, postprocess
 from ssdcli.engine.export.exporter import export_onnx, export_torchscript
 from ssdcli.engine.inference.loading import LoadedModel
 from ssdcli.engine.inference.onnx_runtime import OnnxNetwork
-from ssdcli.engine.export.quantize import quantize_prepared
+from ssdcli.engine.export.quantize import quantize_file
 from ssdcli.models import build_model, default_config
 from ssdcli.models.spec import ModelSpec
 
@@ -194,7 +194,7 @@ def build_calls(
         mean = torch.tensor(model.config.mean).view(1, 3, 1, 1)
         std = torch.tensor(model.config.std).view(1, 3, 1, 1)
         int8 = folder / f"{arch}_int8.onnx"
-        quantize_prepared(raw, int8, ((calibration - mean) / std).numpy())
+        quantize_file(raw, int8, ((calibration - mean) / std).numpy())
     raw_network, nms_session = OnnxNetwork(onnx_session(raw, threads, spin)), onnx_session(with_nms, threads, spin)
     int8_network = OnnxNetwork(onnx_session(int8, threads, spin))
     theirs = None

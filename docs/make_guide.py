@@ -29,6 +29,7 @@ DATA = "BCCD_Dataset/BCCD"  # where the fetch step's clone puts the data set, re
 IMAGE = f"{DATA}/JPEGImages/BloodImage_00000.jpg"
 BEST = "runs/train/1/best.pt"
 FETCH = "git clone --depth 1 https://github.com/Shenggan/BCCD_Dataset"
+INT8_REFUSAL = "file not written"  # the end of the INT8 check's one-line refusal
 
 Excerpt = Callable[[list[str]], list[str]]
 
@@ -64,6 +65,7 @@ class Step:
     pictures: tuple[tuple[str, str], ...] = ()  # (file the command wrote, a glob pattern, name under docs/images)
     output: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    refusal: str | None = None  # an outcome the guide explains: the command may end with this one-line error
 
 
 def steps() -> list[Step]:
@@ -117,23 +119,32 @@ def steps() -> list[Step]:
             ((f"runs/predict/1/{Path(IMAGE).name}", "guide_predict.png"),),
         ),
         Step(
-            "7. Export for deployment, INT8 included",
-            "The INT8 file is calibrated on the training images and checked against the FP32 one.",
-            f"ssd export --checkpoint {BEST} --to onnx --int8 --out model_int8.onnx",
+            "7. Export for deployment",
+            "The ONNX file is written only after its outputs match PyTorch's on sample images.",
+            f"ssd export --checkpoint {BEST} --to onnx --out model.onnx",
         ),
         Step(
             "8. Did the export keep the accuracy?",
             "An exported file is evaluated exactly as its checkpoint.",
-            f"ssd eval --onnx model_int8.onnx --data {DATA} --split test",
+            f"ssd eval --onnx model.onnx --data {DATA} --split test",
             tables(("PASCAL VOC AP", "COCO bbox metrics")),
         ),
         Step(
-            "9. Every export side by side",
+            "9. INT8 for CPUs",
+            "The INT8 file is calibrated on the training images and written only when its detections on images held "
+            "back from calibration match the FP32 file's (AP@0.5 at least 0.9). A model trained for a few epochs, "
+            "as this one, may be refused, with what drifts and what helps; the models of docs/results.md trained "
+            "with the default budget pass. Once written, `ssd eval --onnx model_int8.onnx` measures it as above.",
+            f"ssd export --checkpoint {BEST} --to onnx --int8 --out model_int8.onnx",
+            refusal=INT8_REFUSAL,
+        ),
+        Step(
+            "10. Every export side by side",
             "`ssd benchmark` exports the checkpoint to every target whose package is installed (TorchScript, ONNX, "
             "ONNX INT8 calibrated on `--train-split`, OpenVINO), each verified as `ssd export` verifies it, then "
             "times each form on the CPU (median milliseconds per image at batch 1 and at `--batch-size`) and "
             "evaluates it as `ssd eval` does; `--json` writes the table. A target whose package is missing is a row "
-            "saying how to install it. The times depend on the machine and on what else runs on it: compare the rows of "
+            "saying how to install it, and an INT8 file refused (as in step 9) a row saying why. The times depend on the machine and on what else runs on it: compare the rows of "
             "one run.",
             f"ssd benchmark --checkpoint {BEST} --data {DATA} --split test --train-split trainval --runs 5",
             tables(("ssd benchmark", None)),
@@ -150,7 +161,8 @@ def run(step: Step, folder: Path) -> None:
     )
     step.seconds = time.perf_counter() - started
     lines = [line.rstrip().replace(f"{folder}/", "") for line in done.stdout.splitlines()]
-    if done.returncode != 0:
+    refused = step.refusal is not None and done.returncode == 1 and any(step.refusal in line for line in lines)
+    if done.returncode != 0 and not refused:
         raise SystemExit(f"step failed ({done.returncode}): {step.command}\n" + "\n".join(lines[-20:]))
     step.output = [line for line in step.excerpt(lines) if line.strip()]
 

@@ -102,7 +102,7 @@ def test_benchmark_settings_are_checked_when_made(tmp_path: Path, capsys: pytest
 def test_the_table_shows_a_missing_package_row_and_signed_differences() -> None:
     from rich.console import Console
 
-    from ssdcli.cli.benchmark import render_table
+    from ssdcli.cli.benchmark import render_notes, render_table
     from ssdcli.engine.benchmark import BenchmarkResult, BenchmarkRow
 
     rows = (
@@ -110,8 +110,11 @@ def test_the_table_shows_a_missing_package_row_and_signed_differences() -> None:
         BenchmarkRow("onnx-int8", 500_000, 4.0, 2.0, 0.49, 0.2499, -0.01, -0.0001),
         BenchmarkRow("openvino", note="openvino not installed: pip install 'ssdcli[openvino]'"),
     )
-    console = Console(width=200, record=True)
-    console.print(render_table(BenchmarkResult(rows, "val", 6, 4)))
+    console = Console(width=80, record=True)  # as when the output goes to a file
+    result = BenchmarkResult(rows, "val", 6, 4)
+    console.print(render_table(result))
+    for line in render_notes(result):
+        console.print(line, soft_wrap=True)
     text = console.export_text()
     assert "ms b4" in text and "-0.010" in text and "-0.000" not in text
     assert "pip install 'ssdcli[openvino]'" in text

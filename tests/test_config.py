@@ -38,8 +38,10 @@ FLAT = {
     "backbone_weights": None,
     "weights": None,
     "img_size": None,
+    "freeze": None,
     "epochs": 3,
     "time_budget": None,
+    "patience": None,
     "batch_size": 8,
     "optimizer": "adamw",
     "lr": 0.002,
@@ -64,6 +66,7 @@ FLAT = {
     "verify_images": True,
     "strict": True,
     "tensorboard": False,
+    "mlflow": None,
 }
 
 #: The same settings in the nested form.

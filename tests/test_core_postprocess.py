@@ -254,3 +254,27 @@ def test_boxes_clipped_to_no_area_are_dropped_before_nms() -> None:
     # Only the boxes outside: no detection at all.
     out = postprocess(conf[:, [0, 2]], loc[:, [0, 2]], anchors[:2])[0]
     assert out["boxes"].shape == (0, 4) and out["scores"].shape == (0,)
+
+
+@pytest.mark.parametrize("regime", ["dense", "trained-like"])
+def test_the_cuda_nms_gives_the_same_detections(monkeypatch: pytest.MonkeyPatch, regime: str) -> None:
+    """``postprocess`` runs the NMS chosen for its inputs' device; CUDA's choice (torchvision's kernel), run here
+    on the CPU, gives the same detections in the same order, ties in score included."""
+    from ssdcli.core import postprocess as module
+    from ssdcli.core.nms import torchvision_grouped_nms
+
+    conf, loc = dense_outputs(4, 2) if regime == "dense" else trained_like_outputs(4, 2)
+    expected = postprocess(conf, loc, ANCHORS)
+    asked: list[str] = []
+
+    def cuda_choice(device_type: str):  # what nms_for_device("cuda") returns, whatever the device
+        asked.append(device_type)
+        return torchvision_grouped_nms
+
+    monkeypatch.setattr(module, "nms_for_device", cuda_choice)
+    got = postprocess(conf, loc, ANCHORS)
+    assert asked == ["cpu"]
+    assert sum(len(d["scores"]) for d in expected) > 100
+    for ours, theirs in zip(expected, got):
+        for key in ("boxes", "scores", "labels"):
+            assert torch.equal(ours[key], theirs[key])

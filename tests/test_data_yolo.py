@@ -79,7 +79,10 @@ def test_coordinates_outside_the_image_are_clipped_and_counted(tmp_path: Path) -
 @pytest.mark.parametrize(
     "line, words",
     [("0 0.5 0.5 0.2", "line 2: expected 'class cx cy w h'"), ("x 0.5 0.5 0.2 0.2", "line 2: not numbers"),
-     ("7 0.5 0.5 0.2 0.2", "class id 7 is outside the 2 class names")],
+     ("7 0.5 0.5 0.2 0.2", "class id 7 is outside the 2 class names"),
+     ("0 0.5 0.5 0.2 0.2 1.5", "line 2: the 6th column, a score, must be in [0, 1]"),
+     ("0 0.5 0.5 0.2 0.2 x", "line 2: not numbers"),
+     ("0 0.1 0.1 0.5 0.1 0.5 0.5", "segmentation polygon")],
 )
 def test_bad_lines_name_file_and_line(tmp_path: Path, line: str, words: str) -> None:
     root = _yolo_root(tmp_path / "set")
@@ -88,6 +91,16 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, line: str, words: str) -> 
     with pytest.raises(DataError) as caught:
         open_index(root, "train")
     assert caught.value.path == str(label) and words in caught.value.message
+
+
+def test_a_score_column_is_read_as_an_object(tmp_path: Path) -> None:
+    """What ``ssd predict --save-conf`` writes: a 6th column, the score; each line is still one object."""
+    root = _yolo_root(tmp_path / "set")
+    label = root / "labels" / "train" / "a.txt"
+    label.write_text("0 0.5 0.5 0.2 0.4 0.91234\n1 0.25 0.25 0.1 0.1 0.05\n")
+    record = open_index(root, "train").records[0]
+    assert record.labels.tolist() == [1, 2]
+    assert record.boxes[1] == pytest.approx([0.2 * record.width, 0.2 * record.height, 0.3 * record.width, 0.3 * record.height])
 
 
 def test_label_file_rule() -> None:

@@ -70,7 +70,8 @@ def test_nan_boxes_of_the_nms_graph_fail_its_check() -> None:
 
 def test_an_int8_file_with_nan_outputs_is_refused(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime.quantization")
-    from ssdcli.engine.export.quantize import CHECK_IMAGES, quantize_prepared
+    from ssdcli.engine.export.quantize import MIN_CHECK_IMAGES, quantize_prepared
+    from ssdcli.models.spec import ModelSpec
 
     class Broken(torch.nn.Module):  # images [B, 3, 8, 8] -> conf [B, 64, 2] NaN, loc [B, 64, 4]
         def __init__(self) -> None:
@@ -84,9 +85,10 @@ def test_an_int8_file_with_nan_outputs_is_refused(tmp_path: Path) -> None:
     fp32, out = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     torch.onnx.export(Broken(), (torch.zeros(1, 3, 8, 8),), str(fp32), input_names=["images"],
                       output_names=["conf", "loc"], dynamo=False)  # fmt: skip
-    prepared = np.random.default_rng(0).normal(size=(CHECK_IMAGES + 2, 3, 8, 8)).astype(np.float32)
+    prepared = np.random.default_rng(0).normal(size=(MIN_CHECK_IMAGES + 4, 3, 8, 8)).astype(np.float32)
+    spec = ModelSpec(default_config("ssd_tiny", num_classes=2), ("background", "a"), (0, 1))  # not reached
     with pytest.raises(ExportFailed, match="the FP32 file's outputs are not finite"):
-        quantize_prepared(fp32, out, prepared)
+        quantize_prepared(fp32, out, prepared, spec)
     assert not out.exists()
 
 
@@ -115,10 +117,10 @@ def test_a_failed_int8_check_names_the_file_asked_for(
     checkpoint = save_checkpoint(
         model_checkpoint(build_model(default_config("ssd_tiny", num_classes=len(names))), names), tmp_path / "m.pt"
     )
-    monkeypatch.setattr(quantize, "MIN_AGREEMENT", 1.5)  # no file can pass
+    monkeypatch.setattr(quantize, "MIN_DETECTION_AP", 1.5)  # no file can pass
     out = tmp_path / "out" / "m_int8.onnx"
     args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--int8", "--out", str(out)]
     assert main(args + ["--calibration", str(tmp_path / "data" / "JPEGImages")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {out}: INT8 outputs agree with FP32 only"), err
+    assert len(err) == 1 and err[0].startswith(f"error: {out}: INT8 detections match the FP32 file's only"), err
     assert list((tmp_path / "out").iterdir()) == []

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .core.loss import SSDLoss, ssd_loss
     from .core.matching import EncodedTargets, Match, encode, match
     from .core.postprocess import postprocess
+    from .engine.train.config_file import TrainConfig
     from .engine.inference.predictor import Predictor
 
 
@@ -58,6 +59,15 @@ def load(path: str, device: str = "cpu", **options: object) -> Predictor:
     return load_predictor(path, device, **options)
 
 
+def read_train_config(path: str) -> TrainConfig:
+    """The settings a training run used, from its ``config.json`` or a checkpoint of ``ssd train`` (last.pt,
+    best.pt), as ``ssd train --config`` reads them: ``ssdcli.read_train_config("runs/train/3/best.pt").optim.lr``.
+    """
+    from .engine.train.config_file import read_train_config as read
+
+    return read(path)
+
+
 __all__ = [
     "AnchorLayout",
     "BUILTIN_LAYOUTS",
@@ -72,5 +82,6 @@ __all__ = [
     "load",
     "match",
     "postprocess",
+    "read_train_config",
     "ssd_loss",
 ]

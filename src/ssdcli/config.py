@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 from ssdcli.errors import UsageError
 
+
+#: The ``mlflow`` setting that tracks in ``MLFLOW_TRACKING_URI``, else in ``mlruns/`` beside the run folder.
+DEFAULT_TRACKING = "default"
 
 #: Data set layouts ``data_format`` may name ("auto": found from the files).
 DATA_FORMATS = ("auto", "voc", "coco", "yolo")
@@ -52,9 +56,12 @@ class ModelSettings:
     backbone_weights: str | None = None
     weights: str | None = None  # a torchvision COCO detector to start from (weights name or state dict file)
     img_size: int | None = None  # must agree with the anchor layout
+    freeze: str | None = None  # "backbone", or "N": the first N stages of the backbone (engine/train/freeze.py)
 
     def __post_init__(self) -> None:
         _check_at_least(self, {"img_size": 1})
+        if self.freeze is not None and self.freeze != "backbone" and not (self.freeze.isdigit() and int(self.freeze) >= 1):
+            raise UsageError(f"`freeze`: expected 'backbone' or a number of backbone stages (1 or more), got {self.freeze!r}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class OptimSettings:
 
     epochs: int | None = None  # None with time_budget None: the default budget (engine/train/budget.py)
     time_budget: float | None = None  # seconds of wall clock; the schedule is fitted to the measured speed
+    patience: int | None = None  # stop after this many validations without a better mAP (None: never)
     batch_size: int = 32
     optimizer: str = "sgd"
     lr: float | None = None  # None: the default of the model and optimizer (engine/train/schedule.py)
@@ -84,7 +92,7 @@ class OptimSettings:
             raise UsageError(f"`momentum`: expected a value in [0, 1), got {self.momentum}")
         if not 0.0 < self.ema_decay < 1.0:
             raise UsageError(f"`ema_decay`: expected a value in (0, 1), got {self.ema_decay}")
-        _check_at_least(self, {"epochs": 1, "batch_size": 1, "warmup_steps": 0})
+        _check_at_least(self, {"epochs": 1, "batch_size": 1, "warmup_steps": 0, "patience": 1})
         if self.weight_decay < 0:
             raise UsageError(f"`weight_decay`: expected at least 0, got {self.weight_decay}")
         if not self.ema_tau > 0:
@@ -117,6 +125,7 @@ class RuntimeSettings:
     resume: Path | None = None
     max_steps_per_epoch: int | None = None  # cap for quick runs and tests
     tensorboard: bool = False  # also write TensorBoard event files into the run folder (optional package)
+    mlflow: str | None = None  # an MLflow tracking URI, or "default" (engine/train/mlflow_log.py); None: off
 
     def __post_init__(self) -> None:
         _check_at_least(self, {"workers": 0, "threads": 1, "eval_every": 0, "max_steps_per_epoch": 1})
@@ -150,6 +159,56 @@ def _settings_from_dict(kind: type[Any], values: Mapping[str, Any]) -> Any:
     """The part ``kind`` made of the entries of ``values`` that are its fields (other entries are ignored)."""
     names = {f.name for f in fields(kind)}
     return kind(**{name: _saved_value(name, value) for name, value in values.items() if name in names})
+
+
+_TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string", Path: "a path"}
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether ``value`` (as JSON holds it) is a saved form of type ``kind`` (``tuple[str, ...]``: a list of strings)."""
+    if get_origin(kind) is tuple:
+        return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+    if isinstance(value, bool) or kind is bool:
+        return isinstance(value, bool) and kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, str if kind is Path else kind)
+
+
+def check_saved_value(part: type[Any], name: str, value: Any) -> None:
+    """Refuse a saved value of field ``name`` of ``part`` whose type is not the field's (``"lr": "fast"``)."""
+    hint = get_type_hints(part)[name]
+    kinds = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in kinds:
+        return
+    allowed = [kind for kind in kinds if kind is not type(None)]
+    if not any(_fits(value, kind) for kind in allowed):
+        expected = " or ".join(_TYPE_NAMES.get(kind, "a list of strings") for kind in allowed)
+        optional = " (or null)" if type(None) in kinds else ""
+        raise UsageError(f"`{name}`: expected {expected}{optional}, got {value!r}")
+
+
+def check_saved_keys(values: Mapping[str, Any]) -> None:
+    """Refuse what is no setting in a config file: an unknown part or field (nested form) or field (flat form),
+    and values of the wrong type. Messages name the key (``optim.mosaic``)."""
+    nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)
+    if not nested:
+        owner = {f.name: kind for kind in TRAIN_PARTS.values() for f in fields(kind)}
+        for name, value in values.items():
+            if name not in owner:
+                raise UsageError(f"{name!r} is not a setting of a training run")
+            check_saved_value(owner[name], name, value)
+        return
+    for part, entries in values.items():
+        if part not in TRAIN_PARTS:
+            raise UsageError(f"{part!r} is not a part of a training config (parts: {', '.join(TRAIN_PARTS)})")
+        if not isinstance(entries, Mapping):
+            raise UsageError(f"{part!r}: expected an object of settings, got {entries!r}")
+        names = {f.name for f in fields(TRAIN_PARTS[part])}
+        for name, value in entries.items():
+            if name not in names:
+                raise UsageError(f"'{part}.{name}' is not a setting of a training run")
+            check_saved_value(TRAIN_PARTS[part], name, value)
 
 
 def _saved_form(value: Any) -> Any:
@@ -191,10 +250,14 @@ class TrainConfig:
         }
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+    def from_dict(cls, values: Mapping[str, Any], strict: bool = False) -> TrainConfig:
         """A config from :meth:`to_dict`'s nested form, or from the flat form of older runs' config.json and
         checkpoints (every field at the top level). Missing fields take their defaults; entries that are no
-        field (settings an older version had) are ignored, so that every saved run stays readable."""
+        field (settings an older version had) are ignored, so that every saved run stays readable. ``strict``
+        (a config file given to reproduce a run): an unknown entry or a value of the wrong type is a
+        :class:`UsageError` naming it."""
+        if strict:
+            check_saved_keys(values)
         nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)  # flat: "data" is a path
         return cls(
             **{
@@ -377,7 +440,9 @@ class PredictConfig:
     inputs are either ``sources`` (image files, folders, glob patterns, videos) or the split ``split`` of the data
     set ``data`` (its results then carry the data set's ids, for ``ssd eval``). ``out``: the parent of the run
     folder of annotated copies; None: no pictures (the detections are only returned). ``iou_threshold`` None: the
-    model's own NMS IoU."""
+    model's own NMS IoU. ``save_txt``: YOLO labels (``save_conf``: with scores) and the images they describe in
+    the run folder; ``save_crop``: one picture per detection. Videos and streams (camera indices, rtsp/http URLs):
+    every ``vid_stride``-th frame, at most ``max_frames`` per source (None: until it ends)."""
 
     model: Path | str
     sources: tuple[str, ...] = ()
@@ -391,8 +456,21 @@ class PredictConfig:
     batch_size: int = 16
     device: str = "auto"
     img_size: int | None = None  # must be the model's
+    save_txt: bool = False
+    save_conf: bool = False
+    save_crop: bool = False
+    max_frames: int | None = None
+    vid_stride: int = 1
 
     def __post_init__(self) -> None:
+        if self.save_conf and not self.save_txt:
+            raise UsageError("`save_conf` adds the score to the labels of `save_txt`: give both")
+        if (self.save_txt or self.save_crop) and self.out is None:
+            raise UsageError("`save_txt` and `save_crop` write into the run folder: they need `out`")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise UsageError(f"`max_frames`: expected at least 1, got {self.max_frames}")
+        if self.vid_stride < 1:
+            raise UsageError(f"`vid_stride`: expected at least 1, got {self.vid_stride}")
         if bool(self.sources) == (self.data is not None):
             raise UsageError("give images to predict on (`sources`) or `data`, one of the two")
         if self.data is None and self.split is not None:

@@ -29,19 +29,21 @@ def _change(value: float | None) -> str:
     return "" if value is None else f"{round(value, 3) + 0.0:+.3f}"  # + 0.0: no "-0.000"
 
 
+def render_notes(result: BenchmarkResult) -> list[str]:
+    """One line per form left out of the measurements, saying why (under the table, where no width cuts it)."""
+    return [f"{row.format}: {escape(row.note)}" for row in result.rows if row.note]
+
+
 def render_table(result: BenchmarkResult) -> Table:
     table = Table(title=f"ssd benchmark: {result.split} ({result.images} images), {result.device}")
     table.add_column("format", no_wrap=True)
     for name in ("MB", "ms b1", f"ms b{result.batch_size}", "mAP50", "Δ", "AP", "Δ"):
         table.add_column(name, justify="right", no_wrap=True)
-    notes = any(row.note for row in result.rows)
-    if notes:
-        table.add_column("note")
     for row in result.rows:
         size = None if row.size_bytes is None else row.size_bytes / 1e6
         table.add_row(
             row.format, _number(size, 2), _number(row.ms_batch1, 2), _number(row.ms_batch, 2), _number(row.map50, 4),
-            _change(row.map50_change), _number(row.coco_ap, 4), _change(row.coco_ap_change), *([escape(row.note)] if notes else []),
+            _change(row.map50_change), _number(row.coco_ap, 4), _change(row.coco_ap_change),
         )  # fmt: skip
     table.caption = (
         "MB: size on disk; ms bN: median milliseconds per image at batch N (CPU); mAP50: VOC07 11-point at IoU 0.5; "
@@ -91,5 +93,7 @@ def benchmark_command(
     if quiet:
         return
     stdout_console().print(render_table(result))
+    for line in render_notes(result):
+        stdout_console().print(line, soft_wrap=True)
     if written is not None:
         stdout_console().print(f"table: {written}")

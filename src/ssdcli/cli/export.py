@@ -69,10 +69,13 @@ def export_command(
         force=force,
     )
     result = run_export(config)
-    if result.format == "onnx-int8":
+    if result.int8 is not None:
+        check = result.int8
         stdout_console().print(
-            f"wrote {result.path} (ONNX, INT8; outputs {', '.join(result.outputs)}); agreement with FP32 "
-            f"(cosine) {1.0 - result.max_difference:.4f} >= {1.0 - result.tolerance:.2f}; measure its mAP with "
+            f"wrote {result.path} (ONNX, INT8 with the {check.fp32_convolutions} last head convolutions in FP32; "
+            f"outputs {', '.join(result.outputs)}); its detections match FP32's to AP@0.5 {check.agreement:.3f} >= "
+            f"{check.minimum:.2f} on {check.check_images} images held back from calibration (calibrated on "
+            f"{check.calibration_images}; raw-output cosine {check.cosine:.4f}); measure its mAP with "
             f"'ssd eval --onnx {result.path}'",
             soft_wrap=True,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -10,6 +11,7 @@ from rich.markup import escape  # help texts are Rich markup: '[...]' must be es
 from typer.core import TyperOption
 
 from ssdcli.config import (
+    DEFAULT_TRACKING,
     AugmentSettings,
     DataSettings,
     ModelSettings,
@@ -21,7 +23,8 @@ from ssdcli.errors import Interrupted
 
 from .command import DataFormat, Optimizer, SsdCommand
 from .progress import TrainProgress
-from .render import print_warning, stdout_console
+from .render import as_flags, print_warning, stderr_console, stdout_console
+from .train_config import given_settings, with_overrides
 
 # The defaults of the options below are the settings dataclasses', written once.
 
@@ -64,6 +67,7 @@ class TrainCommand(SsdCommand):
 
 
 def train_command(
+    ctx: typer.Context,
     data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
     val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
     data_format: Annotated[DataFormat, typer.Option("--format", help="Data set layout (auto: detected from the files).")] = DataFormat(DataSettings.data_format),
@@ -73,9 +77,11 @@ def train_command(
     model: Annotated[str, typer.Option(help="Model architecture (the list: ssd train --help).")] = ModelSettings.arch,
     anchors: Annotated[Optional[Path], typer.Option(metavar="<path|auto>", help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Start from torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model. Another class list re-initialises the class head only.")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Fine-tune a trained detector: a checkpoint of ssd train (best.pt), or torchvision's COCO detector SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model, default boxes and input size. Classes are matched by name: only new ones start afresh. Optimizer and schedule start afresh (--resume continues a run).")] = None,
+    freeze: Annotated[Optional[str], typer.Option(help="'backbone': keep the backbone as it is (no gradient, no weight decay, BatchNorm statistics fixed); N: its first N stages only.")] = ModelSettings.freeze,
     epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after N validations without a better validation mAP (with --epochs or --time, whichever ends first).")] = OptimSettings.patience,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = OptimSettings.batch_size,
     optimizer: Annotated[Optimizer, typer.Option(help="The optimizer.")] = Optimizer(OptimSettings.optimizer),
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
@@ -97,6 +103,10 @@ def train_command(
     verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = DataSettings.verify_images,
     strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = DataSettings.strict,
     tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
+    track_mlflow: Annotated[bool, typer.Option("--mlflow", help=escape("Track the run in MLflow: settings, metrics.csv's figures, best.pt and the pictures, in $MLFLOW_TRACKING_URI, else mlruns/ beside the run folder (pip install 'ssdcli[mlflow]')."))] = False,
+    mlflow_uri: Annotated[Optional[str], typer.Option(help="Track the run in MLflow at this tracking URI (file:, sqlite:, http:); implies --mlflow.")] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="Start a new run with the settings of an earlier one: its config.json, or a checkpoint (last.pt, best.pt). Options given beside it override the file's values.")] = None,
+    print_config: Annotated[bool, typer.Option(help="Print the settings the run would use as JSON and exit (no data is read).")] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
 
@@ -106,15 +116,29 @@ def train_command(
 
         ssd train --data data/bccd --time 20m       # a 20-minute schedule (default: 10 minutes)
 
+        ssd train --data data/bccd --epochs 100 --patience 10   # or stop after 10 validations without a better mAP
+
         ssd train --data VOCdevkit/VOC2007 --train-split trainval --val-split test --model ssd300_vgg16
 
         ssd train --data coco/annotations/instances_train.json --val-data coco/annotations/instances_val.json
 
         ssd train --resume runs/train/3/last.pt
 
+        ssd train --config runs/train/3/config.json --lr 0.01   # run 3 again, with another learning rate
+
+        ssd train --config runs/train/3/best.pt --print-config    # the settings a checkpoint was trained with
+
         ssd train --data data/bccd --weights SSDLite320_MobileNet_V3_Large_Weights.COCO_V1
 
+        ssd train --data data/new --weights runs/train/3/best.pt   # fine-tune run 3's model on other data
+
+        ssd train --data data/bccd --model ssdlite320_mobilenet_v3_large --backbone-weights imagenet --freeze 2
+
         ssd train --data data/bccd --tensorboard    # then: tensorboard --logdir runs/train
+
+        ssd train --data data/bccd --mlflow         # then: mlflow ui --backend-store-uri runs/train/mlruns
+
+        ssd train --data data/bccd --mlflow-uri http://localhost:5000   # an MLflow tracking server
 
         torchrun --nproc_per_node 2 -m ssdcli train --data data/bccd   # several GPUs or machines
     """
@@ -136,11 +160,17 @@ def train_command(
             strict=strict,
         ),
         model=ModelSettings(
-            arch=model, anchors=anchors, backbone_weights=backbone_weights, weights=weights, img_size=img_size
+            arch=model,
+            anchors=anchors,
+            backbone_weights=backbone_weights,
+            weights=weights,
+            img_size=img_size,
+            freeze=freeze,
         ),
         optim=OptimSettings(
             epochs=epochs,
             time_budget=parse_duration(time) if time is not None else None,
+            patience=patience,
             batch_size=batch_size,
             optimizer=optimizer.value,
             lr=lr,
@@ -159,8 +189,14 @@ def train_command(
             resume=resume,
             max_steps_per_epoch=max_steps_per_epoch,
             tensorboard=tensorboard,
+            mlflow=mlflow_uri if mlflow_uri is not None else DEFAULT_TRACKING if track_mlflow else None,
         ),
     )
+    if config_file is not None:
+        config = _from_config_file(ctx, config_file, config)
+    if print_config:
+        typer.echo(json.dumps(config.to_dict(), indent=2))
+        return 0
     note = mixed_precision_note(amp, resolve_device(device))
     if note is not None:
         print_warning(note)
@@ -187,3 +223,15 @@ def train_command(
     console.print(f"last checkpoint: {result.last_checkpoint}\nbest checkpoint: {result.best_checkpoint}")
     console.print(f"metrics: {result.run_dir / 'metrics.csv'}")
     return 0
+
+
+def _from_config_file(ctx: typer.Context, path: Path, options: TrainConfig) -> TrainConfig:
+    """The settings of ``path`` (a config.json or checkpoint) with the options given on the command line over
+    them; one line on stderr says which were overridden."""
+    from ssdcli.engine.train.config_file import read_train_config, reproduced
+
+    given = given_settings(ctx)
+    config = with_overrides(reproduced(read_train_config(path)), options, given)
+    overridden = f"; overridden: {', '.join(f'`{name}`' for name in given)}" if given else ""
+    stderr_console().print(as_flags(f"settings of {path}{overridden}"), soft_wrap=True, markup=False)
+    return config

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .boxes import check_tensor, has_area
 from .coder import PRIOR_SCALING, decode
-from .nms import grouped_nms
+from .nms import nms_for_device
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,8 @@ def postprocess(
         pre_nms_top_k: candidates kept per class and image before NMS.
 
     Decoded boxes are clipped to [0, 1]; a box left with zero width or height (it lay wholly outside the image)
-    is dropped before the candidates are chosen.
+    is dropped before the candidates are chosen. NMS is the implementation :func:`~ssdcli.core.nms.nms_for_device`
+    picks for the inputs' device; both give the same detections.
 
     Returns:
         One dict per image: "boxes" [K, 4] xyxy normalised and clipped to [0, 1], each with positive width and
@@ -75,7 +76,7 @@ def postprocess(
     image_index, anchor_index, class_index, cand_scores = _candidates(scores, score_threshold, pre_nms_top_k)
     cand_boxes = boxes[image_index, anchor_index]  # [N, 4]
     group = image_index * (num_classes - 1) + class_index  # NMS within (image, class)
-    kept = grouped_nms(cand_boxes, cand_scores, group, iou_threshold)  # [K]
+    kept = nms_for_device(conf.device.type)(cand_boxes, cand_scores, group, iou_threshold)  # [K]
     by_score = torch.sort(cand_scores[kept], descending=True, stable=True).indices
     kept = kept[by_score]
     kept = kept[torch.sort(image_index[kept], stable=True).indices]  # grouped by image, by decreasing score

@@ -30,6 +30,7 @@ from .writers import (
     coco_image,
     coco_instances,
     record_voc_xml,
+    yolo_data_yaml,
     yolo_lines,
 )
 from .yolo import yolo_splits
@@ -182,10 +183,8 @@ def _write_yolo(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> No
             left_out += int((~kept).sum())
             text = yolo_lines(record.boxes[kept], (record.labels[kept] - 1).tolist(), record.width, record.height)
             (labels / f"{Path(name).stem}.txt").write_text(text)
-    class_names = indexes[0].class_names[1:]
-    lines = ["path: .", *(f"{index.split}: images/{index.split}" for index in indexes), "names:"]
-    lines += [f"  {k}: {json.dumps(name)}" for k, name in enumerate(class_names)]
-    (root / "data.yaml").write_text("\n".join(lines) + "\n")
+    splits = {index.split: f"images/{index.split}" for index in indexes}
+    (root / "data.yaml").write_text(yolo_data_yaml(splits, indexes[0].class_names[1:]))
     if left_out:
         notes.append(f"{left_out} difficult or crowd objects left out: YOLO labels cannot mark an object as ignored")
 

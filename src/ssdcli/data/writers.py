@@ -7,11 +7,14 @@ Every writer takes records in the project's box format (xyxy pixels, 0-based con
   record's ``ignore`` flag; integers stay integers, other values keep 2 decimals.
 - COCO: ``bbox`` = [x1, y1, x2 - x1, y2 - y1], ``area`` the box area (there is no segment), ``iscrowd`` from
   ``ignore``; category ids 1..C-1 in class order.
-- YOLO: ``class cx cy w h`` normalised by the image size, 6 decimals (under 0.001 px on a 640 px image).
+- YOLO: ``class cx cy w h`` normalised by the image size, 6 decimals (under 0.001 px on a 640 px image), and
+  optionally a 6th column, the detection's score (what ``ssd predict --save-conf`` writes); ``data.yaml`` names
+  the splits (image folders relative to the file) and the classes.
 """
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +26,7 @@ from ssdcli.core.boxes import xyxy_to_cxcywh, xyxy_to_xywh
 from .records import ImageRecord
 
 YOLO_DECIMALS = 6
+SCORE_DECIMALS = 5
 
 
 def _voc_number(value: float) -> str:
@@ -108,11 +112,23 @@ def coco_instances(
     }
 
 
-def yolo_lines(boxes: np.ndarray, class_ids: Sequence[int], width: int, height: int) -> str:
-    """YOLO label text: one ``class cx cy w h`` line per box ([G, 4] xyxy pixels), class ids 0-based."""
+def yolo_lines(
+    boxes: np.ndarray, class_ids: Sequence[int], width: int, height: int, scores: Sequence[float] | None = None
+) -> str:
+    """YOLO label text: one ``class cx cy w h`` line per box ([G, 4] xyxy pixels), class ids 0-based; with
+    ``scores`` [G], each line ends with the box's score (``class cx cy w h score``)."""
     scale = np.array([width, height, width, height], dtype=np.float64)
     normalised = xyxy_to_cxcywh(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)) / scale  # [G, 4]
+    ends = [""] * len(normalised) if scores is None else [f" {float(v):.{SCORE_DECIMALS}f}" for v in scores]
     return "".join(
-        f"{int(class_id)} " + " ".join(f"{v:.{YOLO_DECIMALS}f}" for v in values) + "\n"
-        for values, class_id in zip(normalised, class_ids)
+        f"{int(class_id)} " + " ".join(f"{v:.{YOLO_DECIMALS}f}" for v in values) + end + "\n"
+        for values, class_id, end in zip(normalised, class_ids, ends)
     )
+
+
+def yolo_data_yaml(splits: dict[str, str], class_names: Sequence[str]) -> str:
+    """A ``data.yaml``: ``path: .``, each split's image folder (relative to the file) and the ``names`` of the
+    class ids 0, 1, ... (``class_names`` without the background)."""
+    lines = ["path: .", *(f"{split}: {folder}" for split, folder in splits.items()), "names:"]
+    lines += [f"  {k}: {json.dumps(name)}" for k, name in enumerate(class_names)]
+    return "\n".join(lines) + "\n"

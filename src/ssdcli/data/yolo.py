@@ -5,7 +5,8 @@ Layouts found by :func:`find_yolo`::
 
     ROOT/data.yaml                          path, train, val, test, names (a list, or a dict id -> name)
     ROOT/images/<split>/<name>.jpg          without data.yaml: the splits are the folders of images/
-    ROOT/labels/<split>/<name>.txt          one line per object: class cx cy w h (normalised to [0, 1])
+    ROOT/labels/<split>/<name>.txt          one line per object: class cx cy w h (normalised to [0, 1]),
+                                            optionally a score in [0, 1] after them (ssd predict --save-conf)
 
 A split in ``data.yaml`` is a folder of images, a text file listing image paths, or a list of either; paths are
 relative to ``path`` (itself relative to the YAML file's folder). As in Ultralytics, the label file of
@@ -192,7 +193,8 @@ class _Line:
 
 def parse_label_file(path: Path) -> list[_Line]:
     """The objects of one label file (none when there is no file); DataError naming the file and line for a
-    malformed line."""
+    malformed line. A score after the box (``ssd predict --save-conf``) is checked and not kept: every line read
+    is an object."""
     if not path.exists():
         return []
     text = read_text(path, "label file")
@@ -201,14 +203,17 @@ def parse_label_file(path: Path) -> list[_Line]:
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 5:
-            hint = " (a segmentation polygon? only boxes are read)" if len(fields) > 5 else ""
+        if len(fields) not in (5, 6):
+            hint = " (a segmentation polygon? only boxes are read)" if len(fields) > 6 else ""
             raise DataError(f"line {number}: expected 'class cx cy w h', got {line.strip()!r}{hint}", path=path)
         try:
             written_id = float(fields[0])
-            values = tuple(float(v) for v in fields[1:])
+            values = tuple(float(v) for v in fields[1:5])
+            score = float(fields[5]) if len(fields) == 6 else 1.0
         except ValueError:
             raise DataError(f"line {number}: not numbers: {line.strip()!r}", path=path) from None
+        if not 0.0 <= score <= 1.0:  # a polygon has at least 3 points: 7 fields; a 6th number is a score
+            raise DataError(f"line {number}: the 6th column, a score, must be in [0, 1]: {line.strip()!r}", path=path)
         if np.isfinite(written_id) and not written_id.is_integer():
             raise DataError(f"line {number}: class id {fields[0]} is not a whole number: {line.strip()!r}", path=path)
         class_id = int(written_id) if np.isfinite(written_id) else -1

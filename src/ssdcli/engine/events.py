@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union
+
+from ssdcli.errors import name_parameters
+
+#: The engine's log: every event handled by :func:`log_event` as a standard ``logging`` record, for notebooks and
+#: services (the CLI renders the events itself). Quiet unless the application configures logging.
+LOGGER = logging.getLogger("ssdcli")
+LOGGER.addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -83,3 +91,16 @@ EventHandler = Callable[[Event], None]
 
 def ignore_events(event: Event) -> None:
     """The default handler: drop every event."""
+
+
+def log_event(event: Event) -> None:
+    """``event`` as a record of the ``ssdcli`` logger: messages at their level, a run's start and every epoch's
+    metrics row at INFO, checkpoints at DEBUG; step and progress events are not logged."""
+    if isinstance(event, Message):
+        LOGGER.log(logging.WARNING if event.level == "warning" else logging.INFO, name_parameters(event.text))
+    elif isinstance(event, RunStarted):
+        LOGGER.info("run %s started at epoch %d on %s", event.run_dir, event.start_epoch + 1, event.device)
+    elif isinstance(event, EpochDone):
+        LOGGER.info("epoch %d: %s", event.epoch, ", ".join(f"{k} {v:.4g}" for k, v in event.metrics.items() if k != "epoch"))
+    elif isinstance(event, CheckpointSaved):
+        LOGGER.debug("saved %s", event.path)

@@ -121,6 +121,12 @@ class VGG16Backbone(nn.Module):
         xavier_init(self.extras)
         self.out_channels: tuple[int, ...] = (512, 1024, 512) + (256,) * (len(extras) - 1)
 
+    def freezable_stages(self) -> list[nn.Module]:
+        """The ImageNet trunk in its five stages (conv1 .. conv5, each up to its pooling), input first."""
+        pools = [i for i, layer in enumerate(self.trunk) if isinstance(layer, nn.MaxPool2d)]
+        bounds = [0, *(i + 1 for i in pools), len(self.trunk)]
+        return [self.trunk[start:end] for start, end in zip(bounds, bounds[1:]) if end > start]
+
     def forward(self, images: Tensor) -> list[Tensor]:
         x = images
         features = []
@@ -188,6 +194,13 @@ class MobileNetV3Backbone(nn.Module):
         c4_channels = trunk[self.c4_index].block[0].out_channels
         self.out_channels: tuple[int, ...] = (c4_channels, last, 512, 256, 256, 128)
 
+    def freezable_stages(self) -> list[nn.Module]:
+        """The ImageNet trunk in stages that each start with a stride-2 block (the stem with the first), input
+        first."""
+        starts = [i for i, block in enumerate(self.trunk) if getattr(block, "_is_cn", False)]
+        bounds = [0, *(i for i in starts if i > 1), len(self.trunk)]
+        return [self.trunk[start:end] for start, end in zip(bounds, bounds[1:])]
+
     def forward(self, images: Tensor) -> list[Tensor]:
         x = images
         features = []
@@ -241,6 +254,10 @@ class TinyBackbone(nn.Module):
             if isinstance(layer, nn.Conv2d):
                 nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
         self.out_channels: tuple[int, ...] = (64, 128, 128, 128, 128)
+
+    def freezable_stages(self) -> list[nn.Module]:
+        """Its five stages, input first."""
+        return list(self.stages)
 
     def forward(self, images: Tensor) -> list[Tensor]:
         x = images

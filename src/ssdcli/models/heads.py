@@ -86,6 +86,25 @@ class SSDHead(nn.Module):
         self.num_classes = num_classes
         self.conf = conf.to(device)
 
+    def keep_class_rows(self, rows: Sequence[int | None]) -> None:
+        """New class predictors for ``len(rows)`` classes: class j takes this head's weights of class ``rows[j]``
+        (at every default box of every cell), or starts afresh where ``rows[j]`` is None. The class-independent
+        depthwise part of separable predictors is kept; the box predictors are kept."""
+        old, old_classes = self.conf, self.num_classes
+        self.reset_classes(len(rows))
+        with torch.no_grad():
+            for boxes, before, after in zip(self.boxes_per_cell, old, self.conf):
+                if self.separable:
+                    after[0].load_state_dict(before[0].state_dict())
+                    before, after = before[1], after[1]
+                old_weight = before.weight.view(boxes, old_classes, *before.weight.shape[1:])  # [k, C, Cin, kh, kw]
+                new_weight = after.weight.view(boxes, len(rows), *after.weight.shape[1:])
+                old_bias, new_bias = before.bias.view(boxes, old_classes), after.bias.view(boxes, len(rows))
+                for new, kept in enumerate(rows):
+                    if kept is not None:
+                        new_weight[:, new] = old_weight[:, kept]
+                        new_bias[:, new] = old_bias[:, kept]
+
     def forward(self, features: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Feature maps [B, C_k, f_k, f_k] -> (conf [B, A, num_classes], loc [B, A, 4]) in anchor order."""
         conf = [flatten_predictions(layer(x), self.num_classes) for layer, x in zip(self.conf, features)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -45,3 +46,9 @@ class SSD(nn.Module):
         another class list; the backbone and the box head are kept and ``config`` follows."""
         self.head.reset_classes(num_classes)
         self.config = dataclasses.replace(self.config, num_classes=num_classes)
+
+    def keep_classes(self, rows: Sequence[int | None]) -> None:
+        """A class head for ``len(rows)`` classes (background included) whose class j keeps the weights of this
+        head's class ``rows[j]`` (None: starts afresh); the backbone and the box head are kept."""
+        self.head.keep_class_rows(rows)
+        self.config = dataclasses.replace(self.config, num_classes=len(rows))

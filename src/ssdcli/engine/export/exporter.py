@@ -49,6 +49,21 @@ class ExportResult:
     max_difference: float
     tolerance: float
     outputs: tuple[str, ...]
+    int8: Int8Summary | None = None  # the INT8 file's check
+
+
+@dataclass(frozen=True)
+class Int8Summary:
+    """How an INT8 file was made and judged: AP@0.5 of its detections against the FP32 file's (``agreement``,
+    accepted from ``minimum``) on ``check_images`` held-back images, the raw-output ``cosine``, the images it
+    was calibrated on, and how many convolutions (the heads' last ones) stayed FP32."""
+
+    agreement: float
+    minimum: float
+    check_images: int
+    cosine: float
+    calibration_images: int
+    fp32_convolutions: int
 
 
 class GroupedNms(torch.autograd.Function):
@@ -60,6 +75,9 @@ class GroupedNms(torch.autograd.Function):
     ``iou_threshold``. ONNX NMS runs each of its batch entries apart from the others, so no coordinate offsets are
     needed to separate the groups (an offset of g * 2 added to [0, 1] coordinates costs float32 up to 1e-3 of IoU
     once there are a few hundred groups); in PyTorch the groups go through ``grouped_nms``, as in ``postprocess``.
+    PyTorch's current (dynamo) exporter would need no ``symbolic`` for ``torchvision.ops.nms``, but exports it as
+    one batch entry, so the groups would be separated by exactly those offsets (and ``batched_nms`` itself fails
+    in ``torch.export`` on its data-dependent size branch): this node stays, with the TorchScript-based exporter.
     """
 
     @staticmethod
@@ -520,10 +538,17 @@ def _training_images(checkpoint: Path) -> list[Path]:
 def _export_int8(
     loaded: LoadedModel, checkpoint: Path, path: Path, opset: int, dynamic_batch: bool, calibration: Path | None
 ) -> ExportResult:
-    """FP32 export (checked against PyTorch), then INT8 quantisation (checked against the FP32 file)."""
+    """FP32 export (checked against PyTorch), then INT8 quantisation (checked against the FP32 file by its
+    detections on held-back images)."""
     import random
 
-    from ssdcli.engine.export.quantize import MAX_CALIBRATION_IMAGES, MIN_AGREEMENT, calibration_images, quantize_onnx
+    from ssdcli.engine.export.quantize import (
+        MAX_CALIBRATION_IMAGES,
+        MIN_DETECTION_AP,
+        QuantizationFailed,
+        calibration_images,
+        quantize_onnx,
+    )
 
     if calibration is not None:
         images = calibration_images(Path(calibration))
@@ -533,12 +558,18 @@ def _export_int8(
             images = sorted(random.Random(0).sample(images, MAX_CALIBRATION_IMAGES))
     with scratch_folder(path) as scratch, atomic_path(path, suffix=".onnx") as int8:
         fp32 = scratch / "fp32.onnx"
-        config = loaded.spec.config
         try:
             export_onnx(loaded, fp32, opset, dynamic_batch, with_nms=False)
-            result = quantize_onnx(fp32, int8, images, config.layout.image_size, config.mean, config.std)
+            result = quantize_onnx(fp32, int8, images, loaded.spec)
+        except QuantizationFailed as error:
+            raise QuantizationFailed(error.message, path=path) from None
         except SsdcliError as error:  # about an intermediate file: name the one asked for
             if error.path not in (str(fp32), str(int8)):
                 raise
             raise type(error)(error.message, path=path) from None
-    return ExportResult(path, "onnx-int8", 1.0 - result.agreement, 1.0 - MIN_AGREEMENT, ("conf", "loc"))
+    check = result.check
+    return ExportResult(
+        path, "onnx-int8", 1.0 - check.ap, 1.0 - MIN_DETECTION_AP, ("conf", "loc"), int8=Int8Summary(
+            check.ap, MIN_DETECTION_AP, check.images, check.cosine, result.calibration_images, len(result.fp32_nodes)
+        ),
+    )  # fmt: skip

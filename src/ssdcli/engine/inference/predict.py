@@ -1,13 +1,17 @@
-"""``ssd predict``: images, folders, globs and videos in; annotated copies out, in a fresh run folder, and the
-detections as a report (:meth:`PredictResult.report`)."""
+"""``ssd predict``: images, folders, globs, videos and streams (cameras, rtsp/http URLs) in; annotated copies
+out, in a fresh run folder (with YOLO labels and crops if asked, see :mod:`.outputs`), and the detections as a
+report (:meth:`PredictResult.report`)."""
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -25,11 +29,45 @@ from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
 from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty
 from ssdcli.data.results_io import results_document
+from ssdcli.engine.inference.outputs import RunFolder, RunOutputs
 
 #: Images are decoded at 1/2, 1/4 or 1/8 of their size while both sides stay at least this many times the
 #: network's input size (the network resizes them to its input size anyway).
 REDUCED_DECODING_MARGIN = 2
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+STREAM_SCHEMES = ("rtsp", "http", "https")
+#: How long a stream URL may take to open, and to deliver a frame, before it counts as dropped.
+STREAM_TIMEOUT_MS = 10_000
+#: Annotated videos: the first codec this OpenCV build can write (H.264 plays in browsers; MPEG-4 Part 2 is
+#: what every build has, played by desktop players).
+VIDEO_CODECS = (("avc1", "H.264 (avc1)"), ("mp4v", "MPEG-4 Part 2 (mp4v; most browsers do not play it)"))
+
+
+@dataclass(frozen=True)
+class FrameSelection:
+    """Which frames of a video or stream are predicted: every ``stride``-th (the first, then every k-th),
+    at most ``max_frames`` of them (None: until the video or stream ends)."""
+
+    stride: int = 1
+    max_frames: int | None = None
+
+
+def stream_source(source: str) -> int | str | None:
+    """The camera index of a source that is a non-negative whole number (``"0"``), the URL of an ``rtsp://``,
+    ``http://`` or ``https://`` source, else None (a file, folder or pattern)."""
+    if source.isascii() and source.isdigit():
+        return int(source)
+    parts = urlsplit(source)
+    return source if parts.scheme.lower() in STREAM_SCHEMES and parts.netloc else None
+
+
+def stream_stem(source: int | str) -> str:
+    """The name of a stream's outputs: ``camera<index>``, or the last part of the URL's path (else its host)."""
+    if isinstance(source, int):
+        return f"camera{source}"
+    parts = urlsplit(source)
+    last = Path(parts.path).stem or parts.hostname or "stream"
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in last)
 
 
 @dataclass(frozen=True)
@@ -38,6 +76,7 @@ class Sources:
     videos: tuple[Path, ...]
     problems: tuple[str, ...]  # one line per source that could not be used
     notes: tuple[str, ...] = ()  # one line per folder whose other files were left out
+    streams: tuple[int | str, ...] = ()  # camera indices and URLs
 
 
 @dataclass(frozen=True)
@@ -75,6 +114,7 @@ class PredictResult:
     categories: dict[int, str] = field(default_factory=dict)  # category id of the results -> class name
     images_planned: int = 0  # the images found in the sources (videos apart)
     truncated: list[str] = field(default_factory=list)  # JPEGs cut short, decoded as far as their data goes
+    video_codec: str | None = None  # the codec of the annotated videos, in words
 
     def report(self) -> dict[str, Any]:
         """What ``ssd predict --json`` writes: ``categories``, the class list that the results' category ids
@@ -94,9 +134,11 @@ class PredictInterrupted(KeyboardInterrupt):
 
 
 def expand_sources(sources: Sequence[str]) -> Sources:
-    """Files, folders (their images and videos, sorted) and glob patterns -> image and video paths."""
+    """Files, folders (their images and videos, sorted) and glob patterns -> image and video paths; camera
+    indices and stream URLs (:func:`stream_source`) apart."""
     images: list[Path] = []
     videos: list[Path] = []
+    streams: list[int | str] = []
     problems: list[str] = []
     notes: list[str] = []
 
@@ -109,7 +151,10 @@ def expand_sources(sources: Sequence[str]) -> Sources:
 
     for source in sources:
         path = Path(source)
-        if path.is_dir():
+        stream = stream_source(source)
+        if stream is not None:
+            streams.append(stream)
+        elif path.is_dir():
             files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
             found = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
             if not found:
@@ -129,7 +174,7 @@ def expand_sources(sources: Sequence[str]) -> Sources:
                 add(item)
         else:
             problems.append(f"{path}: file not found")
-    return Sources(tuple(images), tuple(videos), tuple(problems), tuple(notes))
+    return Sources(tuple(images), tuple(videos), tuple(problems), tuple(notes), tuple(streams))
 
 
 def _records(
@@ -154,17 +199,6 @@ def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
     }
 
 
-def _unique_name(run_dir: Path, stem: str, suffix: str, taken: set[str]) -> Path:
-    """``run_dir/<stem><suffix>``, numbered ``<stem>_<n><suffix>`` while that name is in ``taken``; the name
-    is then taken."""
-    name, n = stem, 1
-    while f"{name}{suffix}" in taken:
-        n += 1
-        name = f"{stem}_{n}"
-    taken.add(f"{name}{suffix}")
-    return run_dir / f"{name}{suffix}"
-
-
 def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> PredictResult:
     """Load the model of ``config`` and predict on its inputs (see :func:`run_predict`); an ``out`` that cannot be
     written stops it before the model is loaded."""
@@ -186,7 +220,9 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
     dataset = None
     if config.data is not None:
         dataset = dataset_images(config.data, config.split, config.data_format, predictor.spec.class_names)
-    return run_predict(predictor, config.sources, config.out, config.batch_size, emit, dataset)
+    outputs = RunOutputs(labels=config.save_txt, scores=config.save_conf, crops=config.save_crop)
+    frames = FrameSelection(config.vid_stride, config.max_frames)
+    return run_predict(predictor, config.sources, config.out, config.batch_size, emit, dataset, outputs, frames)
 
 
 def run_predict(
@@ -196,32 +232,38 @@ def run_predict(
     batch_size: int = 16,
     emit: EventHandler = ignore_events,
     dataset: DatasetImages | None = None,
+    outputs: RunOutputs = RunOutputs(),
+    frames: FrameSelection = FrameSelection(),
 ) -> PredictResult:
     """Predict on every source, or on the images of ``dataset`` (then ``sources`` is empty). ``out=None`` writes
-    no pictures (the detections are returned).
+    no pictures (the detections are returned); ``outputs``: what the run folder holds besides the pictures;
+    ``frames``: which frames of each video and stream are predicted.
 
     The COCO-style ``results`` carry, besides ``file_name``, the data set's image and category ids with
     ``dataset`` (so ``ssd eval`` scores them against the data set), else ids 0..N-1 in input order and the
     checkpoint's category ids; ``categories`` names the category ids (the model's classes)."""
     if dataset is not None and sources:
         raise UsageError("give images or a data set, not both")
+    if out is None and outputs != RunOutputs():
+        raise UsageError("labels and crops are written into the run folder: give `out`")
     found = expand_sources(sources) if dataset is None else Sources(dataset.paths, (), ())
     id_of: dict[Path, int | str] = dict(zip(dataset.paths, dataset.image_ids)) if dataset is not None else {}
     category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
     names = predictor.spec.class_names
     categories = {int(category_ids[label]): names[label] for label in range(1, len(names))}
     result = PredictResult(None, failed=list(found.problems), categories=categories)
-    if not found.images and not found.videos:
+    if not found.images and not found.videos and not found.streams:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
     for problem in (*found.problems, *found.notes):
         emit(Message(problem, "warning"))
     result.images_planned = len(found.images)
     result.run_dir = fresh_run_dir(out) if out is not None else None
-    alone = len(found.images) + len(found.videos) + len(found.problems) == 1  # its failure is the error itself
-    try:
+    folder = RunFolder(result.run_dir, outputs, names) if result.run_dir is not None else None
+    alone = len(found.images) + len(found.videos) + len(found.streams) + len(found.problems) == 1
+    try:  # a single input's failure is the error itself, not a warning
         _predict_all(
-            predictor, found, result, batch_size, emit if not alone else _no_warnings(emit),
-            id_of if dataset is not None else None, category_ids,
+            predictor, found, result, batch_size, emit, id_of if dataset is not None else None, category_ids,
+            folder, frames, warn_failures=not alone,
         )
     except KeyboardInterrupt:
         if remove_if_empty(result.run_dir):
@@ -245,11 +287,13 @@ def _predict_all(
     emit: EventHandler,
     id_of: dict[Path, int | str] | None,
     category_ids: Sequence[int],
+    folder: RunFolder | None,
+    frames: FrameSelection,
+    warn_failures: bool = True,
 ) -> None:
-    """The images, then the videos of ``found`` into ``result`` (pictures into ``result.run_dir`` if set);
-    ``id_of``: the data set's image ids (None: ids 0..N-1 in input order)."""
-    run_dir = result.run_dir
-    taken: set[str] = set()
+    """The images, then the videos, then the streams of ``found`` into ``result`` (pictures into ``folder`` if
+    given); ``id_of``: the data set's image ids (None: ids 0..N-1 in input order). An input that fails is added
+    to ``result.failed``, and reported as a warning if ``warn_failures``."""
     total = len(found.images)
     # Far larger photos are decoded at reduced size: the network sees them at its input size anyway.
     at_least = REDUCED_DECODING_MARGIN * predictor.spec.layout.image_size
@@ -263,7 +307,8 @@ def _predict_all(
                     result.truncated.append(str(path))
             except SsdcliError as error:
                 result.failed.append(str(error))
-                emit(Message(str(error), "warning"))
+                if warn_failures:
+                    emit(Message(str(error), "warning"))
         rgbs = [torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous() for image in decoded]
         for path, image, detections in zip(paths, decoded, predictor.predict_rgb(rgbs)):
             stored = detections.rescaled(image.stored_size) if image.stored_size is not None else detections
@@ -271,28 +316,22 @@ def _predict_all(
             result.images_done += 1
             result.results.extend(_records(stored, image_id, path.name, category_ids))
             result.per_image.append(_image_json(stored, str(path)))
-            if run_dir is not None:  # the picture at the decoded size
+            if folder is not None:  # the picture at the decoded size
                 bgr = cv2.cvtColor(image.pixels, cv2.COLOR_RGB2BGR)
-                target = _unique_name(run_dir, path.stem, ".jpg", taken)
+                target = folder.picture(path.stem, ".jpg")
                 write_image(target, _drawn(bgr, detections))
                 result.outputs.append(target)
+                stored_size = image.stored_size or (image.height, image.width)
+                folder.save_labels(target.stem, stored, stored_size, path)
+                folder.save_crops(target.stem, detections, bgr)
         emit(EvalProgress(min(start + batch_size, total), total))
-    for video in found.videos:
+    for video in (*found.videos, *found.streams):
         try:
-            _predict_video(predictor, video, run_dir, taken, batch_size, result)
+            _predict_video(predictor, video, folder, batch_size, frames, result, emit)
         except SsdcliError as error:
             result.failed.append(str(error))
-            emit(Message(str(error), "warning"))
-
-
-def _no_warnings(emit: EventHandler) -> EventHandler:
-    """``emit`` without warning messages (progress and notes pass)."""
-
-    def passed(event: object) -> None:
-        if not (isinstance(event, Message) and event.level == "warning"):
-            emit(event)  # type: ignore[arg-type]
-
-    return passed
+            if warn_failures:
+                emit(Message(str(error), "warning"))
 
 
 def _drawn(image_bgr: np.ndarray, detections: Detections) -> np.ndarray:
@@ -307,65 +346,163 @@ def quiet_ffmpeg() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
-def _predict_video(
-    predictor: Predictor, path: Path, run_dir: Path | None, taken: set[str], batch_size: int, result: PredictResult
-) -> int:
-    """Predict on every frame of the video ``path``; with ``run_dir``, the annotated video is written under a
-    temporary name and renamed into place once complete (an interruption leaves no partial file). Returns the
-    number of frames."""
-    quiet_ffmpeg()
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise DataError("not a readable video", path=path)
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log lines (a camera or codec it cannot open) held back inside the block: what went wrong is
+    reported in one line by the caller. The level in force is restored after."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
-        if run_dir is None:
-            return _video_frames(predictor, capture, path, None, batch_size, result)
-        target = _unique_name(run_dir, path.stem, ".mp4", taken)
-        with atomic_path(target, suffix=".mp4") as temporary:
-            frames = _video_frames(predictor, capture, path, temporary, batch_size, result)
-        result.outputs.append(target)
-        return frames
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def open_capture(source: Path | int | str) -> cv2.VideoCapture:
+    """An open capture of a video file, a camera index or a stream URL (opening and each read wait at most
+    :data:`STREAM_TIMEOUT_MS`); DataError naming the source if it cannot be opened."""
+    quiet_ffmpeg()
+    with quiet_opencv():
+        if isinstance(source, str):
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_TIMEOUT_MS]
+            capture = cv2.VideoCapture(source, cv2.CAP_FFMPEG, timeouts)
+        else:
+            capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    if not capture.isOpened():
+        capture.release()
+        what = "not a readable video" if isinstance(source, Path) else "cannot be opened"
+        raise DataError(what, path=_source_name(source))
+    return capture
+
+
+def _source_name(source: Path | int | str) -> str:
+    return f"camera {source}" if isinstance(source, int) else str(source)
+
+
+def video_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.VideoWriter, str]:
+    """A writer of an MP4 video at ``path`` of frames ``size`` (width, height), in the first of
+    :data:`VIDEO_CODECS` this OpenCV build can write, and that codec in words; DataError naming ``path`` if
+    none."""
+    with quiet_opencv():
+        for fourcc, words in VIDEO_CODECS:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+            if writer.isOpened():
+                return writer, words
+            writer.release()
+    raise DataError("cannot write a video: this OpenCV build has neither H.264 nor MPEG-4 Part 2", path=path)
+
+
+def _predict_video(
+    predictor: Predictor,
+    source: Path | int | str,
+    folder: RunFolder | None,
+    batch_size: int,
+    frames: FrameSelection,
+    result: PredictResult,
+    emit: EventHandler,
+) -> int:
+    """Predict on the frames ``frames`` selects of the video file, camera or stream ``source``; with
+    ``folder``, the annotated video is written under a temporary name and renamed into place once complete.
+
+    A video file interrupted leaves no partial file. A stream (camera or URL) has no end of its own: when it
+    drops, or on Ctrl-C, the video so far is closed and kept (Ctrl-C then goes on). Returns the number of
+    frames predicted."""
+    capture = open_capture(source)
+    stream = not isinstance(source, Path)
+    name = _source_name(source)
+    stem = source.stem if isinstance(source, Path) else stream_stem(source)
+    try:
+        if folder is None:
+            reading = _VideoReading(capture, name, stem, stream, frames, None, None)
+            count = reading.run(predictor, batch_size, result, emit)
+        else:
+            target = folder.picture(stem, ".mp4")
+            with atomic_path(target, suffix=".mp4") as temporary:
+                reading = _VideoReading(capture, name, stem, stream, frames, folder, temporary)
+                count = reading.run(predictor, batch_size, result, emit)
+            result.outputs.append(target)
     finally:
         capture.release()
+    if reading.interrupted:
+        raise KeyboardInterrupt
+    return count
 
 
-def _video_frames(
-    predictor: Predictor,
-    capture: cv2.VideoCapture,
-    path: Path,
-    out: Path | None,
-    batch_size: int,
-    result: PredictResult,
-) -> int:
-    """The frames of an open ``capture`` in batches: detections into ``result.per_image`` and, with ``out``, the
-    annotated frames into that video file. DataError naming ``path`` if no frame can be read."""
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    writer = None
-    frames = 0
-    try:
-        while True:
-            batch = []
-            for _ in range(batch_size):
-                ok, frame = capture.read()
-                if not ok:
+@dataclass
+class _VideoReading:
+    """One video or stream read through: ``capture`` open, ``name`` its file or URL, ``stem`` the name of its
+    outputs, ``out`` the annotated video's file (None: none written)."""
+
+    capture: cv2.VideoCapture
+    name: str
+    stem: str
+    stream: bool
+    frames: FrameSelection
+    folder: RunFolder | None
+    out: Path | None
+    interrupted: bool = False  # a stream stopped by Ctrl-C (its outputs kept)
+    _writer: cv2.VideoWriter | None = None
+
+    def _selected(self) -> Iterator[tuple[int, np.ndarray]]:
+        """(frame number, frame [H, W, 3] BGR) of every ``stride``-th frame, at most ``max_frames`` of them."""
+        index = used = 0
+        while self.frames.max_frames is None or used < self.frames.max_frames:
+            if index % self.frames.stride:
+                ok = self.capture.grab()
+                frame = None
+            else:
+                ok, frame = self.capture.read()
+            if not ok:
+                return
+            if frame is not None:
+                yield index, frame
+                used += 1
+            index += 1
+
+    def run(self, predictor: Predictor, batch_size: int, result: PredictResult, emit: EventHandler) -> int:
+        """Predict in batches into ``result`` (and the outputs); the number of frames predicted. DataError
+        naming the source if no frame can be read."""
+        done = 0
+        selected = self._selected()
+        try:
+            while True:
+                batch = [item for _, item in zip(range(batch_size), selected)]
+                if not batch:
                     break
-                batch.append(frame)
-            if not batch:
-                break
-            rgbs = [torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous() for f in batch]
-            for frame, detections in zip(batch, predictor.predict_rgb(rgbs)):
-                if out is not None:
-                    if writer is None:
-                        height, width = frame.shape[:2]
-                        writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-                    writer.write(_drawn(frame, detections))
-                result.per_image.append({**_image_json(detections, str(path)), "frame": frames})
-                frames += 1
-                result.frames_done += 1
-    finally:
-        if writer is not None:
-            writer.release()
-    if frames == 0:
-        raise DataError("video has no readable frames", path=path)
-    return frames
+                rgbs = [torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous() for _, f in batch]
+                for (index, frame), detections in zip(batch, predictor.predict_rgb(rgbs)):
+                    self._write(frame, index, detections, result)
+                    result.per_image.append({**_image_json(detections, self.name), "frame": index})
+                    result.frames_done += 1
+                    done += 1
+        except KeyboardInterrupt:
+            if not self.stream or done == 0:
+                raise
+            self.interrupted = True
+        finally:
+            if self._writer is not None:
+                self._writer.release()
+        if done == 0:
+            raise DataError("video has no readable frames" if not self.stream else "no frame could be read", path=self.name)
+        ended = self.frames.max_frames is None or done < self.frames.max_frames
+        if self.stream and ended and not self.interrupted:
+            emit(Message(f"{self.name}: the stream ended after {done} frame(s); what was read is kept", "warning"))
+        return done
 
+    def _write(self, frame: np.ndarray, index: int, detections: Detections, result: PredictResult) -> None:
+        if self.folder is None or self.out is None:
+            return
+        if self._writer is None:
+            height, width = frame.shape[:2]
+            self._writer, result.video_codec = video_writer(self.out, self._fps(), (width, height))
+        self._writer.write(_drawn(frame, detections))
+        stem = f"{self.stem}_{index}"
+        self.folder.save_labels(stem, detections, frame.shape[:2], frame)
+        self.folder.save_crops(stem, detections, frame)
+
+    def _fps(self) -> float:
+        """The annotated video's frame rate: the source's (25 where it says none, or an implausible one), divided
+        by the stride."""
+        fps = self.capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if 0 < fps <= 240 else 25.0
+        return fps / self.frames.stride

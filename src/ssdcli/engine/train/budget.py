@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 #: The budget of ``ssd train`` when neither ``--epochs`` nor ``--time`` is given (seconds).
 DEFAULT_BUDGET_S = 10 * 60.0
@@ -120,3 +121,36 @@ class BudgetClock:
         return fit_total_steps(
             self.budget_s, self.spent(), epochs_done, steps_per_epoch, max(per_step, 1e-9), per_eval, eval_every
         )
+
+
+@dataclass
+class Patience:
+    """The stop rule of ``patience``: a run ends after ``limit`` validations in a row without a better validation
+    mAP (``limit`` None: never). ``stale`` counts them; checkpoints save it, so that a resumed run continues the
+    count."""
+
+    limit: int | None
+    stale: int = 0
+
+    def record(self, improved: bool) -> None:
+        """Count one validation, which found a better mAP or did not."""
+        self.stale = 0 if improved else self.stale + 1
+
+    @property
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.stale >= self.limit
+
+    def line(self, epochs_done: int, best: float | None) -> str:
+        """What ended the run, for its log."""
+        best_text = f"{best:.4f}" if best is not None else "none"
+        return (
+            f"stopped early after epoch {epochs_done} (`patience` {self.limit}): no better validation mAP@0.5 in the "
+            f"last {self.stale} validations; best {best_text}, in best.pt"
+        )
+
+
+def end_line(epochs_done: int, time_budget: float | None) -> str:
+    """What ended a run that trained its whole schedule, for its log."""
+    if time_budget is not None:
+        return f"the run ended after {epochs_done} epochs, the schedule fitted to `time_budget` {format_duration(time_budget)}"
+    return f"the run ended after its {epochs_done} epochs (`epochs`)"

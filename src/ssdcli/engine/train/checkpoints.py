@@ -59,6 +59,7 @@ class CheckpointPolicy:
             "scaler": run.scaler.state_dict(),
             "config": run.config.to_dict(),
             "rng": rng_state(),
+            "stale_validations": run.patience.stale,
         }
         if sums is not None:
             train_state["epoch_sums"] = sums.tolist()

@@ -28,7 +28,9 @@ from ssdcli.models.weights import IMAGENET
 
 #: Settings a resume takes from the command rather than from the run: where the output goes, the hardware, and how
 #: the images are checked. ``epochs`` is taken too, when it differs (the schedule is then rebuilt).
-RESUME_TAKES = ("out", "device", "workers", "threads", "resume", "tensorboard", "verify_images", "strict")
+RESUME_TAKES = (
+    "out", "device", "workers", "threads", "resume", "tensorboard", "mlflow", "verify_images", "strict"
+)
 
 
 def resolve_resume(config: TrainConfig) -> tuple[TrainConfig, Checkpoint | None]:
@@ -122,6 +124,8 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
     except ValueError as error:
         raise UsageError(f"model: {error}") from None
     check_optimizer(config.optim.optimizer)
+    if config.optim.patience is not None and config.runtime.eval_every == 0:
+        raise UsageError("`patience` counts validations, and `eval_every` 0 turns them off")
     check_output_folder(config.runtime.out)
     if config.model.weights is not None:
         return None  # the detector's layout and input size come with its weights (engine/train/finetune.py)

@@ -25,11 +25,21 @@ from ssdcli.data.collate import checked_batches
 from ssdcli.data.files import write_atomic
 from ssdcli.engine.device import mixed_precision, resolve_device
 from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
-from ssdcli.engine.events import EpochDone, EventHandler, Message, ScheduleFitted, StepDone, ignore_events
-from ssdcli.engine.train.budget import format_duration
+from ssdcli.engine.events import (
+    EpochDone,
+    EventHandler,
+    Message,
+    ScheduleFitted,
+    StepDone,
+    ignore_events,
+    log_event,
+)
+from ssdcli.engine.train.budget import end_line, format_duration
 from ssdcli.engine.train.checkpoints import CheckpointPolicy
+from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.distributed import DistContext, init_distributed, is_peer_failure, shutdown_distributed
 from ssdcli.engine.train.interrupts import StopRequests
+from ssdcli.engine.train.mlflow_log import MlflowLog
 from ssdcli.engine.train.run import Run, build_run
 from ssdcli.engine.train.run_plots import RunPictures
 from ssdcli.engine.train.tensorboard_log import TensorBoardLog, both
@@ -51,6 +61,7 @@ class TrainResult:
     interrupted: bool = False
     signal: int | None = None
     finished_already: bool = False
+    stopped_early: bool = False  # ended by ``patience``
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -73,10 +84,13 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
     if context.enabled and device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
-    emit = on_event if context.is_main else ignore_events
+    emit = both(on_event, log_event) if context.is_main else ignore_events
     board = TensorBoardLog() if config.runtime.tensorboard and context.is_main else None
+    tracker = MlflowLog(config.runtime.mlflow) if config.runtime.mlflow is not None and context.is_main else None
+    for handler in (board, tracker):
+        emit = emit if handler is None else both(emit, handler)
     try:
-        return _train(config, device, context, emit if board is None else both(emit, board))
+        return _train(config, device, context, emit)
     except Exception as error:
         # A process that fails reports its own error and leaves the group, which ends the collectives the others
         # wait in: they stop with one line pointing at that error instead of a backend message.
@@ -87,8 +101,9 @@ def train(config: TrainConfig, on_event: EventHandler = ignore_events) -> TrainR
             ) from error
         raise
     finally:
-        if board is not None:
-            board.close()
+        for handler in (board, tracker):
+            if handler is not None:
+                handler.close()
         shutdown_distributed(context)
 
 
@@ -140,13 +155,16 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 eval_every = config.runtime.eval_every
                 measure = run.clock is not None and run.clock.evals == 0 and eval_every > 0  # time one validation
                 every = (progress.epoch + 1) % max(eval_every, 1) == 0
-                if run.val_index is not None and (every or is_last or measure):
+                validated = run.val_index is not None and (every or is_last or measure)
+                if validated:
                     validate(run, row, pictures, emit)
                 if run.clock is not None and not is_last:
                     _fit_schedule(run, progress.epoch, emit)
                 saving = time.perf_counter()
                 row["seconds"] = saving - started
                 improved = checkpoints.improved(row)
+                if validated:
+                    run.patience.record(improved)
                 result.history.append(row)
                 last, best = checkpoints.save_epoch(progress.epoch + 1, improved)
                 result.last_checkpoint = last or result.last_checkpoint
@@ -161,6 +179,10 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
                 more = run.planned is None or progress.epoch < run.planned
                 if more and stopping():  # at an epoch boundary: last.pt of this epoch is already written
                     result.interrupted, result.signal = True, stop.signal
+                    break
+                if more and run.patience.exhausted:
+                    result.stopped_early = True
+                    emit(Message(run.patience.line(progress.epoch, run.best)))
                     break
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the main thread's handlers
             result.interrupted, result.signal = True, signal.SIGINT
@@ -177,6 +199,8 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
             raise
     if context.enabled and not result.interrupted:
         _check_ranks_agree(run.model, context)
+    if not result.interrupted and not result.stopped_early:
+        emit(Message(end_line(progress.epoch, run.config.optim.time_budget)))
     return result
 
 
@@ -189,6 +213,7 @@ def _start_epoch(run: Run, progress: Progress, first: int) -> Iterable:
     torch.manual_seed(seed)
     run.loader_generator.manual_seed(seed)
     run.net.train()
+    keep_frozen(run.frozen)
     progress.sums = torch.zeros(2, dtype=torch.float64)
     if first and run.saved_sums is not None:
         progress.sums += torch.tensor(run.saved_sums, dtype=torch.float64)

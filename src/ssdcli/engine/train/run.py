@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,12 @@ from ssdcli.data.transforms import build_transforms
 from ssdcli.engine.checkpoint import Checkpoint
 from ssdcli.engine.device import cpu_threads, mixed_precision
 from ssdcli.engine.events import EventHandler, Message, RunStarted
-from ssdcli.engine.train.budget import BudgetClock
+from ssdcli.engine.train.budget import BudgetClock, Patience
 from ssdcli.engine.train.rng import restore_rng
 from ssdcli.engine.train.distributed import DistContext
 from ssdcli.engine.train.ema import ModelEMA
 from ssdcli.engine.train.finetune import start_from_detector
+from ssdcli.engine.train.freeze import freeze, frozen_line
 from ssdcli.engine.train.inputs import (
     check_batch_norm,
     check_options,
@@ -88,6 +89,8 @@ class Run:
     global_step: int = 0
     best: float | None = None  # the best validation mAP@0.5 so far
     saved_sums: list[float] | None = None  # the resumed epoch's loss sums so far
+    patience: Patience = field(default_factory=lambda: Patience(None))  # validations without a better mAP
+    frozen: tuple[nn.Module, ...] = ()  # backbone stages kept as they are (engine/train/freeze.py)
 
     @property
     def evaluated(self) -> nn.Module:
@@ -115,6 +118,10 @@ def build_run(
             emit(Message(f"the run has finished its {checkpoint.epoch} epochs; nothing to do (ask for more epochs to "
                          "train on)"))
             return None
+        if _saved_patience(config, checkpoint).exhausted and checkpoint.step_in_epoch == 0:
+            emit(Message(f"the run stopped early after epoch {checkpoint.epoch} (`patience` "
+                         f"{config.optim.patience}); nothing to do"))
+            return None
     if config.data.data is None and config.data.val_data is not None:
         raise UsageError("`val_data` needs `data` (the training data it validates)")
     config, length_line = resolve_length(config)
@@ -138,6 +145,7 @@ def build_run(
         )
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     check_batch_norm(config, model)
+    frozen = freeze(model, config.model.freeze)
     if prepared is not None:
         check_split_size(config, prepared.train, context.world_size, data)
 
@@ -157,7 +165,8 @@ def build_run(
         config = config.updated(data=data.resolve(), val_data=val_data)
         for note in prepared.notes:
             emit(Message(note, "warning"))
-        for note in (weights_note, anchors_note):
+        freeze_note = frozen_line(model, frozen) if frozen else None
+        for note in (weights_note, anchors_note, freeze_note):
             if note is not None:
                 emit(Message(note))
         for index in (prepared.train, prepared.val):
@@ -166,6 +175,7 @@ def build_run(
                 emit(Message(f"{index.split}: {summary}", "warning"))
 
         run = _assemble(config, device, context, run_dir, model, model_config, prepared.train, prepared.val, checkpoint)
+        run.frozen = frozen
         if config.optim.time_budget is not None:
             spent_before = float((checkpoint.train_state or {}).get("elapsed_s", 0.0)) if checkpoint else 0.0
             run.clock = BudgetClock(config.optim.time_budget, spent_before + time.perf_counter() - began)
@@ -259,9 +269,17 @@ def _assemble(
         run.start_epoch, run.skip_steps = checkpoint.epoch, checkpoint.step_in_epoch
         run.global_step, run.best = checkpoint.global_step, checkpoint.best_metric
         run.saved_sums = saved_state.get("epoch_sums")
+        run.patience = _saved_patience(config, checkpoint)
         if run.planned is None and checkpoint.train_state.get("fitted"):
             run.planned = schedule.total_steps // steps_per_epoch
         if run.planned is not None and optim.time_budget is None:
             schedule.total_steps = run.planned * steps_per_epoch  # the same, or rebuilt for a new number of epochs
         restore_rng(checkpoint.train_state.get("rng"))
+    else:
+        run.patience = Patience(optim.patience)
     return run
+
+
+def _saved_patience(config: TrainConfig, checkpoint: Checkpoint) -> Patience:
+    """The patience count where ``checkpoint`` left it."""
+    return Patience(config.optim.patience, int((checkpoint.train_state or {}).get("stale_validations", 0)))
