@@ -138,6 +138,17 @@ def steps() -> list[Step]:
             f"ssd export --checkpoint {BEST} --to onnx --int8 --out model_int8.onnx",
             refusal=INT8_REFUSAL,
         ),
+        Step(
+            "10. Every export side by side",
+            "`ssd benchmark` exports the checkpoint to every target whose package is installed (TorchScript, ONNX, "
+            "ONNX INT8 calibrated on `--train-split`, OpenVINO), each verified as `ssd export` verifies it, then "
+            "times each form on the CPU (median milliseconds per image at batch 1 and at `--batch-size`) and "
+            "evaluates it as `ssd eval` does; `--json` writes the table. A target whose package is missing is a row "
+            "saying how to install it, and an INT8 file refused (as in step 9) a row saying why. The times depend on the machine and on what else runs on it: compare the rows of "
+            "one run.",
+            f"ssd benchmark --checkpoint {BEST} --data {DATA} --split test --train-split trainval --runs 5",
+            tables(("ssd benchmark", None)),
+        ),
     ]
 
 

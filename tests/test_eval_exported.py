@@ -67,8 +67,15 @@ def test_exported_files_keep_the_checkpoints_figures(trained: tuple[Path, Path])
     for name, extra in (("onnx-pixels", []), ("onnx-pixels-nms", ["--with-nms"])):
         args = ["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--with-preprocess", *extra]
         assert main(args + ["--out", str(files[name])]) == 0
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        files["openvino"] = root / "m_openvino"
+        assert main(["export", "--checkpoint", str(checkpoint), "--to", "openvino", "--out", str(files["openvino"])]) == 0
     for name, path in files.items():
-        flag = "--torchscript" if name == "torchscript" else "--onnx"
+        flag = {"torchscript": "--torchscript", "openvino": "--openvino"}.get(name, "--onnx")
         got = _metrics(root, name, [flag, str(path)])
         assert got["mAP"] == pytest.approx(reference["mAP"], abs=1e-3), name
         assert got["coco"]["AP"] == pytest.approx(reference["coco"]["AP"], abs=1e-3), name

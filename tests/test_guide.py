@@ -83,6 +83,8 @@ def test_every_guide_command_runs_as_written(tmp_path: Path, monkeypatch: pytest
     assert (tmp_path / guide.BEST).is_file()
     assert any(line.startswith("epoch 3:") for line in steps[3].output), steps[3].output
     assert steps[4].output and steps[4].output[0].startswith("PASCAL VOC AP"), steps[4].output  # a whole table
+    assert steps[9].output and steps[9].output[0].startswith("ssd benchmark"), steps[9].output  # its table
+    assert any(line.startswith("│ openvino") or line.startswith("│ onnx-int8") for line in steps[9].output)
 
 
 def test_lay_out_like_bccd_holds_the_guides_image(tmp_path: Path) -> None:

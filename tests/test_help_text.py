@@ -104,7 +104,7 @@ def test_data_formats_and_targets_are_choices_everywhere(capsys: pytest.CaptureF
         assert [c.value for c in option.type_descriptor.choices or ()] == ["auto", "voc", "coco", "yolo"], words
     _, export, _ = _leaf(["export"])
     (to,) = [param for param in export.params if "--to" in param.opts]
-    assert [c.value for c in to.type_descriptor.choices or ()] == ["onnx", "torchscript"]
+    assert [c.value for c in to.type_descriptor.choices or ()] == ["onnx", "torchscript", "openvino"]
     assert main(["export", "--checkpoint", "x.pt", "--to", "tflite"]) == 2
     assert "tflite" in capsys.readouterr().err
 

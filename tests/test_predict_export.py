@@ -319,7 +319,7 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
 @pytest.mark.parametrize(
     ("options", "named", "flag"),
     [
-        ({"target": "tflite"}, "target: expected onnx or torchscript", "Invalid value for '--to'"),  # a choice: refused by the parser
+        ({"target": "tflite"}, "target: expected one of onnx, torchscript, openvino", "Invalid value for '--to'"),  # a choice: refused by the parser
         ({"target": "torchscript", "with_nms": True}, "with_nms applies to target onnx only", "--with-nms applies to --to"),
         ({"calibration": Path("images")}, "calibration applies to int8 only", "--calibration applies to --int8"),
         ({"int8": True, "with_preprocess": True}, "with_preprocess applies", "--with-preprocess applies"),

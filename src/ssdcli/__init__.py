@@ -49,8 +49,8 @@ def __getattr__(name: str) -> Any:
 
 
 def load(path: str, device: str = "cpu", **options: object) -> Predictor:
-    """A :class:`~ssdcli.engine.inference.predictor.Predictor` from a checkpoint (.pt), an exported ONNX file (.onnx), or
-    torchvision's COCO detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
+    """A :class:`~ssdcli.engine.inference.predictor.Predictor` from a checkpoint (.pt), an exported ONNX file (.onnx), an
+    OpenVINO export (its folder or model.xml), or torchvision's COCO detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
 
     ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels.
     """

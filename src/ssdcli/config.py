@@ -267,7 +267,7 @@ class TrainConfig:
         )
 
 
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
 
 
 @dataclass(frozen=True)
@@ -275,7 +275,8 @@ class ExportConfig:
     """Everything ``ssd export`` needs; the combination is checked when it is made (errors name the field).
 
     ``checkpoint``: a checkpoint of ``ssd train``, or torchvision's COCO detector (weights name or file).
-    ``target``: onnx or torchscript. ``out`` None: beside the checkpoint, with the target's suffix. ``int8``: ONNX quantised to INT8, calibrated
+    ``target``: onnx, torchscript or openvino. ``out`` None: beside the checkpoint, with the target's suffix (for
+    openvino, a folder ``<checkpoint stem>_openvino`` holding ``model.xml`` and ``model.bin``). ``int8``: ONNX quantised to INT8, calibrated
     on the images of the folder ``calibration`` (default: the checkpoint's training split)."""
 
     checkpoint: Path | str
@@ -291,7 +292,7 @@ class ExportConfig:
 
     def __post_init__(self) -> None:
         if self.target not in EXPORT_FORMATS:
-            raise UsageError(f"`target`: expected onnx or torchscript, got {self.target!r}")
+            raise UsageError(f"`target`: expected one of {', '.join(EXPORT_FORMATS)}, got {self.target!r}")
         if self.opset < 18:
             raise UsageError(f"`opset`: expected 18 or later (PyTorch's current exporter), got {self.opset}")
         if self.with_nms and self.target != "onnx":
@@ -304,8 +305,43 @@ class ExportConfig:
             raise UsageError("`with_preprocess` applies to `target` onnx without `int8`")
 
 
+#: What ``ssd benchmark`` measures, in its table's order: the checkpoint, then each export target.
+BENCHMARK_FORMATS = ("checkpoint", "torchscript", "onnx", "onnx-int8", "openvino")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Everything ``ssd benchmark`` needs, checked when made (errors name the field).
+
+    ``checkpoint`` is exported to each of ``formats`` (see BENCHMARK_FORMATS) into a scratch folder; every form is
+    timed on the CPU at batch 1 and at ``batch_size`` (the median of ``runs`` timed runs after ``warmup`` ones)
+    and evaluated on ``data``/``split`` (None: "test"). INT8 is calibrated on the data set's ``train_split``."""
+
+    checkpoint: Path | str
+    data: Path
+    split: str | None = None
+    data_format: str = "auto"
+    train_split: str = "train"
+    batch_size: int = 8
+    runs: int = 10
+    warmup: int = 2
+    eval_batch_size: int = 16
+    formats: tuple[str, ...] = BENCHMARK_FORMATS
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 2:
+            raise UsageError(f"`batch_size`: expected 2 or more (batch 1 is always timed), got {self.batch_size}")
+        if self.runs < 1 or self.warmup < 0:
+            raise UsageError(f"`runs`: expected 1 or more and `warmup` 0 or more, got {self.runs} and {self.warmup}")
+        if self.eval_batch_size < 1:
+            raise UsageError(f"`eval_batch_size`: expected 1 or more, got {self.eval_batch_size}")
+        unknown = [name for name in self.formats if name not in BENCHMARK_FORMATS]
+        if unknown:
+            raise UsageError(f"`formats`: unknown {unknown[0]!r} (choose from {', '.join(BENCHMARK_FORMATS)})")
+
+
 EVAL_MODES = ("coco", "voc", "model")
-MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
+MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
 VOC_METRICS = ("voc07", "voc12")
 COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
 
@@ -317,7 +353,7 @@ class EvalConfig:
     * ``coco``: ``results`` (a COCO results JSON) against ``gt`` (an instances JSON), pycocotools' metrics;
     * ``voc``: ``results`` (a results JSON or a folder of devkit files) against the VOC split ``data``/``split``,
       devkit AP (``metric``, ``iou_threshold``, ``classes``);
-    * ``model``: run ``model`` (``model_format``: a checkpoint, or an ONNX or TorchScript export) over
+    * ``model``: run ``model`` (``model_format``: a checkpoint, or an ONNX, TorchScript or OpenVINO export) over
       ``data``/``split``, write its detections into a fresh folder under ``out``, then both evaluations.
 
     ``metric``, ``iou_threshold`` and ``backend`` are None unless chosen (defaults: voc07, 0.5, pycocotools), so
@@ -399,7 +435,8 @@ class EvalConfig:
 class PredictConfig:
     """Everything ``ssd predict`` needs, checked when made (errors name the field).
 
-    ``model``: a checkpoint, torchvision's COCO detector (weights name or file) or an exported ONNX file. The
+    ``model``: a checkpoint, torchvision's COCO detector (weights name or file), an exported ONNX file or an
+    OpenVINO export (folder or ``.xml`` file). The
     inputs are either ``sources`` (image files, folders, glob patterns, videos) or the split ``split`` of the data
     set ``data`` (its results then carry the data set's ids, for ``ssd eval``). ``out``: the parent of the run
     folder of annotated copies; None: no pictures (the detections are only returned). ``iou_threshold`` None: the

@@ -19,7 +19,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from ssdcli import __version__
 from ssdcli.errors import Interrupted, SsdcliError
 
-from . import data, demo, encode, eval, export, predict, train
+from . import benchmark, data, demo, encode, eval, export, predict, train
 from .command import SsdCommand, SsdGroup
 from .render import as_flags, flag, one_line, print_error, stderr_console
 
@@ -93,6 +93,7 @@ app.command("encode", cls=SsdCommand)(encode.encode_command)
 app.command("eval", cls=SsdCommand)(eval.eval_command)
 app.command("predict", cls=SsdCommand)(predict.predict_command)
 app.command("export", cls=SsdCommand)(export.export_command)
+app.command("benchmark", cls=SsdCommand)(benchmark.benchmark_command)
 app.command("demo", cls=SsdCommand)(demo.demo_command)
 app.add_typer(data.app, name="data")
 

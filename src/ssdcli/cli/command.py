@@ -27,6 +27,7 @@ class ExportTarget(str, Enum):
 
     onnx = "onnx"
     torchscript = "torchscript"
+    openvino = "openvino"
 
 
 #: ``ssd train --optimizer``: the optimizers the model registry has learning rates for.

@@ -92,10 +92,10 @@ def eval_command(
     voc: Annotated[bool, typer.Option("--voc", help="PASCAL VOC AP, devkit rules (needs --data, --results).")] = False,
     results: Annotated[Path | None, typer.Option(help=_RESULTS_HELP)] = None,
     gt: Annotated[Path | None, typer.Option(help="--coco: the ground-truth instances JSON.")] = None,
-    data: Annotated[Path | None, typer.Option(help="--voc: the VOC root (Annotations/, ImageSets/Main/); --checkpoint, --onnx, --torchscript: the data set to run the model on (VOC root, COCO root or instances JSON, YOLO root or data.yaml).")] = None,
+    data: Annotated[Path | None, typer.Option(help="--voc: the VOC root (Annotations/, ImageSets/Main/); --checkpoint, --onnx, --torchscript, --openvino: the data set to run the model on (VOC root, COCO root or instances JSON, YOLO root or data.yaml).")] = None,
     split: Annotated[
         str | None,
-        typer.Option(help="--voc, --checkpoint, --onnx, --torchscript: the split to evaluate on (default: test; a COCO JSON file is its own split)."),
+        typer.Option(help="--voc, --checkpoint, --onnx, --torchscript, --openvino: the split to evaluate on (default: test; a COCO JSON file is its own split)."),
     ] = None,
     metric: Annotated[
         VocMetric | None, typer.Option(help="--voc: voc07 (11-point) or voc12 (area, VOC2010+) (default: voc07).")
@@ -116,12 +116,15 @@ def eval_command(
     torchscript: Annotated[
         Path | None, typer.Option(help="As --checkpoint, for a file from 'ssd export --to torchscript'.")
     ] = None,
-    data_format: Annotated[DataFormat, typer.Option("--format", help="--checkpoint, --onnx, --torchscript: the layout of --data (auto: detected from the files).")] = DataFormat(EvalConfig.data_format),
-    out: Annotated[Path, typer.Option(help="--checkpoint, --onnx, --torchscript: parent of the fresh run folder for detections.")] = EvalConfig.out,
-    batch_size: Annotated[int, typer.Option(help="--checkpoint, --onnx, --torchscript: images per batch.")] = EvalConfig.batch_size,
-    device: Annotated[str, typer.Option(help="--checkpoint, --onnx, --torchscript: auto, cpu, cuda or cuda:N.")] = EvalConfig.device,
+    openvino: Annotated[
+        Path | None, typer.Option(help="As --checkpoint, for the folder (or its model.xml) from 'ssd export --to openvino'.")
+    ] = None,
+    data_format: Annotated[DataFormat, typer.Option("--format", help="--checkpoint, --onnx, --torchscript, --openvino: the layout of --data (auto: detected from the files).")] = DataFormat(EvalConfig.data_format),
+    out: Annotated[Path, typer.Option(help="--checkpoint, --onnx, --torchscript, --openvino: parent of the fresh run folder for detections.")] = EvalConfig.out,
+    batch_size: Annotated[int, typer.Option(help="--checkpoint, --onnx, --torchscript, --openvino: images per batch.")] = EvalConfig.batch_size,
+    device: Annotated[str, typer.Option(help="--checkpoint, --onnx, --torchscript, --openvino: auto, cpu, cuda or cuda:N.")] = EvalConfig.device,
     plots: Annotated[
-        Path | None, typer.Option(help="--checkpoint, --onnx, --torchscript: write precision-recall curves and a confusion summary (PNG) here.")
+        Path | None, typer.Option(help="--checkpoint, --onnx, --torchscript, --openvino: write precision-recall curves and a confusion summary (PNG) here.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file and --plots images.")] = False,
 ) -> None:
@@ -140,13 +143,13 @@ def eval_command(
         ssd eval --onnx model.onnx --data VOCdevkit/VOC2007 --split test     # the export keeps the mAP?
     """
     json_output = JsonOutput(json_out, force)
-    models = {"checkpoint": checkpoint, "onnx": onnx, "torchscript": torchscript}
+    models = {"checkpoint": checkpoint, "onnx": onnx, "torchscript": torchscript, "openvino": openvino}
     given = [(kind, path) for kind, path in models.items() if path is not None]
     if len(given) > 1:
         raise UsageError(f"give one model: {' and '.join(f'`{kind}`' for kind, _ in given)} were given")
     if not given and coco == voc:
         raise UsageError(
-            "give a model to run over --data (--checkpoint, --onnx or --torchscript) or a results file to score "
+            "give a model to run over --data (--checkpoint, --onnx, --torchscript or --openvino) or a results file to score "
             "(--coco or --voc) (see 'ssd eval --help')"
         )
     model_format, model = given[0] if given else ("checkpoint", None)

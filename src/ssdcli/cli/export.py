@@ -31,7 +31,7 @@ def export_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
     to: Annotated[ExportTarget, typer.Option("--to", "-t", help="The file to write (as 'ssd data convert --to' names the target).")] = ExportTarget(D.target),
     old_format: Annotated[Optional[str], typer.Option("--format", hidden=True, help="Former name of --to.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint).")] = D.out,
+    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint); for --to openvino, a folder (default: <checkpoint stem>_openvino/ holding model.xml and model.bin).")] = D.out,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = D.opset,
     dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = D.dynamic_batch,
     with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = D.with_nms,
@@ -40,7 +40,7 @@ def export_command(
     int8: Annotated[bool, typer.Option("--int8", help="ONNX: quantise to INT8 (static, QDQ) for fast CPU inference.")] = D.int8,
     calibration: Annotated[Optional[Path], typer.Option(help="--int8: a folder of images like those the model will see (default: the checkpoint's training split).")] = D.calibration,
 ) -> None:
-    """Export a checkpoint to ONNX or TorchScript and verify it against PyTorch (fails if they differ).
+    """Export a checkpoint to ONNX, TorchScript or OpenVINO and verify it against PyTorch (fails if they differ).
 
     Examples:
 
@@ -49,6 +49,8 @@ def export_command(
         ssd export --checkpoint best.pt --to onnx --with-nms --out model_nms.onnx
 
         ssd export --checkpoint best.pt --to torchscript
+
+        ssd export --checkpoint best.pt --to openvino --out model_openvino/
 
         ssd export --checkpoint best.pt --to onnx --int8 --calibration data/VOC2007/JPEGImages --out model_int8.onnx
     """

@@ -23,6 +23,7 @@ def predict_command(
     sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns, video files, camera indices (0) or rtsp/http(s) stream URLs (or --data).", show_default=False)] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
     onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to onnx'.")] = None,
+    openvino: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to openvino' (its folder or model.xml).")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = PredictConfig.out,  # type: ignore[assignment]
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the detections as JSON to this file: COCO results (what 'ssd eval --results' reads) and each image's boxes ('-': stdout, nothing else printed, no pictures).")] = None,
     csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Also write one CSV row per box to this file: image, frame, class, score, x1 y1 x2 y2 in pixels.")] = None,
@@ -65,14 +66,15 @@ def predict_command(
     from ssdcli.engine.inference.outputs import detections_csv
     from ssdcli.engine.inference.predict import PredictInterrupted, predict
 
-    if (checkpoint is None) == (onnx is None):
-        raise UsageError("give exactly one of --checkpoint or --onnx")
+    models = [model for model in (checkpoint, onnx, openvino) if model is not None]
+    if len(models) != 1:
+        raise UsageError("give exactly one of --checkpoint, --onnx or --openvino")
     json_output = JsonOutput(json_out, force)
     to_stdout = json_output.to_stdout
     if csv_out is not None:
         check_new_file(csv_out, force)
     config = PredictConfig(
-        model=checkpoint or onnx,  # type: ignore[arg-type]  # one of the two, checked above
+        model=models[0],
         sources=tuple(sources or ()),
         data=data,
         split=split,

@@ -112,3 +112,41 @@ class EvalProgressBar:
             self.progress.update(self.task, completed=event.done)
         elif isinstance(event, Message) and event.level == "warning":
             print_warning(event.text)
+
+
+class BenchmarkProgress:
+    """An event handler drawing the overall progress, the current step (export, time) and detection over the
+    split."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console,
+            disable=not live_display(console),
+        )  # fmt: skip
+        self.tasks: dict[str, int] = {}
+        self.detect: int | None = None
+
+    def __enter__(self) -> BenchmarkProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TaskProgress):
+            if event.task not in self.tasks:
+                self.tasks[event.task] = self.progress.add_task(event.task, total=event.total)
+            self.progress.update(self.tasks[event.task], completed=event.done)
+            if event.task != "benchmark" and event.done >= event.total:
+                self.progress.remove_task(self.tasks.pop(event.task))
+        elif isinstance(event, EvalProgress):
+            if self.detect is None:
+                self.detect = self.progress.add_task("detect", total=event.total)
+            self.progress.update(self.detect, completed=event.done)
+            if event.done >= event.total:
+                self.progress.remove_task(self.detect)
+                self.detect = None
+        elif isinstance(event, Message) and event.level == "warning":
+            print_warning(event.text)

@@ -25,11 +25,18 @@ from ssdcli.errors import CheckpointError, SsdcliError, UsageError
 from ssdcli.models.pretrained import detector_by_name
 from ssdcli.models.spec import ModelSpec
 
-from ssdcli.data.files import atomic_path, check_new_file, scratch_folder
+from ssdcli.data.files import atomic_path, check_new_file, scratch_folder, write_error
 from ssdcli.engine.export.parity import ExportFailed, largest_difference
 from ssdcli.engine.inference.detectors import torchscript_quiet
 from ssdcli.engine.inference.loading import LoadedModel, load_model
 from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, NORMALISED_INPUT, PIXEL_INPUT
+from ssdcli.engine.inference.openvino_runtime import (
+    OPENVINO_GRAPH,
+    OpenVinoNetwork,
+    compile_graph,
+    open_openvino,
+    openvino_module,
+)
 
 #: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
 PARITY_TOLERANCE = 1e-3
@@ -393,21 +400,94 @@ def export_torchscript(loaded: LoadedModel, path: Path) -> ExportResult:
     return ExportResult(path, "torchscript", difference, PARITY_TOLERANCE, ("conf", "loc"))
 
 
+#: What an OpenVINO export's folder holds; ``force`` replaces a folder that holds nothing else.
+OPENVINO_FILES = frozenset({OPENVINO_GRAPH, "model.bin"})
+
+
+def check_openvino_folder(path: Path, force: bool) -> None:
+    """``path`` may receive an OpenVINO export: new, empty, or (with ``force``) an earlier export's folder. Call it
+    before the work, so that a refusal costs nothing."""
+    if path.exists() and not path.is_dir():
+        raise UsageError("exists and is not a folder; an OpenVINO export is a folder (model.xml, model.bin)", path=path)
+    held = {entry.name for entry in path.iterdir()} if path.is_dir() else set()
+    if held and not held <= OPENVINO_FILES:
+        raise UsageError("holds other files; give a new folder for the OpenVINO export", path=path)
+    if held and not force:
+        raise UsageError("exists; pass `force` to replace it (or choose another name)", path=path)
+    check_new_file(path / OPENVINO_GRAPH, force=True)
+
+
+def export_openvino(loaded: LoadedModel, path: Path, opset: int) -> ExportResult:
+    """Export to an OpenVINO folder ``path`` (``model.xml``, ``model.bin``, float32 weights) from the verified ONNX
+    file of :func:`export_onnx` (dynamic batch, raw outputs), after checking OpenVINO against PyTorch.
+
+    The folder is written beside ``path`` and renamed into place once OpenVINO, reading it back, gives the PyTorch
+    model's outputs within ``PARITY_TOLERANCE`` on sample images of batch 1 and 3; an earlier export there is
+    replaced only then. The ssdcli metadata (as an ONNX file holds it) goes into the model's runtime information."""
+    openvino = openvino_module()
+    size = loaded.spec.layout.image_size
+    with scratch_folder(path) as scratch:
+        onnx_file, staged = scratch / "model.onnx", scratch / "openvino"
+        export_onnx(loaded, onnx_file, opset, dynamic_batch=True, with_nms=False)
+        model = openvino.convert_model(str(onnx_file))
+        meta = model_metadata(loaded.spec, False, {"input": NORMALISED_INPUT, "exporter": "openvino"})
+        model.set_rt_info(meta[METADATA_KEY], [METADATA_KEY])
+        try:
+            openvino.save_model(model, str(staged / OPENVINO_GRAPH), compress_to_fp16=False)
+        except RuntimeError as error:
+            raise ExportFailed(f"OpenVINO could not write the model ({str(error).splitlines()[0]})", path=path) from None
+        network = OpenVinoNetwork(open_openvino(staged)[0])
+        difference = 0.0
+        for batch in (1, 3):
+            images = _sample_inputs(size, batch, seed=batch)
+            with torch.no_grad():
+                expected = loaded.model(images)
+            got = network.run(images.numpy())
+            difference = max(difference, largest_difference(expected, got, ("PyTorch", "OpenVINO"), path))
+        if difference > PARITY_TOLERANCE:
+            raise ExportFailed(
+                f"OpenVINO differs from PyTorch by {difference:.2e} (> {PARITY_TOLERANCE:.0e}); nothing written",
+                path=path,
+            )
+        _put_folder_in_place(staged, path, scratch / "previous")
+    return ExportResult(path, "openvino", difference, PARITY_TOLERANCE, ("conf", "loc"))
+
+
+def _put_folder_in_place(staged: Path, path: Path, previous: Path) -> None:
+    """Rename ``staged`` to ``path``; an existing ``path`` is moved to ``previous`` first (removed with it)."""
+    try:
+        if path.exists():
+            path.rename(previous)
+        staged.rename(path)
+    except OSError as error:
+        raise write_error(error, path) from None
+
+
+def default_export_path(checkpoint: Path | str, target: str) -> Path:
+    """Where ``ssd export`` writes without ``out``: beside the checkpoint, with the target's suffix (a folder
+    ``<stem>_openvino`` for OpenVINO); torchvision's weights given by name: in the working folder."""
+    named = detector_by_name(str(checkpoint)) is not None
+    if target == "openvino":
+        return Path(str(checkpoint) + "_openvino") if named else Path(checkpoint).with_name(Path(checkpoint).stem + "_openvino")
+    suffix = ".onnx" if target == "onnx" else ".torchscript.pt"
+    return Path(str(checkpoint) + suffix) if named else Path(checkpoint).with_suffix(suffix)
+
+
 def run_export(config: ExportConfig) -> ExportResult:
     """Export a checkpoint as ``config`` says; the file is written atomically and only after the parity check
     passes (for INT8, see ``engine/export/quantize.py``)."""
     checkpoint, format = config.checkpoint, config.target
-    suffix = ".onnx" if format == "onnx" else ".torchscript.pt"
-    if config.out is not None:
-        path = Path(config.out)
-    elif detector_by_name(str(checkpoint)) is not None:  # torchvision's weights by name: a file in the working folder
-        path = Path(str(checkpoint) + suffix)
+    path = Path(config.out) if config.out is not None else default_export_path(checkpoint, format)
+    if format == "openvino":
+        openvino_module()  # the package is there before the model is loaded
+        check_openvino_folder(path, config.force)
     else:
-        path = Path(checkpoint).with_suffix(suffix)
-    check_new_file(path, config.force)
+        check_new_file(path, config.force)
     path.parent.mkdir(parents=True, exist_ok=True)
     loaded = load_model(checkpoint, "cpu")
     check_finite_model(loaded)
+    if format == "openvino":
+        return export_openvino(loaded, path, config.opset)
     if config.int8:
         return _export_int8(loaded, Path(checkpoint), path, config.opset, config.dynamic_batch, config.calibration)
     if format == "onnx":

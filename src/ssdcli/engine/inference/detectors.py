@@ -1,4 +1,5 @@
-"""A trained model in any of its forms (checkpoint, ONNX file, TorchScript file) as one thing that detects.
+"""A trained model in any of its forms (checkpoint, ONNX file, TorchScript file, OpenVINO folder) as one thing that
+detects.
 
 Evaluating an exported file the way a checkpoint is evaluated (same data pipeline, same score threshold, same
 evaluators) is what shows that the export kept the model's accuracy: :func:`load_detector` gives a
@@ -30,7 +31,7 @@ from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_s
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
 BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
 
-MODEL_FORMATS = ("checkpoint", "onnx", "torchscript")
+MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,13 @@ class LoadedDetector:
 
 
 def guess_model_format(path: str | Path) -> str:
-    """``onnx`` for ``.onnx``, ``torchscript`` for ``.torchscript.pt`` (as ``ssd export`` names them), else
-    ``checkpoint``."""
+    """``onnx`` for ``.onnx``, ``torchscript`` for ``.torchscript.pt``, ``openvino`` for a ``.xml`` file or a folder
+    holding ``model.xml`` (as ``ssd export`` names them), else ``checkpoint``."""
+    from ssdcli.engine.inference.openvino_runtime import is_openvino
+
     name = Path(path).name.lower()
+    if is_openvino(path):
+        return "openvino"
     if name.endswith(".onnx"):
         return "onnx"
     if name.endswith(".torchscript.pt") or name.endswith(".ts"):
@@ -127,6 +132,18 @@ def _onnx(path: Path) -> LoadedDetector:
     return LoadedDetector(_raw_detector(network, anchors, cpu, settings), spec, "onnx", cpu, path)
 
 
+def _openvino(path: Path) -> LoadedDetector:
+    from ssdcli.engine.inference.onnx_runtime import model_spec
+    from ssdcli.engine.inference.openvino_runtime import OpenVinoNetwork, open_openvino
+
+    compiled, meta = open_openvino(path)
+    spec = model_spec(meta, path, "OpenVINO model")
+    cpu = torch.device("cpu")
+    anchors = default_boxes(spec.layout, device=cpu)
+    detect = _raw_detector(OpenVinoNetwork(compiled), anchors, cpu, spec.postprocess)
+    return LoadedDetector(detect, spec, "openvino", cpu, path)
+
+
 @contextmanager
 def torchscript_quiet() -> Iterator[None]:
     """Around ``torch.jit.save`` and ``torch.jit.load``: torch warns on each (FutureWarning) that TorchScript is
@@ -159,10 +176,10 @@ def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
 
 def load_detector(path: str | Path, model_format: str = "auto", device: torch.device | str = "cpu") -> LoadedDetector:
     """A checkpoint (or torchvision's detector, see ``load_model``), an ONNX file (with or without NMS in the
-    graph) or a TorchScript file as a detector with the model's own detection settings.
+    graph), a TorchScript file or an OpenVINO export as a detector with the model's own detection settings.
 
     ``model_format`` "auto" guesses from the file name (:func:`guess_model_format`). ONNX files run on the CPU
-    with ONNX Runtime.
+    with ONNX Runtime, OpenVINO exports on the CPU with OpenVINO.
     """
     device = torch.device(device)
     fmt = guess_model_format(path) if model_format == "auto" else model_format
@@ -174,6 +191,8 @@ def load_detector(path: str | Path, model_format: str = "auto", device: torch.de
         return _onnx(path)
     if fmt == "torchscript":
         return _torchscript(path, device)
+    if fmt == "openvino":
+        return _openvino(path)
     return _checkpoint(path, device)
 
 
@@ -191,8 +210,12 @@ def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **opti
 
 
 def load_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
-    """A predictor (images in, detections in pixels out) from a checkpoint, torchvision's detector, or an exported
-    ONNX file (``.onnx``)."""
+    """A predictor (images in, detections in pixels out) from a checkpoint, torchvision's detector, an exported
+    ONNX file (``.onnx``) or an OpenVINO export (its folder or ``.xml`` file)."""
+    from ssdcli.engine.inference.openvino_runtime import is_openvino, openvino_predictor
+
+    if is_openvino(path):
+        return openvino_predictor(path, **options)
     if Path(path).suffix.lower() == ".onnx":
         from ssdcli.engine.inference.onnx_runtime import onnx_predictor
 
