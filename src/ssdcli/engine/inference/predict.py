@@ -27,7 +27,7 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty
+from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty, sigint_held_back
 from ssdcli.data.results_io import results_document
 from ssdcli.engine.inference.outputs import RunFolder, RunOutputs
 
@@ -313,17 +313,18 @@ def _predict_all(
         for path, image, detections in zip(paths, decoded, predictor.predict_rgb(rgbs)):
             stored = detections.rescaled(image.stored_size) if image.stored_size is not None else detections
             image_id = id_of[path] if id_of is not None else result.images_done
-            result.images_done += 1
-            result.results.extend(_records(stored, image_id, path.name, category_ids))
-            result.per_image.append(_image_json(stored, str(path)))
-            if folder is not None:  # the picture at the decoded size
-                bgr = cv2.cvtColor(image.pixels, cv2.COLOR_RGB2BGR)
-                target = folder.picture(path.stem, ".jpg")
-                write_image(target, _drawn(bgr, detections))
-                result.outputs.append(target)
-                stored_size = image.stored_size or (image.height, image.width)
-                folder.save_labels(target.stem, stored, stored_size, path)
-                folder.save_crops(target.stem, detections, bgr)
+            with sigint_held_back():  # an image is in the JSON exactly when its files are written
+                if folder is not None:  # the picture at the decoded size
+                    bgr = cv2.cvtColor(image.pixels, cv2.COLOR_RGB2BGR)
+                    target = folder.picture(path.stem, ".jpg")
+                    write_image(target, _drawn(bgr, detections))
+                    result.outputs.append(target)
+                    stored_size = image.stored_size or (image.height, image.width)
+                    folder.save_labels(target.stem, stored, stored_size, path)
+                    folder.save_crops(target.stem, detections, bgr)
+                result.images_done += 1
+                result.results.extend(_records(stored, image_id, path.name, category_ids))
+                result.per_image.append(_image_json(stored, str(path)))
         emit(EvalProgress(min(start + batch_size, total), total))
     for video in (*found.videos, *found.streams):
         try:
@@ -471,10 +472,11 @@ class _VideoReading:
                     break
                 rgbs = [torch.from_numpy(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous() for _, f in batch]
                 for (index, frame), detections in zip(batch, predictor.predict_rgb(rgbs)):
-                    self._write(frame, index, detections, result)
-                    result.per_image.append({**_image_json(detections, self.name), "frame": index})
-                    result.frames_done += 1
-                    done += 1
+                    with sigint_held_back():  # a frame is in the JSON exactly when its outputs are written
+                        self._write(frame, index, detections, result)
+                        result.per_image.append({**_image_json(detections, self.name), "frame": index})
+                        result.frames_done += 1
+                        done += 1
         except KeyboardInterrupt:
             if not self.stream or done == 0:
                 raise
