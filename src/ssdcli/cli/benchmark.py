@@ -13,7 +13,7 @@ from ssdcli.config import BenchmarkConfig
 
 from .command import DataFormat
 from .progress import BenchmarkProgress
-from .render import JsonOutput, stderr_console, stdout_console
+from .render import JsonOutput, as_flags, stderr_console, stdout_console
 
 if TYPE_CHECKING:
     from ssdcli.engine.benchmark import BenchmarkResult
@@ -31,7 +31,7 @@ def _change(value: float | None) -> str:
 
 def render_notes(result: BenchmarkResult) -> list[str]:
     """One line per form left out of the measurements, saying why (under the table, where no width cuts it)."""
-    return [f"{row.format}: {escape(row.note)}" for row in result.rows if row.note]
+    return [f"{row.format}: {escape(as_flags(row.note))}" for row in result.rows if row.note]
 
 
 def render_table(result: BenchmarkResult) -> Table:
