@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
+from ssdcli.data.formats import format_names
+
 from .command import DataFormat, SsdCommand, SsdGroup
 from .render import JsonOutput, print_warning, stdout_console
 
@@ -53,10 +55,8 @@ def synth_command(
     )
 
 
-class TargetFormat(str, Enum):
-    voc = "voc"
-    coco = "coco"
-    yolo = "yolo"
+#: What ``ssd data convert --to`` writes: every format of the registry.
+TargetFormat = Enum("TargetFormat", {name: name for name in format_names()}, type=str)  # type: ignore[misc]
 
 
 @app.command("convert", cls=SsdCommand)
