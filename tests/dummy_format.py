@@ -59,6 +59,7 @@ def _write(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> None:
 
 DUMMY = FormatEntry(
     name="dummy",
+    paths="DUMMY root",
     folder_layout="boxes.json (DUMMY)",
     splits_hint=f"the keys of {FILE}",
     detect=lambda path: (path / FILE).is_file(),

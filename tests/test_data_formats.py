@@ -92,3 +92,5 @@ def test_the_cli_converts_to_and_checks_a_registered_format(voc: Path, tmp_path:
     assert checked.returncode == 0, checked.stderr
     report = json.loads(checked.stdout)
     assert report["format"] == "dummy" and report["classes"] == ["circle", "square", "triangle"]
+    shown = _ssd_with_dummy(["data", "convert", "--help"]).stdout
+    assert "<voc|coco|yolo|dummy>" in shown and "YOLO root or data.yaml, DUMMY root." in shown

@@ -26,6 +26,7 @@ __all__ = [
     "detect_format",
     "format_names",
     "get_format",
+    "paths_help",
     "resolve_format",
 ]
 
@@ -36,6 +37,11 @@ FORMATS: tuple[FormatEntry, ...] = (VOC, COCO, YOLO)
 def format_names() -> tuple[str, ...]:
     """The names of :data:`FORMATS`, in order."""
     return tuple(entry.name for entry in FORMATS)
+
+
+def paths_help() -> str:
+    """What a data set path may be, for help texts: ``"VOC root, COCO root or instances .json file, ..."``."""
+    return ", ".join(entry.paths for entry in FORMATS)
 
 
 def get_format(name: str) -> FormatEntry:

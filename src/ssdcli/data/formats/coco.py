@@ -378,7 +378,8 @@ def write_coco(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> Non
             for k, name in enumerate(index.class_names)
             if k > 0
         ] if keep_ids else coco_categories(index.class_names)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for record in index.records:
             name = names(record.path)
             copy_image(record.path, folder / name)
@@ -394,6 +395,7 @@ def write_coco(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> Non
 
 COCO = FormatEntry(
     name="coco",
+    paths="COCO root or instances .json file",
     folder_layout="annotations/instances_<split>.json (COCO)",
     splits_hint="annotations/instances_<split>.json",
     detect=is_coco,

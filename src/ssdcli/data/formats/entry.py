@@ -41,6 +41,7 @@ class FormatEntry:
     """One data format, as the registry (:data:`ssdcli.data.formats.FORMATS`) lists it.
 
     name: what ``--format`` and ``--to`` call it (lower case).
+    paths: what a user gives as a data set of this format, as help texts list it (``"VOC root"``).
     folder_layout: what a folder of this format holds, as an error listing the formats says it
         (``"Annotations/ and ImageSets/ (VOC)"``).
     splits_hint: where its splits are listed, for a data set without any (``"ImageSets/Main/<split>.txt"``).
@@ -57,6 +58,7 @@ class FormatEntry:
     """
 
     name: str
+    paths: str
     folder_layout: str
     splits_hint: str
     detect: Callable[[Path], bool]

@@ -205,6 +205,7 @@ def _annotation_file(index: DatasetIndex, record: ImageRecord) -> str:
 
 VOC = FormatEntry(
     name="voc",
+    paths="VOC root",
     folder_layout="Annotations/ and ImageSets/ (VOC)",
     splits_hint="ImageSets/Main/<split>.txt",
     detect=is_voc_root,

@@ -373,6 +373,7 @@ def _annotation_file(index: DatasetIndex, record: ImageRecord) -> str:
 
 YOLO = FormatEntry(
     name="yolo",
+    paths="YOLO root or data.yaml",
     folder_layout="data.yaml or images/ and labels/ (YOLO)",
     splits_hint="train/val/test in data.yaml, or images/<split>/",
     detect=is_yolo,
