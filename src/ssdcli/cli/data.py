@@ -153,7 +153,6 @@ def check_command(
         ssd data check data/VOC2007 --json report.json     # the problems with every file, for scripts
     """
     from ssdcli.data.check import check_dataset
-
     from ssdcli.errors import DataError
 
     json_output = JsonOutput(json_out, force)
