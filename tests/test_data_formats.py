@@ -94,3 +94,27 @@ def test_the_cli_converts_to_and_checks_a_registered_format(voc: Path, tmp_path:
     assert report["format"] == "dummy" and report["classes"] == ["circle", "square", "triangle"]
     shown = _ssd_with_dummy(["data", "convert", "--help"]).stdout
     assert "<voc|coco|yolo|dummy>" in shown and "YOLO root or data.yaml, DUMMY root." in shown
+
+
+def test_messages_built_from_the_registry_read_as_before(tmp_path: Path) -> None:
+    from ssdcli.errors import DataError, UsageError
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError) as folder:
+        formats.detect_format(tmp_path / "empty")
+    assert folder.value.message == (
+        "cannot tell the data set format: expected Annotations/ and ImageSets/ (VOC), "
+        "annotations/instances_<split>.json (COCO), or data.yaml or images/ and labels/ (YOLO)"
+    )
+    with pytest.raises(DataError) as file:
+        formats.detect_format(tmp_path / "notes.txt")
+    assert file.value.message == (
+        "cannot tell the data set format: expected a folder, a COCO .json file or a YOLO data.yaml"
+    )
+    with pytest.raises(UsageError, match=r"unknown data set format 'pascal' \(choose from auto, voc, coco, yolo\)"):
+        open_index(tmp_path / "empty", "train", format="pascal")
+    (tmp_path / "voc" / "Annotations").mkdir(parents=True)
+    (tmp_path / "voc" / "ImageSets").mkdir()
+    with pytest.raises(DataError, match=r"no splits found: expected ImageSets/Main/<split>.txt \(VOC layout\)"):
+        check_dataset(tmp_path / "voc")
