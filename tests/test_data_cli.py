@@ -9,7 +9,7 @@ import pytest
 
 from ssdcli.cli.app import main
 from ssdcli.data.check import check_dataset, near_duplicate_pairs, size_histogram
-from ssdcli.data.voc import load_voc
+from ssdcli.data.formats.voc import load_voc
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from ssdcli.data.coco import find_coco, load_coco
-from ssdcli.data.dataset import DetectionDataset, detect_format, open_index
+from ssdcli.data.dataset import DetectionDataset, open_index
+from ssdcli.data.formats import detect_format
+from ssdcli.data.formats.coco import find_coco, load_coco
 from ssdcli.errors import DataError
 
 # Non-contiguous category ids on purpose, listed out of order.
@@ -104,7 +105,7 @@ def test_find_coco_and_open_index(tmp_path: Path) -> None:
     path, images_dir = _coco(tmp_path, split="val2017")
     root = tmp_path / "coco"
     assert find_coco(root, "val2017") == (path, images_dir)
-    assert detect_format(root) == "coco" and detect_format(path) == "coco"
+    assert detect_format(root).name == "coco" and detect_format(path).name == "coco"
     from_root = open_index(root, "val2017")
     from_file = open_index(path, None)  # the file's own split
     assert from_root.split == from_file.split == open_index(path, "val2017").split == "val2017"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssdcli.data.coco import load_coco
+from ssdcli.data.formats.coco import load_coco
+from ssdcli.data.formats.voc import load_voc
 from ssdcli.data.synth import SYNTH_CLASSES, render_scene, split_assignment, write_synth
-from ssdcli.data.voc import load_voc
 from ssdcli.errors import UsageError
 
 SIZE = 160

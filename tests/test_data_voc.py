@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ssdcli.data.collate import collate_detections
 from ssdcli.data.dataset import DetectionDataset, open_index
-from ssdcli.data.voc import load_voc
+from ssdcli.data.formats.voc import load_voc
 from ssdcli.errors import DataError, UsageError
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"

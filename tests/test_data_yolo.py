@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from ssdcli.cli.app import main
-from ssdcli.data.dataset import detect_format, open_index
+from ssdcli.data.dataset import open_index
+from ssdcli.data.formats import detect_format
+from ssdcli.data.formats.yolo import label_file
 from ssdcli.data.synth import write_synth
-from ssdcli.data.yolo import label_file
 from ssdcli.errors import DataError
 
 
@@ -41,7 +42,7 @@ def _yolo_root(root: Path, yaml: str | None = "names: [cat, dog]\n") -> Path:
 def test_yaml_layout_boxes_in_pixels(tmp_path: Path) -> None:
     root = _yolo_root(tmp_path / "set")
     for path in (root, root / "data.yaml"):
-        assert detect_format(path) == "yolo"
+        assert detect_format(path).name == "yolo"
         index = open_index(path, "train")
         assert index.class_names == ("background", "cat", "dog") and index.format == "yolo"
         by_name = {r.path.name: r for r in index.records}
@@ -121,7 +122,7 @@ def test_round_trip_voc_coco_yolo_voc_keeps_every_box(tmp_path: Path, capsys: py
     assert main(["data", "convert", str(voc), str(tmp_path / "coco"), "--to", "coco"]) == 0
     assert main(["data", "convert", str(tmp_path / "coco"), str(tmp_path / "yolo"), "--to", "yolo"]) == 0
     assert main(["data", "convert", str(tmp_path / "yolo"), str(tmp_path / "back"), "--to", "voc"]) == 0
-    assert detect_format(tmp_path / "coco") == "coco" and detect_format(tmp_path / "yolo") == "yolo"
+    assert detect_format(tmp_path / "coco").name == "coco" and detect_format(tmp_path / "yolo").name == "yolo"
     for split in ("train", "val", "test"):
         before, after = _boxes_by_image(voc, split), _boxes_by_image(tmp_path / "back", split)
         assert before.keys() == after.keys()

@@ -10,11 +10,11 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from ssdcli.errors import UsageError
 
-
 #: The ``mlflow`` setting that tracks in ``MLFLOW_TRACKING_URI``, else in ``mlruns/`` beside the run folder.
 DEFAULT_TRACKING = "default"
 
-#: Data set layouts ``data_format`` may name ("auto": found from the files).
+#: Data set layouts ``data_format`` may name ("auto": found from the files): the names of the format registry
+#: ``ssdcli.data.formats.FORMATS``, kept here because config is a leaf (tests/test_data_formats.py checks they agree).
 DATA_FORMATS = ("auto", "voc", "coco", "yolo")
 
 

@@ -9,17 +9,12 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from ssdcli.data.formats import format_names
 from ssdcli.engine.train.architectures import standard_learning_rates
 from ssdcli.errors import UsageError
 
-
-class DataFormat(str, Enum):
-    """A data set's layout (``--format``); auto: detected from the files."""
-
-    auto = "auto"
-    voc = "voc"
-    coco = "coco"
-    yolo = "yolo"
+#: A data set's layout (``--format``): auto (detected from the files) or a format of the registry.
+DataFormat = Enum("DataFormat", {name: name for name in ("auto", *format_names())}, type=str)  # type: ignore[misc]
 
 
 class ExportTarget(str, Enum):

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
+from ssdcli.data.formats import format_names, paths_help
+
 from .command import DataFormat, SsdCommand, SsdGroup
 from .render import JsonOutput, print_warning, stdout_console
 
@@ -53,18 +55,16 @@ def synth_command(
     )
 
 
-class TargetFormat(str, Enum):
-    voc = "voc"
-    coco = "coco"
-    yolo = "yolo"
+#: What ``ssd data convert --to`` writes: every format of the registry.
+TargetFormat = Enum("TargetFormat", {name: name for name in format_names()}, type=str)  # type: ignore[misc]
 
 
 @app.command("convert", cls=SsdCommand)
 def convert_command(
-    src: Annotated[Path, typer.Argument(help="Data set to convert: VOC root, COCO root or .json, YOLO root or data.yaml.")],
+    src: Annotated[Path, typer.Argument(help=f"Data set to convert: {paths_help()}.")],
     out: Annotated[Path, typer.Argument(help="New (or empty) folder for the converted data set.")],
     to: Annotated[TargetFormat, typer.Option("--to", "-t", help="Target format.")],
-    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Source layout.")] = DataFormat.auto,
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Source layout.")] = DataFormat("auto"),
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT (files of the same name are replaced).")] = False,
 ) -> None:
     """Convert a data set between VOC, COCO and YOLO, every split at once; SRC is only read.
@@ -125,9 +125,9 @@ def _render_check(report: DataCheckReport) -> None:
 
 @app.command("check", cls=SsdCommand)
 def check_command(
-    path: Annotated[Path, typer.Argument(help="VOC root, COCO root or instances .json file, YOLO root or data.yaml.")],
+    path: Annotated[Path, typer.Argument(help=f"{paths_help()}.")],
     split: Annotated[str | None, typer.Option("--split", "-s", help="Check only this split (default: all).")] = None,
-    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Data set layout.")] = DataFormat.auto,
+    format: Annotated[DataFormat, typer.Option("--format", "-f", help="Data set layout.")] = DataFormat("auto"),
     images: Annotated[Optional[bool], typer.Option("--images/--no-images", help="Decode every image as training does before its first step (default: on below 10,000 images).")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads decoding images.")] = 2,
     classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names: objects of other classes are an error, as in training.")] = None,
@@ -153,7 +153,6 @@ def check_command(
         ssd data check data/VOC2007 --json report.json     # the problems with every file, for scripts
     """
     from ssdcli.data.check import check_dataset
-
     from ssdcli.errors import DataError
 
     json_output = JsonOutput(json_out, force)

@@ -231,7 +231,7 @@ def encode_command(
     visualize: Annotated[Optional[Path], typer.Option(help="Write a picture (PNG): matches per feature map, or the data-set charts.")] = None,
     data: Annotated[Optional[Path], typer.Option(help="Data-set mode: a VOC root, COCO root or instances JSON, YOLO root or data.yaml; coverage statistics over every image.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split of the data set (default: train; a COCO JSON file is its own split).")] = None,
-    data_format: Annotated[DataFormat, typer.Option("--format", help="--data: the data set layout (auto: detected from the files).")] = DataFormat.auto,
+    data_format: Annotated[DataFormat, typer.Option("--format", help="--data: the data set layout (auto: detected from the files).")] = DataFormat("auto"),
     suggest: Annotated[Optional[int], typer.Option(min=1, help="Fit K aspect ratios and the sizes to the data set; writes --out.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Where --suggest writes the anchor layout JSON.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing --json, --visualize and --out files.")] = False,

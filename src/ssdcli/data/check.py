@@ -29,12 +29,17 @@ import numpy as np
 
 from ssdcli.errors import DataError
 
-from .coco import coco_splits, split_of
-from .dataset import detect_format, open_index
-from .records import DatasetIndex, DataWarnings, ImageRecord, image_size_from_header, why_no_targets
+from . import formats
+from .dataset import open_index
+from .formats import FormatEntry
+from .records import (
+    DatasetIndex,
+    DataWarnings,
+    ImageRecord,
+    image_size_from_header,
+    why_no_targets,
+)
 from .verify import OK, TRUNCATED, UNDECODABLE, check_images
-from .voc import voc_splits
-from .yolo import label_file, yolo_splits
 
 # Box-size histogram: edges of sqrt(box area) in pixels of the image file.
 SIZE_EDGES: tuple[int, ...] = (16, 32, 64, 128, 256)
@@ -140,30 +145,13 @@ def near_duplicate_pairs(record: ImageRecord, threshold: float = NEAR_DUPLICATE_
     return int((same & upper & (iou >= threshold)).sum())
 
 
-def _annotation_file(index: DatasetIndex, record: ImageRecord) -> str:
-    if index.format == "voc":
-        return str(index.root / "Annotations" / f"{record.source_id}.xml")
-    if index.format == "yolo":
-        return str(label_file(record.path))
-    return record.path.name
-
-
-def _splits(path: Path, format: str, split: str | None) -> list[str]:
+def _splits(path: Path, format: FormatEntry, split: str | None) -> list[str]:
     if split is not None:
         return [split]
-    if format == "yolo":
-        found = yolo_splits(path)
-    elif path.is_file():
-        return [split_of(path)]
-    else:
-        found = voc_splits(path) if format == "voc" else coco_splits(path)
+    found = format.list_splits(path)
     if not found:
-        expected = {
-            "voc": "ImageSets/Main/<split>.txt",
-            "coco": "annotations/instances_<split>.json",
-            "yolo": "train/val/test in data.yaml, or images/<split>/",
-        }[format]
-        raise DataError(f"no splits found: expected {expected} ({format.upper()} layout)", path=path)
+        expected = format.splits_hint
+        raise DataError(f"no splits found: expected {expected} ({format.name.upper()} layout)", path=path)
     known = [s for s in _SPLIT_ORDER if s in found]
     return known + [s for s in found if s not in known]
 
@@ -211,7 +199,9 @@ def _image_facts(indexes: Sequence[DatasetIndex], decode: bool, workers: int) ->
     }
 
 
-def _record_problems(index: DatasetIndex, facts: dict[Path, _ImageFacts], decode: bool) -> list[Problem]:
+def _record_problems(
+    index: DatasetIndex, facts: dict[Path, _ImageFacts], format: FormatEntry
+) -> list[Problem]:
     duplicates: list[str] = []
     mismatched: list[str] = []
     unreadable: list[str] = []
@@ -219,7 +209,7 @@ def _record_problems(index: DatasetIndex, facts: dict[Path, _ImageFacts], decode
     truncated: list[str] = []
     rotated: list[str] = []
     for record in index.records:
-        duplicates += [_annotation_file(index, record)] * near_duplicate_pairs(record)
+        duplicates += [format.annotation_file(index, record)] * near_duplicate_pairs(record)
         found = facts[record.path]
         if found.status == UNDECODABLE:
             undecodable.append(str(record.path))
@@ -294,14 +284,13 @@ def check_dataset(
     first split's :class:`DataError` is raised.
     """
     path = Path(path)
-    if format == "auto":
-        format = detect_format(path)
+    entry = formats.resolve_format(path, format)
     indexes: list[DatasetIndex] = []
     problems: list[Problem] = []
     errors: list[DataError] = []
-    for name in _splits(path, format, split):
+    for name in _splits(path, entry, split):
         try:
-            indexes.append(open_index(path, name, format=format, classes=classes, check_images=False))
+            indexes.append(open_index(path, name, format=entry.name, classes=classes, check_images=False))
         except DataError as error:
             errors.append(error)
             problems.append(Problem(f"split cannot be used: {error.message}", 1, (error.path or str(path),), name, True))
@@ -313,13 +302,13 @@ def check_dataset(
     if decode is None:
         decode = sum(len(index) for index in indexes) < DECODE_BELOW
     facts = _image_facts(indexes, decode, workers)
-    problems += [problem for index in indexes for problem in _record_problems(index, facts, decode)]
+    problems += [problem for index in indexes for problem in _record_problems(index, facts, entry)]
     problems += [problem for index in indexes for problem in _usability_problems(index)]
     problems += _same_names(indexes)
     problems += _overlaps(indexes)
     return DataCheckReport(
         root=path,
-        format=format,
+        format=entry.name,
         class_names=tuple(names),
         splits=tuple(_summarise(index, names) for index in indexes),
         problems=tuple(problems),

@@ -10,46 +10,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ssdcli.errors import DataError, UsageError
+from ssdcli.errors import DataError
 
-from .coco import coco_splits, find_coco, images_dir_for, load_coco, split_of
+from . import formats
 from .collate import LoadFailure
 from .images import decode_image
 from .records import DatasetIndex, ImageRecord
 from .sampling import sample_seed, seed_everything
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, make_sample
-from .voc import is_voc_root, load_voc
-from .yolo import is_yolo, load_yolo, yaml_file
-
-FORMATS = ("auto", "voc", "coco", "yolo")
-
-
-def detect_format(path: str | Path) -> str:
-    """``"voc"`` for a folder with ``Annotations/`` and ``ImageSets/``; ``"coco"`` for a ``.json`` file or a folder
-    with ``annotations/instances_*.json``; ``"yolo"`` for a ``data.yaml`` file, a folder holding one, or a folder
-    with ``images/`` and ``labels/``. Raises :class:`DataError` naming the path otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError("data set not found", path=path)
-    if path.is_file():
-        if path.suffix.lower() == ".json":
-            return "coco"
-        if path.suffix.lower() in (".yaml", ".yml"):
-            return "yolo"
-        raise DataError(
-            "cannot tell the data set format: expected a folder, a COCO .json file or a YOLO data.yaml", path=path
-        )
-    if is_voc_root(path):
-        return "voc"
-    if coco_splits(path):
-        return "coco"
-    if is_yolo(path):
-        return "yolo"
-    raise DataError(
-        "cannot tell the data set format: expected Annotations/ and ImageSets/ (VOC), "
-        "annotations/instances_<split>.json (COCO), or data.yaml or images/ and labels/ (YOLO)",
-        path=path,
-    )
 
 
 def open_index(
@@ -60,7 +28,7 @@ def open_index(
     check_images: bool = True,
     default_split: str = "train",
 ) -> DatasetIndex:
-    """Index one split of a data set.
+    """Index one split of a data set, in any format of the registry (:data:`ssdcli.data.formats.FORMATS`).
 
     Args:
         path: a VOC root, a COCO root (``annotations/instances_<split>.json`` + ``<split>/``), or a COCO
@@ -71,36 +39,26 @@ def open_index(
             of data.yaml or a folder of ``images/``); None: the file's own split for a COCO file, else
             ``default_split``. A COCO file holds one split only: another split name is a :class:`DataError`
             naming the file (it never silently gives its own split).
-        format: ``"auto"`` (detected from the path), ``"voc"``, ``"coco"`` or ``"yolo"``.
+        format: ``"auto"`` (detected from the path) or the name of a format (``"voc"``, ``"coco"``, ``"yolo"``).
         classes: class names in label order; default from the data (see :func:`load_voc`, :func:`load_coco`).
     """
-    if format not in FORMATS:
-        raise UsageError(f"unknown data set format {format!r} (choose from {', '.join(FORMATS)})")
     path = Path(path)
-    if format == "auto":
-        format = detect_format(path)
-    if format == "coco" and is_split_file(path):
-        check_file_split(path, split)
-        return load_coco(path, images_dir_for(path), classes=classes, check_images=check_images)
-    split = default_split if split is None else split
-    if format == "voc":
-        return load_voc(path, split, classes=classes, check_images=check_images)
-    if format == "yolo":
-        return load_yolo(path, split, classes=classes, check_images=check_images)
-    annotations_json, images_dir = find_coco(path, split)
-    return load_coco(annotations_json, images_dir, classes=classes, split=split, check_images=check_images)
+    entry = formats.resolve_format(path, format)
+    own = entry.file_split(path)
+    if own is not None:
+        check_file_split(path, split, own)
+    split = own or (default_split if split is None else split)
+    return entry.load(path, split, classes=classes, check_images=check_images)
 
 
 def is_split_file(path: str | Path) -> bool:
-    """True for a COCO instances ``.json`` file given directly (one split); False for a data set root, and for a
-    YOLO ``data.yaml``, which names its splits."""
-    path = Path(path)
-    return path.suffix.lower() == ".json" or (path.is_file() and yaml_file(path) is None)
+    """True for a file given as the data set that holds one split only (a COCO instances ``.json`` file); False
+    for a data set root, and for a YOLO ``data.yaml``, which names its splits."""
+    return any(entry.file_split(Path(path)) is not None for entry in formats.FORMATS)
 
 
-def check_file_split(path: Path, split: str | None) -> None:
-    """A COCO file is the one split it is named after; asking it for another is a :class:`DataError`."""
-    own = split_of(path)
+def check_file_split(path: Path, split: str | None, own: str) -> None:
+    """A file that holds one split (``own``) is that split; asking it for another is a :class:`DataError`."""
     if split is not None and split != own:
         raise DataError(
             f"a COCO annotation file holds one split ({own!r}), not {split!r}: give the file of split {split!r} "

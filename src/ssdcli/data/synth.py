@@ -28,8 +28,8 @@ import numpy as np
 
 from ssdcli.errors import DataError, UsageError
 
+from .formats.writers import coco_annotations, coco_image, voc_xml
 from .staging import write_folder
-from .writers import coco_annotations, coco_image, voc_xml
 
 SYNTH_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
 SYNTH_FORMATS = ("voc", "coco")

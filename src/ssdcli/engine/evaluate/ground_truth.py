@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from ssdcli.core.boxes import xyxy_to_xywh
-from ssdcli.data.coco import read_instances
+from ssdcli.data.formats.coco import read_instances
+from ssdcli.data.formats.voc_xml import parse_voc_xml, read_split
 from ssdcli.data.records import DatasetIndex
-from ssdcli.data.voc_xml import parse_voc_xml, read_split
 from ssdcli.errors import DataError
 from ssdcli.metrics.voc import VocImageGT
 
@@ -27,7 +27,7 @@ DIFFICULT = "difficult"  # the flag of VOC's difficult objects in the COCO groun
 
 
 def load_coco_ground_truth(path: PathLike) -> dict[str, Any]:
-    """A COCO instances JSON file read and checked by the data set reader (:func:`ssdcli.data.coco.read_instances`,
+    """A COCO instances JSON file read and checked by the data set reader (:func:`ssdcli.data.formats.coco.read_instances`,
     as training reads it), and what pycocotools needs besides: image ids and annotation ids each given once."""
     instances = read_instances(path, "ground-truth file")
     problem = instances.evaluation_problem()

@@ -17,8 +17,8 @@ import numpy as np
 
 from ssdcli.core.boxes import xywh_to_xyxy
 from ssdcli.core.detections import Detections
+from ssdcli.data.formats.voc import voc_dataset_classes
 from ssdcli.data.results_io import ResultsFile, devkit_classes, read_devkit_detections, read_results_file
-from ssdcli.data.voc import voc_dataset_classes
 from ssdcli.errors import DataError
 
 

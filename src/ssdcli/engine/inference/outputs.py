@@ -27,8 +27,8 @@ import numpy as np
 
 from ssdcli.core.detections import Detections
 from ssdcli.data.files import atomic_path, write_atomic
+from ssdcli.data.formats.writers import yolo_data_yaml, yolo_lines
 from ssdcli.data.images import write_image
-from ssdcli.data.writers import yolo_data_yaml, yolo_lines
 
 #: The split name under which ``data.yaml`` lists the predicted images.
 PREDICT_SPLIT = "predict"

@@ -1,7 +1,7 @@
 """One image and its ground truth, for ``ssd encode IMAGE``: a VOC XML file, or one image of a COCO JSON file.
 
 Boxes come out as xyxy pixels, 0-based continuous, in the coordinates of the image file as decoded (VOC's 1-based
-inclusive indices are converted by :mod:`ssdcli.data.voc_xml`; COCO files are read by :mod:`ssdcli.data.coco`).
+inclusive indices are converted by :mod:`ssdcli.data.formats.voc_xml`; COCO files are read by :mod:`ssdcli.data.formats.coco`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ssdcli.data.coco import CocoInstances, read_instances
+from ssdcli.data.formats.coco import CocoInstances, read_instances
+from ssdcli.data.formats.voc_xml import parse_voc_xml
 from ssdcli.data.images import read_image_rgb
 from ssdcli.data.records import WarningCounter, clip_boxes
-from ssdcli.data.voc_xml import parse_voc_xml
 from ssdcli.errors import DataError, UsageError
 
 #: Why a GT is shown but not matched: a VOC ``difficult`` object, a COCO ``iscrowd`` region, or a box with no

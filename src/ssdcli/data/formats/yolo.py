@@ -31,12 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from ssdcli.core.boxes import cxcywh_to_xyxy
 from ssdcli.errors import DataError
 
-from .files import read_text
-from .images import IMAGE_SUFFIXES
-from .records import (
+from ..files import read_text
+from ..images import IMAGE_SUFFIXES
+from ..records import (
     BACKGROUND,
     DatasetIndex,
     ImageRecord,
@@ -46,6 +45,8 @@ from .records import (
     make_record,
     normalise_classes,
 )
+from .entry import FormatEntry, OutputNames, copy_image
+from .writers import yolo_data_yaml, yolo_lines
 
 YAML_NAMES = ("data.yaml", "data.yml")
 CLASS_FILES = ("classes.txt", "obj.names")
@@ -253,6 +254,9 @@ def load_yolo(
             When both exist they must agree, so that class k means the same in every split.
         check_images: check that every image file exists and starts with an image header.
     """
+    # torch: not at import, the format registry is read by `ssd --help`
+    from ssdcli.core.boxes import cxcywh_to_xyxy
+
     layout = find_yolo(path)
     if split not in layout.splits:
         found = ", ".join(layout.splits) or "none"
@@ -335,3 +339,47 @@ def _class_names(
         raise DataError("no objects in any image of this split and no class names: cannot derive the class list",
                         path=images[0].parent)
     return tuple(str(k) for k in range(most + 1))
+
+
+def _load(path: Path, split: str, classes: Sequence[str] | None = None, check_images: bool = True) -> DatasetIndex:
+    return load_yolo(path, split, classes=classes, check_images=check_images)
+
+
+def write_yolo(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> None:
+    """Every split of ``indexes`` as a YOLO data set in ``root``: ``images/<split>/``, ``labels/<split>/`` and a
+    ``data.yaml``; objects flagged difficult or crowd are left out (YOLO cannot mark them) and counted."""
+    left_out = 0
+    for index in indexes:
+        images, labels = root / "images" / index.split, root / "labels" / index.split
+        images.mkdir(parents=True, exist_ok=True)
+        labels.mkdir(parents=True, exist_ok=True)
+        names = OutputNames()
+        for record in index.records:
+            name = names(record.path)
+            copy_image(record.path, images / name)
+            kept = ~record.ignore
+            left_out += int((~kept).sum())
+            text = yolo_lines(record.boxes[kept], (record.labels[kept] - 1).tolist(), record.width, record.height)
+            (labels / f"{Path(name).stem}.txt").write_text(text)
+    splits = {index.split: f"images/{index.split}" for index in indexes}
+    (root / "data.yaml").write_text(yolo_data_yaml(splits, indexes[0].class_names[1:]))
+    if left_out:
+        notes.append(f"{left_out} difficult or crowd objects left out: YOLO labels cannot mark an object as ignored")
+
+
+def _annotation_file(index: DatasetIndex, record: ImageRecord) -> str:
+    return str(label_file(record.path))
+
+
+YOLO = FormatEntry(
+    name="yolo",
+    paths="YOLO root or data.yaml",
+    folder_layout="data.yaml or images/ and labels/ (YOLO)",
+    splits_hint="train/val/test in data.yaml, or images/<split>/",
+    detect=is_yolo,
+    list_splits=yolo_splits,
+    load=_load,
+    write=write_yolo,
+    file_kind="a YOLO data.yaml",
+    annotation_file=_annotation_file,
+)

@@ -16,6 +16,7 @@ The JSON is read with :mod:`json` (pycocotools prints while loading).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,14 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from ssdcli.core.boxes import xywh_to_xyxy
 from ssdcli.errors import DataError
 
-from .files import read_json
-
-from .records import (
+from ..files import read_json
+from ..records import (
     BACKGROUND,
     DatasetIndex,
+    ImageRecord,
     WarningCounter,
     check_image_file,
     image_size_from_header,
@@ -39,6 +39,8 @@ from .records import (
     normalise_classes,
     unknown_class_hint,
 )
+from .entry import FormatEntry, OutputNames, copy_image
+from .writers import coco_annotations, coco_categories, coco_image, coco_instances
 
 _PREFIX = "instances_"
 
@@ -244,6 +246,9 @@ def read_instances(annotations_json: str | Path, what: str = "annotation file") 
         for k, annotation in enumerate(_list(data, "annotations", path, required=False))
     ]
     xywh = np.array([box for _, _, box, _ in checked], dtype=np.float64).reshape(-1, 4)  # [N, 4]
+    # torch: not at import, the format registry is read by `ssd --help`
+    from ssdcli.core.boxes import xywh_to_xyxy
+
     xyxy = xywh_to_xyxy(xywh).tolist()  # [N, 4]
     objects = tuple(
         CocoObject(f"annotations[{k}]", image_id, category_id, tuple(corners), crowd, box[2] == 0 or box[3] == 0)  # type: ignore[arg-type]
@@ -332,3 +337,71 @@ def load_coco(
         unevaluable=instances.evaluation_problem(),
     )
 
+
+
+def is_coco(path: Path) -> bool:
+    """True for a ``.json`` file, or a folder with ``annotations/instances_<split>.json``."""
+    return path.suffix.lower() == ".json" if path.is_file() else bool(coco_splits(path))
+
+
+def _file_split(path: Path) -> str | None:
+    return split_of(path) if path.suffix.lower() == ".json" else None
+
+
+def _list_splits(path: Path) -> list[str]:
+    return [split_of(path)] if path.is_file() else coco_splits(path)
+
+
+def _load(path: Path, split: str, classes: Sequence[str] | None = None, check_images: bool = True) -> DatasetIndex:
+    if _file_split(path) is not None:
+        return load_coco(path, images_dir_for(path), classes=classes, check_images=check_images)
+    annotations_json, images_dir = find_coco(path, split)
+    return load_coco(annotations_json, images_dir, classes=classes, split=split, check_images=check_images)
+
+
+def _image_ids(index: DatasetIndex, record: ImageRecord) -> int:
+    return int(record.source_id) if index.format == "coco" else record.image_id + 1
+
+
+def write_coco(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> None:
+    """Every split of ``indexes`` as a COCO data set in ``root``: ``annotations/instances_<split>.json`` and the
+    images in ``<split>/``; a COCO source keeps its image and category ids, VOC's difficult flags become iscrowd."""
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    keep_ids = indexes[0].format == "coco"
+    for index in indexes:
+        folder = root / index.split
+        folder.mkdir(exist_ok=True)
+        names = OutputNames()
+        category_ids = index.category_ids if keep_ids else tuple(range(len(index.class_names)))
+        categories = [
+            {"id": int(category_ids[k]), "name": name, "supercategory": "object"}
+            for k, name in enumerate(index.class_names)
+            if k > 0
+        ] if keep_ids else coco_categories(index.class_names)
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        for record in index.records:
+            name = names(record.path)
+            copy_image(record.path, folder / name)
+            image_id = _image_ids(index, record)
+            images.append(coco_image(image_id, name, record.width, record.height))
+            cats = [category_ids[int(label)] for label in record.labels]
+            annotations += coco_annotations(record.boxes, cats, record.ignore.tolist(), image_id, len(annotations) + 1)
+        data = coco_instances(images, annotations, categories, f"converted by ssdcli from {index.root}")
+        (root / "annotations" / f"instances_{index.split}.json").write_text(json.dumps(data))
+    if indexes[0].format == "voc" and any(r.ignore.any() for i in indexes for r in i.records):
+        notes.append("VOC difficult objects written with iscrowd 1 (COCO has no difficult flag; both are ignored by evaluation)")
+
+
+COCO = FormatEntry(
+    name="coco",
+    paths="COCO root or instances .json file",
+    folder_layout="annotations/instances_<split>.json (COCO)",
+    splits_hint="annotations/instances_<split>.json",
+    detect=is_coco,
+    list_splits=_list_splits,
+    load=_load,
+    write=write_coco,
+    file_kind="a COCO .json file",
+    file_split=_file_split,
+)

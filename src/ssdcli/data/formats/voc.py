@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ssdcli.errors import DataError
 
-from .records import (
+from ..records import (
     BACKGROUND,
     DatasetIndex,
     ImageRecord,
@@ -31,7 +31,9 @@ from .records import (
     normalise_classes,
     unknown_class_hint,
 )
+from .entry import FormatEntry, OutputNames, copy_image
 from .voc_xml import VocAnnotation, parse_voc_xml, read_split
+from .writers import record_voc_xml
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
@@ -166,3 +168,50 @@ def load_voc(
         records=records,
         warnings=counter.freeze(),
     )
+
+
+def _load(path: Path, split: str, classes: Sequence[str] | None = None, check_images: bool = True) -> DatasetIndex:
+    return load_voc(path, split, classes=classes, check_images=check_images)
+
+
+def write_voc(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> None:
+    """Every split of ``indexes`` as a VOC data set in ``root``: images in ``JPEGImages/``, one XML file each,
+    ``ImageSets/Main/<split>.txt``; a note where the class order or COCO's crowd flags change meaning."""
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    names = OutputNames()
+    for index in indexes:
+        ids = []
+        for record in index.records:
+            name = names(record.path)
+            copy_image(record.path, root / "JPEGImages" / name)
+            stem = Path(name).stem
+            (root / "Annotations" / f"{stem}.xml").write_bytes(record_voc_xml(record, name, index.class_names))
+            ids.append(stem)
+        (root / "ImageSets" / "Main" / f"{index.split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    if indexes[0].format == "coco" and any(r.ignore.any() for i in indexes for r in i.records):
+        notes.append("COCO iscrowd objects written as VOC difficult objects (both are ignored by evaluation)")
+    classes = list(indexes[0].class_names[1:])
+    if classes != sorted(classes):
+        notes.append(
+            f"VOC keeps no class order: the copy's classes read sorted ({', '.join(sorted(classes))}), not in the "
+            f"source's order ({', '.join(classes)}); a model trained on the source numbers its classes differently"
+        )
+
+
+def _annotation_file(index: DatasetIndex, record: ImageRecord) -> str:
+    return str(index.root / "Annotations" / f"{record.source_id}.xml")
+
+
+VOC = FormatEntry(
+    name="voc",
+    paths="VOC root",
+    folder_layout="Annotations/ and ImageSets/ (VOC)",
+    splits_hint="ImageSets/Main/<split>.txt",
+    detect=is_voc_root,
+    list_splits=voc_splits,
+    load=_load,
+    write=write_voc,
+    annotation_file=_annotation_file,
+    keeps_class_order=False,
+)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ssdcli.errors import DataError
 
-from .files import read_text
+from ..files import read_text
 
 
 @dataclass(frozen=True)

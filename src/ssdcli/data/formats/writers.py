@@ -21,9 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ssdcli.core.boxes import xyxy_to_cxcywh, xyxy_to_xywh
-
-from .records import ImageRecord
+from ..records import ImageRecord
 
 YOLO_DECIMALS = 6
 SCORE_DECIMALS = 5
@@ -81,6 +79,9 @@ def coco_annotations(
     boxes: np.ndarray, category_ids: Sequence[int], crowd: Sequence[bool], image_id: int, first_id: int
 ) -> list[dict[str, Any]]:
     """COCO annotations of one image, numbered from ``first_id``: ``boxes`` [G, 4] xyxy pixels."""
+    # torch: not at import, the format registry is read by `ssd --help`
+    from ssdcli.core.boxes import xyxy_to_xywh
+
     xywh = xyxy_to_xywh(np.asarray(boxes).reshape(-1, 4)).tolist()  # [G, 4]
     return [
         {
@@ -117,6 +118,9 @@ def yolo_lines(
 ) -> str:
     """YOLO label text: one ``class cx cy w h`` line per box ([G, 4] xyxy pixels), class ids 0-based; with
     ``scores`` [G], each line ends with the box's score (``class cx cy w h score``)."""
+    # torch: not at import, the format registry is read by `ssd --help`
+    from ssdcli.core.boxes import xyxy_to_cxcywh
+
     scale = np.array([width, height, width, height], dtype=np.float64)
     normalised = xyxy_to_cxcywh(np.asarray(boxes, dtype=np.float64).reshape(-1, 4)) / scale  # [G, 4]
     ends = [""] * len(normalised) if scores is None else [f" {float(v):.{SCORE_DECIMALS}f}" for v in scores]
