@@ -93,11 +93,9 @@ def test_a_download_that_does_not_match_its_checksum_is_refused(
     assert not hashlib.sha256(published.read_bytes()).hexdigest().startswith("00000000")
     _serve(monkeypatch, BACKBONE, published)
     assert main(["weights", "fetch", BACKBONE_NAME, "--no-progress"]) == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip().splitlines()
-    assert err[-1].startswith(f"error: {cache / published.name}: ") and "SHA-256" in err[-1]
-    assert err[:-1] == [f"downloading {BACKBONE_NAME} (21.1 MB) from {published.as_uri()}"]
-    assert "Traceback" not in captured.err and not (cache / published.name).exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {cache / published.name}: ") and "SHA-256" in err[0]
+    assert not (cache / published.name).exists()
 
 
 def test_an_unreachable_url_is_one_line_naming_the_url_and_the_file_to_place(
@@ -106,10 +104,10 @@ def test_an_unreachable_url_is_one_line_naming_the_url_and_the_file_to_place(
     gone = tmp_path / "nowhere" / "tiny-12345678.pth"
     _serve(monkeypatch, BACKBONE, gone)
     assert main(["weights", "fetch", BACKBONE_NAME]) == 2
-    err = capsys.readouterr().err
-    line = err.strip().splitlines()[-1]
-    assert line.startswith(f"error: {cache / gone.name}: could not download {BACKBONE_NAME} from {gone.as_uri()}")
-    assert "Traceback" not in err and not (cache / gone.name).exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"error: {cache / gone.name}: could not download {BACKBONE_NAME} from {gone.as_uri()}")
+    assert not (cache / gone.name).exists()
 
 
 def test_no_network_names_torchvisions_url_and_the_cache_file(
@@ -122,7 +120,7 @@ def test_no_network_names_torchvisions_url_and_the_cache_file(
     assert main(["weights", "fetch", DETECTOR_NAME]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     expected = f"error: {cache / 'ssdlite320_mobilenet_v3_large_coco-a79551df.pth'}: could not download"
-    assert err[-1].startswith(expected) and DETECTOR.url in err[-1] and "name resolution" in err[-1]
+    assert len(err) == 1 and err[0].startswith(expected) and DETECTOR.url in err[0] and "name resolution" in err[0]
 
 
 def test_unknown_names_and_downloads_with_nothing_to_download_are_refused(

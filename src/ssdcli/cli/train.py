@@ -201,9 +201,9 @@ def train_command(
     if download:
         from ssdcli.engine.weights import fetch_for_training
 
-        from .weights import print_downloading, print_fetched
+        from .weights import print_fetched
 
-        print_fetched(fetch_for_training(config.model, on_download=print_downloading))
+        print_fetched(fetch_for_training(config.model))
     note = mixed_precision_note(amp, resolve_device(device))
     if note is not None:
         print_warning(note)

@@ -8,10 +8,10 @@ import typer
 from rich.table import Table
 
 from .command import SsdCommand, SsdGroup
-from .render import stderr_console, stdout_console
+from .render import stdout_console
 
 if TYPE_CHECKING:
-    from ssdcli.engine.weights import Fetched, KnownWeights
+    from ssdcli.engine.weights import Fetched
 
 app = typer.Typer(
     cls=SsdGroup,
@@ -63,13 +63,7 @@ def fetch_command(
     """
     from ssdcli.engine.weights import fetch_weights
 
-    print_fetched(fetch_weights(names, progress, on_download=print_downloading))
-
-
-def print_downloading(entry: KnownWeights) -> None:
-    """The line before a download: what, how large, from where."""
-    size = f" ({entry.size_mb:.1f} MB)" if entry.size_mb is not None else ""
-    stderr_console().print(f"downloading {entry.name}{size} from {entry.url}", soft_wrap=True, markup=False)
+    print_fetched(fetch_weights(names, progress))
 
 
 def print_fetched(results: list[Fetched]) -> None:

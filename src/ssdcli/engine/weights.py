@@ -3,7 +3,7 @@ request (``ssd weights fetch``, ``ssd train --download``). Nothing downloads unl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ssdcli.config import ModelSettings
 from ssdcli.errors import UsageError
@@ -18,24 +18,13 @@ def list_weights() -> tuple[KnownWeights, ...]:
     return known_weights()
 
 
-#: Called with each entry before its download starts.
-OnDownload = Callable[[KnownWeights], None]
-
-
-def fetch_weights(
-    names: Sequence[str], progress: bool = True, on_download: OnDownload | None = None
-) -> list[Fetched]:
+def fetch_weights(names: Sequence[str], progress: bool = True) -> list[Fetched]:
     """Download the weights named by ``names`` (or ``"all"``) that the torch hub cache lacks, in order.
 
-    Every name is checked before the first download. ``progress``: torch.hub's progress bar on stderr;
-    ``on_download``: told of each file about to be downloaded.
+    Every name is checked before the first download. torch.hub writes a line on stdout before each download;
+    ``progress``: its progress bar on stderr too.
     """
-    results = []
-    for entry in find_weights(names):
-        if on_download is not None and not entry.cached:
-            on_download(entry)
-        results.append(fetch(entry, progress))
-    return results
+    return [fetch(entry, progress) for entry in find_weights(names)]
 
 
 def training_weights(settings: ModelSettings) -> list[str]:
@@ -59,17 +48,14 @@ def training_weights(settings: ModelSettings) -> list[str]:
     return names
 
 
-def fetch_for_training(
-    settings: ModelSettings, progress: bool = True, on_download: OnDownload | None = None
-) -> list[Fetched]:
+def fetch_for_training(settings: ModelSettings, progress: bool = True) -> list[Fetched]:
     """Download what :func:`training_weights` names unless the torch hub cache holds it already."""
-    return fetch_weights(training_weights(settings), progress, on_download)
+    return fetch_weights(training_weights(settings), progress)
 
 
 __all__ = [
     "Fetched",
     "KnownWeights",
-    "OnDownload",
     "fetch_for_training",
     "fetch_weights",
     "list_weights",
