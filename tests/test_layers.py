@@ -1,5 +1,5 @@
 """Imports run one way: cli -> engine -> viz, data, models, metrics -> core; errors and config are leaves. Inside the
-engine: demo -> train, benchmark -> evaluate, export -> inference, inspect -> checkpoint, events, device."""
+engine: demo -> train, benchmark -> evaluate, export -> inference, inspect -> checkpoint, events, device, weights."""
 
 from __future__ import annotations
 
@@ -72,6 +72,7 @@ ENGINE_RANKS = {
     "checkpoint": 0,
     "events": 0,
     "device": 0,
+    "weights": 0,
     "inference": 1,
     "inspect": 1,
     "evaluate": 2,

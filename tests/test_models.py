@@ -466,7 +466,7 @@ def test_imagenet_weights_missing_from_the_hub_cache(
     config = default_config(arch, 21)
     if mean is not None:
         config = ModelConfig(arch, 21, config.layout, mean=mean, std=std)
-    with pytest.raises(CheckpointError, match="never downloaded") as error:
+    with pytest.raises(CheckpointError, match=r"never downloaded unless asked\): fetch them with ssd weights fetch ") as error:
         build_model(config, backbone_weights="imagenet")
     assert error.value.path == str(no_downloads / filename)
 

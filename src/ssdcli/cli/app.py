@@ -19,7 +19,7 @@ from typer.exceptions import Abort, Exit, TyperException
 from ssdcli import __version__
 from ssdcli.errors import Interrupted, SsdcliError
 
-from . import benchmark, data, demo, encode, eval, export, predict, train
+from . import benchmark, data, demo, encode, eval, export, predict, train, weights
 from .command import SsdCommand, SsdGroup
 from .render import as_flags, flag, one_line, print_error, stderr_console
 
@@ -96,6 +96,7 @@ app.command("export", cls=SsdCommand)(export.export_command)
 app.command("benchmark", cls=SsdCommand)(benchmark.benchmark_command)
 app.command("demo", cls=SsdCommand)(demo.demo_command)
 app.add_typer(data.app, name="data")
+app.add_typer(weights.app, name="weights")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,6 +78,7 @@ def train_command(
     anchors: Annotated[Optional[Path], typer.Option(metavar="<path|auto>", help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
     backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Fine-tune a trained detector: a checkpoint of ssd train (best.pt), or torchvision's COCO detector SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model, default boxes and input size. Classes are matched by name: only new ones start afresh. Optimizer and schedule start afresh (--resume continues a run).")] = None,
+    download: Annotated[bool, typer.Option(help="Download the torchvision weights --weights or --backbone-weights imagenet name into the torch cache first, unless there (see ssd weights).")] = False,
     freeze: Annotated[Optional[str], typer.Option(help="'backbone': keep the backbone as it is (no gradient, no weight decay, BatchNorm statistics fixed); N: its first N stages only.")] = ModelSettings.freeze,
     epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
     time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
@@ -197,6 +198,12 @@ def train_command(
     if print_config:
         typer.echo(json.dumps(config.to_dict(), indent=2))
         return 0
+    if download:
+        from ssdcli.engine.weights import fetch_for_training
+
+        from .weights import print_fetched
+
+        print_fetched(fetch_for_training(config.model))
     note = mixed_precision_note(amp, resolve_device(device))
     if note is not None:
         print_warning(note)

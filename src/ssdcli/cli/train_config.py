@@ -10,7 +10,7 @@ from ssdcli.config import TrainConfig
 #: Options of ``ssd train`` whose setting has another name.
 SETTING_OF_OPTION = {"model": "arch", "time": "time_budget", "track_mlflow": "mlflow", "mlflow_uri": "mlflow"}
 #: Options that are no setting of the run.
-NOT_SETTINGS = frozenset({"config_file", "print_config"})
+NOT_SETTINGS = frozenset({"config_file", "print_config", "download"})
 
 
 def given_settings(ctx: typer.Context) -> list[str]:

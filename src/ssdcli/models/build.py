@@ -60,7 +60,7 @@ def build_model(config: ModelConfig, backbone_weights: str | Path | None = None)
     Args:
         config: architecture, classes, anchor layout (the heads get ``layout.boxes_per_cell`` boxes per cell).
         backbone_weights: ``None`` for random initialisation; ``"imagenet"`` for torchvision's ImageNet weights,
-            read from the torch hub cache only (``<torch.hub.get_dir()>/checkpoints``), never downloaded; or the
+            read from the torch hub cache only (``<torch.hub.get_dir()>/checkpoints``), never downloaded here; or the
             path of a state dict file for the backbone (see ``ssdcli.models.weights``).
 
     Returns:

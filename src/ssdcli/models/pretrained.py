@@ -1,4 +1,5 @@
-"""torchvision's COCO-trained SSD detectors as ssdcli models (from the torch hub cache or a file, never downloaded).
+"""torchvision's COCO-trained SSD detectors as ssdcli models (from the torch hub cache or a file; downloaded into the
+cache only on request, by ``models/hub.py``).
 
 Two detectors are known, by the name of their torchvision weights or by the path of their state dict file:
 
@@ -107,8 +108,9 @@ def detector_file(detector: TorchvisionDetector) -> Path:
     path = hub_cache_file(detector.weights)
     if not path.is_file():
         raise CheckpointError(
-            f"{detector.name} is not in the torch hub cache and is never downloaded: put the file from "
-            f"{detector.weights.url} here, or pass the path of the file",
+            f"{detector.name} is not in the torch hub cache (never downloaded unless asked): fetch it with ssd "
+            f"weights fetch {detector.name}, or put the file from {detector.weights.url} here, or pass the path of "
+            "the file",
             path=path,
         )
     return path

@@ -1,4 +1,5 @@
-"""Backbone weights: torchvision's ImageNet files from the local torch hub cache (never downloaded) or a local file.
+"""Backbone weights: torchvision's ImageNet files from the local torch hub cache (downloaded into it only on request,
+by ``models/hub.py``) or a local file.
 
 Accepted local files (PyTorch state dicts, read with ``torch.load(weights_only=True)``):
 
@@ -72,6 +73,7 @@ def _imagenet_file(config: ModelConfig) -> Path:
     path = hub_cache_file(weights)
     if path.is_file():
         return path
+    name = f"{type(weights).__name__}.{weights.name}"
     others = [w for w in _candidates(config.arch) if w is not weights]
     hint = "".join(
         f"; {hub_cache_file(w).name} is used instead when the model's mean/std are {_normalisation(w)[0]} / "
@@ -79,9 +81,9 @@ def _imagenet_file(config: ModelConfig) -> Path:
         for w in others
     )
     raise CheckpointError(
-        f"ImageNet weights for {config.arch} ({type(weights).__name__}.{weights.name}) are not in the torch hub "
-        f"cache and are never downloaded: put the file from {weights.url} here, or pass its path as the "
-        f"backbone weights{hint}",
+        f"ImageNet weights for {config.arch} ({name}) are not in the torch hub cache (never downloaded unless "
+        f"asked): fetch them with ssd weights fetch {name}, or put the file from {weights.url} here, or pass its "
+        f"path as the backbone weights{hint}",
         path=path,
     )
 
