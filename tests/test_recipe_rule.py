@@ -113,6 +113,12 @@ def test_the_tiny_layout_scales_to_any_multiple_of_32(size: int) -> None:
     assert layout.image_size == size
     assert layout.feature_maps == tuple(h for h, _ in feature_map_sizes(TinyBackbone(), size))
     assert layout.sizes == pytest.approx([s * size / 256 for s in default_layout("ssd_tiny256").sizes])
+
+
+def test_a_tiny_model_builds_and_runs_at_a_scaled_size() -> None:
+    size = 384
+    layout = default_layout("ssd_tiny256", size)
+    assert layout.feature_maps == (48, 24, 12, 6, 4)
     model = build_model(default_config("ssd_tiny256", 3, layout)).eval()
     with torch.no_grad():
         _, locations = model(torch.zeros(1, 3, size, size))
@@ -187,6 +193,7 @@ def test_explicit_options_win(
     assert (line in note) if line is not None else ("recipe:" not in note)
 
 
+@pytest.mark.slow
 def test_a_run_says_and_records_its_recipe_and_config_reproduces_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
