@@ -39,6 +39,7 @@ FLAT = {
     "weights": None,
     "img_size": None,
     "freeze": None,
+    "auto_recipe": True,
     "epochs": 3,
     "time_budget": None,
     "patience": None,

@@ -55,8 +55,9 @@ class ModelSettings:
     anchors: Path | None = None  # an anchor layout file, or "auto" (fitted to the training boxes)
     backbone_weights: str | None = None
     weights: str | None = None  # a torchvision COCO detector to start from (weights name or state dict file)
-    img_size: int | None = None  # must agree with the anchor layout
+    img_size: int | None = None  # any multiple of 32 for the ssd_tiny family; else the anchor layout's
     freeze: str | None = None  # "backbone", or "N": the first N stages of the backbone (engine/train/freeze.py)
+    auto_recipe: bool = True  # input size and default boxes fitted to the data (engine/train/recipe_rule.py)
 
     def __post_init__(self) -> None:
         _check_at_least(self, {"img_size": 1})

@@ -24,7 +24,7 @@ from ssdcli.errors import Interrupted
 from .command import DataFormat, Optimizer, SsdCommand
 from .progress import TrainProgress
 from .render import as_flags, print_warning, stderr_console, stdout_console
-from .train_config import given_settings, with_overrides
+from .train_config import given_settings, recipe_rule_on, with_overrides
 
 # The defaults of the options below are the settings dataclasses', written once.
 
@@ -90,7 +90,8 @@ def train_command(
     iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = AugmentSettings.iou_crop,
     zoom_out: Annotated[float, typer.Option(help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = AugmentSettings.zoom_out,
     ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = OptimSettings.ema,
-    img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the anchor layout.")] = None,
+    img_size: Annotated[Optional[int], typer.Option(help="Input size: a multiple of 32 for the ssd_tiny models (default boxes scaled to it); others: their anchor layout's.")] = None,
+    auto_recipe: Annotated[bool, typer.Option(help="Choose the default model's input size and default boxes from the training boxes, where not given; the first lines of the run say why (off when --model is given).")] = ModelSettings.auto_recipe,
     workers: Annotated[int, typer.Option(help="Data loading processes.")] = RuntimeSettings.workers,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads of the main process (default: cores left by the workers).")] = RuntimeSettings.threads,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = RuntimeSettings.device,
@@ -107,7 +108,7 @@ def train_command(
     track_mlflow: Annotated[bool, typer.Option("--mlflow", help=escape("Track the run in MLflow: settings, metrics.csv's figures, best.pt and the pictures, in $MLFLOW_TRACKING_URI, else mlruns/ beside the run folder (pip install 'ssdcli[mlflow]')."))] = False,
     mlflow_uri: Annotated[Optional[str], typer.Option(help="Track the run in MLflow at this tracking URI (file:, sqlite:, http:); implies --mlflow.")] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="Start a new run with the settings of an earlier one: its config.json, or a checkpoint (last.pt, best.pt). Options given beside it override the file's values.")] = None,
-    print_config: Annotated[bool, typer.Option(help="Print the settings the run would use as JSON and exit (no data is read).")] = False,
+    print_config: Annotated[bool, typer.Option(help="Print the settings the run would use as JSON and exit (the training annotations are read for the recipe's choices; no image is decoded).")] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
 
@@ -167,6 +168,7 @@ def train_command(
             weights=weights,
             img_size=img_size,
             freeze=freeze,
+            auto_recipe=recipe_rule_on(ctx, auto_recipe),
         ),
         optim=OptimSettings(
             epochs=epochs,
@@ -196,6 +198,11 @@ def train_command(
     if config_file is not None:
         config = _from_config_file(ctx, config_file, config)
     if print_config:
+        from ssdcli.engine.train.recipe_rule import planned_config
+
+        config, recipe_line = planned_config(config)
+        if recipe_line is not None:
+            stderr_console().print(as_flags(recipe_line), soft_wrap=True, markup=False)
         typer.echo(json.dumps(config.to_dict(), indent=2))
         return 0
     if download:

@@ -29,6 +29,14 @@ def _on_command_line(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+def recipe_rule_on(ctx: typer.Context, auto_recipe: bool) -> bool:
+    """The recipe rule chooses for the default model: naming a model (``--model``) turns it off, unless
+    ``--auto-recipe`` is given too."""
+    if _on_command_line(ctx, "auto_recipe"):
+        return auto_recipe
+    return auto_recipe and not _on_command_line(ctx, "model")
+
+
 def with_overrides(base: TrainConfig, options: TrainConfig, given: list[str]) -> TrainConfig:
     """``base`` with the settings named in ``given`` taken from ``options``. A length given (``epochs`` or
     ``time_budget``) replaces the other one of ``base``."""

@@ -62,6 +62,21 @@ class AnchorLayout:
     def num_anchors(self) -> int:
         return sum(self.anchors_per_layer)
 
+    def scaled(self, image_size: int, feature_maps: tuple[int, ...]) -> AnchorLayout:
+        """The same layout on an ``image_size`` input whose network gives ``feature_maps``: box sizes and steps
+        keep their share of the side, aspect ratios stay. ``ValueError`` if the number of maps differs."""
+        if len(feature_maps) != self.num_layers:
+            raise ValueError(f"anchor layout: need {self.num_layers} feature maps, got {feature_maps}")
+        ratio = image_size / self.image_size
+        return AnchorLayout(
+            image_size=image_size,
+            feature_maps=tuple(feature_maps),
+            steps=None if self.steps is None else tuple(s * ratio for s in self.steps),
+            sizes=tuple(s * ratio for s in self.sizes),
+            aspect_ratios=self.aspect_ratios,
+            clip=self.clip,
+        )
+
     def layer_index(self) -> Tensor:
         """[A] int64: the layer each default box belongs to."""
         # torch is imported here, not at the top, so that a layout stays readable without it.

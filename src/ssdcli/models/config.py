@@ -144,6 +144,13 @@ class ModelConfig:
         )
 
 
+def default_layout(arch: str, image_size: int | None = None) -> AnchorLayout:
+    """The default layout of ``arch`` on an ``image_size`` input (None: the architecture's own size; another size
+    for the architectures that scale, the ``ssd_tiny`` family). ``ValueError`` for an unknown ``arch`` or a size
+    it does not take."""
+    return ARCHITECTURES[check_arch(arch)].layout_at(image_size)
+
+
 def default_config(arch: str, num_classes: int, layout: AnchorLayout | None = None) -> ModelConfig:
     """The configuration of ``arch`` with ``num_classes`` classes (background included) and its default layout.
 

@@ -79,6 +79,25 @@ def _tiny_backbone() -> nn.Module:
     return TinyBackbone()
 
 
+def _tiny_feature_maps(image_size: int) -> tuple[int, ...]:
+    """Sides of the tiny backbone's five maps on an ``image_size`` input: each 3x3 stride-2 convolution (padding 1)
+    halves the side rounding up (three before the first map, one before each of the next three), and the last
+    3x3 convolution, unpadded, takes 2 off."""
+    sides, side = [], image_size
+    for halvings in (3, 1, 1, 1):
+        for _ in range(halvings):
+            side = -(-side // 2)
+        sides.append(side)
+    return (*sides, sides[-1] - 2)
+
+
+#: Input sizes at which a scalable architecture (``Architecture.feature_maps_at``) is built: multiples of this step
+#: (the network's strides stay whole) within these bounds.
+SIZE_STEP = 32
+MIN_SCALED_SIZE = 160
+MAX_SCALED_SIZE = 1024
+
+
 @dataclass(frozen=True)
 class Architecture:
     """One SSD architecture.
@@ -95,6 +114,9 @@ class Architecture:
             ``torchvision.models.get_weight`` reads them (e.g. ``"VGG16_Weights.IMAGENET1K_V1"``); the first whose
             input normalisation equals the model's mean/std is used, else the first. Empty: none exist.
         learning_rates: default base learning rate per optimizer.
+        feature_maps_at: the sides of the network's feature maps on another input size, for an architecture that
+            runs at any multiple of :data:`SIZE_STEP` (its layout scaled, :meth:`layout_at`); None: its layout's
+            size only.
     """
 
     name: str
@@ -105,6 +127,20 @@ class Architecture:
     learning_rates: Mapping[str, float]
     separable_head: bool = False
     imagenet_weights: tuple[str, ...] = ()
+    feature_maps_at: Callable[[int], tuple[int, ...]] | None = None
+
+    def layout_at(self, image_size: int | None) -> AnchorLayout:
+        """The default layout on an ``image_size`` input (None: its own size): box sizes keep their share of the
+        side. ``ValueError`` naming the sizes allowed for a size the architecture does not take."""
+        if image_size is None or image_size == self.layout.image_size:
+            return self.layout
+        if self.feature_maps_at is None:
+            raise ValueError(f"the layout of {self.name} is for {self.layout.image_size} px inputs")
+        if image_size % SIZE_STEP or not MIN_SCALED_SIZE <= image_size <= MAX_SCALED_SIZE:
+            raise ValueError(
+                f"{self.name} takes inputs of {MIN_SCALED_SIZE} to {MAX_SCALED_SIZE} px in steps of {SIZE_STEP}"
+            )
+        return self.layout.scaled(image_size, self.feature_maps_at(image_size))
 
     @property
     def has_reduced_tail(self) -> bool:
@@ -154,6 +190,7 @@ _ENTRIES = (
         backbone_kind="tiny",
         backbone=_tiny_backbone,
         learning_rates=BATCHNORM_LR,
+        feature_maps_at=_tiny_feature_maps,
     ),
     Architecture(
         name="ssd_tiny256",
@@ -162,6 +199,7 @@ _ENTRIES = (
         backbone_kind="tiny",
         backbone=_tiny_backbone,
         learning_rates=BATCHNORM_LR,
+        feature_maps_at=_tiny_feature_maps,
     ),
 )
 

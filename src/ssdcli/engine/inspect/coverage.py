@@ -32,16 +32,28 @@ CHUNK_IMAGES = 64
 
 
 class _Record(Protocol):
-    width: int
-    height: int
-    boxes: np.ndarray  # [G, 4] float32 xyxy pixels
-    labels: np.ndarray  # [G] int64 1..C-1
-    ignore: np.ndarray  # [G] bool
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def boxes(self) -> np.ndarray: ...  # [G, 4] float32 xyxy pixels
+
+    @property
+    def labels(self) -> np.ndarray: ...  # [G] int64 1..C-1
+
+    @property
+    def ignore(self) -> np.ndarray: ...  # [G] bool
 
 
 class _Index(Protocol):
-    class_names: tuple[str, ...]
-    records: Sequence[_Record]
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def records(self) -> Sequence[_Record]: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,12 @@ class GtSet:
     @property
     def num_gts(self) -> int:
         return int(self.valid.sum())
+
+    def relative_sides(self) -> torch.Tensor:
+        """[M] sqrt(w * h) of each training-target GT as a share of its image's side: every image is resized to the
+        square input, so on an S px input the GT measures ``S * share`` px (the size buckets' measure)."""
+        wh = (self.boxes[..., 2:] - self.boxes[..., :2])[self.valid]  # [M, 2]
+        return (wh[:, 0] * wh[:, 1]).clamp(min=0).sqrt()
 
 
 def gt_set_from_index(index: _Index, source: str = "", split: str | None = None) -> GtSet:
@@ -281,8 +299,7 @@ def dataset_coverage(
         on_event(EvalProgress(done, n))
     valid = gts.valid
     best_v, matches_v, labels_v = best[valid], matches[valid], gts.labels[valid]  # [M]
-    wh = (gts.boxes[..., 2:] - gts.boxes[..., :2])[valid] * spec.image_size  # [M, 2] px at the input
-    side = (wh[:, 0] * wh[:, 1]).clamp(min=0).sqrt()
+    side = gts.relative_sides() * spec.image_size  # [M] px at the input
     best_layers = torch.bincount(best_layer[valid], minlength=spec.num_layers)
     histogram = torch.bincount((best_v.clamp(0, 1) * 10).long().clamp(max=9), minlength=10)
     return CoverageReport(

@@ -22,7 +22,7 @@ from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
 from ssdcli.engine.train.schedule import check_optimizer
 from ssdcli.errors import CheckpointError, DataError, UsageError
-from ssdcli.models.config import ModelConfig, check_arch, default_config
+from ssdcli.models.config import ModelConfig, check_arch, default_config, default_layout
 from ssdcli.models.weights import IMAGENET
 
 
@@ -106,7 +106,7 @@ def fit_anchors(config: TrainConfig, index: DatasetIndex) -> tuple[AnchorLayout,
     from ssdcli.engine.inspect.coverage import gt_set_from_index
     from ssdcli.engine.inspect.suggest import suggest_layout
 
-    start = default_config(config.model.arch, num_classes=2).layout
+    start = default_layout(config.model.arch, config.model.img_size)
     found = suggest_layout(gt_set_from_index(index, str(index.root), index.split), start, AUTO_ANCHOR_RATIOS)
     layout = found.layout if found.accepted else start
     line = (
@@ -135,12 +135,14 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
         layout = None  # fitted once the training split is open (fit_anchors)
     else:
         layout = load_layout_file(config.model.anchors) if config.model.anchors is not None else None
-    size = (layout or default_config(config.model.arch, 2).layout).image_size
-    if config.model.img_size is not None and config.model.img_size != size:
-        raise UsageError(
-            f"input size {config.model.img_size}: the anchor layout of {config.model.arch} is for {size} px inputs; "
-            "give an anchor layout file for that size"
-        )
+    size = config.model.img_size
+    if layout is not None and size is not None and size != layout.image_size:
+        raise UsageError(f"`img_size` {size}: the anchor layout file is for {layout.image_size} px inputs")
+    if layout is None:
+        try:
+            default_layout(config.model.arch, size)
+        except ValueError as error:
+            raise UsageError(f"`img_size` {size}: {error}; give an anchor layout file for that size") from None
     weights = config.model.backbone_weights
     if weights is not None and weights != IMAGENET and not Path(weights).is_file():
         raise CheckpointError(f"backbone weights: neither {IMAGENET!r} nor an existing file", path=weights)
@@ -251,6 +253,7 @@ def model_config_for(
                 config.runtime.resume,
             )
         return spec.config
+    layout = layout if layout is not None else default_layout(config.model.arch, config.model.img_size)
     return default_config(config.model.arch, num_classes=len(class_names), layout=layout)
 
 

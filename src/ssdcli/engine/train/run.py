@@ -45,6 +45,7 @@ from ssdcli.engine.train.inputs import (
     resolve_resume,
     resume_ignored,
 )
+from ssdcli.engine.train.recipe_rule import apply_recipe
 from ssdcli.engine.train.schedule import WarmupCosine, build_optimizer, default_lr
 from ssdcli.errors import UsageError
 from ssdcli.models.build import build_model
@@ -131,6 +132,7 @@ def build_run(
     layout_file = check_options(config)
     data = config.data.data  # as given, so that messages name it so; the run's config.json holds it resolved
     prepared = open_data(config, data, emit) if data is not None else None
+    config, recipe_note = apply_recipe(config, prepared.train) if prepared is not None else (config, None)
     class_names = prepared.train.class_names if prepared is not None else (BACKGROUND, *SYNTH_CLASSES)
     weights_note = anchors_note = None
     if checkpoint is None and is_auto_anchors(config.model.anchors) and prepared is not None:
@@ -166,7 +168,7 @@ def build_run(
         for note in prepared.notes:
             emit(Message(note, "warning"))
         freeze_note = frozen_line(model, frozen) if frozen else None
-        for note in (weights_note, anchors_note, freeze_note):
+        for note in (recipe_note, weights_note, anchors_note, freeze_note):
             if note is not None:
                 emit(Message(note))
         for index in (prepared.train, prepared.val):
