@@ -13,8 +13,7 @@ import torch
 from ssdcli.data.synth import SYNTH_CLASSES
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
-from ssdcli.models.spec import ModelSpec
+from ssdcli.models.spec import ModelSpec, default_config
 from ssdcli.models.ssd import SSD
 
 BCCD_SKIP = "BCCD data set not available"

@@ -14,7 +14,7 @@ from ssdcli.config import BenchmarkConfig
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 from conftest import model_checkpoint
 

@@ -14,8 +14,7 @@ from ssdcli.engine.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Chec
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.errors import CheckpointError
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
-from ssdcli.models.spec import ModelSpec
+from ssdcli.models.spec import ModelSpec, default_config
 
 NAMES = ("background", "cat", "dog")
 CATEGORY_IDS = (0, 7, 3)

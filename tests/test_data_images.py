@@ -20,7 +20,7 @@ from ssdcli.engine.inspect.annotations import read_image as encode_read_image
 from ssdcli.engine.inference.preprocess import to_rgb_tensor
 from ssdcli.errors import DataError
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 from conftest import model_checkpoint
 from messy_files import smooth_rgb, truncate, undecodable_jpeg, write_jpeg

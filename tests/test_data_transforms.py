@@ -8,8 +8,9 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ssdcli.config import IMAGENET_MEAN, IMAGENET_STD
 from ssdcli.data.collate import LoadFailure, collate_detections
-from ssdcli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, SSDRandomIoUCrop, build_transforms, make_sample
+from ssdcli.data.transforms import SSDRandomIoUCrop, build_transforms, make_sample
 
 IDENTITY = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 

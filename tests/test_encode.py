@@ -36,8 +36,7 @@ from ssdcli.engine.inspect import (
 from ssdcli.engine.inspect import coverage as coverage_module
 from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.errors import CheckpointError, DataError, UsageError
-from ssdcli.models.config import ModelConfig
-from ssdcli.models.spec import ModelSpec
+from ssdcli.models.spec import ModelConfig, ModelSpec
 from ssdcli.viz.colours import FLAGGED, bgr, class_colour
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"

@@ -16,7 +16,7 @@ from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export import exporter
 from ssdcli.engine.export.parity import ExportFailed, largest_difference
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 from conftest import model_checkpoint
 

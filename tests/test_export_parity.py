@@ -20,7 +20,7 @@ from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export.exporter import DecodedDetector, separated_head_outputs
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 from conftest import model_checkpoint
 

@@ -16,7 +16,7 @@ from ssdcli.engine.checkpoint import load_checkpoint, save_checkpoint
 from ssdcli.engine.train.finetune import class_rows, start_from_detector
 from ssdcli.errors import UsageError
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 from ssdcli.models.heads import SSDHead
 
 THEIRS = ("background", "a", "b", "c")

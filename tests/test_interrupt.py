@@ -113,7 +113,7 @@ def test_predict_on_sigint_writes_the_json_of_what_it_did_and_says_where(tmp_pat
     from ssdcli.data.synth import SYNTH_CLASSES
     from ssdcli.engine.checkpoint import save_checkpoint
     from ssdcli.models.build import build_model
-    from ssdcli.models.config import default_config
+    from ssdcli.models.spec import default_config
 
     classes = ("background", *SYNTH_CLASSES)
     model = build_model(default_config("ssd_tiny", num_classes=len(classes)))

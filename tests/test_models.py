@@ -17,9 +17,8 @@ from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_l
 
 from ssdcli import AnchorLayout, default_boxes, encode, postprocess, ssd_loss
 from ssdcli.errors import CheckpointError, UsageError
-from ssdcli.models import ARCHITECTURES, ARCHS, SSD, ModelConfig, build_model, default_config
+from ssdcli.models import ARCHITECTURES, SSD, ModelConfig, build_model, default_config
 from ssdcli.models.backbones import L2Norm, TinyBackbone
-from ssdcli.models.config import MOBILENET_ARCHS, TINY_ARCHS
 from ssdcli.models.pretrained import mobilenet_key, vgg_key
 
 
@@ -60,7 +59,7 @@ def torchvision_ssdlite() -> nn.Module:
 # --- shapes -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_output_shapes_follow_the_layout(arch: str) -> None:
     model = build_model(default_config(arch, 5)).eval()
     layout = model.config.layout
@@ -73,7 +72,7 @@ def test_output_shapes_follow_the_layout(arch: str) -> None:
 
 
 def test_anchor_counts_of_the_builtin_models() -> None:
-    counts = {arch: layout.num_anchors for arch, layout in ARCHS.items()}
+    counts = {arch: entry.layout.num_anchors for arch, entry in ARCHITECTURES.items()}
     assert counts == {
         "ssd300_vgg16": 8732,  # the SSD paper
         "ssd512_vgg16": 24564,  # the SSD paper's Caffe model
@@ -85,7 +84,7 @@ def test_anchor_counts_of_the_builtin_models() -> None:
 
 def _best_iou(arch: str, box: tuple[float, float, float, float]) -> float:
     """The highest IoU of an xyxy box (fractions of the side) with a default box of ``arch``."""
-    anchors = default_boxes(ARCHS[arch])  # [A, 4] cxcywh
+    anchors = default_boxes(ARCHITECTURES[arch].layout)  # [A, 4] cxcywh
     corners = torch.cat((anchors[:, :2] - anchors[:, 2:] / 2, anchors[:, :2] + anchors[:, 2:] / 2), dim=1)
     x1, y1, x2, y2 = box
     iw = (corners[:, 2].clamp(max=x2) - corners[:, 0].clamp(min=x1)).clamp(min=0)
@@ -189,7 +188,7 @@ def _centre_tap_head(head: nn.Module) -> None:
                     module.weight[:, 0, centre, centre] = torch.arange(1, module.out_channels + 1.0)
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHS))
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_head_rows_come_from_the_cell_of_their_default_box(arch: str) -> None:
     model = build_model(default_config(arch, 3)).eval()
     layout = model.config.layout
@@ -292,7 +291,7 @@ def test_channels_last_and_bfloat16_autocast() -> None:
 
 
 def test_config_round_trips_through_json() -> None:
-    config = ModelConfig("ssdlite320_mobilenet_v3_large", 7, ARCHS["ssdlite320_mobilenet_v3_large"], reduced_tail=False)
+    config = ModelConfig("ssdlite320_mobilenet_v3_large", 7, ARCHITECTURES["ssdlite320_mobilenet_v3_large"].layout, reduced_tail=False)
     assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     tiny = default_config("ssd_tiny", 4)
     assert ModelConfig.from_dict(json.loads(json.dumps(tiny.to_dict()))) == tiny
@@ -311,7 +310,7 @@ def test_bad_config_values_are_rejected() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         default_config("ssd_tiny", 1)
     with pytest.raises(ValueError, match="reduced_tail"):
-        ModelConfig("ssd300_vgg16", 21, ARCHS["ssd300_vgg16"], reduced_tail=True)
+        ModelConfig("ssd300_vgg16", 21, ARCHITECTURES["ssd300_vgg16"].layout, reduced_tail=True)
     with pytest.raises(ValueError, match="unknown keys"):
         ModelConfig.from_dict({**default_config("ssd_tiny", 4).to_dict(), "depth": 3})
 
@@ -342,10 +341,10 @@ def _digest(model: nn.Module) -> str:
 
 
 def test_registry_names_and_derived_sets() -> None:
-    assert list(ARCHITECTURES) == list(ARCHS) == list(BUILT_WITH_21_CLASSES)
+    assert list(ARCHITECTURES) == list(BUILT_WITH_21_CLASSES)
     assert all(name == entry.name for name, entry in ARCHITECTURES.items())
-    assert TINY_ARCHS == {"ssd_tiny", "ssd_tiny256"}
-    assert MOBILENET_ARCHS == {"ssdlite320_mobilenet_v3_large"}
+    assert [e.name for e in ARCHITECTURES.values() if e.backbone_kind == "tiny"] == ["ssd_tiny", "ssd_tiny256"]
+    assert [e.name for e in ARCHITECTURES.values() if e.has_reduced_tail] == ["ssdlite320_mobilenet_v3_large"]
     assert [e.name for e in ARCHITECTURES.values() if e.separable_head] == ["ssdlite320_mobilenet_v3_large"]
     assert [e.name for e in ARCHITECTURES.values() if e.imagenet_weights] == [
         "ssd300_vgg16",
@@ -360,7 +359,7 @@ def test_registry_names_and_derived_sets() -> None:
 def test_every_entry_builds_the_model_it_built_before(arch: str) -> None:
     entry = ARCHITECTURES[arch]
     model = build_model(default_config(arch, 21))
-    assert model.config.layout == entry.layout == ARCHS[arch]
+    assert model.config.layout == entry.layout
     assert len(model.backbone.out_channels) == len(entry.layout.feature_maps)
     assert (_num_params(model), len(model.state_dict()), _digest(model)) == BUILT_WITH_21_CLASSES[arch]
 
@@ -483,7 +482,7 @@ def test_imagenet_weights_from_the_hub_cache(no_downloads: Path) -> None:
 def test_imagenet_weights_where_none_exist() -> None:
     with pytest.raises(UsageError, match="no ImageNet weights"):
         build_model(default_config("ssd_tiny", 3), backbone_weights="imagenet")
-    reduced = ModelConfig("ssdlite320_mobilenet_v3_large", 3, ARCHS["ssdlite320_mobilenet_v3_large"], reduced_tail=True)
+    reduced = ModelConfig("ssdlite320_mobilenet_v3_large", 3, ARCHITECTURES["ssdlite320_mobilenet_v3_large"].layout, reduced_tail=True)
     with pytest.raises(UsageError, match="full tail"):
         build_model(reduced, backbone_weights="imagenet")
 

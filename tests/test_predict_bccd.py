@@ -32,7 +32,7 @@ from ssdcli.engine.export.exporter import DecodedDetector
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.preprocess import network_input
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 from conftest import model_checkpoint
 

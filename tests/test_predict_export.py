@@ -9,15 +9,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import model_checkpoint
 from torchvision.ops import box_iou
 
 import ssdcli
 from ssdcli.cli.app import main
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
-
-from conftest import model_checkpoint
+from ssdcli.models.spec import default_config
 
 CLASSES = ("background", "circle", "square", "triangle")
 
@@ -300,8 +299,7 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
     from ssdcli.engine.export.exporter import export_onnx
     from ssdcli.engine.inference.loading import LoadedModel
     from ssdcli.models.build import build_model
-    from ssdcli.models.config import default_config
-    from ssdcli.models.spec import ModelSpec
+    from ssdcli.models.spec import ModelSpec, default_config
 
     if new_exporter:
         pytest.importorskip("onnxscript")
@@ -466,6 +464,7 @@ def test_ffmpeg_moov_atom_not_found_does_not_reach_the_terminal(checkpoint: Path
 
 def test_predict_on_a_far_larger_photo_gives_boxes_in_its_stored_pixels(checkpoint: Path, tmp_path: Path) -> None:
     from messy_files import smooth_rgb, write_jpeg
+
     from ssdcli.data.images import decode_image
     from ssdcli.engine.inference.detectors import torch_predictor
     from ssdcli.engine.inference.predict import run_predict

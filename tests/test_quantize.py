@@ -18,7 +18,7 @@ from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export.exporter import separated_head_outputs
 from ssdcli.engine.export.quantize import compare_detections, failure_message, head_convolutions
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 from ssdcli.models.spec import ModelSpec
 from ssdcli.models.ssd import SSD
 

@@ -21,7 +21,7 @@ from ssdcli.engine.checkpoint import load_checkpoint
 from ssdcli.engine.train.recipe_rule import BoxStats, RecipeRule, choose_recipe
 from ssdcli.models.backbones import TinyBackbone, feature_map_sizes
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config, default_layout
+from ssdcli.models.spec import default_config, default_layout
 
 TEN_MINUTES = 600.0
 

@@ -19,7 +19,7 @@ from ssdcli.engine.train.schedule import build_optimizer
 from ssdcli.errors import UsageError
 from ssdcli.models.backbones import MobileNetV3Backbone, VGG16Backbone
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 QUICK = dict(batch_size=4, synth_images=16, workers=0, device="cpu", max_steps_per_epoch=2, eval_every=0)
 

@@ -183,7 +183,7 @@ def test_anchors_auto_fits_the_layout_to_the_training_boxes(tmp_path: Path, caps
 
     from ssdcli.data.dataset import open_index
     from ssdcli.engine.inspect.coverage import coverage_of, gt_best_iou, gt_set_from_index
-    from ssdcli.models.config import default_config
+    from ssdcli.models.spec import default_config
 
     data = _voc(tmp_path / "voc")
     for xml in (data / "Annotations").glob("*.xml"):  # shrink every box to a quarter of its side, around its centre

@@ -1,4 +1,5 @@
-"""Frozen configuration dataclasses that the CLI builds and the engine consumes."""
+"""Frozen configuration dataclasses that the CLI builds and the engine consumes, and the one home of every choice
+list and default they share with the library (the CLI's enums and the library functions' defaults read them)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from ssdcli.errors import UsageError
 
@@ -16,6 +17,42 @@ DEFAULT_TRACKING = "default"
 #: Data set layouts ``data_format`` may name ("auto": found from the files): the names of the format registry
 #: ``ssdcli.data.formats.FORMATS``, kept here because config is a leaf (tests/test_data_formats.py checks they agree).
 DATA_FORMATS = ("auto", "voc", "coco", "yolo")
+
+#: Input normalisation of torchvision's ImageNet classifiers, for RGB images scaled to [0, 1].
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+#: How images are resized to the network input: "antialias": the 8-bit image, antialiased (ssdcli's pipeline,
+#: training included); "bilinear": the normalised float image, bilinear without antialiasing (torchvision's
+#: detection transform, which its COCO detectors were trained and evaluated with).
+RESIZE_MODES = ("antialias", "bilinear")
+DEFAULT_RESIZE = "antialias"
+
+#: Largest zoom-out canvas of the training augmentation, as a multiple of the image side (DESIGN 1.6: 4; 1: off).
+DEFAULT_ZOOM_OUT = 2.0
+#: Whether the training augmentation takes SSD's min-IoU random crop (DESIGN 1.6).
+DEFAULT_IOU_CROP = True
+
+#: The exponential moving average of the weights: the decay it approaches, and the optimizer steps over which it
+#: ramps up (engine/train/ema.py).
+DEFAULT_EMA_DECAY = 0.995
+DEFAULT_EMA_TAU = 100.0
+
+#: What ``ssd export`` writes, what ``ssd eval`` and ``ssd predict`` run, and what ``ssd benchmark`` measures (in
+#: its table's order: the checkpoint, then each export target).
+EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
+MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
+BENCHMARK_FORMATS = ("checkpoint", "torchscript", "onnx", "onnx-int8", "openvino")
+
+#: ``ssd eval``'s modes; the VOC AP rules (voc07: 11-point, voc12: the area under the precision envelope), the
+#: COCO evaluation packages, and the IoU a detection needs to match an object in VOC AP.
+EVAL_MODES = ("coco", "voc", "model")
+VocMetric = Literal["voc07", "voc12"]
+VOC_METRICS: tuple[VocMetric, ...] = get_args(VocMetric)
+DEFAULT_VOC_METRIC: VocMetric = "voc07"
+COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
+DEFAULT_COCO_BACKEND = "pycocotools"
+DEFAULT_VOC_IOU = 0.5
 
 
 def _check_at_least(settings: object, minimum: Mapping[str, int]) -> None:
@@ -79,8 +116,8 @@ class OptimSettings:
     weight_decay: float = 5e-4
     warmup_steps: int = 100
     ema: bool = True  # validate and save an exponential moving average of the weights (engine/train/ema.py)
-    ema_decay: float = 0.995
-    ema_tau: float = 100.0  # optimizer steps over which the EMA decay ramps up
+    ema_decay: float = DEFAULT_EMA_DECAY
+    ema_tau: float = DEFAULT_EMA_TAU  # optimizer steps over which the EMA decay ramps up
 
     def __post_init__(self) -> None:
         if self.epochs is not None and self.time_budget is not None:
@@ -104,8 +141,8 @@ class OptimSettings:
 class AugmentSettings:
     """The training augmentation (data/transforms.py)."""
 
-    zoom_out: float = 2.0  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
-    iou_crop: bool = True  # the min-IoU random crop (DESIGN 1.6)
+    zoom_out: float = DEFAULT_ZOOM_OUT  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
+    iou_crop: bool = DEFAULT_IOU_CROP  # the min-IoU random crop (DESIGN 1.6)
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.zoom_out < float("inf"):  # NaN fails every comparison
@@ -268,9 +305,6 @@ class TrainConfig:
         )
 
 
-EXPORT_FORMATS = ("onnx", "torchscript", "openvino")
-
-
 @dataclass(frozen=True)
 class ExportConfig:
     """Everything ``ssd export`` needs; the combination is checked when it is made (errors name the field).
@@ -281,7 +315,7 @@ class ExportConfig:
     on the images of the folder ``calibration`` (default: the checkpoint's training split)."""
 
     checkpoint: Path | str
-    target: str = "onnx"
+    target: str = EXPORT_FORMATS[0]
     out: Path | None = None
     opset: int = 18
     dynamic_batch: bool = True
@@ -304,10 +338,6 @@ class ExportConfig:
             raise UsageError("`calibration` applies to `int8` only")
         if self.with_preprocess and (self.target != "onnx" or self.int8):
             raise UsageError("`with_preprocess` applies to `target` onnx without `int8`")
-
-
-#: What ``ssd benchmark`` measures, in its table's order: the checkpoint, then each export target.
-BENCHMARK_FORMATS = ("checkpoint", "torchscript", "onnx", "onnx-int8", "openvino")
 
 
 @dataclass(frozen=True)
@@ -341,12 +371,6 @@ class BenchmarkConfig:
             raise UsageError(f"`formats`: unknown {unknown[0]!r} (choose from {', '.join(BENCHMARK_FORMATS)})")
 
 
-EVAL_MODES = ("coco", "voc", "model")
-MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
-VOC_METRICS = ("voc07", "voc12")
-COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
-
-
 @dataclass(frozen=True)
 class EvalConfig:
     """Everything ``ssd eval`` needs, in one of three modes, checked when it is made (errors name the field):
@@ -357,7 +381,7 @@ class EvalConfig:
     * ``model``: run ``model`` (``model_format``: a checkpoint, or an ONNX, TorchScript or OpenVINO export) over
       ``data``/``split``, write its detections into a fresh folder under ``out``, then both evaluations.
 
-    ``metric``, ``iou_threshold`` and ``backend`` are None unless chosen (defaults: voc07, 0.5, pycocotools), so
+    ``metric``, ``iou_threshold`` and ``backend`` are None unless chosen (defaults: DEFAULT_VOC_METRIC, DEFAULT_VOC_IOU, DEFAULT_COCO_BACKEND), so
     that a choice that does not apply to the mode is refused rather than ignored."""
 
     mode: str
@@ -371,7 +395,7 @@ class EvalConfig:
     per_class: bool = False
     backend: str | None = None
     model: Path | str | None = None
-    model_format: str = "checkpoint"
+    model_format: str = MODEL_FORMATS[0]
     data_format: str = "auto"
     out: Path = Path("runs/eval")
     batch_size: int = 16
@@ -385,9 +409,9 @@ class EvalConfig:
         if self.model_format not in MODEL_FORMATS:
             raise UsageError(f"`model_format`: expected one of {', '.join(MODEL_FORMATS)}, got {self.model_format!r}")
         if self.metric is not None and self.metric not in VOC_METRICS:
-            raise UsageError(f"`metric`: expected voc07 or voc12, got {self.metric!r}")
+            raise UsageError(f"`metric`: expected {' or '.join(VOC_METRICS)}, got {self.metric!r}")
         if self.backend is not None and self.backend not in COCO_BACKENDS:
-            raise UsageError(f"`backend`: expected pycocotools or faster-coco-eval, got {self.backend!r}")
+            raise UsageError(f"`backend`: expected {' or '.join(COCO_BACKENDS)}, got {self.backend!r}")
         if self.iou_threshold is not None and not 0.0 < self.iou_threshold <= 1.0:
             raise UsageError(f"`iou_threshold` must be in (0, 1], got {self.iou_threshold}")
         if self.classes is not None and (not self.classes or len(set(self.classes)) != len(self.classes)):
@@ -421,15 +445,15 @@ class EvalConfig:
 
     @property
     def voc_metric(self) -> str:
-        return self.metric or "voc07"
+        return self.metric or DEFAULT_VOC_METRIC
 
     @property
     def iou(self) -> float:
-        return 0.5 if self.iou_threshold is None else self.iou_threshold
+        return DEFAULT_VOC_IOU if self.iou_threshold is None else self.iou_threshold
 
     @property
     def coco_backend(self) -> str:
-        return self.backend or "pycocotools"
+        return self.backend or DEFAULT_COCO_BACKEND
 
 
 @dataclass(frozen=True)

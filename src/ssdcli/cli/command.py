@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from ssdcli.config import EXPORT_FORMATS
 from ssdcli.data.formats import format_names
 from ssdcli.engine.train.architectures import standard_learning_rates
 from ssdcli.errors import UsageError
@@ -17,12 +18,10 @@ from ssdcli.errors import UsageError
 DataFormat = Enum("DataFormat", {name: name for name in ("auto", *format_names())}, type=str)  # type: ignore[misc]
 
 
-class ExportTarget(str, Enum):
-    """What ``ssd export --to`` writes."""
+# An option's choices are a str Enum made from the list in ``ssdcli.config`` (written once), one member per value.
 
-    onnx = "onnx"
-    torchscript = "torchscript"
-    openvino = "openvino"
+#: What ``ssd export --to`` writes.
+ExportTarget = Enum("ExportTarget", {name: name for name in EXPORT_FORMATS}, type=str)  # type: ignore[misc]
 
 
 #: ``ssd train --optimizer``: the optimizers the model registry has learning rates for.

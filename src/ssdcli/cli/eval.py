@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from ssdcli.config import EvalConfig
+from ssdcli.config import (
+    COCO_BACKENDS,
+    DEFAULT_COCO_BACKEND,
+    DEFAULT_VOC_IOU,
+    DEFAULT_VOC_METRIC,
+    VOC_METRICS,
+    EvalConfig,
+)
 from ssdcli.errors import UsageError
 
 from .command import DataFormat
@@ -21,14 +28,9 @@ if TYPE_CHECKING:
     from ssdcli.metrics.voc import VocResult
 
 
-class VocMetric(str, Enum):
-    voc07 = "voc07"
-    voc12 = "voc12"
-
-
-class CocoBackend(str, Enum):
-    pycocotools = "pycocotools"
-    faster_coco_eval = "faster-coco-eval"
+#: ``--metric`` and ``--backend``: the choices of :class:`EvalConfig`.
+VocMetric = Enum("VocMetric", {name: name for name in VOC_METRICS}, type=str)  # type: ignore[misc]
+CocoBackend = Enum("CocoBackend", {name.replace("-", "_"): name for name in COCO_BACKENDS}, type=str)  # type: ignore[misc]
 
 
 VOC_METRIC_TITLES = {"voc07": "VOC2007 11-point", "voc12": "VOC2010+ area under the precision envelope"}
@@ -83,7 +85,7 @@ _CLASSES_HELP = (
     "--voc: comma-separated classes to evaluate; a plain results list's category_id i is the i-th (default: the data"
     " set's sorted class names; results that carry their classes are matched by name)."
 )
-_BACKEND_HELP = "--coco: pycocotools, or faster-coco-eval if installed (default: pycocotools)."
+_BACKEND_HELP = f"--coco: pycocotools, or faster-coco-eval if installed (default: {DEFAULT_COCO_BACKEND})."
 _JSON_HELP = "Also write the metrics as JSON to this file ('-': only the JSON, on stdout)."
 
 
@@ -98,9 +100,9 @@ def eval_command(
         typer.Option(help="--voc, --checkpoint, --onnx, --torchscript, --openvino: the split to evaluate on (default: test; a COCO JSON file is its own split)."),
     ] = None,
     metric: Annotated[
-        VocMetric | None, typer.Option(help="--voc: voc07 (11-point) or voc12 (area, VOC2010+) (default: voc07).")
+        VocMetric | None, typer.Option(help=f"--voc: voc07 (11-point) or voc12 (area, VOC2010+) (default: {DEFAULT_VOC_METRIC}).")
     ] = None,
-    iou: Annotated[float | None, typer.Option(help="--voc: IoU threshold for a true positive (default: 0.5).")] = None,
+    iou: Annotated[float | None, typer.Option(help=f"--voc: IoU threshold for a true positive (default: {DEFAULT_VOC_IOU:g}).")] = None,
     classes: Annotated[str | None, typer.Option(help=_CLASSES_HELP)] = None,
     per_class: Annotated[bool, typer.Option("--per-class", help="--coco: also show AP per category.")] = False,
     backend: Annotated[CocoBackend | None, typer.Option(help=_BACKEND_HELP)] = None,

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ssdcli.config import DEFAULT_RESIZE, DEFAULT_ZOOM_OUT, IMAGENET_MEAN, IMAGENET_STD
 from ssdcli.errors import DataError
 
 from . import formats
@@ -17,7 +18,7 @@ from .collate import LoadFailure
 from .images import decode_image
 from .records import DatasetIndex, ImageRecord
 from .sampling import sample_seed, seed_everything
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transforms, make_sample
+from .transforms import build_transforms, make_sample
 
 
 def open_index(
@@ -104,10 +105,10 @@ class DetectionDataset(Dataset):
         train: bool,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        zoom_out_max: float = 4.0,
+        zoom_out_max: float = DEFAULT_ZOOM_OUT,
         transforms: Callable[..., Any] | None = None,
         return_failures: bool = False,
-        resize: str = "antialias",
+        resize: str = DEFAULT_RESIZE,
         seed: int | None = None,
     ) -> None:
         self.seed = seed

@@ -27,9 +27,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-# ImageNet statistics of RGB images scaled to [0, 1], the normalisation of torchvision's backbones.
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from ssdcli.config import DEFAULT_IOU_CROP, DEFAULT_RESIZE, DEFAULT_ZOOM_OUT, IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES
 
 
 class SSDRandomIoUCrop(v2.RandomIoUCrop):
@@ -97,9 +95,9 @@ def build_transforms(
     train: bool,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    zoom_out_max: float = 4.0,
-    iou_crop: bool = True,
-    resize: str = "antialias",
+    zoom_out_max: float = DEFAULT_ZOOM_OUT,
+    iou_crop: bool = DEFAULT_IOU_CROP,
+    resize: str = DEFAULT_RESIZE,
 ) -> v2.Compose:
     """The transform of a sample ``(image, target)`` (see the module docstring).
 
@@ -117,8 +115,8 @@ def build_transforms(
         raise ValueError(f"image_size: expected a positive size, got {image_size}")
     if len(mean) != 3 or len(std) != 3:
         raise ValueError(f"mean, std: expected 3 values each (RGB), got {len(mean)} and {len(std)}")
-    if resize not in ("antialias", "bilinear"):
-        raise ValueError(f"resize: expected antialias or bilinear, got {resize!r}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize: expected {' or '.join(RESIZE_MODES)}, got {resize!r}")
     if not train and resize == "bilinear":
         return v2.Compose(
             [

@@ -8,7 +8,6 @@ Detections come as :class:`ssdcli.core.detections.Detections`.
 from __future__ import annotations
 
 from .coco import (
-    COCO_BACKENDS,
     COCO_METRIC_FIELDS,
     COCO_METRIC_KEYS,
     CocoClassAP,
@@ -20,7 +19,6 @@ from .coco import (
 from .confusion import Confusion, confusion_counts
 from .voc import (
     VOC07_RECALL_THRESHOLDS,
-    VOC_METRICS,
     VocClassResult,
     VocImageGT,
     VocResult,
@@ -29,11 +27,9 @@ from .voc import (
 )
 
 __all__ = [
-    "COCO_BACKENDS",
     "COCO_METRIC_FIELDS",
     "COCO_METRIC_KEYS",
     "VOC07_RECALL_THRESHOLDS",
-    "VOC_METRICS",
     "CocoClassAP",
     "CocoMetrics",
     "CocoResult",

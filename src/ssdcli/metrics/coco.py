@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ssdcli.config import COCO_BACKENDS, DEFAULT_COCO_BACKEND
 from ssdcli.errors import UsageError
-
-COCO_BACKENDS: tuple[str, ...] = ("pycocotools", "faster-coco-eval")
 
 # JSON key, field name and the setting of COCOeval's summary line, in the order of COCOeval.stats.
 COCO_METRIC_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -188,7 +187,7 @@ def coco_evaluate(
     results: Sequence[Mapping[str, Any]],
     *,
     per_class: bool = False,
-    backend: str = "pycocotools",
+    backend: str = DEFAULT_COCO_BACKEND,
     ignore_key: str | None = None,
 ) -> CocoResult:
     """COCOeval (bbox, default parameters) of ``results`` against the COCO ground truth dict ``gt``.

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
+from ssdcli.config import DEFAULT_VOC_IOU, DEFAULT_VOC_METRIC, VOC_METRICS, VocMetric
 from ssdcli.core.boxes import xyxy_to_devkit
 from ssdcli.core.detections import Detections
 from ssdcli.errors import DataError
-
-VocMetricName = Literal["voc07", "voc12"]
-VOC_METRICS: tuple[str, ...] = ("voc07", "voc12")
 
 # The values of MATLAB's ``0:0.1:1`` as the devkit's 11-point loop sees them. MATLAB builds a colon range
 # symmetrically (a + k*d for the first half, b - k*d for the second), so the fourth value is 3*0.1 =
@@ -113,7 +110,7 @@ class VocResult:
         return {c.name: c.ap for c in self.per_class}
 
 
-def average_precision(recall: np.ndarray, precision: np.ndarray, metric: VocMetricName = "voc07") -> float:
+def average_precision(recall: np.ndarray, precision: np.ndarray, metric: VocMetric = DEFAULT_VOC_METRIC) -> float:
     """AP from the cumulative ``recall`` [N] and ``precision`` [N] of detections sorted by score (devkit rules)."""
     recall = np.asarray(recall, dtype=np.float64)
     precision = np.asarray(precision, dtype=np.float64)
@@ -251,8 +248,8 @@ def voc_evaluate(
     ground_truth: Mapping[str, VocImageGT],
     detections: Sequence[Detections],
     class_names: Sequence[str],
-    iou_threshold: float = 0.5,
-    metric: VocMetricName = "voc07",
+    iou_threshold: float = DEFAULT_VOC_IOU,
+    metric: VocMetric = DEFAULT_VOC_METRIC,
 ) -> VocResult:
     """VOC AP per class and mAP over the classes with ground truth, by the devkit's rules (see the module doc).
 

@@ -1,5 +1,5 @@
-"""SSD networks: the architectures (one entry each in ``zoo``), configuration as data, backbones from torchvision,
-prediction heads and the model builder.
+"""SSD networks: the architectures (one entry each in ``zoo``), a model as data (``spec``: its network config and
+the spec a trained model carries), backbones from torchvision, prediction heads and the model builder.
 
     from ssdcli.models import build_model, default_config
 
@@ -18,16 +18,17 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> the module of this package that defines it.
 _EXPORTS = {
     "ARCHITECTURES": "zoo",
-    "ARCHS": "config",
     "Architecture": "zoo",
     "SSD": "ssd",
     "SSDHead": "heads",
     "SSD_TINY_LAYOUT": "zoo",
-    "ModelConfig": "config",
+    "ModelConfig": "spec",
+    "ModelSpec": "spec",
     "build_backbone": "build",
     "build_model": "build",
     "check_feature_maps": "build",
-    "default_config": "config",
+    "check_arch": "zoo",
+    "default_config": "spec",
     "hub_cache_file": "weights",
     "imagenet_weights": "weights",
     "load_backbone_weights": "weights",
@@ -36,11 +37,11 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .build import build_backbone, build_model, check_feature_maps
-    from .config import ARCHS, ModelConfig, default_config
     from .heads import SSDHead
+    from .spec import ModelConfig, ModelSpec, default_config
     from .ssd import SSD
     from .weights import hub_cache_file, imagenet_weights, load_backbone_weights, read_state_dict
-    from .zoo import ARCHITECTURES, SSD_TINY_LAYOUT, Architecture
+    from .zoo import ARCHITECTURES, SSD_TINY_LAYOUT, Architecture, check_arch
 
 
 def __getattr__(name: str) -> Any:
@@ -52,14 +53,15 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ARCHITECTURES",
-    "ARCHS",
     "Architecture",
     "SSD",
     "SSDHead",
     "SSD_TINY_LAYOUT",
     "ModelConfig",
+    "ModelSpec",
     "build_backbone",
     "build_model",
+    "check_arch",
     "check_feature_maps",
     "default_config",
     "hub_cache_file",

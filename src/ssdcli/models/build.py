@@ -10,11 +10,11 @@ from torch import nn
 from ssdcli.errors import UsageError
 
 from .backbones import feature_map_sizes
-from .config import ModelConfig, check_arch
 from .heads import SSDHead
+from .spec import ModelConfig
 from .ssd import SSD
 from .weights import IMAGENET, load_backbone_weights
-from .zoo import ARCHITECTURES
+from .zoo import ARCHITECTURES, check_arch
 
 
 def _resolve(config: ModelConfig, backbone_weights: str | Path | None) -> ModelConfig:

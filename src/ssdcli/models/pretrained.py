@@ -29,16 +29,16 @@ from torch import Tensor
 from torchvision.models import WeightsEnum
 from torchvision.models.detection import SSD300_VGG16_Weights, SSDLite320_MobileNet_V3_Large_Weights
 
-from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
+from ssdcli.core.anchors import AnchorLayout
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError
 
 from .backbones import MobileNetV3Backbone
 from .build import build_model
-from .config import ModelConfig
-from .spec import ModelSpec
+from .spec import ModelConfig, ModelSpec
 from .ssd import SSD
 from .weights import fit_state_dict, hub_cache_file, read_state_dict
+from .zoo import ARCHITECTURES, check_arch
 
 # torchvision's VGG feature extractor: ``features`` is VGG16 up to relu4_3 (layers 0-22); ``extra.0`` holds
 # pool4 .. relu5_3 (layers 23-29) and then pool5/fc6/fc7 as one Sequential at position 7.
@@ -48,28 +48,50 @@ _VGG_FC_POSITION = 7
 
 @dataclass(frozen=True)
 class TorchvisionDetector:
-    """What makes one of torchvision's SSD detectors, as ssdcli configuration."""
+    """What one of torchvision's SSD detectors adds to its architecture's zoo entry (``arch``): the weights, the
+    input normalisation and the detection settings it was trained and evaluated with. Its default boxes are the
+    entry's, clipped as torchvision clips them."""
 
     arch: str
     weights: WeightsEnum
-    layout: AnchorLayout
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     postprocess: PostprocessSettings
+
+    def __post_init__(self) -> None:
+        check_arch(self.arch)
 
     @property
     def name(self) -> str:
         """The weights' name as the command line takes it, e.g. ``SSD300_VGG16_Weights.COCO_V1``."""
         return f"{type(self.weights).__name__}.{self.weights.name}"
 
+    @property
+    def layout(self) -> AnchorLayout:
+        """The zoo entry's default boxes with widths and heights clipped to the image (torchvision's ``clip=True``)."""
+        return dataclasses.replace(ARCHITECTURES[self.arch].layout, clip=True)
+
+    def model_config(self, num_classes: int, reduced_tail: bool | None) -> ModelConfig:
+        """The detector with ``num_classes`` classes (background included) as an ssdcli model configuration;
+        images resized as torchvision's detection transform resizes them."""
+        return ModelConfig(
+            self.arch,
+            num_classes,
+            self.layout,
+            mean=self.mean,
+            std=self.std,
+            reduced_tail=reduced_tail,
+            resize="bilinear",
+        )
+
 
 #: torchvision's SSD detectors by architecture. Layouts: torchvision's DefaultBoxGenerator (scales 0.07 ... 1.05
-#: with steps for SSD300, 0.2 ... 0.95 evenly for SSDLite320, clip=True); postprocess: the builders' arguments.
+#: with steps for SSD300, 0.2 ... 0.95 evenly for SSDLite320, clip=True), the zoo's; postprocess: the builders'
+#: arguments.
 TORCHVISION_DETECTORS: dict[str, TorchvisionDetector] = {
     "ssd300_vgg16": TorchvisionDetector(
         arch="ssd300_vgg16",
         weights=SSD300_VGG16_Weights.COCO_V1,
-        layout=dataclasses.replace(BUILTIN_LAYOUTS["ssd300"], clip=True),
         mean=(0.48235, 0.45882, 0.40784),
         std=(1.0 / 255.0, 1.0 / 255.0, 1.0 / 255.0),
         postprocess=EVAL_SETTINGS,  # ssdcli's evaluation settings are torchvision's ssd300_vgg16's
@@ -77,7 +99,6 @@ TORCHVISION_DETECTORS: dict[str, TorchvisionDetector] = {
     "ssdlite320_mobilenet_v3_large": TorchvisionDetector(
         arch="ssdlite320_mobilenet_v3_large",
         weights=SSDLite320_MobileNet_V3_Large_Weights.COCO_V1,
-        layout=BUILTIN_LAYOUTS["ssdlite320"],
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         postprocess=PostprocessSettings(score_threshold=0.001, iou_threshold=0.55, top_k=300, pre_nms_top_k=300),
@@ -221,16 +242,7 @@ def model_from_state(state: dict[str, Tensor], path: Path) -> PretrainedModel:
                 "not for a MobileNetV3-Large tail of 480 or 960 channels",
                 path=path,
             )
-    config = ModelConfig(
-        detector.arch,
-        num_classes,
-        detector.layout,
-        mean=detector.mean,
-        std=detector.std,
-        reduced_tail=reduced_tail,
-        resize="bilinear",  # torchvision's detection transform
-    )
-    model = build_model(config)
+    model = build_model(detector.model_config(num_classes, reduced_tail))
     if isinstance(model.backbone, MobileNetV3Backbone):
         c4 = model.backbone.c4_index
         mapped = {mobilenet_key(k, c4): v for k, v in state.items()}

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .config import ModelConfig
 from .heads import SSDHead
+from .spec import ModelConfig
 
 
 class SSD(nn.Module):

@@ -22,9 +22,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum, get_weight
 
+from ssdcli.config import IMAGENET_MEAN, IMAGENET_STD
 from ssdcli.errors import CheckpointError, UsageError
 
-from .config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from .spec import ModelConfig
 from .zoo import ARCHITECTURES
 
 IMAGENET = "imagenet"

@@ -2,9 +2,9 @@
 
 An entry holds everything that differs between architectures: the default anchor layout, the backbone, the kind
 of head, the ImageNet weights the backbone can start from, the default learning rate per optimizer and a line of
-description. ``models/config.py``, ``models/build.py``, ``models/weights.py``, the training schedule and the help
-of ``ssd train`` read it, so a new architecture is one entry here (and, if it needs one, its backbone class in
-``backbones.py``).
+description. ``ModelConfig`` (``models/spec.py``, whose ``arch`` names an entry), ``models/build.py``,
+``models/weights.py``, ``models/pretrained.py``, the training schedule and the help of ``ssd train`` read it, so a
+new architecture is one entry here (and, if it needs one, its backbone class in ``backbones.py``).
 
 Importing this module does not import torch (``ssd train --help`` lists the entries): backbone classes are
 imported when a backbone is built, and ImageNet weights are named as strings that torchvision resolves where
@@ -13,6 +13,7 @@ they are loaded (``models/weights.py``).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -103,7 +104,7 @@ class Architecture:
     """One SSD architecture.
 
     Attributes:
-        name: the ``arch`` of a :class:`~ssdcli.models.config.ModelConfig`.
+        name: the ``arch`` of a :class:`~ssdcli.models.spec.ModelConfig`.
         description: a few words for help texts (no parentheses: help lists it in some).
         layout: the default anchor layout.
         backbone_kind: the family of the backbone: ``"vgg16"``, ``"mobilenet_v3_large"`` or ``"tiny"``.
@@ -205,6 +206,19 @@ _ENTRIES = (
 
 #: Architecture name -> its entry, in the order above.
 ARCHITECTURES: Mapping[str, Architecture] = MappingProxyType({entry.name: entry for entry in _ENTRIES})
+
+
+def check_arch(arch: str) -> str:
+    """``arch`` if it names an entry; ``ValueError`` suggesting the closest name otherwise."""
+    if arch in ARCHITECTURES:
+        return arch
+    containing = [name for name in ARCHITECTURES if str(arch) and str(arch).lower() in name]  # "ssdlite", "tiny"
+    close = containing or difflib.get_close_matches(str(arch), ARCHITECTURES, n=1, cutoff=0.4)
+    if len(close) == 1:
+        hint = f"; did you mean {close[0]!r}?"
+    else:
+        hint = f"; choose from {', '.join(close or ARCHITECTURES)}"
+    raise ValueError(f"unknown model architecture {arch!r}{hint}")
 
 
 def default_lr(arch: str, optimizer: str) -> float:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ssdcli.config import DEFAULT_VOC_IOU, DEFAULT_VOC_METRIC, VocMetric
 from ssdcli.core.detections import Detections, DevkitRow
 from ssdcli.data.records import DatasetIndex
 from ssdcli.engine.evaluate.ground_truth import (
@@ -24,15 +25,15 @@ from ssdcli.engine.evaluate.outcome import EvalOutcome
 from ssdcli.engine.events import EventHandler, ignore_events
 from ssdcli.engine.inference.batched import detect_index
 from ssdcli.metrics.coco import coco_evaluate
-from ssdcli.metrics.voc import VocMetricName, voc_evaluate
+from ssdcli.metrics.voc import voc_evaluate
 
 
 def evaluate_detections(
     index: DatasetIndex,
     detections: list[Detections],
     *,
-    metric: VocMetricName = "voc07",
-    iou_threshold: float = 0.5,
+    metric: VocMetric = DEFAULT_VOC_METRIC,
+    iou_threshold: float = DEFAULT_VOC_IOU,
     per_class: bool = False,
 ) -> EvalOutcome:
     """VOC AP (``metric`` at ``iou_threshold``) and COCO metrics of ``detections`` (one per image, ``image_id``

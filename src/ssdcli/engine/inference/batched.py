@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from ssdcli.config import DEFAULT_RESIZE
 from ssdcli.core.postprocess import EVAL_SETTINGS, postprocess
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
@@ -27,7 +28,7 @@ def detect_index_with(
     batch_size: int = 16,
     workers: int = 0,
     emit: EventHandler = ignore_events,
-    resize: str = "antialias",
+    resize: str = DEFAULT_RESIZE,
 ) -> list[Detections]:
     """Detections for every image of ``index`` (evaluation transforms: resize to ``image_size`` the model's way,
     see ``ModelConfig.resize``, and normalise).

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ssdcli.config import MODEL_FORMATS
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.errors import CheckpointError, UsageError
@@ -30,8 +31,6 @@ from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_s
 
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
 BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
-
-MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
 
 
 @dataclass(frozen=True)

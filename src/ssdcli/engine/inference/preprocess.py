@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from ssdcli.config import DEFAULT_RESIZE
 from ssdcli.data.images import read_image_rgb, rgb_from_array
 from ssdcli.errors import DataError
 
@@ -34,7 +35,7 @@ def to_rgb_tensor(image: ImageLike) -> Tensor:
 
 
 def network_input(
-    rgb: Tensor, image_size: int, mean: tuple[float, ...], std: tuple[float, ...], resize: str = "antialias"
+    rgb: Tensor, image_size: int, mean: tuple[float, ...], std: tuple[float, ...], resize: str = DEFAULT_RESIZE
 ) -> Tensor:
     """[3, H, W] uint8 RGB -> [3, S, S] float normalised, resized without letterboxing.
 

@@ -26,10 +26,10 @@ class NamedLayout:
 def _arch_layouts() -> dict[str, AnchorLayout]:
     """Model architecture name -> default layout (empty while the models package is not installed)."""
     try:
-        from ssdcli.models.config import ARCHS
+        from ssdcli.models.zoo import ARCHITECTURES
     except ImportError:
         return {}
-    return dict(ARCHS)
+    return {name: entry.layout for name, entry in ARCHITECTURES.items()}
 
 
 def known_layout_names() -> tuple[str, ...]:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ssdcli.config import DEFAULT_EMA_DECAY, DEFAULT_EMA_TAU
+
 
 def ema_decay(updates: int, decay: float, tau: float) -> float:
     """The decay of update number ``updates`` (1-based): ``decay * (1 - exp(-updates / tau))``."""
@@ -31,7 +33,7 @@ class ModelEMA:
         updates: updates already made (when resuming).
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000.0, updates: int = 0) -> None:
+    def __init__(self, model: nn.Module, decay: float = DEFAULT_EMA_DECAY, tau: float = DEFAULT_EMA_TAU, updates: int = 0) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"ema decay: expected a number in [0, 1), got {decay}")
         if tau <= 0:

@@ -22,8 +22,10 @@ from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
 from ssdcli.engine.train.schedule import check_optimizer
 from ssdcli.errors import CheckpointError, DataError, UsageError
-from ssdcli.models.config import ModelConfig, check_arch, default_config, default_layout
+from ssdcli.models.spec import ModelConfig, default_config, default_layout
+from ssdcli.models.zoo import check_arch
 from ssdcli.models.weights import IMAGENET
+from ssdcli.models.zoo import check_arch
 
 
 #: Settings a resume takes from the command rather than from the run: where the output goes, the hardware, and how

@@ -25,7 +25,7 @@ from ssdcli.data.records import DatasetIndex
 from ssdcli.engine.inspect.coverage import gt_set_from_index
 from ssdcli.engine.train.budget import format_duration
 from ssdcli.engine.train.inputs import AUTO_ANCHORS, is_auto_anchors, open_split, resolve_length
-from ssdcli.models.config import default_layout
+from ssdcli.models.spec import default_layout
 
 
 @dataclass(frozen=True)

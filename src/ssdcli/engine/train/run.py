@@ -49,7 +49,7 @@ from ssdcli.engine.train.recipe_rule import apply_recipe
 from ssdcli.engine.train.schedule import WarmupCosine, build_optimizer, default_lr
 from ssdcli.errors import UsageError
 from ssdcli.models.build import build_model
-from ssdcli.models.config import ModelConfig
+from ssdcli.models.spec import ModelConfig
 
 #: Schedule length of a time-budget run until the first epoch has measured the speed (then re-fitted).
 PROVISIONAL_STEPS = 1_000_000
