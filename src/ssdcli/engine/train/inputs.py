@@ -17,14 +17,13 @@ from ssdcli.data.files import check_output_folder
 from ssdcli.data.records import DatasetIndex, why_no_targets
 from ssdcli.data.verify import ImageCheckCache, verify_index
 from ssdcli.engine.checkpoint import Checkpoint, load_checkpoint
+from ssdcli.engine.encode.layouts import load_layout_file
 from ssdcli.engine.events import EventHandler, TaskProgress
-from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
 from ssdcli.engine.train.schedule import check_optimizer
 from ssdcli.errors import CheckpointError, DataError, UsageError
 from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
-
 
 #: Settings a resume takes from the command rather than from the run: where the output goes, the hardware, and how
 #: the images are checked. ``epochs`` is taken too, when it differs (the schedule is then rebuilt).
@@ -103,8 +102,8 @@ def fit_anchors(config: TrainConfig, index: DatasetIndex) -> tuple[AnchorLayout,
     """The default-box layout of ``config.model.arch`` fitted to the boxes of the training split (the machinery of
     ``ssd encode --suggest``: same feature maps, sizes and aspect ratios searched for coverage at IoU 0.5), and one
     line with the coverage before and after. The start layout is kept when nothing beats it."""
-    from ssdcli.engine.inspect.coverage import gt_set_from_index
-    from ssdcli.engine.inspect.suggest import suggest_layout
+    from ssdcli.engine.encode.coverage import gt_set_from_index
+    from ssdcli.engine.encode.suggest import suggest_layout
 
     start = default_config(config.model.arch, num_classes=2).layout
     found = suggest_layout(gt_set_from_index(index, str(index.root), index.split), start, AUTO_ANCHOR_RATIOS)
