@@ -16,7 +16,7 @@ from torchvision.ops import box_convert, box_iou
 
 import ssdcli
 from ssdcli.config import ModelSettings
-from ssdcli.core.anchors import AnchorLayout, get_layout
+from ssdcli.core.layouts import AnchorLayout, get_layout
 from ssdcli.data.coco import load_coco
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.engine.encode import (

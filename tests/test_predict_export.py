@@ -362,15 +362,11 @@ def test_every_form_of_a_model_carries_the_same_spec(checkpoint: Path, tmp_path:
     assert ssdcli.load(str(onnx_file)).spec == expected
 
 
-def test_export_format_is_the_former_name_of_to(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`--format` names the data format in every other command; `ssd export` takes `--to` and still reads
-    `--format`, with a warning, so that existing scripts keep working."""
+def test_export_takes_no_format_option(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--format` names the data format in every other command; `ssd export` names its target with `--to` only."""
     out = tmp_path / "m.torchscript.pt"
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 0
-    assert "is now '--to'" in capsys.readouterr().err and out.is_file()
-    args = ["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--format", "onnx"]
-    assert main([*args, "--out", str(tmp_path / "x")]) == 2
-    assert "disagree" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 2
+    assert "--format" in capsys.readouterr().err and not out.exists()
 
 
 def _lines(err: str) -> list[str]:

@@ -18,8 +18,6 @@ from typing import Any
 from ssdcli.core.layouts import AnchorLayout
 
 from .zoo import ARCHITECTURES
-from .zoo import SSD_TINY256_LAYOUT as SSD_TINY256_LAYOUT  # the layouts were defined here first
-from .zoo import SSD_TINY_LAYOUT as SSD_TINY_LAYOUT
 
 #: Input normalisation of torchvision's ImageNet classifiers, for RGB images scaled to [0, 1].
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

@@ -16,8 +16,9 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 
-from ssdcli.core.anchors import AnchorLayout, default_boxes
+from ssdcli.core.anchors import default_boxes
 from ssdcli.core.boxes import cxcywh_to_xyxy, pairwise_iou
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.matching import match
 from ssdcli.engine.encode.layouts import NamedLayout
 from ssdcli.engine.encode.sizes import SIZE_BUCKETS, size_bucket_index

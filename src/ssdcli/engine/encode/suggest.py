@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ssdcli.core.anchors import AnchorLayout
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.data.files import check_new_file, write_atomic
 from ssdcli.engine.encode.coverage import GtSet, coverage_of, gt_best_iou
 from ssdcli.errors import DataError, UsageError

@@ -11,7 +11,7 @@ from pathlib import Path
 from torch import nn
 
 from ssdcli.config import DataSettings, TrainConfig
-from ssdcli.core.anchors import AnchorLayout
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.data.dataset import is_split_file, open_index
 from ssdcli.data.files import check_output_folder
 from ssdcli.data.records import DatasetIndex, why_no_targets

@@ -45,10 +45,11 @@ from ssdcli.engine.train.inputs import (
     resolve_resume,
     resume_ignored,
 )
-from ssdcli.engine.train.schedule import WarmupCosine, build_optimizer, default_lr
+from ssdcli.engine.train.schedule import WarmupCosine, build_optimizer
 from ssdcli.errors import UsageError
 from ssdcli.models.build import build_model
 from ssdcli.models.config import ModelConfig
+from ssdcli.models.zoo import default_lr
 
 #: Schedule length of a time-budget run until the first epoch has measured the speed (then re-fitted).
 PROVISIONAL_STEPS = 1_000_000
