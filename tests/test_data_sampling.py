@@ -4,7 +4,6 @@ them (a DataLoader without workers runs in the caller's process)."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
