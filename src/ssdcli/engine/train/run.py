@@ -136,15 +136,15 @@ def _settle_data(
 
 def _report_inputs(plan: TrainingPlan, train_data: TrainData, emit: EventHandler) -> None:
     """What the user should know of the data and the model before the run starts."""
-    for note in train_data.notes:
-        emit(Message(note, "warning"))
+    for warning in train_data.notes:
+        emit(Message(warning, "warning"))
     freeze_note = frozen_line(plan.model, plan.frozen) if plan.frozen else None
     for note in (*plan.notes, freeze_note):
         if note is not None:
             emit(Message(note))
     for index in (train_data.train, train_data.val):
         summary = index.warnings.summary() if index is not None else None
-        if summary:
+        if index is not None and summary:
             emit(Message(f"{index.split}: {summary}", "warning"))
 
 
@@ -270,7 +270,7 @@ def _data_pipeline(
         return_failures=True,
         seed=runtime.seed,
     )
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=runtime.seed, drop_last=True
     )
     resume_sampler = SkipFirst(sampler)
