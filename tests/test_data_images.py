@@ -16,7 +16,7 @@ from ssdcli.data.dataset import DetectionDataset, open_index, read_sized_image
 from ssdcli.data.images import decode_image, is_truncated_jpeg, read_image_rgb, rgb_from_array, write_image
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.checkpoint import save_checkpoint
-from ssdcli.engine.inspect.annotations import read_image as encode_read_image
+from ssdcli.engine.encode.annotations import read_image as encode_read_image
 from ssdcli.engine.inference.preprocess import to_rgb_tensor
 from ssdcli.errors import DataError
 from ssdcli.models.build import build_model

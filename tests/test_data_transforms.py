@@ -168,7 +168,8 @@ def test_collate_pads_and_marks_ignored_objects() -> None:
 
 
 def test_collated_batch_feeds_the_matcher() -> None:
-    from ssdcli.core.anchors import default_boxes, get_layout
+    from ssdcli.core.anchors import default_boxes
+    from ssdcli.core.layouts import get_layout
     from ssdcli.core.matching import encode
 
     torch.manual_seed(0)

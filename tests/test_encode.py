@@ -16,10 +16,10 @@ from torchvision.ops import box_convert, box_iou
 
 import ssdcli
 from ssdcli.config import ModelSettings
-from ssdcli.core.anchors import AnchorLayout, get_layout
+from ssdcli.core.layouts import AnchorLayout, get_layout
 from ssdcli.data.formats.coco import load_coco
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
-from ssdcli.engine.inspect import (
+from ssdcli.engine.encode import (
     NamedLayout,
     best_iou_nearest_cells,
     coverage_of,
@@ -33,8 +33,8 @@ from ssdcli.engine.inspect import (
     suggest_layout,
     write_layout,
 )
-from ssdcli.engine.inspect import coverage as coverage_module
-from ssdcli.engine.inspect.layouts import load_layout_file
+from ssdcli.engine.encode import coverage as coverage_module
+from ssdcli.engine.encode.layouts import load_layout_file
 from ssdcli.errors import CheckpointError, DataError, UsageError
 from ssdcli.models.spec import ModelConfig, ModelSpec
 from ssdcli.viz.colours import FLAGGED, bgr, class_colour
@@ -477,7 +477,7 @@ def test_suggestion_is_never_worse_than_the_start() -> None:
 def bccd_gts(split: str):
     if not (BCCD / "Annotations").is_dir():
         pytest.skip(f"BCCD data set not found at {BCCD}")
-    from ssdcli.engine.inspect import load_gt_set
+    from ssdcli.engine.encode import load_gt_set
 
     return load_gt_set(BCCD, split)
 

@@ -13,8 +13,8 @@ from torchvision.ops import box_convert, box_iou
 
 import ssdcli
 from ssdcli.cli.app import main
-from ssdcli.core.anchors import get_layout
-from ssdcli.engine.inspect.layouts import load_layout_file
+from ssdcli.core.layouts import get_layout
+from ssdcli.engine.encode.layouts import load_layout_file
 
 SIDE = 300
 

@@ -1,5 +1,5 @@
 """Imports run one way: cli -> engine -> viz, data, models, metrics -> core; errors and config are leaves. Inside the
-engine: demo -> train, benchmark -> evaluate, export -> inference, inspect -> checkpoint, events, device, weights."""
+engine: demo -> train, benchmark -> evaluate, export -> inference, encode -> checkpoint, events, device, weights."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ ENGINE_RANKS = {
     "device": 0,
     "weights": 0,
     "inference": 1,
-    "inspect": 1,
+    "encode": 1,
     "evaluate": 2,
     "export": 2,
     "train": 3,

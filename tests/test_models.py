@@ -370,13 +370,13 @@ def test_default_learning_rates_come_from_the_registry(monkeypatch: pytest.Monke
 
     facts = {("ssd300_vgg16", "sgd"): 0.01, ("ssd512_vgg16", "adamw"): 0.001, ("ssd_tiny", "sgd"): 0.05}
     facts |= {("ssd_tiny256", "adamw"): 0.003, ("ssdlite320_mobilenet_v3_large", "sgd"): 0.01}
-    assert {key: schedule.default_lr(*key) for key in facts} == facts
+    assert {key: zoo.default_lr(*key) for key in facts} == facts
     for entry in ARCHITECTURES.values():
-        assert {o: schedule.default_lr(entry.name, o) for o in schedule.DEFAULT_LR} == dict(entry.learning_rates)
+        assert {o: zoo.default_lr(entry.name, o) for o in schedule.DEFAULT_LR} == dict(entry.learning_rates)
     new = dataclasses.replace(ARCHITECTURES["ssd_tiny"], name="ssd_new", learning_rates={"sgd": 0.2})
     monkeypatch.setattr(zoo, "ARCHITECTURES", {**ARCHITECTURES, "ssd_new": new})
-    assert schedule.default_lr("ssd_new", "sgd") == 0.2
-    assert schedule.default_lr("ssd_new", "adamw") == 0.001  # the standard rate where the entry has none
+    assert zoo.default_lr("ssd_new", "sgd") == 0.2
+    assert zoo.default_lr("ssd_new", "adamw") == 0.001  # the standard rate where the entry has none
 
 
 def test_an_entry_is_all_a_new_architecture_needs() -> None:

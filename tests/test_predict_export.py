@@ -314,6 +314,45 @@ def test_network_exporter_choice_is_recorded_and_both_pass_the_check(
     assert meta["exporter"] == ("dynamo" if new_exporter else "torchscript")
 
 
+def test_a_failure_of_the_dynamo_exporter_is_reported_before_the_fallback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When PyTorch's current exporter fails, the TorchScript-based one exports the network, and a warning of the
+    ``ssdcli`` logger names what failed (the type and first line of the error)."""
+    import json
+    import logging
+    import sys
+    import types
+
+    import onnx
+
+    from ssdcli.engine.export.exporter import export_onnx
+    from ssdcli.engine.inference.loading import LoadedModel
+    from ssdcli.models.build import build_model
+    from ssdcli.models.config import default_config
+    from ssdcli.models.spec import ModelSpec
+
+    monkeypatch.setitem(sys.modules, "onnxscript", types.ModuleType("onnxscript"))  # the new exporter is tried
+    export = torch.onnx.export
+
+    def failing_dynamo(*args: object, **kwargs: object) -> object:
+        if kwargs.get("dynamo"):
+            raise RuntimeError("unsupported operator aten::foo\n(pages of the exporter's report)")
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", failing_dynamo)
+    model = build_model(default_config("ssd_tiny", num_classes=3)).eval()
+    loaded = LoadedModel(model, ModelSpec(model.config, ("background", "a", "b"), (0, 1, 2)), tmp_path / "m.pt")
+    with caplog.at_level(logging.WARNING, logger="ssdcli"):
+        result = export_onnx(loaded, tmp_path / "m.onnx", 18, False, False)
+    meta = json.loads({p.key: p.value for p in onnx.load(str(result.path)).metadata_props}["ssdcli"])
+    assert meta["exporter"] == "torchscript"
+    assert [record.getMessage() for record in caplog.records if record.name == "ssdcli"] == [
+        "ONNX: PyTorch's dynamo exporter failed (RuntimeError: unsupported operator aten::foo); the network is "
+        "exported with the TorchScript-based one"
+    ]
+
+
 @pytest.mark.parametrize(
     ("options", "named", "flag"),
     [
@@ -360,15 +399,11 @@ def test_every_form_of_a_model_carries_the_same_spec(checkpoint: Path, tmp_path:
     assert ssdcli.load(str(onnx_file)).spec == expected
 
 
-def test_export_format_is_the_former_name_of_to(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`--format` names the data format in every other command; `ssd export` takes `--to` and still reads
-    `--format`, with a warning, so that existing scripts keep working."""
+def test_export_takes_no_format_option(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--format` names the data format in every other command; `ssd export` names its target with `--to` only."""
     out = tmp_path / "m.torchscript.pt"
-    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 0
-    assert "is now '--to'" in capsys.readouterr().err and out.is_file()
-    args = ["export", "--checkpoint", str(checkpoint), "--to", "torchscript", "--format", "onnx"]
-    assert main([*args, "--out", str(tmp_path / "x")]) == 2
-    assert "disagree" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "torchscript", "--out", str(out)]) == 2
+    assert "--format" in capsys.readouterr().err and not out.exists()
 
 
 def _lines(err: str) -> list[str]:

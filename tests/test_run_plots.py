@@ -29,6 +29,19 @@ def test_curves_png(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*"))
 
 
+def test_drawing_curves_leaves_matplotlibs_backend_as_it_is(tmp_path: Path) -> None:
+    """A notebook's backend is not switched by a library call that draws a figure."""
+    matplotlib = pytest.importorskip("matplotlib")
+    chosen = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        assert run_plots.write_curves(ROWS, tmp_path) == tmp_path / "curves.png"
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(chosen)
+    assert cv2.imread(str(tmp_path / "curves.png")).shape == (360, 1200, 3)
+
+
 def test_curves_without_matplotlib_are_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(run_plots, "have_matplotlib", lambda: False)
     assert run_plots.write_curves(ROWS, tmp_path) is None and not list(tmp_path.iterdir())

@@ -182,7 +182,7 @@ def test_anchors_auto_fits_the_layout_to_the_training_boxes(tmp_path: Path, caps
     import re
 
     from ssdcli.data.dataset import open_index
-    from ssdcli.engine.inspect.coverage import coverage_of, gt_best_iou, gt_set_from_index
+    from ssdcli.engine.encode.coverage import coverage_of, gt_best_iou, gt_set_from_index
     from ssdcli.models.spec import default_config
 
     data = _voc(tmp_path / "voc")

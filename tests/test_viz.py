@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssdcli.core.anchors import get_layout
+from ssdcli.core.layouts import get_layout
 from ssdcli.viz.boxes import draw_boxes, draw_detections
 from ssdcli.viz.colours import FLAGGED, bgr, class_colour
 from ssdcli.viz.curves import draw_pr_curve

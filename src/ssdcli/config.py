@@ -227,21 +227,11 @@ def check_saved_value(part: type[Any], name: str, value: Any) -> None:
 
 
 def check_saved_keys(values: Mapping[str, Any]) -> None:
-    """Refuse what is no setting in a config file: an unknown part or field (nested form) or field (flat form),
-    and values of the wrong type. Messages name the key (``optim.mosaic``)."""
-    nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)
-    if not nested:
-        owner = {f.name: kind for kind in TRAIN_PARTS.values() for f in fields(kind)}
-        for name, value in values.items():
-            if name not in owner:
-                raise UsageError(f"{name!r} is not a setting of a training run")
-            check_saved_value(owner[name], name, value)
-        return
+    """Refuse what is no setting in a config file: an unknown part or field, and values of the wrong type.
+    Messages name the key (``optim.mosaic``)."""
     for part, entries in values.items():
         if part not in TRAIN_PARTS:
             raise UsageError(f"{part!r} is not a part of a training config (parts: {', '.join(TRAIN_PARTS)})")
-        if not isinstance(entries, Mapping):
-            raise UsageError(f"{part!r}: expected an object of settings, got {entries!r}")
         names = {f.name for f in fields(TRAIN_PARTS[part])}
         for name, value in entries.items():
             if name not in names:
@@ -289,20 +279,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], strict: bool = False) -> TrainConfig:
-        """A config from :meth:`to_dict`'s nested form, or from the flat form of older runs' config.json and
-        checkpoints (every field at the top level). Missing fields take their defaults; entries that are no
-        field (settings an older version had) are ignored, so that every saved run stays readable. ``strict``
-        (a config file given to reproduce a run): an unknown entry or a value of the wrong type is a
-        :class:`UsageError` naming it."""
+        """A config from :meth:`to_dict`'s nested form. Missing fields take their defaults; entries that are no
+        field are ignored. ``strict`` (a config file given to reproduce a run): an unknown entry or a value of the
+        wrong type is a :class:`UsageError` naming it. A part that is not an object of settings is one always."""
+        for part in TRAIN_PARTS:
+            entries = values.get(part)
+            if entries is not None and not isinstance(entries, Mapping):
+                raise UsageError(f"{part!r}: expected an object of settings, got {entries!r}")
         if strict:
             check_saved_keys(values)
-        nested = any(isinstance(values.get(part), Mapping) for part in TRAIN_PARTS)  # flat: "data" is a path
-        return cls(
-            **{
-                part: _settings_from_dict(kind, (values.get(part) or {}) if nested else values)
-                for part, kind in TRAIN_PARTS.items()
-            }
-        )
+        return cls(**{part: _settings_from_dict(kind, values.get(part) or {}) for part, kind in TRAIN_PARTS.items()})
 
 
 @dataclass(frozen=True)

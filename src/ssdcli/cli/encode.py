@@ -18,7 +18,7 @@ from .progress import EvalProgressBar
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
-    from ssdcli.engine.inspect import CoverageReport, GroupStats, ImageReport, Suggestion
+    from ssdcli.engine.encode import CoverageReport, GroupStats, ImageReport, Suggestion
 
 
 def _rule(best_anchor: bool) -> str:
@@ -248,7 +248,7 @@ def encode_command(
 
         ssd encode --data data/bccd --suggest 3 --out bccd_anchors.json --model ssdlite320
     """
-    from ssdcli.engine.inspect import (
+    from ssdcli.engine.encode import (
         check_new_file,
         dataset_coverage,
         encode_image_file,

@@ -9,28 +9,15 @@ import typer
 
 from ssdcli.config import ExportConfig
 
-from ssdcli.errors import UsageError
-
 from .command import ExportTarget
-from .render import print_warning, stdout_console
+from .render import stdout_console
 
 D = ExportConfig  # the defaults below are the dataclass's, written once
-
-
-def _target(to: str, old_format: str | None) -> str:
-    """``--to``, or the former ``--format`` (which names the data format in every other command), with a warning."""
-    if old_format is None:
-        return to
-    if to != D.target and to != old_format:
-        raise UsageError(f"--to {to} and --format {old_format} disagree; give --to only")
-    print_warning("'ssd export --format' is now '--to' (--format names the data format elsewhere)")
-    return old_format
 
 
 def export_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
     to: Annotated[ExportTarget, typer.Option("--to", "-t", help="The file to write (as 'ssd data convert --to' names the target).")] = ExportTarget(D.target),
-    old_format: Annotated[Optional[str], typer.Option("--format", hidden=True, help="Former name of --to.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint); for --to openvino, a folder (default: <checkpoint stem>_openvino/ holding model.xml and model.bin).")] = D.out,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = D.opset,
     dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = D.dynamic_batch,
@@ -58,7 +45,7 @@ def export_command(
 
     config = ExportConfig(
         checkpoint=checkpoint,
-        target=_target(to.value, old_format),
+        target=to.value,
         out=out,
         opset=opset,
         dynamic_batch=dynamic_batch,

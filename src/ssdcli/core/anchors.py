@@ -1,7 +1,7 @@
 """Default boxes (anchors): the vectorised, cached generation of a layout's boxes.
 
 The layouts themselves (:class:`AnchorLayout`, :data:`BUILTIN_LAYOUTS`, :func:`get_layout`) are data without torch
-in ``core/layouts.py``; they are re-exported here.
+in ``core/layouts.py``.
 
 DESIGN.md 1.1. Boxes come out in cxcywh normalised to [0, 1], ordered by layer, then row, then column, then box
 within the cell: a square of side s_k, a square of side sqrt(s_k * s_k+1), then one box per aspect ratio r
@@ -16,9 +16,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .layouts import BUILTIN_LAYOUTS as BUILTIN_LAYOUTS  # the layouts as data, re-exported
-from .layouts import AnchorLayout as AnchorLayout
-from .layouts import get_layout as get_layout
+from .layouts import AnchorLayout, get_layout
 
 
 def _layer_boxes(layout: AnchorLayout, k: int) -> Tensor:

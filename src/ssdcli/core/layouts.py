@@ -1,7 +1,7 @@
 """Anchor layouts as data: where and how large a model's default boxes are, and the built-in layouts by name.
 
 No torch here, so that help texts and configuration can read layouts without importing it; ``core/anchors.py``
-generates the boxes of a layout and re-exports these names.
+generates the boxes of a layout.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from . import formats
 from .collate import LoadFailure
 from .images import decode_image
 from .records import DatasetIndex, ImageRecord
-from .sampling import sample_seed, seed_everything
+from .sampling import sample_seed, seeded
 from .transforms import build_transforms, make_sample
 
 
@@ -95,7 +96,8 @@ class DetectionDataset(Dataset):
     ``return_failures=True`` returns a :class:`LoadFailure` for an image that cannot be loaded instead of
     raising :class:`DataError`, for ``DataLoader`` workers (see :func:`checked_batches`).
     ``seed``: when given, each sample's augmentation is seeded from (seed, :attr:`epoch`, index) (see
-    :mod:`ssdcli.data.sampling`), so it does not depend on workers; call :meth:`set_epoch` before each epoch.
+    :mod:`ssdcli.data.sampling`), so it does not depend on workers, and the caller's random generators keep their
+    states; call :meth:`set_epoch` before each epoch.
     """
 
     def __init__(
@@ -138,9 +140,12 @@ class DetectionDataset(Dataset):
         return self.index.records[i]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | LoadFailure:
+        """Sample ``i``; with ``seed``, drawn from its own seed, the global random generators left as they were."""
+        with seeded(sample_seed(self.seed, self.epoch, i)) if self.seed is not None else nullcontext():
+            return self._load(i)
+
+    def _load(self, i: int) -> tuple[torch.Tensor, dict[str, Any]] | LoadFailure:
         record = self.index.records[i]
-        if self.seed is not None:
-            seed_everything(sample_seed(self.seed, self.epoch, i))
         try:
             image = read_sized_image(record.path, record.width, record.height)  # [H, W, 3]
         except DataError as error:

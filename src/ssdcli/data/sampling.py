@@ -4,13 +4,16 @@ Augmentation draws its random numbers from torch's (and NumPy's and Python's) gl
 afresh for every sample from (run seed, epoch, sample index) makes a sample's augmentation independent of which
 DataLoader worker draws it and of what that worker drew before: a run gives the same batches with 0 or 2 workers,
 and a run resumed in the middle of an epoch gives the batches the uninterrupted run would have, without decoding
-the batches it skips (:class:`SkipFirst`).
+the batches it skips (:class:`SkipFirst`). The generators get their states back after each sample
+(:func:`seeded`), so that loading data in the caller's process (no workers) leaves the caller's random streams as
+they were.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -24,11 +27,20 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return (seed * _MIX[0] + epoch) * _MIX[1] * 1_000_000_007 + index & ((1 << 63) - 1)
 
 
-def seed_everything(value: int) -> None:
-    """Seed torch's, NumPy's and Python's global generators from one value."""
-    torch.manual_seed(value)
-    np.random.seed(value % (1 << 32))
-    random.seed(value)
+@contextmanager
+def seeded(value: int) -> Iterator[None]:
+    """Inside the block, torch's (CPU), NumPy's and Python's global generators are seeded from ``value``; after it,
+    each has the state it had before."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(value)
+        np.random.seed(value % (1 << 32))
+        random.seed(value)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
 
 
 class SkipFirst(Sampler[int]):

@@ -29,7 +29,7 @@ from torch import Tensor
 from torchvision.models import WeightsEnum
 from torchvision.models.detection import SSD300_VGG16_Weights, SSDLite320_MobileNet_V3_Large_Weights
 
-from ssdcli.core.anchors import AnchorLayout
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.errors import CheckpointError
 

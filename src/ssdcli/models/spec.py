@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ssdcli.config import DEFAULT_RESIZE, IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES
-from ssdcli.core.anchors import AnchorLayout
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 
 from .zoo import ARCHITECTURES, check_arch

@@ -42,14 +42,14 @@ def draw_pr_curve(name: str, recall: np.ndarray, precision: np.ndarray, ap: floa
 
 def training_curves(rows: Sequence[dict[str, float]]) -> Figure:
     """A 1200 x 360 px figure of a run's metrics.csv rows (epoch, loss, loss_conf, loss_loc, lr, map50, coco_ap):
-    training losses, learning rate and validation mAP per epoch. Needs matplotlib."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
+    training losses, learning rate and validation mAP per epoch, on its own Agg canvas (matplotlib's backend, a
+    notebook's for instance, is left as it is). Needs matplotlib."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     epochs = [row["epoch"] for row in rows]
     figure = Figure(figsize=(12, 3.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
     losses, rate, quality = figure.subplots(1, 3)
     for key, label in (("loss", "total"), ("loss_conf", "classification"), ("loss_loc", "localisation")):
         losses.plot(epochs, [row[key] for row in rows], marker=".", label=label)

@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ssdcli.core.anchors import AnchorLayout
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.viz.boxes import draw_boxes
 from ssdcli.viz.colours import FLAGGED, WHITE, Colour, bgr, class_colour, muted
 from ssdcli.viz.text import put_text

@@ -26,6 +26,7 @@ from ssdcli.models.pretrained import detector_by_name
 from ssdcli.models.spec import ModelSpec
 
 from ssdcli.data.files import atomic_path, check_new_file, scratch_folder, write_error
+from ssdcli.engine.events import LOGGER
 from ssdcli.engine.export.parity import ExportFailed, largest_difference
 from ssdcli.engine.inference.detectors import torchscript_quiet
 from ssdcli.engine.inference.loading import LoadedModel, load_model
@@ -220,10 +221,19 @@ def _to_onnx(module: nn.Module, inputs: tuple[Tensor, ...], path: Path, names: t
         )
 
 
+def fallback_line(error: Exception) -> str:
+    """The warning logged when PyTorch's dynamo exporter fails and the TorchScript-based one takes over: the
+    error's type and the first line of its message (the rest is the exporter's own report, often pages long)."""
+    lines = str(error).strip().splitlines()
+    reason = f"{type(error).__name__}: {lines[0][:200]}" if lines else type(error).__name__
+    return f"ONNX: PyTorch's dynamo exporter failed ({reason}); the network is exported with the TorchScript-based one"
+
+
 def _network_to_onnx(module: nn.Module, images: Tensor, path: Path, dynamic_batch: bool, opset: int) -> str:
     """Export the network (images -> conf, loc) with PyTorch's current exporter (``torch.export`` then ONNX,
     ``dynamo=True``) where it is installed (onnxscript) and works, else with the TorchScript-based one. Returns
-    the exporter used ("dynamo" or "torchscript"); either file is checked against PyTorch by the caller."""
+    the exporter used ("dynamo" or "torchscript"); either file is checked against PyTorch by the caller. A failure
+    of the dynamo exporter is logged as a warning of the ``ssdcli`` logger (:func:`fallback_line`)."""
     try:
         import onnxscript  # noqa: F401
     except ImportError:
@@ -245,8 +255,9 @@ def _network_to_onnx(module: nn.Module, images: Tensor, path: Path, dynamic_batc
                     external_data=False,
                 )
             return "dynamo"
-        except Exception:  # noqa: BLE001 - any failure of the new exporter falls back to the proven one
+        except Exception as error:  # noqa: BLE001 - any failure of the new exporter falls back to the proven one
             path.unlink(missing_ok=True)
+            LOGGER.warning("%s", fallback_line(error))
     axes = {name: {0: "batch"} for name in ("images", "conf", "loc")} if dynamic_batch else {}
     _to_onnx(module, (images,), path, (["images"], ["conf", "loc"]), axes, opset)
     return "torchscript"

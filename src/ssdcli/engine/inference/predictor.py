@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssdcli.core.anchors import AnchorLayout, default_boxes
+from ssdcli.core.anchors import default_boxes
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
 from ssdcli.core.detections import Detections
 from ssdcli.errors import UsageError

@@ -11,14 +11,14 @@ from pathlib import Path
 from torch import nn
 
 from ssdcli.config import DataSettings, TrainConfig
-from ssdcli.core.anchors import AnchorLayout
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.data.dataset import is_split_file, open_index
 from ssdcli.data.files import check_output_folder
 from ssdcli.data.records import DatasetIndex, why_no_targets
 from ssdcli.data.verify import ImageCheckCache, verify_index
 from ssdcli.engine.checkpoint import Checkpoint, load_checkpoint
+from ssdcli.engine.encode.layouts import load_layout_file
 from ssdcli.engine.events import EventHandler, TaskProgress
-from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
 from ssdcli.engine.train.schedule import check_optimizer
 from ssdcli.errors import CheckpointError, DataError, UsageError
@@ -26,7 +26,6 @@ from ssdcli.models.spec import ModelConfig, default_config, default_layout
 from ssdcli.models.zoo import check_arch
 from ssdcli.models.weights import IMAGENET
 from ssdcli.models.zoo import check_arch
-
 
 #: Settings a resume takes from the command rather than from the run: where the output goes, the hardware, and how
 #: the images are checked. ``epochs`` is taken too, when it differs (the schedule is then rebuilt).
@@ -105,8 +104,8 @@ def fit_anchors(config: TrainConfig, index: DatasetIndex) -> tuple[AnchorLayout,
     """The default-box layout of ``config.model.arch`` fitted to the boxes of the training split (the machinery of
     ``ssd encode --suggest``: same feature maps, sizes and aspect ratios searched for coverage at IoU 0.5), and one
     line with the coverage before and after. The start layout is kept when nothing beats it."""
-    from ssdcli.engine.inspect.coverage import gt_set_from_index
-    from ssdcli.engine.inspect.suggest import suggest_layout
+    from ssdcli.engine.encode.coverage import gt_set_from_index
+    from ssdcli.engine.encode.suggest import suggest_layout
 
     start = default_layout(config.model.arch, config.model.img_size)
     found = suggest_layout(gt_set_from_index(index, str(index.root), index.split), start, AUTO_ANCHOR_RATIOS)

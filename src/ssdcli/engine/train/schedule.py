@@ -10,7 +10,6 @@ from torch import nn
 
 from ssdcli.errors import UsageError
 from ssdcli.models.zoo import STANDARD_LR
-from ssdcli.models.zoo import default_lr as default_lr  # the registry's lookup, re-exported for the training run
 
 #: The optimizers and their default learning rate for an architecture without its own.
 DEFAULT_LR = STANDARD_LR

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ssdcli.data.images import write_image
+from ssdcli.engine.encode.coverage import CoverageReport, GroupStats
+from ssdcli.engine.encode.image_report import ImageReport
 from ssdcli.errors import UsageError
 from ssdcli.viz.charts import CHART_HEIGHT, CHART_WIDTH, bar_chart
 from ssdcli.viz.colours import ALERT
 from ssdcli.viz.figure import Figure, compose, panel_size
 from ssdcli.viz.matching import matching_panels
-
-from ssdcli.engine.inspect.coverage import CoverageReport, GroupStats
-from ssdcli.engine.inspect.image_report import ImageReport
 
 
 def _layer_title(report: ImageReport, layer: int) -> str:
@@ -107,7 +106,7 @@ def save_png(path: str | Path, image: np.ndarray) -> Path:
 
 def write_image_figure(report: ImageReport, path: str | Path) -> Path:
     """Draw the matching of ``report`` on its image (read again from ``report.image_path``) into a PNG file."""
-    from ssdcli.engine.inspect.annotations import read_image
+    from ssdcli.engine.encode.annotations import read_image
 
     return save_png(path, draw_image_report(report, read_image(report.image_path)).image)
 

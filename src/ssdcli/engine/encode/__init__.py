@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-from ssdcli.engine.inspect.annotations import GroundTruth, ImageAnnotation, read_annotation, read_image
-from ssdcli.engine.inspect.coverage import (
+from ssdcli.data.files import check_new_file, to_jsonable, write_json
+from ssdcli.engine.encode.annotations import GroundTruth, ImageAnnotation, read_annotation, read_image
+from ssdcli.engine.encode.coverage import (
     CoverageReport,
     GroupStats,
     GtSet,
@@ -23,13 +24,11 @@ from ssdcli.engine.inspect.coverage import (
     gt_set_from_index,
     load_gt_set,
 )
-from ssdcli.engine.inspect.image_report import GtReport, ImageReport, MatchedBox, encode_image, encode_image_file
-from ssdcli.engine.inspect.layouts import NamedLayout, known_layout_names, layout_by_name, resolve_layout
-from ssdcli.data.files import check_new_file
-from ssdcli.data.files import to_jsonable, write_json
-from ssdcli.engine.inspect.sizes import SIZE_BUCKETS, size_bucket
-from ssdcli.engine.inspect.suggest import Suggestion, suggest_layout, write_layout
-from ssdcli.engine.inspect.visualize import (
+from ssdcli.engine.encode.image_report import GtReport, ImageReport, MatchedBox, encode_image, encode_image_file
+from ssdcli.engine.encode.layouts import NamedLayout, known_layout_names, layout_by_name, resolve_layout
+from ssdcli.engine.encode.sizes import SIZE_BUCKETS, size_bucket
+from ssdcli.engine.encode.suggest import Suggestion, suggest_layout, write_layout
+from ssdcli.engine.encode.visualize import (
     Figure,
     draw_coverage_report,
     draw_image_report,

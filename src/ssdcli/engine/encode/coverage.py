@@ -16,14 +16,14 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 
-from ssdcli.core.anchors import AnchorLayout, default_boxes
+from ssdcli.core.anchors import default_boxes
 from ssdcli.core.boxes import cxcywh_to_xyxy, pairwise_iou
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.matching import match
+from ssdcli.engine.encode.layouts import NamedLayout
+from ssdcli.engine.encode.sizes import SIZE_BUCKETS, size_bucket_index
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
 from ssdcli.errors import DataError
-
-from ssdcli.engine.inspect.layouts import NamedLayout
-from ssdcli.engine.inspect.sizes import SIZE_BUCKETS, size_bucket_index
 
 #: Largest [images, GTs, default boxes] block matched at once (elements); bounds memory to a few hundred MB.
 CHUNK_ELEMENTS = 1 << 23

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssdcli.config import ModelSettings
-from ssdcli.core.anchors import BUILTIN_LAYOUTS, AnchorLayout
+from ssdcli.core.layouts import BUILTIN_LAYOUTS, AnchorLayout
 from ssdcli.data.files import read_json
 from ssdcli.errors import DataError, UsageError
 
