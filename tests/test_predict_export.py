@@ -329,7 +329,7 @@ def test_a_failure_of_the_dynamo_exporter_is_reported_before_the_fallback(
     from ssdcli.engine.export.exporter import export_onnx
     from ssdcli.engine.inference.loading import LoadedModel
     from ssdcli.models.build import build_model
-    from ssdcli.models.config import default_config
+    from ssdcli.models.spec import default_config
     from ssdcli.models.spec import ModelSpec
 
     monkeypatch.setitem(sys.modules, "onnxscript", types.ModuleType("onnxscript"))  # the new exporter is tried

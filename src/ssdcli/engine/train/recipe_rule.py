@@ -22,7 +22,7 @@ import torch
 
 from ssdcli.config import ModelSettings, TrainConfig
 from ssdcli.data.records import DatasetIndex
-from ssdcli.engine.inspect.coverage import gt_set_from_index
+from ssdcli.engine.encode.coverage import gt_set_from_index
 from ssdcli.engine.train.budget import format_duration
 from ssdcli.engine.train.inputs import AUTO_ANCHORS, is_auto_anchors, open_split, resolve_length
 from ssdcli.models.spec import default_layout
