@@ -10,7 +10,6 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from ssdcli.errors import UsageError
 
-
 #: The ``mlflow`` setting that tracks in ``MLFLOW_TRACKING_URI``, else in ``mlruns/`` beside the run folder.
 DEFAULT_TRACKING = "default"
 

@@ -89,7 +89,7 @@ def postprocess(
     out_boxes = cand_boxes[kept].split(per_image)
     out_scores = cand_scores[kept].split(per_image)
     out_labels = (class_index[kept] + 1).split(per_image)
-    return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(out_boxes, out_scores, out_labels)]
+    return [{"boxes": b, "scores": s, "labels": c} for b, s, c in zip(out_boxes, out_scores, out_labels)]
 
 
 def _candidates(scores: Tensor, score_threshold: float, pre_nms_top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

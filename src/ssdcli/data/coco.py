@@ -28,7 +28,6 @@ from ssdcli.core.boxes import xywh_to_xyxy
 from ssdcli.errors import DataError
 
 from .files import read_json
-
 from .records import (
     BACKGROUND,
     DatasetIndex,

@@ -28,9 +28,9 @@ from pathlib import Path
 
 from ssdcli.errors import DataError
 
+from .files import write_json
 from .images import decode_image, exif_orientation
 from .records import DatasetIndex, ImageRecord, WarningCounter, clip_boxes
-from .files import write_json
 
 OK = "ok"
 TRUNCATED = "truncated"

@@ -102,7 +102,7 @@ def voc_ground_truth(index: DatasetIndex) -> dict[str, VocImageGT]:
         return load_voc_ground_truth(index.root, index.split)
     names = index.class_names
     return {
-        str(r.source_id): VocImageGT(r.boxes, tuple(names[int(l)] for l in r.labels), r.ignore) for r in index.records
+        str(r.source_id): VocImageGT(r.boxes, tuple(names[int(label)] for label in r.labels), r.ignore) for r in index.records
     }
 
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ssdcli.core.detections import Detections
 from ssdcli.data.images import write_image
 from ssdcli.data.records import DatasetIndex
 from ssdcli.metrics.confusion import Confusion, confusion_counts
 from ssdcli.metrics.voc import VocResult
 from ssdcli.viz.confusion import draw_confusion_table
 from ssdcli.viz.curves import draw_pr_curve
-
-from ssdcli.core.detections import Detections
 
 
 def confusion_summary(

@@ -35,6 +35,7 @@ from ssdcli.errors import DataError
 from ssdcli.metrics.coco import coco_evaluate
 from ssdcli.metrics.voc import voc_evaluate
 
+
 def run_eval(config: EvalConfig, emit: EventHandler = ignore_events) -> EvalOutcome:
     """Evaluate as ``config`` says; progress of a model's detection goes to ``emit``."""
     if config.mode == "coco":

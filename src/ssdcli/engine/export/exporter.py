@@ -21,10 +21,6 @@ from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
 from ssdcli.core.postprocess import EVAL_SETTINGS
-from ssdcli.errors import CheckpointError, SsdcliError, UsageError
-from ssdcli.models.pretrained import detector_by_name
-from ssdcli.models.spec import ModelSpec
-
 from ssdcli.data.files import atomic_path, check_new_file, scratch_folder, write_error
 from ssdcli.engine.export.parity import ExportFailed, largest_difference
 from ssdcli.engine.inference.detectors import torchscript_quiet
@@ -33,10 +29,12 @@ from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, NORMALISED_INPUT,
 from ssdcli.engine.inference.openvino_runtime import (
     OPENVINO_GRAPH,
     OpenVinoNetwork,
-    compile_graph,
     open_openvino,
     openvino_module,
 )
+from ssdcli.errors import CheckpointError, SsdcliError, UsageError
+from ssdcli.models.pretrained import detector_by_name
+from ssdcli.models.spec import ModelSpec
 
 #: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
 PARITY_TOLERANCE = 1e-3
@@ -524,7 +522,6 @@ def check_finite_model(loaded: LoadedModel) -> None:
 def _training_images(checkpoint: Path) -> list[Path]:
     """The image files of the split a checkpoint was trained on (from its saved training settings)."""
     from ssdcli.data.dataset import open_index
-
     from ssdcli.engine.checkpoint import load_checkpoint
 
     saved = (load_checkpoint(checkpoint).train_state or {}).get("config") or {}

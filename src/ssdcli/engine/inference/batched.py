@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from ssdcli.core.detections import Detections
 from ssdcli.core.postprocess import EVAL_SETTINGS, postprocess
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
-from ssdcli.core.detections import Detections
 from ssdcli.data.records import DatasetIndex
-
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
 from ssdcli.engine.inference.predictor import to_pixels
 

@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.postprocess import PostprocessSettings, postprocess
-from ssdcli.errors import CheckpointError, UsageError
-from ssdcli.models.spec import ModelSpec
-
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
+from ssdcli.errors import CheckpointError, UsageError
+from ssdcli.models.spec import ModelSpec
 
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
 BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ssdcli.core.anchors import AnchorLayout, default_boxes
-from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
 from ssdcli.core.detections import Detections
+from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
+from ssdcli.engine.inference.preprocess import ImageLike, network_input, to_rgb_tensor
 from ssdcli.errors import UsageError
 from ssdcli.models.spec import ModelSpec
-
-from ssdcli.engine.inference.preprocess import ImageLike, network_input, to_rgb_tensor
 
 #: A network: images [B, 3, S, S] normalised -> (conf [B, A, C], loc [B, A, 4]).
 RawNetwork = Callable[[Tensor], tuple[Tensor, Tensor]]

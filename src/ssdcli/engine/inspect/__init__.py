@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from ssdcli.data.files import check_new_file, to_jsonable, write_json
 from ssdcli.engine.inspect.annotations import GroundTruth, ImageAnnotation, read_annotation, read_image
 from ssdcli.engine.inspect.coverage import (
     CoverageReport,
@@ -25,8 +26,6 @@ from ssdcli.engine.inspect.coverage import (
 )
 from ssdcli.engine.inspect.image_report import GtReport, ImageReport, MatchedBox, encode_image, encode_image_file
 from ssdcli.engine.inspect.layouts import NamedLayout, known_layout_names, layout_by_name, resolve_layout
-from ssdcli.data.files import check_new_file
-from ssdcli.data.files import to_jsonable, write_json
 from ssdcli.engine.inspect.sizes import SIZE_BUCKETS, size_bucket
 from ssdcli.engine.inspect.suggest import Suggestion, suggest_layout, write_layout
 from ssdcli.engine.inspect.visualize import (

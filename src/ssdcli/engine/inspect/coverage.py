@@ -8,10 +8,10 @@ images with the core engine's batched :func:`match`; no image is decoded.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,10 +20,9 @@ from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.boxes import cxcywh_to_xyxy, pairwise_iou
 from ssdcli.core.matching import match
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
-from ssdcli.errors import DataError
-
 from ssdcli.engine.inspect.layouts import NamedLayout
 from ssdcli.engine.inspect.sizes import SIZE_BUCKETS, size_bucket_index
+from ssdcli.errors import DataError
 
 #: Largest [images, GTs, default boxes] block matched at once (elements); bounds memory to a few hundred MB.
 CHUNK_ELEMENTS = 1 << 23

@@ -16,7 +16,6 @@ import torch
 from ssdcli.core.anchors import AnchorLayout, default_boxes
 from ssdcli.core.boxes import cxcywh_to_xyxy, pairwise_iou
 from ssdcli.core.matching import encode, match
-
 from ssdcli.engine.inspect.annotations import ImageAnnotation, read_annotation, read_image
 from ssdcli.engine.inspect.layouts import NamedLayout
 from ssdcli.engine.inspect.sizes import size_bucket

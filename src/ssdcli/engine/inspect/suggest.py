@@ -23,10 +23,9 @@ from pathlib import Path
 import torch
 
 from ssdcli.core.anchors import AnchorLayout
-from ssdcli.errors import DataError, UsageError
-
-from ssdcli.engine.inspect.coverage import GtSet, coverage_of, gt_best_iou
 from ssdcli.data.files import check_new_file, write_atomic
+from ssdcli.engine.inspect.coverage import GtSet, coverage_of, gt_best_iou
+from ssdcli.errors import DataError, UsageError
 
 #: Global scale factors tried on all sizes at once (a log grid from 0.5 to 2 holding 1).
 SCALE_FACTORS: tuple[float, ...] = tuple(2.0 ** (k / 8) for k in range(-8, 9))

@@ -10,14 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from ssdcli.data.images import write_image
+from ssdcli.engine.inspect.coverage import CoverageReport, GroupStats
+from ssdcli.engine.inspect.image_report import ImageReport
 from ssdcli.errors import UsageError
 from ssdcli.viz.charts import CHART_HEIGHT, CHART_WIDTH, bar_chart
 from ssdcli.viz.colours import ALERT
 from ssdcli.viz.figure import Figure, compose, panel_size
 from ssdcli.viz.matching import matching_panels
-
-from ssdcli.engine.inspect.coverage import CoverageReport, GroupStats
-from ssdcli.engine.inspect.image_report import ImageReport
 
 
 def _layer_title(report: ImageReport, layer: int) -> str:

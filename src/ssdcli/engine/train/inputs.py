@@ -25,7 +25,6 @@ from ssdcli.errors import CheckpointError, DataError, UsageError
 from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
 
-
 #: Settings a resume takes from the command rather than from the run: where the output goes, the hardware, and how
 #: the images are checked. ``epochs`` is taken too, when it differs (the schedule is then rebuilt).
 RESUME_TAKES = (

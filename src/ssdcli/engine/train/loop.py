@@ -36,8 +36,8 @@ from ssdcli.engine.events import (
 )
 from ssdcli.engine.train.budget import end_line, format_duration
 from ssdcli.engine.train.checkpoints import CheckpointPolicy
-from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.distributed import DistContext, init_distributed, is_peer_failure, shutdown_distributed
+from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.interrupts import StopRequests
 from ssdcli.engine.train.mlflow_log import MlflowLog
 from ssdcli.engine.train.run import Run, build_run

@@ -28,7 +28,6 @@ from ssdcli.engine.checkpoint import Checkpoint
 from ssdcli.engine.device import cpu_threads, mixed_precision
 from ssdcli.engine.events import EventHandler, Message, RunStarted
 from ssdcli.engine.train.budget import BudgetClock, Patience
-from ssdcli.engine.train.rng import restore_rng
 from ssdcli.engine.train.distributed import DistContext
 from ssdcli.engine.train.ema import ModelEMA
 from ssdcli.engine.train.finetune import start_from_detector
@@ -45,6 +44,7 @@ from ssdcli.engine.train.inputs import (
     resolve_resume,
     resume_ignored,
 )
+from ssdcli.engine.train.rng import restore_rng
 from ssdcli.engine.train.schedule import WarmupCosine, build_optimizer, default_lr
 from ssdcli.errors import UsageError
 from ssdcli.models.build import build_model
