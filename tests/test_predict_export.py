@@ -12,12 +12,11 @@ import torch
 from torchvision.ops import box_iou
 
 import ssdcli
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
-
-from conftest import model_checkpoint
 
 CLASSES = ("background", "circle", "square", "triangle")
 

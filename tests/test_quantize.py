@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.postprocess import EVAL_SETTINGS
@@ -21,8 +22,6 @@ from ssdcli.models.build import build_model
 from ssdcli.models.config import default_config
 from ssdcli.models.spec import ModelSpec
 from ssdcli.models.ssd import SSD
-
-from conftest import model_checkpoint
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")

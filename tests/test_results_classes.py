@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from ssdcli.cli.app import main
-from ssdcli.data.dataset import open_index
 from ssdcli.data import results_io
+from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.voc_xml import parse_voc_xml, read_split
 from ssdcli.errors import DataError
