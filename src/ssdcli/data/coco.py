@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from .files import read_json
 from .records import (
     BACKGROUND,
     DatasetIndex,
+    ImageRecord,
     WarningCounter,
     check_image_file,
     image_size_from_header,
@@ -111,7 +112,7 @@ def _is_box(value: Any) -> bool:
     )
 
 
-def _is_size(value: Any) -> bool:
+def _is_size(value: Any) -> TypeGuard[float]:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return numeric and value >= 1 and value == int(value)
 
@@ -245,7 +246,7 @@ def read_instances(annotations_json: str | Path, what: str = "annotation file") 
     xywh = np.array([box for _, _, box, _ in checked], dtype=np.float64).reshape(-1, 4)  # [N, 4]
     xyxy = xywh_to_xyxy(xywh).tolist()  # [N, 4]
     objects = tuple(
-        CocoObject(f"annotations[{k}]", image_id, category_id, tuple(corners), crowd, box[2] == 0 or box[3] == 0)  # type: ignore[arg-type]
+        CocoObject(f"annotations[{k}]", image_id, category_id, tuple(corners), crowd, box[2] == 0 or box[3] == 0)
         for k, ((image_id, category_id, box, crowd), corners) in enumerate(zip(checked, xyxy))
     )
     return CocoInstances(path, tuple(images), categories, objects, data)
@@ -291,7 +292,7 @@ def load_coco(
             name = instances.categories[obj.category_id]
             raise DataError(f"{obj.where}: unknown class {name!r}{unknown_class_hint(name, names)}", path=path)
         objects[obj.image_id].append(obj)
-    records = []
+    records: list[ImageRecord] = []
     for image_id, k in order.items():
         image = instances.images[k]
         file_name = _field(image, f"images[{k}]", "file_name", str, path)

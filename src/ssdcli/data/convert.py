@@ -16,6 +16,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ssdcli.errors import DataError, UsageError
 
@@ -155,7 +156,8 @@ def _write_coco(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> No
             for k, name in enumerate(index.class_names)
             if k > 0
         ] if keep_ids else coco_categories(index.class_names)
-        images, annotations = [], []
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
         for record in index.records:
             name = names(record.path)
             _copy(record.path, folder / name)

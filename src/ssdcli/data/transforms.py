@@ -32,7 +32,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-class SSDRandomIoUCrop(v2.RandomIoUCrop):
+class SSDRandomIoUCrop(v2.RandomIoUCrop):  # type: ignore[misc]
     """:class:`v2.RandomIoUCrop` with the same sampling, its trials drawn and tested all at once.
 
     torchvision draws the (up to ``trials``) candidate crops of a min-IoU option one by one, with several small
