@@ -57,7 +57,7 @@ class TrainCommand(SsdCommand):
     """``ssd train``, whose ``--model`` and ``--lr`` help is read from the architecture registry when shown only,
     so that parsing the command line does not read it."""
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:  # type: ignore[override]  # typer passes its Context
         for param in self.params:
             if param.name == "model" and isinstance(param, TyperOption):
                 param.help = model_help()
@@ -219,8 +219,9 @@ def train_command(
             f"{result.last_checkpoint}",
             soft_wrap=True,
         )
-        return SIGNAL_EXIT_CODES.get(result.signal, EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED if result.signal is None else SIGNAL_EXIT_CODES.get(signal.Signals(result.signal), EXIT_INTERRUPTED)
     console.print(f"last checkpoint: {result.last_checkpoint}\nbest checkpoint: {result.best_checkpoint}")
+    assert result.run_dir is not None  # a run that trained has its folder
     console.print(f"metrics: {result.run_dir / 'metrics.csv'}")
     return 0
 

@@ -109,6 +109,8 @@ class GraphPostprocess(nn.Module):
     left without area scored -1 (no candidate), the top ``pre_nms_top_k`` scores of each (image, class), NMS
     within each (image, class)."""
 
+    anchors: Tensor  # [A, 4] a buffer
+
     def __init__(
         self, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int, box_scale: float = 1.0
     ):
@@ -140,6 +142,9 @@ class PixelInput(nn.Module):
     """The network with its input preparation inside: pixels [B, S, S, 3] uint8 RGB at the model's input size ->
     the network's outputs, scaling to [0, 1] and normalising with ``mean``/``std`` in the graph (``--with-preprocess``:
     a C++ or mobile caller resizes and feeds pixels)."""
+
+    mean: Tensor  # [1, 3, 1, 1] a buffer
+    std: Tensor  # [1, 3, 1, 1] a buffer
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
@@ -225,8 +230,10 @@ def _network_to_onnx(module: nn.Module, images: Tensor, path: Path, dynamic_batc
     try:
         import onnxscript  # noqa: F401
     except ImportError:
-        onnxscript = None
-    if onnxscript is not None:
+        has_onnxscript = False
+    else:
+        has_onnxscript = True
+    if has_onnxscript:
         shapes = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -334,8 +341,8 @@ def export_onnx(
             axes = {name: {0: "detections"} for name in outputs}
             if batch_axis:
                 axes.update(conf=batch_axis, loc=batch_axis)
-            sample = separated_head_outputs(anchors, num_classes, traced_batch, iou_threshold)
-            _to_onnx(graph, sample, postprocess_file, (["conf", "loc"], list(outputs)), axes, opset)
+            head_outputs = separated_head_outputs(anchors, num_classes, traced_batch, iou_threshold)
+            _to_onnx(graph, head_outputs, postprocess_file, (["conf", "loc"], list(outputs)), axes, opset)
             post_session = _session(onnxruntime, postprocess_file)
             for batch in (1, 3) if dynamic_batch else (1,):
                 conf, loc = separated_head_outputs(anchors, num_classes, batch, iou_threshold, seed=batch)

@@ -15,6 +15,7 @@ from ssdcli.data.dataset import DetectionDataset
 from ssdcli.data.records import DatasetIndex
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
 from ssdcli.engine.inference.predictor import to_pixels
+from ssdcli.models.config import ModelConfig
 
 
 @torch.no_grad()
@@ -62,7 +63,7 @@ def detect_index(
     pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
 ) -> list[Detections]:
     """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc), run in eval mode."""
-    config = model.config
+    config: ModelConfig = model.config  # type: ignore[assignment]  # an SSD's; nn.Module hides it
 
     def detect(images: Tensor) -> list[dict[str, Tensor]]:
         images = images.to(device, non_blocking=True)

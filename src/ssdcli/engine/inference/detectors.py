@@ -183,14 +183,12 @@ def load_detector(path: str | Path, model_format: str = "auto", device: torch.de
     fmt = guess_model_format(path) if model_format == "auto" else model_format
     if fmt not in MODEL_FORMATS:
         raise UsageError(f"unknown model format {fmt!r} (choose from {', '.join(MODEL_FORMATS)})")
-    if fmt != "checkpoint":
-        path = Path(path)
     if fmt == "onnx":
-        return _onnx(path)
+        return _onnx(Path(path))
     if fmt == "torchscript":
-        return _torchscript(path, device)
+        return _torchscript(Path(path), device)
     if fmt == "openvino":
-        return _openvino(path)
+        return _openvino(Path(path))
     return _checkpoint(path, device)
 
 

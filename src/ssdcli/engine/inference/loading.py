@@ -46,7 +46,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         return _from_pretrained(load_pretrained(path), device)
     payload = read_payload(path)
     if is_state_dict(payload):  # a bare state dict, not a checkpoint: torchvision's detectors are the ones known
-        return _from_pretrained(model_from_state(payload, Path(path)), device)  # type: ignore[arg-type]
+        return _from_pretrained(model_from_state(payload, Path(path)), device)
     checkpoint = checkpoint_from_payload(payload, path)
     config = checkpoint.spec.config
     try:

@@ -186,6 +186,7 @@ def _records(
 
 
 def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
+    assert detections.image_size is not None  # a predictor's detections know their image's size
     height, width = detections.image_size
     return {
         "file": file_name,
@@ -385,7 +386,7 @@ def video_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vid
     none."""
     with quiet_opencv():
         for fourcc, words in VIDEO_CODECS:
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, size)
             if writer.isOpened():
                 return writer, words
             writer.release()

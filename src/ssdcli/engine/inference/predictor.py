@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ class Predictor:
         return results
 
 
-def model_settings(settings: PostprocessSettings, options: dict[str, object]) -> dict[str, object]:
+def model_settings(settings: PostprocessSettings, options: dict[str, object]) -> dict[str, Any]:
     """Predictor options: ``options`` where given (not None), else the model's NMS IoU, top-k and pre-NMS top-k
     (the score threshold stays the predictor's own: a display threshold, not the model's evaluation one)."""
     given = {key: value for key, value in options.items() if value is not None}

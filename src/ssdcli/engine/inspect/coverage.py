@@ -31,16 +31,23 @@ CHUNK_IMAGES = 64
 
 
 class _Record(Protocol):
-    width: int
-    height: int
-    boxes: np.ndarray  # [G, 4] float32 xyxy pixels
-    labels: np.ndarray  # [G] int64 1..C-1
-    ignore: np.ndarray  # [G] bool
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def boxes(self) -> np.ndarray: ...  # [G, 4] float32 xyxy pixels
+    @property
+    def labels(self) -> np.ndarray: ...  # [G] int64 1..C-1
+    @property
+    def ignore(self) -> np.ndarray: ...  # [G] bool
 
 
 class _Index(Protocol):
-    class_names: tuple[str, ...]
-    records: Sequence[_Record]
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+    @property
+    def records(self) -> Sequence[_Record]: ...
 
 
 @dataclass(frozen=True)
@@ -268,6 +275,7 @@ def dataset_coverage(
     for chunk, g in image_chunks(gts, anchors.shape[0]):
         labels = gts.labels[chunk, :g]  # [b, g]
         result = match(gts.boxes[chunk, :g], labels, anchors, threshold, best_anchor, with_iou=True)
+        assert result.iou is not None  # with_iou=True
         values, where = result.iou.max(dim=2)  # [b, g]
         best[chunk, :g], best_layer[chunk, :g] = values, layer_of[where]
         assigned = result.gt_index  # [b, A]

@@ -50,8 +50,8 @@ class ModelEMA:
         d = ema_decay(self.updates, self.decay, self.tau)
         for average, current in zip(self.module.parameters(), model.parameters()):
             average.mul_(d).add_(current.detach(), alpha=1.0 - d)
-        for average, current in zip(self.module.buffers(), model.buffers()):
-            average.copy_(current)
+        for kept, latest in zip(self.module.buffers(), model.buffers()):
+            kept.copy_(latest)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to continue the average: its weights and the update count."""

@@ -110,6 +110,7 @@ def build_run(
         ignored = resume_ignored(given, config)
         if ignored:
             emit(Message(f"resuming keeps the run's own settings; ignored: {', '.join(ignored)}", "warning"))
+        assert checkpoint.train_state is not None  # resolve_resume gives a checkpoint with its training state
         saved_epochs = TrainConfig.from_dict(checkpoint.train_state["config"]).optim.epochs
         epochs = config.optim.epochs
         if epochs is not None and saved_epochs is not None and epochs != saved_epochs:
@@ -146,10 +147,11 @@ def build_run(
     model_config = model.config  # build_model settles choices such as reduced_tail; checkpoints store this
     check_batch_norm(config, model)
     frozen = freeze(model, config.model.freeze)
-    if prepared is not None:
+    if prepared is not None and data is not None:
         check_split_size(config, prepared.train, context.world_size, data)
 
     run_dir = context.broadcast(fresh_run_dir(config.runtime.out) if context.is_main else None)
+    assert run_dir is not None  # rank 0's folder, on every rank
     # Ctrl-C before the first step: the folder holds nothing to resume from (at most generated data); removed.
     with removed_on_interrupt(run_dir) if context.is_main else nullcontext():
         if prepared is None:
@@ -162,16 +164,17 @@ def build_run(
         elif prepared.cache is not None and context.is_main:
             prepared.cache.save()
         val_data = config.data.val_data.resolve() if config.data.val_data is not None else None
+        assert data is not None  # given, or the generated set's folder
         config = config.updated(data=data.resolve(), val_data=val_data)
         for note in prepared.notes:
             emit(Message(note, "warning"))
         freeze_note = frozen_line(model, frozen) if frozen else None
-        for note in (weights_note, anchors_note, freeze_note):
-            if note is not None:
-                emit(Message(note))
+        for line in (weights_note, anchors_note, freeze_note):
+            if line is not None:
+                emit(Message(line))
         for index in (prepared.train, prepared.val):
             summary = index.warnings.summary() if index is not None else None
-            if summary:
+            if index is not None and summary:
                 emit(Message(f"{index.split}: {summary}", "warning"))
 
         run = _assemble(config, device, context, run_dir, model, model_config, prepared.train, prepared.val, checkpoint)
@@ -226,7 +229,7 @@ def _assemble(
         return_failures=True,
         seed=runtime.seed,
     )
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=runtime.seed, drop_last=True
     )
     resume_sampler = SkipFirst(sampler)
