@@ -104,7 +104,7 @@ def read_state_dict(path: str | Path, what: str = "backbone weights file") -> di
         raise CheckpointError(f"{what} not found", path=path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many kinds (pickle, zip, runtime) for a bad file
+    except Exception as error:  # noqa: BLE001 - torch.load raises many kinds (pickle, zip, runtime) for a bad file
         # torch's own text is several sentences (and for a foreign pickle suggests loading it unsafely): name the
         # kind of failure only.
         raise CheckpointError(

@@ -185,7 +185,7 @@ def _onnx_modules() -> tuple[Any, Any, Any]:
         import onnx
         import onnxruntime
         import onnxruntime.quantization as quantization
-        import onnxruntime.quantization.shape_inference  # noqa: F401
+        import onnxruntime.quantization.shape_inference
     except ImportError:
         raise UsageError("INT8 export needs the optional packages onnx and onnxruntime: pip install 'ssdcli[onnx]'") from None
     return onnx, onnxruntime, quantization
