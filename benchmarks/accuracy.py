@@ -323,7 +323,7 @@ def main() -> None:
     if args.data is not None:
         if args.out.exists() and any(args.out.iterdir()):
             raise SystemExit(f"error: {args.out}: exists and is not empty; choose a new --out")
-        rows = run_set(args, args.out)
+        run_set(args, args.out)
         print((args.out / "report.md").read_text())
         return
     roots = voc_roots(args.suite)

@@ -51,9 +51,9 @@ import torch
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from torchvision.models.detection.ssd import SSD
 from torchvision.models.detection._utils import BoxCoder, SSDMatcher
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+from torchvision.models.detection.ssd import SSD
 from torchvision.ops import box_convert, box_iou
 
 from ssdcli import default_boxes, encode, postprocess, ssd_loss

@@ -26,7 +26,7 @@ def images_per_second(data: Path, split: str, workers: int, size: int, batch_siz
         persistent_workers=workers > 0,
     )
     seen, started = 0, None
-    for epoch in range(100):
+    for _epoch in range(100):
         for i, batch in enumerate(loader):
             if started is None and i == 1:  # the first batch pays for starting the workers
                 started = time.perf_counter()

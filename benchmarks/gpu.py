@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -137,9 +138,10 @@ def training_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
 def core_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     """encode and postprocess in ms on the GPU, ssdcli against torchvision on the same inputs."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from core import NUM_CLASSES, IMAGE_SIZE, generate_gts, head_outputs, torchvision_ssd, torchvision_targets
     from torchvision.models.detection._utils import BoxCoder, SSDMatcher
     from torchvision.ops import box_convert, box_iou
+
+    from core import IMAGE_SIZE, NUM_CLASSES, generate_gts, head_outputs, torchvision_ssd, torchvision_targets
 
     anchors = default_boxes("ssd300", device=device)
     anchors_xyxy = box_convert(anchors, "cxcywh", "xyxy")
@@ -165,9 +167,9 @@ def core_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
         conf, loc = (t.to(device) for t in head_outputs(16, seed=3, regime=regime))
         anchor_list = [anchors_xyxy * IMAGE_SIZE] * 16
         shapes = [(IMAGE_SIZE, IMAGE_SIZE)] * 16
-        ours = seconds(lambda: postprocess(conf, loc, anchors), args.warmup, args.repeats)
+        ours = seconds(partial(postprocess, conf, loc, anchors), args.warmup, args.repeats)
         them = seconds(
-            lambda: model.postprocess_detections({"cls_logits": conf, "bbox_regression": loc}, anchor_list, shapes),
+            partial(model.postprocess_detections, {"cls_logits": conf, "bbox_regression": loc}, anchor_list, shapes),
             args.warmup,
             args.repeats,
         )
@@ -182,7 +184,6 @@ def nms_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     one nms kernel per group above 100,000 coordinates) and trained-like (about 5,000: one kernel for all groups);
     the kept indices checked equal."""
     from core import head_outputs, nms_arguments
-
     from ssdcli.core.nms import grouped_nms, torchvision_grouped_nms
 
     anchors = default_boxes("ssd300", device=device)
@@ -192,12 +193,19 @@ def nms_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
         arguments = nms_arguments(conf, loc, anchors)
         same = torch.equal(grouped_nms(*arguments), torchvision_grouped_nms(*arguments))  # type: ignore[arg-type]
         assert same, "NMS: kept sets differ"
-        ours = seconds(lambda: grouped_nms(*arguments), args.warmup, args.repeats)  # type: ignore[arg-type]
-        them = seconds(lambda: torchvision_grouped_nms(*arguments), args.warmup, args.repeats)  # type: ignore[arg-type]
+        ours = seconds(partial(grouped_nms, *arguments), args.warmup, args.repeats)  # type: ignore[arg-type]
+        them = seconds(partial(torchvision_grouped_nms, *arguments), args.warmup, args.repeats)  # type: ignore[arg-type]
         count = arguments[0].shape[0]  # type: ignore[attr-defined]
         rows.append(("NMS ms", f"grouped_nms vs batched_nms, {regime}, {count} boxes", f"{1000 * ours:.2f}",
                      f"{them / ours:.2f}x"))  # fmt: skip
     return rows
+
+
+def _infer(net: torch.nn.Module, batch: torch.Tensor, dtype: torch.dtype | None, anchors: torch.Tensor) -> None:
+    """One forward pass of ``batch`` (B, 3, H, W) in ``dtype`` (autocast on CUDA; None: float32), then postprocess."""
+    with torch.inference_mode(), (torch.autocast("cuda", dtype=dtype) if dtype else nullcontext()):
+        conf, loc = net(batch)
+    postprocess(conf.float(), loc.float(), anchors)
 
 
 def inference_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
@@ -208,13 +216,7 @@ def inference_rows(args: argparse.Namespace, device: torch.device) -> list[Row]:
     for name, amp, channels_last in (("fp32", False, False), ("amp+cl", True, True)):
         net = model.to(memory_format=torch.channels_last) if channels_last else model
         batch = images.contiguous(memory_format=torch.channels_last) if channels_last else images
-        dtype = mixed_precision(amp, device)
-
-        def infer() -> None:
-            with torch.inference_mode(), (torch.autocast("cuda", dtype=dtype) if dtype else nullcontext()):
-                conf, loc = net(batch)
-            postprocess(conf.float(), loc.float(), anchors)
-
+        infer = partial(_infer, net, batch, mixed_precision(amp, device), anchors)
         speed = args.batch / seconds(infer, args.warmup, args.steps)
         rows.append(("infer img/s", f"PyTorch ssd300_vgg16 {name} batch {args.batch}", f"{speed:.1f}", ""))
     rows.append(onnx_row(args, model.to(memory_format=torch.contiguous_format), anchors, device))

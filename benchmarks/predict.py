@@ -68,9 +68,9 @@ from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_l
 
 from ssdcli import default_boxes, postprocess
 from ssdcli.engine.export.exporter import export_onnx, export_torchscript
+from ssdcli.engine.export.quantize import quantize_file
 from ssdcli.engine.inference.loading import LoadedModel
 from ssdcli.engine.inference.onnx_runtime import OnnxNetwork
-from ssdcli.engine.export.quantize import quantize_file
 from ssdcli.models import build_model, default_config
 from ssdcli.models.spec import ModelSpec
 

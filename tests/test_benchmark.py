@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.config import BenchmarkConfig
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config
-
-from conftest import model_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from ssdcli.cli.app import main
 from ssdcli.cli.durations import parse_duration
 from ssdcli.config import DataSettings, OptimSettings, RuntimeSettings, TrainConfig
-from ssdcli.engine.train.budget import fit_total_steps, format_duration, validations
 from ssdcli.engine.checkpoint import load_checkpoint
 from ssdcli.engine.events import Event, StepDone
+from ssdcli.engine.train.budget import fit_total_steps, format_duration, validations
 from ssdcli.engine.train.loop import train
 from ssdcli.errors import UsageError
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-from reference_numpy import ssd_losses
 from torchvision.models.detection import ssd300_vgg16
 from torchvision.models.detection._utils import BoxCoder, SSDMatcher
 from torchvision.ops import box_convert, box_iou
 
+from reference_numpy import ssd_losses
 from ssdcli import SSDLoss, default_boxes, encode, ssd_loss
 from ssdcli.core.loss import mine_hard_negatives
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from reference_numpy import encode_batch
 from torchvision.models.detection._utils import BoxCoder, SSDMatcher
 from torchvision.ops import box_convert, box_iou
 
+from reference_numpy import encode_batch
 from ssdcli import default_boxes, encode, match
 from ssdcli.core import matching
 

@@ -167,7 +167,6 @@ def test_check_lists_what_training_would_trip_on(tmp_path: Path, capsys: pytest.
     """A truncated JPEG, an undecodable file, a wrong <size>, an empty split and a file name used twice: each is
     listed with its split and file, in the table and in the JSON report."""
     from messy_files import set_voc_size, smooth_rgb, truncate, undecodable_jpeg, write_jpeg
-
     from ssdcli.data.dataset import open_index
 
     out = tmp_path / "shapes"

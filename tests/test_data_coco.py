@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -121,7 +122,7 @@ def test_a_json_file_refuses_a_split_it_does_not_hold(tmp_path: Path) -> None:
     own training set."""
     path, _ = _coco(tmp_path, split="train")
     for split in ("val", "test", "ignored"):
-        error = _error(lambda: open_index(path, split), path)
+        error = _error(functools.partial(open_index, path, split), path)
         assert f"holds one split ('train'), not {split!r}" in error.message
     assert open_index(path, "train", "coco").split == "train"
     assert open_index(tmp_path / "coco", None).split == "train"  # a root: the default split

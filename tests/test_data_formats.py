@@ -22,7 +22,7 @@ from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dummy_format import DUMMY  # noqa: E402
+from dummy_format import DUMMY
 
 TESTS = Path(__file__).parent
 

@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 
 import ssdcli
+from conftest import model_checkpoint
+from messy_files import smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 from ssdcli.data.dataset import DetectionDataset, open_index, read_sized_image
 from ssdcli.data.images import decode_image, is_truncated_jpeg, read_image_rgb, rgb_from_array, write_image
 from ssdcli.data.synth import write_synth
@@ -21,9 +23,6 @@ from ssdcli.engine.inference.preprocess import to_rgb_tensor
 from ssdcli.errors import DataError
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config
-
-from conftest import model_checkpoint
-from messy_files import smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 
 H, W = 96, 128  # not square: a rotation would show in the shape
 
@@ -165,9 +164,8 @@ def test_write_image_round_trips_and_refuses_an_unknown_format(tmp_path: Path) -
 
 
 def test_a_far_larger_jpeg_is_decoded_at_reduced_size(tmp_path: Path) -> None:
-    from ssdcli.data.images import decode_image
-
     from messy_files import smooth_rgb, write_jpeg
+    from ssdcli.data.images import decode_image
 
     path = write_jpeg(tmp_path / "big.jpg", smooth_rgb(1600, 2400))
     full = decode_image(path)

@@ -14,12 +14,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_metrics_coco import STATS_ORDER, generate, raw_cocoeval
-from test_metrics_voc import devkit_eval_class, one_row
 
 from ssdcli.cli.app import main
 from ssdcli.core.detections import Detections
 from ssdcli.data.results_io import write_coco_results, write_devkit_detections
+from test_metrics_coco import STATS_ORDER, generate, raw_cocoeval
+from test_metrics_voc import devkit_eval_class, one_row
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
 

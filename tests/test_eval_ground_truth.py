@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_metrics_coco import STATS_ORDER, raw_cocoeval
 
 from ssdcli.config import EvalConfig
 from ssdcli.core.detections import Detections
@@ -21,6 +20,7 @@ from ssdcli.data.synth import write_synth
 from ssdcli.engine.evaluate.run import run_eval
 from ssdcli.engine.evaluate.validation import coco_results, devkit_rows, evaluate_detections
 from ssdcli.errors import DataError
+from test_metrics_coco import STATS_ORDER, raw_cocoeval
 
 
 def jittered_detections(index, seed: int) -> list[Detections]:

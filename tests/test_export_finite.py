@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.data.synth import SYNTH_CLASSES
 from ssdcli.engine.checkpoint import save_checkpoint
@@ -17,8 +18,6 @@ from ssdcli.engine.export import exporter
 from ssdcli.engine.export.parity import ExportFailed, largest_difference
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config
-
-from conftest import model_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,16 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.coder import decode
-from ssdcli.engine.export import exporter as export_module
 from ssdcli.engine.checkpoint import save_checkpoint
+from ssdcli.engine.export import exporter as export_module
 from ssdcli.engine.export.exporter import DecodedDetector, separated_head_outputs
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config
-
-from conftest import model_checkpoint
 
 CLASSES = ("background", "a", "b", "c", "d", "e")
 

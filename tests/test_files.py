@@ -29,8 +29,8 @@ from ssdcli.data.files import (
 )
 from ssdcli.data.images import write_image
 from ssdcli.engine.checkpoint import atomic_torch_save
-from ssdcli.errors import DataError
 from ssdcli.engine.train.loop import train
+from ssdcli.errors import DataError
 
 
 def mode(path: Path) -> int:

@@ -16,8 +16,8 @@ from ssdcli.engine.checkpoint import load_checkpoint, save_checkpoint
 from ssdcli.engine.train.finetune import class_rows, start_from_detector
 from ssdcli.errors import UsageError
 from ssdcli.models.build import build_model
-from ssdcli.models.spec import default_config
 from ssdcli.models.heads import SSDHead
+from ssdcli.models.spec import default_config
 
 THEIRS = ("background", "a", "b", "c")
 OURS = ("background", "a", "c", "new")  # a kept, c moved from 3 to 2, b dropped, new starts afresh

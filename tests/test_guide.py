@@ -13,7 +13,6 @@ from types import ModuleType
 import pytest
 
 from ssdcli.data.synth import write_synth
-
 from test_help_text import parse_command_line
 
 ROOT = Path(__file__).resolve().parent.parent

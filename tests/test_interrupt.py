@@ -107,7 +107,6 @@ def test_a_checkpoint_being_written_is_finished_before_ctrl_c_stops(
 def test_predict_on_sigint_writes_the_json_of_what_it_did_and_says_where(tmp_path: Path) -> None:
     import cv2
     import numpy as np
-    import torch
 
     from conftest import model_checkpoint
     from ssdcli.data.synth import SYNTH_CLASSES

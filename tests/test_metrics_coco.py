@@ -153,7 +153,7 @@ def test_category_without_ground_truth_has_nan_ap(tmp_path: Path) -> None:
 
 def test_empty_results_give_zero_not_a_crash(tmp_path: Path) -> None:
     gt, _ = generate(3)
-    with pytest.raises(Exception):  # why this case needs handling: pycocotools' loadRes fails on []
+    with pytest.raises(KeyError):  # why this case needs handling: pycocotools' loadRes fails on []
         with contextlib.redirect_stdout(io.StringIO()):
             COCO().loadRes([])
     sizes = [8, 60, 200]  # at least one small, medium and large object, so no metric is -1

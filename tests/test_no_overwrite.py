@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
+from ssdcli.data.files import fresh_run_dir
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.engine.checkpoint import save_checkpoint
-from ssdcli.data.files import fresh_run_dir
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config
-
-from conftest import model_checkpoint
 
 MINE = "a user's file"
 

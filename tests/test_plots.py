@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ssdcli.data.records import DataWarnings, DatasetIndex, ImageRecord
 from ssdcli.core.detections import Detections
+from ssdcli.data.records import DatasetIndex, DataWarnings, ImageRecord
 from ssdcli.engine.evaluate.plots import confusion_summary, write_evaluation_plots
 from ssdcli.metrics.voc import VocImageGT, voc_evaluate
 

@@ -24,6 +24,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import box_convert, box_iou, nms
 
 import ssdcli
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.coder import encode_offsets
@@ -33,8 +34,6 @@ from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.preprocess import network_input
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config
-
-from conftest import model_checkpoint
 
 BCCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "bccd" / "BCCD"
 CLASSES = ("background", "Platelets", "RBC", "WBC")

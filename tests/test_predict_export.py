@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import model_checkpoint
 from torchvision.ops import box_iou
 
 import ssdcli
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.models.build import build_model
@@ -329,8 +329,7 @@ def test_a_failure_of_the_dynamo_exporter_is_reported_before_the_fallback(
     from ssdcli.engine.export.exporter import export_onnx
     from ssdcli.engine.inference.loading import LoadedModel
     from ssdcli.models.build import build_model
-    from ssdcli.models.spec import default_config
-    from ssdcli.models.spec import ModelSpec
+    from ssdcli.models.spec import ModelSpec, default_config
 
     monkeypatch.setitem(sys.modules, "onnxscript", types.ModuleType("onnxscript"))  # the new exporter is tried
     export = torch.onnx.export
@@ -499,7 +498,6 @@ def test_ffmpeg_moov_atom_not_found_does_not_reach_the_terminal(checkpoint: Path
 
 def test_predict_on_a_far_larger_photo_gives_boxes_in_its_stored_pixels(checkpoint: Path, tmp_path: Path) -> None:
     from messy_files import smooth_rgb, write_jpeg
-
     from ssdcli.data.images import decode_image
     from ssdcli.engine.inference.detectors import torch_predictor
     from ssdcli.engine.inference.predict import run_predict

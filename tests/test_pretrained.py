@@ -16,8 +16,8 @@ from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_l
 
 from ssdcli import default_boxes
 from ssdcli.cli.app import main
-from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.detectors import torch_predictor
+from ssdcli.engine.inference.loading import load_model
 from ssdcli.errors import CheckpointError
 from ssdcli.models.pretrained import TORCHVISION_DETECTORS, load_pretrained
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.postprocess import EVAL_SETTINGS
@@ -18,11 +19,8 @@ from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export.exporter import separated_head_outputs
 from ssdcli.engine.export.quantize import compare_detections, failure_message, head_convolutions
 from ssdcli.models.build import build_model
-from ssdcli.models.spec import default_config
-from ssdcli.models.spec import ModelSpec
+from ssdcli.models.spec import ModelSpec, default_config
 from ssdcli.models.ssd import SSD
-
-from conftest import model_checkpoint
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -14,9 +14,9 @@ import torch
 
 from ssdcli.cli.app import main
 from ssdcli.config import ModelSettings, OptimSettings, RuntimeSettings, TrainConfig
+from ssdcli.data.formats.writers import voc_xml
 from ssdcli.data.images import write_image
 from ssdcli.data.synth import write_synth
-from ssdcli.data.formats.writers import voc_xml
 from ssdcli.engine.checkpoint import load_checkpoint
 from ssdcli.engine.train.recipe_rule import BoxStats, RecipeRule, choose_recipe
 from ssdcli.models.backbones import TinyBackbone, feature_map_sizes

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import ssdcli.engine.train.run_plots as run_plots
+from ssdcli.core.detections import Detections
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
-from ssdcli.core.detections import Detections
 
 ROWS = [
     {"epoch": 1, "loss": 9.0, "loss_conf": 6.0, "loss_loc": 3.0, "lr": 0.01, "map50": 0.1, "coco_ap": 0.05},

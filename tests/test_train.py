@@ -139,9 +139,9 @@ def test_ddp_two_processes_on_gloo(tmp_path: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [1, 2] and all(r["map50"] != "" for r in rows)
     # The gathered validation equals a single process's evaluation of the same weights on the whole split.
     loaded = load_model(runs[0] / "last.pt")
+    from ssdcli import default_boxes
     from ssdcli.data.dataset import open_index
     from ssdcli.engine.evaluate.validation import detect_for_validation, evaluate_detections
-    from ssdcli import default_boxes
 
     index = open_index(runs[0] / "data", "val", classes=loaded.spec.class_names[1:])
     detections = detect_for_validation(loaded.model, index, default_boxes(loaded.spec.layout), torch.device("cpu"), 2)

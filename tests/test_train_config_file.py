@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import model_checkpoint
 from ssdcli.cli.app import main
 from ssdcli.config import DataSettings, ModelSettings, OptimSettings, RuntimeSettings, TrainConfig
 from ssdcli.engine.checkpoint import load_checkpoint, save_checkpoint

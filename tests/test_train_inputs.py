@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 import ssdcli.data.verify as verify
+from messy_files import set_voc_size, smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 from ssdcli.cli.app import main
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.checkpoint import load_checkpoint
-
-from messy_files import set_voc_size, smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 
 QUICK = ["--epochs", "1", "--batch-size", "4", "--max-steps-per-epoch", "2", "--device", "cpu", "--eval-every", "1"]
 

@@ -31,13 +31,13 @@ _CORE_EXPORTS = {
 
 if TYPE_CHECKING:
     from .core.anchors import default_boxes
-    from .core.layouts import BUILTIN_LAYOUTS, AnchorLayout, get_layout
     from .core.coder import decode
+    from .core.layouts import BUILTIN_LAYOUTS, AnchorLayout, get_layout
     from .core.loss import SSDLoss, ssd_loss
     from .core.matching import EncodedTargets, Match, encode, match
     from .core.postprocess import postprocess
-    from .engine.train.config_file import TrainConfig
     from .engine.inference.predictor import Predictor
+    from .engine.train.config_file import TrainConfig
 
 
 def __getattr__(name: str) -> Any:

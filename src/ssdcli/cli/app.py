@@ -43,7 +43,7 @@ class InterruptibleGroup(SsdGroup):
     """The root command: Ctrl-C in any command becomes :class:`Interrupted` (one line, exit 130) before Typer turns
     it into a silent exit 130. Commands that keep partial work raise their own :class:`Interrupted` saying what."""
 
-    def invoke(self, ctx: typer.Context) -> object:
+    def invoke(self, ctx: typer.Context) -> object:  # type: ignore[override]  # typer passes its Context
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -55,13 +55,13 @@ def render_table(result: BenchmarkResult) -> Table:
 def benchmark_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train'.")],
     data: Annotated[Path, typer.Option(help="The data set to evaluate on (VOC root, COCO root or instances JSON, YOLO root or data.yaml); its training split calibrates INT8.")],
-    split: Annotated[Optional[str], typer.Option(help="The split to evaluate on (default: test; a COCO JSON file is its own split).")] = None,
+    split: Annotated[str | None, typer.Option(help="The split to evaluate on (default: test; a COCO JSON file is its own split).")] = None,
     data_format: Annotated[DataFormat, typer.Option("--format", help="The layout of --data (auto: detected from the files).")] = DataFormat(D.data_format),
     train_split: Annotated[str, typer.Option(help="The split whose images calibrate the INT8 export.")] = D.train_split,
     batch_size: Annotated[int, typer.Option(help="The larger batch timed (batch 1 is always timed).")] = D.batch_size,
     runs: Annotated[int, typer.Option(help="Timed runs per batch size (their median is shown), after --warmup runs.")] = D.runs,
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing.")] = D.warmup,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table as JSON to this file ('-': only the JSON, on stdout).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON to this file ('-': only the JSON, on stdout).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file.")] = False,
 ) -> None:
     """Export a checkpoint to every target whose packages are installed (TorchScript, ONNX, ONNX INT8, OpenVINO),

@@ -80,13 +80,13 @@ class SsdCommand(TyperCommand):
         super().__init__(*args, **kwargs)
         _tidy_params(self.params)
 
-    def get_help_option(self, ctx: typer.Context) -> Any:
+    def get_help_option(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer passes its Context
         return _tidy_help_option(super().get_help_option(ctx))
 
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]  # typer passes its Context
         return _usage_pieces(self, ctx)
 
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:  # type: ignore[override]  # typer passes its Context
         reject_options_as_paths(self.params, args)
         return super().parse_args(ctx, args)
 
@@ -98,5 +98,5 @@ class SsdGroup(TyperGroup):
         super().__init__(*args, **kwargs)
         _tidy_params(self.params)
 
-    def get_help_option(self, ctx: typer.Context) -> Any:
+    def get_help_option(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer passes its Context
         return _tidy_help_option(super().get_help_option(ctx))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -128,10 +128,10 @@ def check_command(
     path: Annotated[Path, typer.Argument(help=f"{paths_help()}.")],
     split: Annotated[str | None, typer.Option("--split", "-s", help="Check only this split (default: all).")] = None,
     format: Annotated[DataFormat, typer.Option("--format", "-f", help="Data set layout.")] = DataFormat("auto"),
-    images: Annotated[Optional[bool], typer.Option("--images/--no-images", help="Decode every image as training does before its first step (default: on below 10,000 images).")] = None,
+    images: Annotated[bool | None, typer.Option("--images/--no-images", help="Decode every image as training does before its first step (default: on below 10,000 images).")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Threads decoding images.")] = 2,
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names: objects of other classes are an error, as in training.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON to this file ('-': stdout, no table).")] = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class names: objects of other classes are an error, as in training.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON to this file ('-': stdout, no table).")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with code 1 if any problem is found.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file.")] = False,
 ) -> None:

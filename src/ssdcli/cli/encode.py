@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -219,21 +219,21 @@ def _check_options(
 
 
 def encode_command(
-    image: Annotated[Optional[Path], typer.Argument(metavar="IMAGE", help="An image to match (or use --data for a data set).", show_default=False)] = None,
-    annotation: Annotated[Optional[Path], typer.Option(help="VOC XML, or COCO JSON with --image-id (default for an image in JPEGImages/: ../Annotations/<name>.xml).")] = None,
-    image_id: Annotated[Optional[int], typer.Option(help="The image's id in a COCO JSON (default: found by file name).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Anchor layout: ssd300, ssd512, ssdlite320 or a model architecture (ssd300_vgg16...). Default: the model 'ssd train' trains by default, ssd_tiny256.")] = None,
-    anchors: Annotated[Optional[Path], typer.Option(help="Anchor layout JSON (as --suggest writes it).")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Use the anchor layout stored in this checkpoint.")] = None,
+    image: Annotated[Path | None, typer.Argument(metavar="IMAGE", help="An image to match (or use --data for a data set).", show_default=False)] = None,
+    annotation: Annotated[Path | None, typer.Option(help="VOC XML, or COCO JSON with --image-id (default for an image in JPEGImages/: ../Annotations/<name>.xml).")] = None,
+    image_id: Annotated[int | None, typer.Option(help="The image's id in a COCO JSON (default: found by file name).")] = None,
+    model: Annotated[str | None, typer.Option(help="Anchor layout: ssd300, ssd512, ssdlite320 or a model architecture (ssd300_vgg16...). Default: the model 'ssd train' trains by default, ssd_tiny256.")] = None,
+    anchors: Annotated[Path | None, typer.Option(help="Anchor layout JSON (as --suggest writes it).")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Use the anchor layout stored in this checkpoint.")] = None,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="A default box matches a GT with IoU above this.")] = 0.5,
     reference: Annotated[bool, typer.Option("--reference", help="Threshold only (the reference): no forced best default box per GT.")] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON to this file ('-': stdout, no tables).")] = None,
-    visualize: Annotated[Optional[Path], typer.Option(help="Write a picture (PNG): matches per feature map, or the data-set charts.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Data-set mode: a VOC root, COCO root or instances JSON, YOLO root or data.yaml; coverage statistics over every image.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split of the data set (default: train; a COCO JSON file is its own split).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON to this file ('-': stdout, no tables).")] = None,
+    visualize: Annotated[Path | None, typer.Option(help="Write a picture (PNG): matches per feature map, or the data-set charts.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data-set mode: a VOC root, COCO root or instances JSON, YOLO root or data.yaml; coverage statistics over every image.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of the data set (default: train; a COCO JSON file is its own split).")] = None,
     data_format: Annotated[DataFormat, typer.Option("--format", help="--data: the data set layout (auto: detected from the files).")] = DataFormat("auto"),
-    suggest: Annotated[Optional[int], typer.Option(min=1, help="Fit K aspect ratios and the sizes to the data set; writes --out.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Where --suggest writes the anchor layout JSON.")] = None,
+    suggest: Annotated[int | None, typer.Option(min=1, help="Fit K aspect ratios and the sizes to the data set; writes --out.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where --suggest writes the anchor layout JSON.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace existing --json, --visualize and --out files.")] = False,
 ) -> int:
     """Show how SSD assigns default boxes to ground truth: per GT of an image, or over a whole data set.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,14 +18,14 @@ D = ExportConfig  # the defaults below are the dataclass's, written once
 def export_command(
     checkpoint: Annotated[Path, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector (weights name or state dict file, as for 'ssd predict').")],
     to: Annotated[ExportTarget, typer.Option("--to", "-t", help="The file to write (as 'ssd data convert --to' names the target).")] = ExportTarget(D.target),
-    out: Annotated[Optional[Path], typer.Option(help="Output file (default: beside the checkpoint); for --to openvino, a folder (default: <checkpoint stem>_openvino/ holding model.xml and model.bin).")] = D.out,
+    out: Annotated[Path | None, typer.Option(help="Output file (default: beside the checkpoint); for --to openvino, a folder (default: <checkpoint stem>_openvino/ holding model.xml and model.bin).")] = D.out,
     opset: Annotated[int, typer.Option(help="ONNX opset (18 or later: the network goes through PyTorch's current exporter).")] = D.opset,
     dynamic_batch: Annotated[bool, typer.Option(help="ONNX: a dynamic batch axis.")] = D.dynamic_batch,
     with_nms: Annotated[bool, typer.Option(help="ONNX: decode and NMS inside the graph.")] = D.with_nms,
     force: Annotated[bool, typer.Option(help="Replace an existing output file.")] = D.force,
     with_preprocess: Annotated[bool, typer.Option(help="ONNX: take uint8 RGB pixels [B, S, S, 3] at the model's input size and normalise inside the graph (with --with-nms, boxes in those pixels).")] = D.with_preprocess,
     int8: Annotated[bool, typer.Option("--int8", help="ONNX: quantise to INT8 (static, QDQ) for fast CPU inference.")] = D.int8,
-    calibration: Annotated[Optional[Path], typer.Option(help="--int8: a folder of images like those the model will see (default: the checkpoint's training split).")] = D.calibration,
+    calibration: Annotated[Path | None, typer.Option(help="--int8: a folder of images like those the model will see (default: the checkpoint's training split).")] = D.calibration,
 ) -> None:
     """Export a checkpoint to ONNX, TorchScript or OpenVINO and verify it against PyTorch (fails if they differ).
 

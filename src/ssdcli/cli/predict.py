@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,27 +20,27 @@ if TYPE_CHECKING:
 
 
 def predict_command(
-    sources: Annotated[Optional[list[str]], typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns, video files, camera indices (0) or rtsp/http(s) stream URLs (or --data).", show_default=False)] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
-    onnx: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to onnx'.")] = None,
-    openvino: Annotated[Optional[Path], typer.Option(help="A model exported by 'ssd export --to openvino' (its folder or model.xml).")] = None,
+    sources: Annotated[list[str] | None, typer.Argument(metavar="SOURCES", help="Image files, folders, glob patterns, video files, camera indices (0) or rtsp/http(s) stream URLs (or --data).", show_default=False)] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="A checkpoint written by 'ssd train', or torchvision's COCO detector: SSD300_VGG16_Weights.COCO_V1, SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file.")] = None,
+    onnx: Annotated[Path | None, typer.Option(help="A model exported by 'ssd export --to onnx'.")] = None,
+    openvino: Annotated[Path | None, typer.Option(help="A model exported by 'ssd export --to openvino' (its folder or model.xml).")] = None,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = PredictConfig.out,  # type: ignore[assignment]
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the detections as JSON to this file: COCO results (what 'ssd eval --results' reads) and each image's boxes ('-': stdout, nothing else printed, no pictures).")] = None,
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Also write one CSV row per box to this file: image, frame, class, score, x1 y1 x2 y2 in pixels.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the detections as JSON to this file: COCO results (what 'ssd eval --results' reads) and each image's boxes ('-': stdout, nothing else printed, no pictures).")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per box to this file: image, frame, class, score, x1 y1 x2 y2 in pixels.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json or --csv file.")] = False,
     conf: Annotated[float, typer.Option(help="Score threshold.")] = PredictConfig.conf_threshold,
-    iou: Annotated[Optional[float], typer.Option(help="NMS IoU threshold (default: the model's; 0.45, torchvision's SSDLite 0.55).")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Only these classes (comma-separated names).")] = None,
+    iou: Annotated[float | None, typer.Option(help="NMS IoU threshold (default: the model's; 0.45, torchvision's SSDLite 0.55).")] = None,
+    classes: Annotated[str | None, typer.Option(help="Only these classes (comma-separated names).")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = PredictConfig.batch_size,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = PredictConfig.device,
-    img_size: Annotated[Optional[int], typer.Option(help="Input size; must match the model's.")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="Predict on a data set's split instead (VOC root, COCO root or instances JSON, YOLO root or data.yaml); the --json file then carries its image and category ids, for 'ssd eval --results'.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="--data: the split (default: test; a COCO JSON file is its own split).")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Input size; must match the model's.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Predict on a data set's split instead (VOC root, COCO root or instances JSON, YOLO root or data.yaml); the --json file then carries its image and category ids, for 'ssd eval --results'.")] = None,
+    split: Annotated[str | None, typer.Option(help="--data: the split (default: test; a COCO JSON file is its own split).")] = None,
     data_format: Annotated[DataFormat, typer.Option("--format", help="--data: the data set layout (auto: detected from the files).")] = DataFormat(PredictConfig.data_format),
     save_txt: Annotated[bool, typer.Option("--save-txt", help="Also write YOLO labels (labels/), the images they describe (images/) and data.yaml into the run folder: a data set 'ssd data check' reads.")] = PredictConfig.save_txt,
     save_conf: Annotated[bool, typer.Option("--save-conf", help="--save-txt: end each label line with the score.")] = PredictConfig.save_conf,
     save_crop: Annotated[bool, typer.Option("--save-crop", help="Also write each detection as a picture: crops/<class>/<image>_<k>.jpg.")] = PredictConfig.save_crop,
-    max_frames: Annotated[Optional[int], typer.Option(help="Videos and streams: predict at most this many frames of each (default: until it ends; a camera until Ctrl-C).")] = PredictConfig.max_frames,
+    max_frames: Annotated[int | None, typer.Option(help="Videos and streams: predict at most this many frames of each (default: until it ends; a camera until Ctrl-C).")] = PredictConfig.max_frames,
     vid_stride: Annotated[int, typer.Option(help="Videos and streams: predict every k-th frame.")] = PredictConfig.vid_stride,
 ) -> int:
     """Detect objects in images, folders, globs and videos; writes annotated copies and optional JSON.

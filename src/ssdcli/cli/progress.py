@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ssdcli.engine.events import (
     EpochDone,
@@ -36,9 +44,9 @@ class TrainProgress:
             transient=False,
             disable=not live_display(console),
         )
-        self.task: int | None = None
-        self.eval_task: int | None = None
-        self.prepare_tasks: dict[str, int] = {}
+        self.task: TaskID | None = None
+        self.eval_task: TaskID | None = None
+        self.prepare_tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> TrainProgress:
         self.progress.start()
@@ -96,7 +104,7 @@ class EvalProgressBar:
             disable=not live_display(console),
         )
         self.description = description
-        self.task: int | None = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> EvalProgressBar:
         self.progress.start()
@@ -124,8 +132,8 @@ class BenchmarkProgress:
             console=console,
             disable=not live_display(console),
         )  # fmt: skip
-        self.tasks: dict[str, int] = {}
-        self.detect: int | None = None
+        self.tasks: dict[str, TaskID] = {}
+        self.detect: TaskID | None = None
 
     def __enter__(self) -> BenchmarkProgress:
         self.progress.start()

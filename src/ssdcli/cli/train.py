@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape  # help texts are Rich markup: '[...]' must be escaped to be shown
@@ -57,7 +57,7 @@ class TrainCommand(SsdCommand):
     """``ssd train``, whose ``--model`` and ``--lr`` help is read from the architecture registry when shown only,
     so that parsing the command line does not read it."""
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:  # type: ignore[override]  # typer passes its Context
         for param in self.params:
             if param.name == "model" and isinstance(param, TyperOption):
                 param.help = model_help()
@@ -68,46 +68,46 @@ class TrainCommand(SsdCommand):
 
 def train_command(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
-    val_data: Annotated[Optional[Path], typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
+    data: Annotated[Path | None, typer.Option(help="VOC root, COCO instances JSON/root, or YOLO data.yaml/root. Omitted: the built-in synthetic set, generated into the run folder.")] = None,
+    val_data: Annotated[Path | None, typer.Option(help="Validation data apart from --data, e.g. instances_val.json when --data is instances_train.json.")] = None,
     data_format: Annotated[DataFormat, typer.Option("--format", help="Data set layout (auto: detected from the files).")] = DataFormat(DataSettings.data_format),
-    train_split: Annotated[Optional[str], typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
-    val_split: Annotated[Optional[str], typer.Option(help="Split to validate on (default: val).")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Comma-separated class names (default: from the data).")] = None,
+    train_split: Annotated[str | None, typer.Option(help="Split to train on (default: train; a COCO JSON file is its own split).")] = None,
+    val_split: Annotated[str | None, typer.Option(help="Split to validate on (default: val).")] = None,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated class names (default: from the data).")] = None,
     model: Annotated[str, typer.Option(help="Model architecture (the list: ssd train --help).")] = ModelSettings.arch,
-    anchors: Annotated[Optional[Path], typer.Option(metavar="<path|auto>", help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
-    backbone_weights: Annotated[Optional[str], typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Fine-tune a trained detector: a checkpoint of ssd train (best.pt), or torchvision's COCO detector SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model, default boxes and input size. Classes are matched by name: only new ones start afresh. Optimizer and schedule start afresh (--resume continues a run).")] = None,
+    anchors: Annotated[Path | None, typer.Option(metavar="<path|auto>", help="Anchor layout JSON (as 'ssd encode --suggest' writes), or 'auto': fit the model's default boxes to the training boxes first (stored in the checkpoint).")] = None,
+    backbone_weights: Annotated[str | None, typer.Option(help="'imagenet' (from the torch cache) or a local file.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Fine-tune a trained detector: a checkpoint of ssd train (best.pt), or torchvision's COCO detector SSD300_VGG16_Weights.COCO_V1 or SSDLite320_MobileNet_V3_Large_Weights.COCO_V1 (from the torch hub cache) or its state dict file; sets the model, default boxes and input size. Classes are matched by name: only new ones start afresh. Optimizer and schedule start afresh (--resume continues a run).")] = None,
     download: Annotated[bool, typer.Option(help="Download the torchvision weights --weights or --backbone-weights imagenet name into the torch cache first, unless there (see ssd weights).")] = False,
-    freeze: Annotated[Optional[str], typer.Option(help="'backbone': keep the backbone as it is (no gradient, no weight decay, BatchNorm statistics fixed); N: its first N stages only.")] = ModelSettings.freeze,
-    epochs: Annotated[Optional[int], typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
-    time: Annotated[Optional[str], typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Stop after N validations without a better validation mAP (with --epochs or --time, whichever ends first).")] = OptimSettings.patience,
+    freeze: Annotated[str | None, typer.Option(help="'backbone': keep the backbone as it is (no gradient, no weight decay, BatchNorm statistics fixed); N: its first N stages only.")] = ModelSettings.freeze,
+    epochs: Annotated[int | None, typer.Option(help="Train for N epochs (instead of a time budget).")] = OptimSettings.epochs,
+    time: Annotated[str | None, typer.Option("--time", help="Wall-clock budget such as 90s, 20m or 1.5h; the schedule is fitted to the measured speed. Default without --epochs: 10m.")] = None,
+    patience: Annotated[int | None, typer.Option(help="Stop after N validations without a better validation mAP (with --epochs or --time, whichever ends first).")] = OptimSettings.patience,
     batch_size: Annotated[int, typer.Option(help="Images per optimizer step (per process).")] = OptimSettings.batch_size,
     optimizer: Annotated[Optimizer, typer.Option(help="The optimizer.")] = Optimizer(OptimSettings.optimizer),
-    lr: Annotated[Optional[float], typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Base learning rate (default: per architecture and optimizer).")] = None,
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = OptimSettings.warmup_steps,
     iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = AugmentSettings.iou_crop,
     zoom_out: Annotated[float, typer.Option(help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = AugmentSettings.zoom_out,
     ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = OptimSettings.ema,
-    img_size: Annotated[Optional[int], typer.Option(help="Input size: a multiple of 32 for the ssd_tiny models (default boxes scaled to it); others: their anchor layout's.")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Input size: a multiple of 32 for the ssd_tiny models (default boxes scaled to it); others: their anchor layout's.")] = None,
     auto_recipe: Annotated[bool, typer.Option(help="Choose the default model's input size and default boxes from the training boxes, where not given; the first lines of the run say why (off when --model is given).")] = ModelSettings.auto_recipe,
     workers: Annotated[int, typer.Option(help="Data loading processes.")] = RuntimeSettings.workers,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the main process (default: cores left by the workers).")] = RuntimeSettings.threads,
+    threads: Annotated[int | None, typer.Option(help="CPU threads of the main process (default: cores left by the workers).")] = RuntimeSettings.threads,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = RuntimeSettings.device,
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA devices: bfloat16 where the GPU has it, else float16 with loss scaling (elsewhere a warning; float32).")] = RuntimeSettings.amp,
     seed: Annotated[int, typer.Option(help="Random seed of initialisation, sampling and augmentation.")] = RuntimeSettings.seed,
     eval_every: Annotated[int, typer.Option(help="Validate every N epochs (0: never).")] = RuntimeSettings.eval_every,
     out: Annotated[Path, typer.Option(help="Parent folder; each run goes to a fresh numbered folder.")] = RuntimeSettings.out,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run of this last.pt with its exact schedule.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run of this last.pt with its exact schedule.")] = None,
     synth_images: Annotated[int, typer.Option(help="Images of the generated synthetic set (no --data; at least 8).")] = DataSettings.synth_images,
-    max_steps_per_epoch: Annotated[Optional[int], typer.Option(help="Cap steps per epoch (quick runs).")] = RuntimeSettings.max_steps_per_epoch,
+    max_steps_per_epoch: Annotated[int | None, typer.Option(help="Cap steps per epoch (quick runs).")] = RuntimeSettings.max_steps_per_epoch,
     verify_images: Annotated[bool, typer.Option(help="Decode every image once before the first step (cached under --out); undecodable ones are left out with a warning.")] = DataSettings.verify_images,
     strict: Annotated[bool, typer.Option(help="An image that does not decode is an error instead of being left out.")] = DataSettings.strict,
     tensorboard: Annotated[bool, typer.Option(help=escape("Also log to TensorBoard in <run>/tensorboard (pip install 'ssdcli[tensorboard]')."))] = False,
     track_mlflow: Annotated[bool, typer.Option("--mlflow", help=escape("Track the run in MLflow: settings, metrics.csv's figures, best.pt and the pictures, in $MLFLOW_TRACKING_URI, else mlruns/ beside the run folder (pip install 'ssdcli[mlflow]')."))] = False,
-    mlflow_uri: Annotated[Optional[str], typer.Option(help="Track the run in MLflow at this tracking URI (file:, sqlite:, http:); implies --mlflow.")] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="Start a new run with the settings of an earlier one: its config.json, or a checkpoint (last.pt, best.pt). Options given beside it override the file's values.")] = None,
+    mlflow_uri: Annotated[str | None, typer.Option(help="Track the run in MLflow at this tracking URI (file:, sqlite:, http:); implies --mlflow.")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="Start a new run with the settings of an earlier one: its config.json, or a checkpoint (last.pt, best.pt). Options given beside it override the file's values.")] = None,
     print_config: Annotated[bool, typer.Option(help="Print the settings the run would use as JSON and exit (the training annotations are read for the recipe's choices; no image is decoded).")] = False,
 ) -> int:
     """Train an SSD model; writes last.pt, best.pt and metrics.csv into a fresh run folder.
@@ -233,8 +233,9 @@ def train_command(
             f"{result.last_checkpoint}",
             soft_wrap=True,
         )
-        return SIGNAL_EXIT_CODES.get(result.signal, EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED if result.signal is None else SIGNAL_EXIT_CODES.get(signal.Signals(result.signal), EXIT_INTERRUPTED)
     console.print(f"last checkpoint: {result.last_checkpoint}\nbest checkpoint: {result.best_checkpoint}")
+    assert result.run_dir is not None  # a run that trained has its folder
     console.print(f"metrics: {result.run_dir / 'metrics.csv'}")
     return 0
 

@@ -4,7 +4,7 @@ metrics), and their two interchange forms: COCO results records and VOC devkit r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -87,9 +87,10 @@ class Detections:
             for box, score, label in zip(self._boxes_as(xyxy_to_devkit), self.scores.tolist(), labels.tolist())
         ]
 
-    def _boxes_as(self, convert: Any) -> list[list[float]]:
+    def _boxes_as(self, convert: Callable[[np.ndarray], np.ndarray]) -> list[list[float]]:
         """The boxes [K, 4] in another format (a ``core.boxes`` conversion), as Python floats."""
-        return convert(np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)).tolist()
+        rows: list[list[float]] = convert(np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)).tolist()
+        return rows
 
     @classmethod
     def from_coco(

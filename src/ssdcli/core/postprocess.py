@@ -86,10 +86,10 @@ def postprocess(
     rank = torch.arange(kept.numel(), device=conf.device) - starts[kept_image]
     kept = kept[rank < top_k]
     per_image = torch.bincount(image_index[kept], minlength=batch).tolist()
-    out_boxes = cand_boxes[kept].split(per_image)
-    out_scores = cand_scores[kept].split(per_image)
-    out_labels = (class_index[kept] + 1).split(per_image)
-    return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(out_boxes, out_scores, out_labels)]
+    out_boxes = torch.split(cand_boxes[kept], per_image)
+    out_scores = torch.split(cand_scores[kept], per_image)
+    out_labels = torch.split(class_index[kept] + 1, per_image)
+    return [{"boxes": b, "scores": s, "labels": c} for b, s, c in zip(out_boxes, out_scores, out_labels)]
 
 
 def _candidates(scores: Tensor, score_threshold: float, pre_nms_top_k: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -104,18 +104,19 @@ def collate_detections(batch: Sequence[tuple[Tensor, dict[str, Any]] | LoadFailu
     failures += [LoadFailure(problem) for problem in map(_target_problem, batch) if problem is not None]
     if failures:
         return failures[0]
-    images = torch.stack([image for image, _ in batch])  # [B, 3, S, S]
-    size = len(batch)
-    most = max(1, max(int(target["labels"].shape[0]) for _, target in batch))
+    samples = [sample for sample in batch if not isinstance(sample, LoadFailure)]
+    images = torch.stack([image for image, _ in samples])  # [B, 3, S, S]
+    size = len(samples)
+    most = max(1, max(int(target["labels"].shape[0]) for _, target in samples))
     boxes = torch.zeros(size, most, 4, dtype=torch.float32)
     labels = torch.full((size, most), PADDING, dtype=torch.int64)
     ignore = torch.zeros(size, most, dtype=torch.bool)
-    for b, (_, target) in enumerate(batch):
+    for b, (_, target) in enumerate(samples):
         count = int(target["labels"].shape[0])
         boxes[b, :count] = target["boxes"]
         labels[b, :count] = target["labels"]
         ignore[b, :count] = target["ignore"]
     classes = labels.masked_fill(ignore, PADDING)  # [B, Gmax]
-    image_ids = torch.tensor([int(target["image_id"]) for _, target in batch], dtype=torch.int64)
-    orig_sizes = torch.tensor([tuple(target["orig_size"]) for _, target in batch], dtype=torch.int64)  # [B, 2]
+    image_ids = torch.tensor([int(target["image_id"]) for _, target in samples], dtype=torch.int64)
+    orig_sizes = torch.tensor([tuple(target["orig_size"]) for _, target in samples], dtype=torch.int64)  # [B, 2]
     return DetectionBatch(images, boxes, classes, image_ids, orig_sizes, labels, ignore)

@@ -84,7 +84,7 @@ def read_sized_image(path: Path, width: int, height: int) -> np.ndarray:
     return image
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, Any]] | LoadFailure]):
     """Images of a :class:`DatasetIndex`, loaded, augmented (``train``) and resized to S x S.
 
     ``dataset[i]`` is ``(image, target)``:

@@ -93,14 +93,16 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     stripes = np.sin(ramp[None, :] * np.float32(np.cos(angle)) + ramp[:, None] * np.float32(np.sin(angle)))
     amplitude = rng.uniform(0.0, 12.0, size=3).astype(np.float32)
     noise = rng.standard_normal(size=(size, size, 3), dtype=np.float32) * np.float32(rng.uniform(3.0, 10.0))
-    return base + field + stripes[..., None] * amplitude + noise
+    texture: np.ndarray = base + field + stripes[..., None] * amplitude + noise
+    return texture
 
 
 def _outline(rng: np.random.Generator, label: int, side: float) -> np.ndarray:
     """Vertices [V, 2] (x, y) of a shape of the given class, centred on (0, 0), ``side`` px across."""
     if label == 1:  # circle
         t = np.linspace(0.0, 2 * np.pi, 48, endpoint=False)
-        return 0.5 * side * np.stack([np.cos(t), np.sin(t)], axis=1)
+        circle: np.ndarray = 0.5 * side * np.stack([np.cos(t), np.sin(t)], axis=1)
+        return circle
     if label == 2:  # square
         points = 0.5 * side * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=float)
     else:  # triangle, equilateral, pointing up or down
@@ -110,7 +112,8 @@ def _outline(rng: np.random.Generator, label: int, side: float) -> np.ndarray:
             points[:, 1] *= -1
     theta = np.deg2rad(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
     rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
-    return points @ rotation.T
+    rotated: np.ndarray = points @ rotation.T
+    return rotated
 
 
 def _overlaps(box: np.ndarray, placed: list[np.ndarray]) -> bool:

@@ -30,7 +30,7 @@ from torchvision.transforms.v2 import functional as F
 from ssdcli.config import DEFAULT_IOU_CROP, DEFAULT_RESIZE, DEFAULT_ZOOM_OUT, IMAGENET_MEAN, IMAGENET_STD, RESIZE_MODES
 
 
-class SSDRandomIoUCrop(v2.RandomIoUCrop):
+class SSDRandomIoUCrop(v2.RandomIoUCrop):  # type: ignore[misc]
     """:class:`v2.RandomIoUCrop` with the same sampling, its trials drawn and tested all at once.
 
     torchvision draws the (up to ``trials``) candidate crops of a min-IoU option one by one, with several small

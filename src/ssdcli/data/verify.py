@@ -25,12 +25,13 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ssdcli.errors import DataError
 
+from .files import write_json
 from .images import decode_image, exif_orientation
 from .records import DatasetIndex, ImageRecord, WarningCounter, clip_boxes
-from .files import write_json
 
 OK = "ok"
 TRUNCATED = "truncated"
@@ -85,7 +86,7 @@ class ImageCheckCache:
     """
 
     file: Path
-    entries: dict[str, list] = field(default_factory=dict)
+    entries: dict[str, list[Any]] = field(default_factory=dict)
     changed: bool = False
 
     @classmethod

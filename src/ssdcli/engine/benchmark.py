@@ -26,14 +26,13 @@ from ssdcli.config import BenchmarkConfig, ExportConfig
 from ssdcli.data.dataset import DetectionDataset, open_index
 from ssdcli.data.files import write_error
 from ssdcli.data.records import DatasetIndex
-from ssdcli.errors import DataError, SsdcliError
-
 from ssdcli.engine.evaluate.model import open_for_model, relabel
 from ssdcli.engine.evaluate.validation import evaluate_detections
 from ssdcli.engine.events import EventHandler, Message, TaskProgress, ignore_events
 from ssdcli.engine.export.exporter import run_export
 from ssdcli.engine.inference.batched import detect_index_with
 from ssdcli.engine.inference.detectors import LoadedDetector, load_detector
+from ssdcli.errors import DataError, SsdcliError
 
 #: The packages each form needs and the extra that installs them.
 REQUIRES = {

@@ -10,10 +10,9 @@ from typing import Any
 
 import torch
 
+from ssdcli.data.files import write_atomic
 from ssdcli.errors import CheckpointError
 from ssdcli.models.spec import ModelSpec
-
-from ssdcli.data.files import write_atomic
 
 CHECKPOINT_FORMAT = "ssdcli-checkpoint"
 CHECKPOINT_VERSION = 1

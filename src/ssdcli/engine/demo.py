@@ -15,16 +15,15 @@ from ssdcli.config import (
     TrainConfig,
 )
 from ssdcli.data.dataset import open_index
+from ssdcli.data.files import fresh_run_dir, remove_if_empty, write_json
 from ssdcli.data.synth import write_synth
-
-from ssdcli.engine.inference.detectors import torch_predictor
 from ssdcli.engine.evaluate.outcome import EvalOutcome
 from ssdcli.engine.evaluate.run import run_eval
 from ssdcli.engine.events import EventHandler, Message, ignore_events
+from ssdcli.engine.inference.detectors import torch_predictor
 from ssdcli.engine.inference.predict import PredictResult, run_predict
-from ssdcli.data.files import fresh_run_dir, remove_if_empty, write_json
-from ssdcli.errors import Interrupted
 from ssdcli.engine.train.loop import TrainResult, train
+from ssdcli.errors import Interrupted
 
 
 @dataclass(frozen=True)

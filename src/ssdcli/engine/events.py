@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Union
 
 from ssdcli.errors import name_parameters
 
@@ -83,9 +83,9 @@ class Message:
     level: str = "info"
 
 
-Event = Union[
-    RunStarted, ScheduleFitted, StepDone, EpochDone, EvalProgress, TaskProgress, CheckpointSaved, Message
-]
+Event = (
+    RunStarted | ScheduleFitted | StepDone | EpochDone | EvalProgress | TaskProgress | CheckpointSaved | Message
+)
 EventHandler = Callable[[Event], None]
 
 

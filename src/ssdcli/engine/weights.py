@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 from ssdcli.config import ModelSettings
 from ssdcli.errors import UsageError
-from ssdcli.models.spec import default_config
 from ssdcli.models.hub import Fetched, KnownWeights, fetch, find_weights, known_weights, weights_name
 from ssdcli.models.pretrained import detector_by_name
+from ssdcli.models.spec import default_config
 from ssdcli.models.weights import IMAGENET, imagenet_weights
 
 

@@ -156,7 +156,7 @@ def _ignoring(eval_cls: Any, ignore_key: str) -> Any:
     after: ignored, and free to absorb any number of detections, as the VOC devkit lets a difficult object do.
     """
 
-    class IgnoringEval(eval_cls):  # type: ignore[misc, valid-type]
+    class IgnoringEval(eval_cls):  # type: ignore[misc]
         def computeIoU(self, imgId: Any, catId: Any) -> Any:  # noqa: N802, N803 (COCOeval's names)
             ious = super().computeIoU(imgId, catId)
             for ann in self._gts[imgId, catId]:

@@ -205,7 +205,7 @@ def _pad_class_gt(
 
 def _concatenate(arrays: list[np.ndarray], shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """``arrays`` reshaped to ``shape`` (-1 first) and concatenated in ``dtype``; empty with no arrays."""
-    parts = [np.asarray(a, dtype=dtype).reshape(shape) for a in arrays]
+    parts: list[np.ndarray] = [np.asarray(a, dtype=dtype).reshape(shape) for a in arrays]
     return np.concatenate(parts) if parts else np.zeros((0, *shape[1:]), dtype)
 
 

@@ -90,7 +90,8 @@ class VGG16Backbone(nn.Module):
         for layer in trunk.modules():  # torchvision VGG's initialisation
             if isinstance(layer, nn.Conv2d):
                 nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
         trunk[_VGG_POOL3].ceil_mode = True  # 75 -> 38 at 300 (the paper's sizes)
         self.trunk = trunk[:_VGG_KEEP]  # conv1_1 .. relu5_3; keys match torchvision's ``features.N``
         self.l2norm = L2Norm(512, scale=20.0)

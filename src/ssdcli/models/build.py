@@ -76,7 +76,7 @@ def build_model(config: ModelConfig, backbone_weights: str | Path | None = None)
     backbone = build_backbone(config)
     check_feature_maps(backbone, config)
     head = SSDHead(
-        backbone.out_channels,
+        backbone.out_channels,  # type: ignore[arg-type]  # every backbone's tuple[int, ...]; nn.Module hides it
         config.layout.boxes_per_cell,
         config.num_classes,
         separable=ARCHITECTURES[config.arch].separable_head,

@@ -40,6 +40,13 @@ def flatten_predictions(output: Tensor, columns: int) -> Tensor:
     return output.permute(0, 2, 3, 1).reshape(batch, -1, columns)  # NHWC first: row, col, then k * K channels
 
 
+def _weight_and_bias(predictor: nn.Module) -> tuple[Tensor, Tensor]:
+    """The weight [out, in, kh, kw] and bias [out] of a class predictor's (last) convolution."""
+    if not isinstance(predictor, nn.Conv2d) or predictor.bias is None:
+        raise TypeError(f"expected a convolution with a bias, got {type(predictor).__name__}")
+    return predictor.weight, predictor.bias
+
+
 class SSDHead(nn.Module):
     """Class-score and box-offset predictors for every feature map.
 
@@ -95,11 +102,13 @@ class SSDHead(nn.Module):
         with torch.no_grad():
             for boxes, before, after in zip(self.boxes_per_cell, old, self.conf):
                 if self.separable:
-                    after[0].load_state_dict(before[0].state_dict())
-                    before, after = before[1], after[1]
-                old_weight = before.weight.view(boxes, old_classes, *before.weight.shape[1:])  # [k, C, Cin, kh, kw]
-                new_weight = after.weight.view(boxes, len(rows), *after.weight.shape[1:])
-                old_bias, new_bias = before.bias.view(boxes, old_classes), after.bias.view(boxes, len(rows))
+                    after.get_submodule("0").load_state_dict(before.get_submodule("0").state_dict())
+                    before, after = before.get_submodule("1"), after.get_submodule("1")
+                old_weight, old_bias = _weight_and_bias(before)
+                new_weight, new_bias = _weight_and_bias(after)
+                old_weight = old_weight.view(boxes, old_classes, *old_weight.shape[1:])  # [k, C, Cin, kh, kw]
+                new_weight = new_weight.view(boxes, len(rows), *new_weight.shape[1:])
+                old_bias, new_bias = old_bias.view(boxes, old_classes), new_bias.view(boxes, len(rows))
                 for new, kept in enumerate(rows):
                     if kept is not None:
                         new_weight[:, new] = old_weight[:, kept]

@@ -24,7 +24,7 @@ def _triple(name: str, values: Any) -> tuple[float, float, float]:
         raise ValueError(f"model config: {name} must be 3 numbers (R, G, B), got {values!r}") from None
     if len(triple) != 3:
         raise ValueError(f"model config: {name} must be 3 numbers (R, G, B), got {values!r}")
-    return triple  # type: ignore[return-value]
+    return triple
 
 
 @dataclass(frozen=True)

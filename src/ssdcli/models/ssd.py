@@ -39,7 +39,8 @@ class SSD(nn.Module):
         size = self.config.layout.image_size
         if images.dim() != 4 or images.shape[1] != 3 or images.shape[2] != size or images.shape[3] != size:
             raise ValueError(f"images: expected shape [B, 3, {size}, {size}], got {tuple(images.shape)}")
-        return self.head(self.backbone(images))
+        outputs: tuple[Tensor, Tensor] = self.head(self.backbone(images))
+        return outputs
 
     def reset_classes(self, num_classes: int) -> None:
         """Start the class head afresh for ``num_classes`` classes (background included), e.g. to fine-tune on

@@ -66,7 +66,8 @@ def imagenet_weights(config: ModelConfig) -> WeightsEnum:
 
 def hub_cache_file(weights: WeightsEnum) -> Path:
     """Where torchvision keeps ``weights``: <torch.hub.get_dir()>/checkpoints/<file name of the URL>."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
+    url: str = weights.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
 def _imagenet_file(config: ModelConfig) -> Path:
@@ -106,7 +107,7 @@ def read_state_dict(path: str | Path, what: str = "backbone weights file") -> di
         raise CheckpointError(f"{what} not found", path=path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many kinds (pickle, zip, runtime) for a bad file
+    except Exception as error:  # noqa: BLE001 - torch.load raises many kinds (pickle, zip, runtime) for a bad file
         # torch's own text is several sentences (and for a foreign pickle suggests loading it unsafely): name the
         # kind of failure only.
         raise CheckpointError(
@@ -166,7 +167,8 @@ def load_backbone_weights(backbone: nn.Module, source: str | Path, config: Model
         fit_state_dict(backbone, own, path, what)
     elif hasattr(backbone, "trunk") and any(k.startswith("features.") for k in state):
         trunk_state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
-        fit_state_dict(backbone.trunk, trunk_state, path, what + " as a torchvision ImageNet classifier file")
+        trunk = backbone.get_submodule("trunk")
+        fit_state_dict(trunk, trunk_state, path, what + " as a torchvision ImageNet classifier file")
     else:
         fit_state_dict(backbone, state, path, what)
     return path

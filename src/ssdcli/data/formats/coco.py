@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -114,7 +114,7 @@ def _is_box(value: Any) -> bool:
     )
 
 
-def _is_size(value: Any) -> bool:
+def _is_size(value: Any) -> TypeGuard[float]:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return numeric and value >= 1 and value == int(value)
 
@@ -251,7 +251,7 @@ def read_instances(annotations_json: str | Path, what: str = "annotation file") 
 
     xyxy = xywh_to_xyxy(xywh).tolist()  # [N, 4]
     objects = tuple(
-        CocoObject(f"annotations[{k}]", image_id, category_id, tuple(corners), crowd, box[2] == 0 or box[3] == 0)  # type: ignore[arg-type]
+        CocoObject(f"annotations[{k}]", image_id, category_id, tuple(corners), crowd, box[2] == 0 or box[3] == 0)
         for k, ((image_id, category_id, box, crowd), corners) in enumerate(zip(checked, xyxy))
     )
     return CocoInstances(path, tuple(images), categories, objects, data)
@@ -297,7 +297,7 @@ def load_coco(
             name = instances.categories[obj.category_id]
             raise DataError(f"{obj.where}: unknown class {name!r}{unknown_class_hint(name, names)}", path=path)
         objects[obj.image_id].append(obj)
-    records = []
+    records: list[ImageRecord] = []
     for image_id, k in order.items():
         image = instances.images[k]
         file_name = _field(image, f"images[{k}]", "file_name", str, path)
@@ -390,7 +390,9 @@ def write_coco(root: Path, indexes: list[DatasetIndex], notes: list[str]) -> Non
         data = coco_instances(images, annotations, categories, f"converted by ssdcli from {index.root}")
         (root / "annotations" / f"instances_{index.split}.json").write_text(json.dumps(data))
     if indexes[0].format == "voc" and any(r.ignore.any() for i in indexes for r in i.records):
-        notes.append("VOC difficult objects written with iscrowd 1 (COCO has no difficult flag; both are ignored by evaluation)")
+        notes.append(
+            "VOC difficult objects written with iscrowd 1 (COCO has no difficult flag; both are ignored by evaluation)"
+        )
 
 
 COCO = FormatEntry(

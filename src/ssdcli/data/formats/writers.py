@@ -62,7 +62,8 @@ def voc_xml(
         for tag, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
             ET.SubElement(bndbox, tag).text = _voc_number(value)
     ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="utf-8") + b"\n"
+    xml: bytes = ET.tostring(root, encoding="utf-8")
+    return xml + b"\n"
 
 
 def record_voc_xml(record: ImageRecord, file_name: str, class_names: Sequence[str]) -> bytes:

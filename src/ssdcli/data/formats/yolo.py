@@ -123,8 +123,8 @@ def find_yolo(path: str | Path) -> YoloLayout:
     if config is None:
         if not ((path / "images").is_dir() and (path / "labels").is_dir()):
             raise DataError("not a YOLO data set: expected data.yaml, or images/ and labels/ folders", path=path)
-        splits = {d.name: (d,) for d in sorted((path / "images").iterdir()) if d.is_dir()}
-        return YoloLayout(path, splits, _names_from_file(path), path)
+        folders: dict[str, tuple[Path, ...]] = {d.name: (d,) for d in sorted((path / "images").iterdir()) if d.is_dir()}
+        return YoloLayout(path, folders, _names_from_file(path), path)
     data = _read_yaml(config)
     base = Path(str(data.get("path") or "."))
     root = base if base.is_absolute() else (config.parent / base)

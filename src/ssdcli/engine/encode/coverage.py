@@ -8,10 +8,10 @@ images with the core engine's batched :func:`match`; no image is decoded.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -287,6 +287,7 @@ def dataset_coverage(
     for chunk, g in image_chunks(gts, anchors.shape[0]):
         labels = gts.labels[chunk, :g]  # [b, g]
         result = match(gts.boxes[chunk, :g], labels, anchors, threshold, best_anchor, with_iou=True)
+        assert result.iou is not None  # with_iou=True
         values, where = result.iou.max(dim=2)  # [b, g]
         best[chunk, :g], best_layer[chunk, :g] = values, layer_of[where]
         assigned = result.gt_index  # [b, A]

@@ -76,9 +76,9 @@ def load_voc_ground_truth(root: PathLike, split: str) -> dict[str, VocImageGT]:
     for image_id in read_split(root, split):
         annotation = parse_voc_xml(root / "Annotations" / f"{image_id}.xml")
         ground_truth[image_id] = VocImageGT(
-            boxes_xyxy=[obj.xyxy for obj in annotation.objects],
+            boxes_xyxy=np.asarray([obj.xyxy for obj in annotation.objects], dtype=np.float64),
             class_names=tuple(obj.name for obj in annotation.objects),
-            difficult=[obj.difficult for obj in annotation.objects],
+            difficult=np.asarray([obj.difficult for obj in annotation.objects], dtype=bool),
         )
     return ground_truth
 
@@ -102,7 +102,7 @@ def voc_ground_truth(index: DatasetIndex) -> dict[str, VocImageGT]:
         return load_voc_ground_truth(index.root, index.split)
     names = index.class_names
     return {
-        str(r.source_id): VocImageGT(r.boxes, tuple(names[int(l)] for l in r.labels), r.ignore) for r in index.records
+        str(r.source_id): VocImageGT(r.boxes, tuple(names[int(label)] for label in r.labels), r.ignore) for r in index.records
     }
 
 
@@ -112,7 +112,8 @@ def coco_ground_truth(index: DatasetIndex, ground_truth: Mapping[str, VocImageGT
     ``"difficult"`` (not ``iscrowd``, whose IoU differs) for ``coco_evaluate(ignore_key=DIFFICULT)``, which
     ignores them as the devkit does."""
     label_of = {name: label for label, name in enumerate(index.class_names) if label > 0}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for record in index.records:
         images.append({"id": record.image_id, "width": record.width, "height": record.height})
         found = ground_truth[str(record.source_id)]

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ssdcli.core.detections import Detections
 from ssdcli.data.images import write_image
 from ssdcli.data.records import DatasetIndex
+from ssdcli.engine.evaluate.validation import record_id
 from ssdcli.metrics.confusion import Confusion, confusion_counts
 from ssdcli.metrics.voc import VocResult
 from ssdcli.viz.confusion import draw_confusion_table
 from ssdcli.viz.curves import draw_pr_curve
-
-from ssdcli.core.detections import Detections
 
 
 def confusion_summary(
@@ -24,9 +24,9 @@ def confusion_summary(
     """The confusion counts (:func:`ssdcli.metrics.confusion.confusion_counts`) of ``detections`` against the
     objects of ``index`` that are not ignored."""
     records = {r.image_id: r for r in index.records}
-    counted = [~records[found.image_id].ignore for found in detections]  # [G] per image
+    counted = [~records[record_id(found)].ignore for found in detections]  # [G] per image
     ground_truth = [
-        (records[found.image_id].boxes[keep], records[found.image_id].labels[keep])
+        (records[record_id(found)].boxes[keep], records[record_id(found)].labels[keep])
         for found, keep in zip(detections, counted)
     ]
     return confusion_counts(ground_truth, detections, index.class_names, score_threshold, iou_threshold)

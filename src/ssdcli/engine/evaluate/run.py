@@ -35,6 +35,7 @@ from ssdcli.errors import DataError
 from ssdcli.metrics.coco import coco_evaluate
 from ssdcli.metrics.voc import voc_evaluate
 
+
 def run_eval(config: EvalConfig, emit: EventHandler = ignore_events) -> EvalOutcome:
     """Evaluate as ``config`` says; progress of a model's detection goes to ``emit``."""
     if config.mode == "coco":
@@ -109,4 +110,5 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     outcome = evaluate_detections(
         index, detections, metric=config.voc_metric, iou_threshold=config.iou, per_class=config.per_class  # type: ignore[arg-type]
     )
+    assert outcome.voc is not None  # evaluate_detections scores VOC AP on every data set
     return dataclasses.replace(outcome, model_run=write_model_run(config.out, index, detections, outcome.voc, plots))

@@ -44,7 +44,7 @@ def evaluate_detections(
     own ids; other data, its ground truth with difficult objects ignored as the devkit ignores them."""
     ground_truth = voc_ground_truth(index)
     sources = _source_ids(index)
-    named = [dataclasses.replace(found, image_id=str(sources[found.image_id])) for found in detections]
+    named = [dataclasses.replace(found, image_id=str(sources[record_id(found)])) for found in detections]
     voc = voc_evaluate(ground_truth, named, index.class_names[1:], iou_threshold, metric)
     if index.format == "coco" and index.annotations_file is not None:
         coco_gt = load_coco_ground_truth(index.annotations_file)
@@ -54,6 +54,13 @@ def evaluate_detections(
         coco_gt = coco_ground_truth(index, ground_truth)
         coco = coco_evaluate(coco_gt, internal, per_class=per_class, ignore_key=DIFFICULT)
     return EvalOutcome(voc, coco)
+
+
+def record_id(found: Detections) -> int:
+    """The record id that detection on a data set (:func:`detect_index`) gives ``found``."""
+    if not isinstance(found.image_id, int):
+        raise TypeError(f"expected detections of a data set record (an int image id), got {found.image_id!r}")
+    return found.image_id
 
 
 def _source_ids(index: DatasetIndex) -> dict[int, int | str]:
@@ -67,7 +74,7 @@ def coco_results(index: DatasetIndex, detections: list[Detections]) -> list[dict
     sources = _source_ids(index)
     categories = index.category_ids if index.format == "coco" else None
     return [
-        record for found in detections for record in found.to_coco(categories, image_id=sources[found.image_id])
+        record for found in detections for record in found.to_coco(categories, image_id=sources[record_id(found)])
     ]
 
 
@@ -82,7 +89,7 @@ def devkit_rows(index: DatasetIndex, detections: list[Detections]) -> list[Devki
     """``detections`` as VOC devkit rows: the images' source ids, the data set's class names."""
     sources = _source_ids(index)
     names = index.class_names[1:]
-    return [row for found in detections for row in found.to_devkit(names, image_id=str(sources[found.image_id]))]
+    return [row for found in detections for row in found.to_devkit(names, image_id=str(sources[record_id(found)]))]
 
 
 def shard(index: DatasetIndex, rank: int, world_size: int) -> DatasetIndex:
@@ -111,5 +118,5 @@ def detect_for_validation(
     mine = shard(index, rank, world_size) if world_size > 1 else index
     detections = detect_index(model, mine, anchors, device, batch_size, emit=emit)
     if gather is not None and world_size > 1:
-        detections = sorted((d for part in gather(detections) for d in part), key=lambda d: d.image_id)
+        detections = sorted((d for part in gather(detections) for d in part), key=record_id)
     return detections

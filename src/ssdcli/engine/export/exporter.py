@@ -21,10 +21,6 @@ from ssdcli.core.boxes import has_area, pairwise_iou
 from ssdcli.core.coder import decode
 from ssdcli.core.nms import grouped_nms
 from ssdcli.core.postprocess import EVAL_SETTINGS
-from ssdcli.errors import CheckpointError, SsdcliError, UsageError
-from ssdcli.models.pretrained import detector_by_name
-from ssdcli.models.spec import ModelSpec
-
 from ssdcli.data.files import atomic_path, check_new_file, scratch_folder, write_error
 from ssdcli.engine.events import LOGGER
 from ssdcli.engine.export.parity import ExportFailed, largest_difference
@@ -34,10 +30,12 @@ from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, NORMALISED_INPUT,
 from ssdcli.engine.inference.openvino_runtime import (
     OPENVINO_GRAPH,
     OpenVinoNetwork,
-    compile_graph,
     open_openvino,
     openvino_module,
 )
+from ssdcli.errors import CheckpointError, SsdcliError, UsageError
+from ssdcli.models.pretrained import detector_by_name
+from ssdcli.models.spec import ModelSpec
 
 #: Largest absolute difference accepted between the exported and the PyTorch outputs (float32 on CPU).
 PARITY_TOLERANCE = 1e-3
@@ -112,6 +110,8 @@ class GraphPostprocess(nn.Module):
     left without area scored -1 (no candidate), the top ``pre_nms_top_k`` scores of each (image, class), NMS
     within each (image, class)."""
 
+    anchors: Tensor  # [A, 4] a buffer
+
     def __init__(
         self, anchors: Tensor, score_threshold: float, iou_threshold: float, pre_nms_top_k: int, box_scale: float = 1.0
     ):
@@ -143,6 +143,9 @@ class PixelInput(nn.Module):
     """The network with its input preparation inside: pixels [B, S, S, 3] uint8 RGB at the model's input size ->
     the network's outputs, scaling to [0, 1] and normalising with ``mean``/``std`` in the graph (``--with-preprocess``:
     a C++ or mobile caller resizes and feeds pixels)."""
+
+    mean: Tensor  # [1, 3, 1, 1] a buffer
+    std: Tensor  # [1, 3, 1, 1] a buffer
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
@@ -237,8 +240,10 @@ def _network_to_onnx(module: nn.Module, images: Tensor, path: Path, dynamic_batc
     try:
         import onnxscript  # noqa: F401
     except ImportError:
-        onnxscript = None
-    if onnxscript is not None:
+        has_onnxscript = False
+    else:
+        has_onnxscript = True
+    if has_onnxscript:
         shapes = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -347,8 +352,8 @@ def export_onnx(
             axes = {name: {0: "detections"} for name in outputs}
             if batch_axis:
                 axes.update(conf=batch_axis, loc=batch_axis)
-            sample = separated_head_outputs(anchors, num_classes, traced_batch, iou_threshold)
-            _to_onnx(graph, sample, postprocess_file, (["conf", "loc"], list(outputs)), axes, opset)
+            head_outputs = separated_head_outputs(anchors, num_classes, traced_batch, iou_threshold)
+            _to_onnx(graph, head_outputs, postprocess_file, (["conf", "loc"], list(outputs)), axes, opset)
             post_session = _session(onnxruntime, postprocess_file)
             for batch in (1, 3) if dynamic_batch else (1,):
                 conf, loc = separated_head_outputs(anchors, num_classes, batch, iou_threshold, seed=batch)
@@ -535,7 +540,6 @@ def check_finite_model(loaded: LoadedModel) -> None:
 def _training_images(checkpoint: Path) -> list[Path]:
     """The image files of the split a checkpoint was trained on (from its saved training settings)."""
     from ssdcli.data.dataset import open_index
-
     from ssdcli.engine.checkpoint import load_checkpoint
 
     saved = (load_checkpoint(checkpoint).train_state or {}).get("config") or {}

@@ -27,12 +27,11 @@ from ssdcli.core.anchors import default_boxes
 from ssdcli.core.detections import Detections
 from ssdcli.core.postprocess import postprocess
 from ssdcli.data.images import read_image_rgb
+from ssdcli.engine.export.parity import ExportFailed, check_finite
+from ssdcli.engine.inference.preprocess import network_input
 from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.metrics.voc import VocImageGT, voc_evaluate
 from ssdcli.models.spec import ModelSpec
-
-from ssdcli.engine.export.parity import ExportFailed, check_finite
-from ssdcli.engine.inference.preprocess import network_input
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 #: Calibration images used at most (ONNX Runtime keeps every activation of every image in memory).
@@ -186,7 +185,7 @@ def _onnx_modules() -> tuple[Any, Any, Any]:
         import onnx
         import onnxruntime
         import onnxruntime.quantization as quantization
-        import onnxruntime.quantization.shape_inference  # noqa: F401
+        import onnxruntime.quantization.shape_inference
     except ImportError:
         raise UsageError("INT8 export needs the optional packages onnx and onnxruntime: pip install 'ssdcli[onnx]'") from None
     return onnx, onnxruntime, quantization
@@ -316,11 +315,11 @@ def _detections(conf: np.ndarray, loc: np.ndarray, spec: ModelSpec) -> list[Dete
         settings.top_k,
         settings.pre_nms_top_k,
     )
-    found = [
+    detections = [
         Detections((d["boxes"] * size).numpy(), d["scores"].numpy(), d["labels"].numpy(), image_id=i)
         for i, d in enumerate(found)
     ]
-    return [d.select(np.minimum(*_sides(d.boxes)) >= MIN_BOX_SIDE * size) for d in found]
+    return [d.select(np.minimum(*_sides(d.boxes)) >= MIN_BOX_SIDE * size) for d in detections]
 
 
 def _sides(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -340,7 +339,7 @@ def _reference(detections: Detections, spec: ModelSpec) -> VocImageGT:
 def _agreement(reference: dict[int, VocImageGT], detections: list[Detections], spec: ModelSpec) -> float:
     """AP@0.5 (area under the curve) of ``detections`` against ``reference``, mean over the classes it holds;
     without any reference detection, 1 if ``detections`` are none either, else 0."""
-    result = voc_evaluate(reference, detections, spec.class_names[1:], 0.5, "voc12")
+    result = voc_evaluate(reference, detections, spec.class_names[1:], 0.5, "voc12")  # type: ignore[arg-type]  # int ids
     if np.isnan(result.mean_ap):
         return 0.0 if any(len(d) for d in detections) else 1.0
     return result.mean_ap

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ssdcli.config import DEFAULT_RESIZE
+from ssdcli.core.detections import Detections
 from ssdcli.core.postprocess import EVAL_SETTINGS, postprocess
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
-from ssdcli.core.detections import Detections
 from ssdcli.data.records import DatasetIndex
-
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
 from ssdcli.engine.inference.predictor import to_pixels
+from ssdcli.models.spec import ModelConfig
 
 
 @torch.no_grad()
@@ -63,7 +64,7 @@ def detect_index(
     pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
 ) -> list[Detections]:
     """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc), run in eval mode."""
-    config = model.config
+    config: ModelConfig = model.config  # type: ignore[assignment]  # an SSD's; nn.Module hides it
 
     def detect(images: Tensor) -> list[dict[str, Tensor]]:
         images = images.to(device, non_blocking=True)

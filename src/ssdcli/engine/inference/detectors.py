@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -23,11 +22,10 @@ from torch import Tensor
 from ssdcli.config import MODEL_FORMATS
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.postprocess import PostprocessSettings, postprocess
-from ssdcli.errors import CheckpointError, UsageError
-from ssdcli.models.spec import ModelSpec
-
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
+from ssdcli.errors import CheckpointError, UsageError
+from ssdcli.models.spec import ModelSpec
 
 #: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
 BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
@@ -184,14 +182,12 @@ def load_detector(path: str | Path, model_format: str = "auto", device: torch.de
     fmt = guess_model_format(path) if model_format == "auto" else model_format
     if fmt not in MODEL_FORMATS:
         raise UsageError(f"unknown model format {fmt!r} (choose from {', '.join(MODEL_FORMATS)})")
-    if fmt != "checkpoint":
-        path = Path(path)
     if fmt == "onnx":
-        return _onnx(path)
+        return _onnx(Path(path))
     if fmt == "torchscript":
-        return _torchscript(path, device)
+        return _torchscript(Path(path), device)
     if fmt == "openvino":
-        return _openvino(path)
+        return _openvino(Path(path))
     return _checkpoint(path, device)
 
 

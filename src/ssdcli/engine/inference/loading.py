@@ -8,14 +8,13 @@ from pathlib import Path
 
 import torch
 
+from ssdcli.engine.checkpoint import checkpoint_from_payload, read_payload
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.build import build_model
-from ssdcli.models.spec import ModelSpec
 from ssdcli.models.pretrained import PretrainedModel, detector_by_name, load_pretrained, model_from_state
+from ssdcli.models.spec import ModelSpec
 from ssdcli.models.ssd import SSD
 from ssdcli.models.weights import is_state_dict
-
-from ssdcli.engine.checkpoint import checkpoint_from_payload, read_payload
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         return _from_pretrained(load_pretrained(path), device)
     payload = read_payload(path)
     if is_state_dict(payload):  # a bare state dict, not a checkpoint: torchvision's detectors are the ones known
-        return _from_pretrained(model_from_state(payload, Path(path)), device)  # type: ignore[arg-type]
+        return _from_pretrained(model_from_state(payload, Path(path)), device)
     checkpoint = checkpoint_from_payload(payload, path)
     config = checkpoint.spec.config
     try:

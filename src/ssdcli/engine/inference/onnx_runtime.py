@@ -12,10 +12,9 @@ import torch
 from torch import Tensor
 
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
+from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.spec import ModelSpec
-
-from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
 
 #: The key of ssdcli's metadata (a JSON object: model config, classes, postprocessing) in an exported file.
 METADATA_KEY = "ssdcli"

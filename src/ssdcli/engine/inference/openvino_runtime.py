@@ -13,10 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssdcli.errors import CheckpointError, UsageError
-
 from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, model_spec
 from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
+from ssdcli.errors import CheckpointError, UsageError
 
 #: The file names of an OpenVINO export inside its folder (the weights go beside the graph as ``model.bin``).
 OPENVINO_GRAPH = "model.xml"

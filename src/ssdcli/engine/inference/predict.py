@@ -6,30 +6,29 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 import torch
 
+from ssdcli.config import PredictConfig
+from ssdcli.core.detections import Detections
 from ssdcli.data.dataset import open_index
+from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty, sigint_held_back
 from ssdcli.data.images import IMAGE_SUFFIXES, decode_image, write_image
 from ssdcli.data.records import DataWarnings, quote_files
-from ssdcli.config import PredictConfig
-from ssdcli.viz.boxes import draw_detections
-from ssdcli.errors import DataError, SsdcliError, UsageError
-
-from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
-from ssdcli.core.detections import Detections
-from ssdcli.engine.inference.predictor import Predictor
-from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty, sigint_held_back
 from ssdcli.data.results_io import results_document
+from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.engine.inference.outputs import RunFolder, RunOutputs
+from ssdcli.engine.inference.predictor import Predictor
+from ssdcli.errors import DataError, SsdcliError, UsageError
+from ssdcli.viz.boxes import draw_detections
 
 #: Images are decoded at 1/2, 1/4 or 1/8 of their size while both sides stay at least this many times the
 #: network's input size (the network resizes them to its input size anyway).
@@ -187,6 +186,7 @@ def _records(
 
 
 def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
+    assert detections.image_size is not None  # a predictor's detections know their image's size
     height, width = detections.image_size
     return {
         "file": file_name,
@@ -386,7 +386,7 @@ def video_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vid
     none."""
     with quiet_opencv():
         for fourcc, words in VIDEO_CODECS:
-            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), fps, size)
             if writer.isOpened():
                 return writer, words
             writer.release()

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ssdcli.core.anchors import default_boxes
+from ssdcli.core.detections import Detections
 from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings, postprocess
-from ssdcli.core.detections import Detections
+from ssdcli.engine.inference.preprocess import ImageLike, network_input, to_rgb_tensor
 from ssdcli.errors import UsageError
 from ssdcli.models.spec import ModelSpec
-
-from ssdcli.engine.inference.preprocess import ImageLike, network_input, to_rgb_tensor
 
 #: A network: images [B, 3, S, S] normalised -> (conf [B, A, C], loc [B, A, 4]).
 RawNetwork = Callable[[Tensor], tuple[Tensor, Tensor]]
@@ -115,7 +115,7 @@ class Predictor:
         return results
 
 
-def model_settings(settings: PostprocessSettings, options: dict[str, object]) -> dict[str, object]:
+def model_settings(settings: PostprocessSettings, options: dict[str, object]) -> dict[str, Any]:
     """Predictor options: ``options`` where given (not None), else the model's NMS IoU, top-k and pre-NMS top-k
     (the score threshold stays the predictor's own: a display threshold, not the model's evaluation one)."""
     given = {key: value for key, value in options.items() if value is not None}

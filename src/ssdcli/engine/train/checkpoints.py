@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
-from ssdcli.models.spec import ModelSpec
-
 from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.engine.events import CheckpointSaved, EventHandler
 from ssdcli.engine.train.rng import rng_state
+from ssdcli.models.spec import ModelSpec
 
 if TYPE_CHECKING:
     from ssdcli.engine.train.run import Run

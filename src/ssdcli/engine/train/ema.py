@@ -33,7 +33,9 @@ class ModelEMA:
         updates: updates already made (when resuming).
     """
 
-    def __init__(self, model: nn.Module, decay: float = DEFAULT_EMA_DECAY, tau: float = DEFAULT_EMA_TAU, updates: int = 0) -> None:
+    def __init__(
+        self, model: nn.Module, decay: float = DEFAULT_EMA_DECAY, tau: float = DEFAULT_EMA_TAU, updates: int = 0
+    ) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"ema decay: expected a number in [0, 1), got {decay}")
         if tau <= 0:
@@ -52,8 +54,8 @@ class ModelEMA:
         d = ema_decay(self.updates, self.decay, self.tau)
         for average, current in zip(self.module.parameters(), model.parameters()):
             average.mul_(d).add_(current.detach(), alpha=1.0 - d)
-        for average, current in zip(self.module.buffers(), model.buffers()):
-            average.copy_(current)
+        for kept, latest in zip(self.module.buffers(), model.buffers()):
+            kept.copy_(latest)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to continue the average: its weights and the update count."""

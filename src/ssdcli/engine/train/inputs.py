@@ -4,6 +4,7 @@ decoded once, and the model's configuration."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,6 @@ from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
 from ssdcli.engine.train.schedule import check_optimizer
 from ssdcli.errors import CheckpointError, DataError, UsageError
 from ssdcli.models.spec import ModelConfig, default_config, default_layout
-from ssdcli.models.zoo import check_arch
 from ssdcli.models.weights import IMAGENET
 from ssdcli.models.zoo import check_arch
 
@@ -75,8 +75,10 @@ def resolve_length(config: TrainConfig) -> tuple[TrainConfig, str]:
         origin = "the default budget; set `time_budget` or `epochs` to change it"
     else:
         origin = "`time_budget`"
+    budget = config.optim.time_budget
+    assert budget is not None  # set just above
     return config, (
-        f"training for about {format_duration(config.optim.time_budget)} ({origin}): the number of epochs is fitted "
+        f"training for about {format_duration(budget)} ({origin}): the number of epochs is fitted "
         "to the speed measured in the first epoch"
     )
 
@@ -194,7 +196,7 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
     if not settings.verify_images:
         return TrainData(train_index, val_index, notes=tuple(notes))
     cache = ImageCheckCache.load(config.runtime.out / IMAGE_CHECK_CACHE)
-    verified = []
+    verified: list[DatasetIndex | None] = []
     for index in (train_index, val_index):
         if index is None:
             verified.append(None)
@@ -206,10 +208,16 @@ def open_data(config: TrainConfig, data: Path, emit: EventHandler) -> TrainData:
                 workers=config.runtime.workers,
                 cache=cache,
                 strict=settings.strict,
-                on_progress=lambda done, total, task=task: emit(TaskProgress(task, done, total)),
+                on_progress=functools.partial(_report_progress, emit, task),
             )
         )
-    return TrainData(verified[0], verified[1], cache, tuple(notes))
+    train_checked, val_checked = verified
+    assert train_checked is not None  # the training split is always there
+    return TrainData(train_checked, val_checked, cache, tuple(notes))
+
+
+def _report_progress(emit: EventHandler, task: str, done: int, total: int) -> None:
+    emit(TaskProgress(task, done, total))
 
 
 def validation_notes(index: DatasetIndex) -> list[str]:

@@ -7,7 +7,6 @@ import signal
 import threading
 from types import FrameType
 
-
 #: Exit codes of a run stopped by a signal: 128 + the signal number, as shells report them.
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 

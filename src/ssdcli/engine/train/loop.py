@@ -36,8 +36,8 @@ from ssdcli.engine.events import (
 )
 from ssdcli.engine.train.budget import end_line, format_duration
 from ssdcli.engine.train.checkpoints import CheckpointPolicy
-from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.distributed import DistContext, init_distributed, is_peer_failure, shutdown_distributed
+from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.interrupts import StopRequests
 from ssdcli.engine.train.mlflow_log import MlflowLog
 from ssdcli.engine.train.run import Run, build_run
@@ -265,11 +265,11 @@ def train_one_epoch(
             progress.step += 1
             run.global_step += 1
             checked = window.full or progress.step == run.steps_per_epoch
-            figures = _check_losses(run, progress, checkpoints, window) if checked else (None, None)
+            loss_conf, loss_loc = _check_losses(run, progress, checkpoints, window) if checked else (None, None)
             now = time.perf_counter()
             lr_now = optimizer.param_groups[0]["lr"]
             speed = images.shape[0] * context.world_size / max(now - tick, 1e-9)
-            emit(StepDone(progress.epoch + 1, progress.step, run.steps_per_epoch, *figures, lr_now, speed))
+            emit(StepDone(progress.epoch + 1, progress.step, run.steps_per_epoch, loss_conf, loss_loc, lr_now, speed))
             tick = now
             if (checked or not context.enabled) and stopping():
                 if len(window):
@@ -324,6 +324,7 @@ def validate(run: Run, row: dict[str, float], pictures: RunPictures, emit: Event
     with rank 0's BatchNorm statistics, and the detections are gathered."""
     started = time.perf_counter()
     context = run.context
+    assert run.val_index is not None  # validation runs only with a validation split
     context.sync_buffers(run.evaluated)
     detections = detect_for_validation(
         run.evaluated,

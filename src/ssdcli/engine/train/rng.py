@@ -13,7 +13,9 @@ import torch
 def rng_state() -> dict[str, Any]:
     """The global generators' states (torch, NumPy, Python), saved with every checkpoint in types that
     ``torch.load(weights_only=True)`` reads (tensors, lists, numbers)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)  # the legacy form: (kind, keys, position, has_gauss, gauss)
+    kind, keys, position, has_gauss, gauss = state
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -98,6 +98,7 @@ def build_run(
     if plan is None:
         return None
     run_dir = context.broadcast(fresh_run_dir(plan.config.runtime.out) if context.is_main else None)
+    assert run_dir is not None  # every process has the main process's folder
     # Ctrl-C before the first step: the folder holds nothing to resume from (at most generated data); removed.
     with removed_on_interrupt(run_dir) if context.is_main else nullcontext():
         config, train_data = _settle_data(plan, run_dir, context, emit)

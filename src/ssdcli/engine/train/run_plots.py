@@ -14,17 +14,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ssdcli.core.detections import Detections
 from ssdcli.data.files import atomic_path
 from ssdcli.data.images import read_image_rgb, write_image
 from ssdcli.data.records import DatasetIndex
+from ssdcli.engine.events import EventHandler, Message
 from ssdcli.errors import SsdcliError
 from ssdcli.viz.boxes import draw_boxes, draw_detections
 from ssdcli.viz.colours import GROUND_TRUTH, bgr
 from ssdcli.viz.curves import training_curves
 from ssdcli.viz.grid import image_grid, tile
-
-from ssdcli.engine.events import EventHandler, Message
-from ssdcli.core.detections import Detections
 
 CURVES_PNG = "curves.png"
 PREDICTIONS_PNG = "val_predictions.png"

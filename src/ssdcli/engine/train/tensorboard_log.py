@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ssdcli.errors import UsageError
-
 from ssdcli.engine.events import EpochDone, Event, EventHandler, RunStarted, StepDone
+from ssdcli.errors import UsageError
 
 #: Folder of the event files inside a run folder.
 TENSORBOARD_DIR = "tensorboard"
