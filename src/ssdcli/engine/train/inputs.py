@@ -22,6 +22,7 @@ from ssdcli.engine.inspect.layouts import load_layout_file
 from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
 from ssdcli.engine.train.schedule import check_optimizer
 from ssdcli.errors import CheckpointError, DataError, UsageError
+from ssdcli.models.build import build_backbone, check_feature_maps
 from ssdcli.models.config import ModelConfig, check_arch, default_config
 from ssdcli.models.weights import IMAGENET
 
@@ -135,6 +136,8 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
         layout = None  # fitted once the training split is open (fit_anchors)
     else:
         layout = load_layout_file(config.model.anchors) if config.model.anchors is not None else None
+        if layout is not None and config.runtime.resume is None:
+            check_layout_fits(config.model.arch, layout, Path(config.model.anchors))
     size = (layout or default_config(config.model.arch, 2).layout).image_size
     if config.model.img_size is not None and config.model.img_size != size:
         raise UsageError(
@@ -145,6 +148,16 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
     if weights is not None and weights != IMAGENET and not Path(weights).is_file():
         raise CheckpointError(f"backbone weights: neither {IMAGENET!r} nor an existing file", path=weights)
     return layout
+
+
+def check_layout_fits(arch: str, layout: AnchorLayout, path: Path) -> None:
+    """A :class:`UsageError` naming the anchor layout file ``path`` unless ``arch``'s backbone gives the feature
+    maps of ``layout`` at its input size."""
+    model_config = default_config(arch, num_classes=2, layout=layout)
+    try:
+        check_feature_maps(build_backbone(model_config), model_config)
+    except UsageError as error:
+        raise UsageError(error.message, path=path) from None
 
 
 def open_split(

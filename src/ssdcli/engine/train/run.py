@@ -24,7 +24,7 @@ from ssdcli.data.records import BACKGROUND, DatasetIndex
 from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.data.transforms import build_transforms
-from ssdcli.engine.checkpoint import Checkpoint
+from ssdcli.engine.checkpoint import Checkpoint, restoring
 from ssdcli.engine.device import cpu_threads, mixed_precision
 from ssdcli.engine.events import EventHandler, Message, RunStarted
 from ssdcli.engine.train.budget import BudgetClock, Patience
@@ -203,13 +203,15 @@ def _assemble(
     saved_state: dict[str, Any] = (checkpoint.train_state or {}) if checkpoint is not None else {}
     if checkpoint is not None:
         # with EMA, model_state holds the average and the trained weights are in train_state["model"]
-        model.load_state_dict(saved_state.get("model", checkpoint.model_state))
+        with restoring(config.runtime.resume):
+            model.load_state_dict(saved_state.get("model", checkpoint.model_state))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     ema = ModelEMA(model, optim.ema_decay, optim.ema_tau) if optim.ema else None
     if ema is not None and checkpoint is not None and "ema" in saved_state:
-        ema.load_state_dict({**saved_state["ema"], "module": checkpoint.model_state})
+        with restoring(config.runtime.resume):
+            ema.load_state_dict({**saved_state["ema"], "module": checkpoint.model_state})
     net: nn.Module = DistributedDataParallel(model) if context.enabled else model
     layout = model_config.layout
 
@@ -262,8 +264,9 @@ def _assemble(
         steps_per_epoch, schedule, optimizer, scheduler, scaler, use_amp, None, planned,
     )  # fmt: skip
     if checkpoint is not None and checkpoint.train_state is not None:
-        optimizer.load_state_dict(checkpoint.train_state["optimizer"])
-        scheduler.load_state_dict(checkpoint.train_state["scheduler"])  # a fitted total_steps too
+        with restoring(config.runtime.resume):
+            optimizer.load_state_dict(checkpoint.train_state["optimizer"])
+            scheduler.load_state_dict(checkpoint.train_state["scheduler"])  # a fitted total_steps too
         if checkpoint.train_state["scaler"]:  # empty when saved without loss scaling (float32, bfloat16)
             scaler.load_state_dict(checkpoint.train_state["scaler"])
         run.start_epoch, run.skip_steps = checkpoint.epoch, checkpoint.step_in_epoch
