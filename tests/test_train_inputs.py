@@ -7,12 +7,16 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import ssdcli.data.verify as verify
 from ssdcli.cli.app import main
+from ssdcli.core.layouts import get_layout
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.checkpoint import load_checkpoint
+from ssdcli.models.build import build_model
+from ssdcli.models.config import default_config
 
 from messy_files import set_voc_size, smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 
@@ -248,8 +252,6 @@ def _one_error_line(capsys: pytest.CaptureFixture[str], path: Path) -> str:
 
 
 def test_an_anchor_layout_file_for_another_backbone_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from ssdcli.core.layouts import get_layout
-
     anchors = tmp_path / "ssd300.json"
     anchors.write_text(json.dumps(get_layout("ssd300").to_dict()))
     out = tmp_path / "runs"
@@ -260,11 +262,6 @@ def test_an_anchor_layout_file_for_another_backbone_is_named(tmp_path: Path, cap
 
 
 def test_resuming_a_checkpoint_of_another_model_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import torch
-
-    from ssdcli.models.build import build_model
-    from ssdcli.models.config import default_config
-
     voc, out = _voc(tmp_path / "voc", 12), tmp_path / "runs"
     assert main(["train", "--data", str(voc), "--model", "ssd_tiny", "--out", str(out), "--workers", "0", *QUICK]) == 0
     last = out / "1" / "last.pt"
