@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ssdcli.data import synth
 from ssdcli.data.formats.coco import load_coco
 from ssdcli.data.formats.voc import load_voc
 from ssdcli.data.synth import SYNTH_CLASSES, render_scene, split_assignment, write_synth
@@ -151,3 +152,25 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict, words: str) -> None:
         write_synth(tmp_path / "out", **kwargs)
     assert words in caught.value.message
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_interrupted_synth_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool) -> None:
+    out = tmp_path / "new" / "shapes"
+    if existing:
+        out.mkdir(parents=True)
+    encode = synth._encode_jpeg
+    calls = []
+
+    def interrupted(image: np.ndarray, path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # Ctrl-C after two images were written
+        encode(image, path)
+
+    monkeypatch.setattr(synth, "_encode_jpeg", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_synth(out, images=6)
+    assert len(calls) == 3
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == (["new", "new/shapes"] if existing else [])

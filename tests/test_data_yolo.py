@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 
 from ssdcli.cli.app import main
+from ssdcli.data.convert import convert_dataset
 from ssdcli.data.dataset import open_index
 from ssdcli.data.formats import detect_format
+from ssdcli.data.formats import voc as voc_format
 from ssdcli.data.formats.yolo import label_file
 from ssdcli.data.synth import write_synth
 from ssdcli.errors import DataError
@@ -182,3 +185,31 @@ def test_data_check_names_a_file_name_used_by_two_images(tmp_path: Path) -> None
     (root / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
     shared = [p for p in check_dataset(root).problems if "file names" in p.what]
     assert len(shared) == 1 and sorted(Path(f).parent.name for f in shared[0].files) == ["train", "val"]
+
+
+def _interrupt_on_call(calls: int, write: Callable[..., None]) -> Callable[..., None]:
+    """``write`` that raises KeyboardInterrupt (Ctrl-C) on its ``calls``-th call, after the earlier ones wrote."""
+    count = [0]
+
+    def interrupted(*args: object) -> None:
+        count[0] += 1
+        if count[0] == calls:
+            raise KeyboardInterrupt
+        write(*args)
+
+    return interrupted
+
+
+def test_convert_interrupted_leaves_the_output_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = write_synth(tmp_path / "coco", format="coco", images=8, seed=1, image_size=64).root
+    out = write_synth(tmp_path / "voc", format="voc", images=5, seed=2, image_size=64).root
+    (out / "mine.txt").write_text("keep")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    monkeypatch.setattr(voc_format, "copy_image", _interrupt_on_call(4, voc_format.copy_image))
+    with pytest.raises(KeyboardInterrupt):
+        convert_dataset(source, "voc", out, force=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["coco", "voc"]  # no staging folder left
+    monkeypatch.undo()
+    convert_dataset(source, "voc", out, force=True)
+    assert (out / "mine.txt").read_text() == "keep" and (out / "JPEGImages" / "000007.jpg").is_file()

@@ -275,3 +275,21 @@ def test_eval_of_a_coco_detector_on_a_class_it_lacks(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {root}: class 'aeroplane'") and "did you mean 'airplane'?" in err
     assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_predict_on_a_data_set_with_a_coco_detector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``ssd predict --data`` with torchvision's COCO detector (whose labels include 'N/A' placeholders): the
+    results carry the data set's category ids, named by its classes; no placeholder is listed."""
+    torch.manual_seed(0)
+    weights = tmp_path / "ssdlite.pth"
+    torch.save(_reference("ssdlite320_mobilenet_v3_large").state_dict(), weights)
+    root = _coco_set(tmp_path / "coco", "car")
+    json_out = tmp_path / "detections.json"
+    code = main(["predict", "--checkpoint", str(weights), "--data", str(root), "--split", "val", "--device", "cpu",
+                 "--conf", "0.01", "--json", str(json_out), "--out", str(tmp_path / "runs")])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    written = json.loads(json_out.read_text())
+    assert "N/A" not in json.dumps(written)
+    assert written["results"] and {r["category_id"] for r in written["results"]} <= {1, 3}
+    assert written["categories"] == [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}]

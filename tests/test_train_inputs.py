@@ -7,13 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import ssdcli.data.verify as verify
 from messy_files import set_voc_size, smooth_rgb, truncate, undecodable_jpeg, write_jpeg
 from ssdcli.cli.app import main
+from ssdcli.core.layouts import get_layout
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.checkpoint import load_checkpoint
+from ssdcli.models.build import build_model
+from ssdcli.models.config import default_config
 
 QUICK = ["--epochs", "1", "--batch-size", "4", "--max-steps-per-epoch", "2", "--device", "cpu", "--eval-every", "1"]
 
@@ -236,3 +240,36 @@ def test_train_errors_name_the_data_path_as_given(
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--data", "empty", "--epochs", "1"]) == 2
     assert capsys.readouterr().err.startswith("error: empty: cannot tell the data set format")
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str], path: Path) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
+def test_an_anchor_layout_file_for_another_backbone_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    anchors = tmp_path / "ssd300.json"
+    anchors.write_text(json.dumps(get_layout("ssd300").to_dict()))
+    out = tmp_path / "runs"
+    args = ["train", "--data", str(_voc(tmp_path / "voc", 12)), "--model", "ssd_tiny", "--anchors", str(anchors)]
+    assert main([*args, "--out", str(out), "--workers", "0", *QUICK]) == 2
+    assert "feature maps" in _one_error_line(capsys, anchors)
+    assert not out.exists()
+
+
+def test_resuming_a_checkpoint_of_another_model_names_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    voc, out = _voc(tmp_path / "voc", 12), tmp_path / "runs"
+    assert main(["train", "--data", str(voc), "--model", "ssd_tiny", "--out", str(out), "--workers", "0", *QUICK]) == 0
+    last = out / "1" / "last.pt"
+    payload = torch.load(last, weights_only=False)
+    other = build_model(default_config("ssd_tiny", num_classes=4, layout=None)).state_dict()
+    other = {key: torch.zeros(value.shape[0] + 1, *value.shape[1:]) if key.endswith("bias") else value
+             for key, value in other.items()}  # fmt: skip
+    payload["train_state"]["model"] = other
+    torch.save(payload, last)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(last), "--out", str(out), "--workers", "0", *QUICK[:-4], "--epochs", "2"]) == 2
+    assert "does not match" in _one_error_line(capsys, last)

@@ -4,6 +4,8 @@ anchors; its weights; the training position)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from ssdcli.models.spec import ModelSpec
 
 CHECKPOINT_FORMAT = "ssdcli-checkpoint"
 CHECKPOINT_VERSION = 1
+#: Characters of PyTorch's reason kept in the one-line error of a checkpoint that does not fit the run.
+REASON_CHARS = 200
 
 
 def atomic_torch_save(payload: Any, path: str | Path) -> Path:
@@ -114,4 +118,19 @@ def _spec_from_payload(payload: dict[str, Any], path: Path) -> ModelSpec:
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(
             f"bad model description (model_config, class_names, category_ids): {error}", path=path
+        ) from None
+
+
+@contextmanager
+def restoring(path: str | Path | None) -> Iterator[None]:
+    """Saved states of the checkpoint ``path`` loaded into a run's model, optimizer or schedule: PyTorch's errors
+    (another architecture, other classes or another anchor layout than the file's spec) as one
+    :class:`CheckpointError` line naming ``path``."""
+    try:
+        yield
+    except (RuntimeError, ValueError, KeyError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = " ".join(lines[:2])[:REASON_CHARS] or type(error).__name__
+        raise CheckpointError(
+            f"does not match the run (another architecture, other classes or another anchor layout): {reason}", path
         ) from None

@@ -26,14 +26,13 @@ import torch
 from ssdcli.core.anchors import default_boxes
 from ssdcli.core.detections import Detections
 from ssdcli.core.postprocess import postprocess
-from ssdcli.data.images import read_image_rgb
+from ssdcli.data.images import IMAGE_SUFFIXES, read_image_rgb
 from ssdcli.engine.export.parity import ExportFailed, check_finite
 from ssdcli.engine.inference.preprocess import network_input
 from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.metrics.voc import VocImageGT, voc_evaluate
 from ssdcli.models.spec import ModelSpec
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 #: Calibration images used at most (ONNX Runtime keeps every activation of every image in memory).
 MAX_CALIBRATION_IMAGES = 200
 #: Images held back from calibration to check the quantised file: this share of those given, at least

@@ -22,7 +22,7 @@ from ssdcli.core.detections import Detections
 from ssdcli.data.dataset import open_index
 from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty, sigint_held_back
 from ssdcli.data.images import IMAGE_SUFFIXES, decode_image, write_image
-from ssdcli.data.records import DataWarnings, quote_files
+from ssdcli.data.records import DatasetIndex, DataWarnings, quote_files
 from ssdcli.data.results_io import results_document
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.engine.inference.outputs import RunFolder, RunOutputs
@@ -94,11 +94,29 @@ def dataset_images(
 ) -> DatasetImages:
     """The images of ``data``/``split`` (None: "test" of a root, or the split a COCO file holds), with the
     data set's ids for the model's classes ``class_names`` (index 0 the background)."""
-    index = open_index(data, split, data_format, class_names[1:], check_images=False, default_split="test")
+    names = tuple(class_names[1:])
+    if len(set(names)) == len(names):
+        index = open_index(data, split, data_format, names, check_images=False, default_split="test")
+        category_ids = tuple(index.category_ids)
+    else:  # torchvision's COCO detectors: placeholders ('N/A') fill its unused labels; the data's classes by name
+        index = open_index(data, split, data_format, check_images=False, default_split="test")
+        category_ids = _category_ids_by_name(index, class_names, data)
     records = index.records
-    return DatasetImages(
-        tuple(r.path for r in records), tuple(r.source_id for r in records), tuple(index.category_ids)
-    )
+    return DatasetImages(tuple(r.path for r in records), tuple(r.source_id for r in records), category_ids)
+
+
+#: The category id of a model label the data set has no class for (a placeholder): its detections are dropped.
+NO_CATEGORY = -1
+
+
+def _category_ids_by_name(index: DatasetIndex, class_names: Sequence[str], data: str | Path) -> tuple[int, ...]:
+    """The data set's category id of each model label [C] (``NO_CATEGORY`` for names the data lacks); a
+    :class:`DataError` naming ``data`` when one of its classes is none of the model's."""
+    id_of = {name: int(category) for name, category in zip(index.class_names, index.category_ids)}
+    unknown = [name for name in index.class_names[1:] if name not in class_names[1:]]
+    if unknown:
+        raise DataError(f"class {unknown[0]!r} of the data is not one of the model's classes", path=data)
+    return (0, *(id_of.get(name, NO_CATEGORY) for name in class_names[1:]))
 
 
 @dataclass
@@ -185,6 +203,12 @@ def _records(
     ]
 
 
+def _with_category(detections: Detections, category_ids: Sequence[int]) -> Detections:
+    """``detections`` [K] without those whose label has no category in the data set (``NO_CATEGORY``)."""
+    known = np.asarray(category_ids, dtype=np.int64)[detections.labels.astype(np.int64)] != NO_CATEGORY  # [K]
+    return detections if known.all() else detections.select(known)
+
+
 def _image_json(detections: Detections, file_name: str) -> dict[str, Any]:
     assert detections.image_size is not None  # a predictor's detections know their image's size
     height, width = detections.image_size
@@ -250,7 +274,11 @@ def run_predict(
     id_of: dict[Path, int | str] = dict(zip(dataset.paths, dataset.image_ids)) if dataset is not None else {}
     category_ids = predictor.spec.category_ids if dataset is None else dataset.category_ids
     names = predictor.spec.class_names
-    categories = {int(category_ids[label]): names[label] for label in range(1, len(names))}
+    categories = {
+        int(category_ids[label]): names[label]
+        for label in range(1, len(names))
+        if category_ids[label] != NO_CATEGORY
+    }
     result = PredictResult(None, failed=list(found.problems), categories=categories)
     if not found.images and not found.videos and not found.streams:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
@@ -310,7 +338,8 @@ def _predict_all(
                 if warn_failures:
                     emit(Message(str(error), "warning"))
         rgbs = [torch.from_numpy(image.pixels).permute(2, 0, 1).contiguous() for image in decoded]
-        for path, image, detections in zip(paths, decoded, predictor.predict_rgb(rgbs)):
+        for path, image, found_here in zip(paths, decoded, predictor.predict_rgb(rgbs)):
+            detections = _with_category(found_here, category_ids)
             stored = detections.rescaled(image.stored_size) if image.stored_size is not None else detections
             image_id = id_of[path] if id_of is not None else result.images_done
             with sigint_held_back():  # an image is in the JSON exactly when its files are written

@@ -23,6 +23,7 @@ from ssdcli.engine.events import EventHandler, TaskProgress
 from ssdcli.engine.train.budget import DEFAULT_BUDGET_S, format_duration
 from ssdcli.engine.train.schedule import check_optimizer
 from ssdcli.errors import CheckpointError, DataError, UsageError
+from ssdcli.models.build import build_backbone, check_feature_maps
 from ssdcli.models.spec import ModelConfig, default_config, default_layout
 from ssdcli.models.weights import IMAGENET
 from ssdcli.models.zoo import check_arch
@@ -137,7 +138,10 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
             raise UsageError("anchors 'auto' fits the default boxes to a data set's boxes; give the data to train on")
         layout = None  # fitted once the training split is open (fit_anchors)
     else:
-        layout = load_layout_file(config.model.anchors) if config.model.anchors is not None else None
+        anchors_file = config.model.anchors
+        layout = load_layout_file(anchors_file) if anchors_file is not None else None
+        if layout is not None and anchors_file is not None and config.runtime.resume is None:
+            check_layout_fits(config.model.arch, layout, Path(anchors_file))
     size = config.model.img_size
     if layout is not None and size is not None and size != layout.image_size:
         raise UsageError(f"`img_size` {size}: the anchor layout file is for {layout.image_size} px inputs")
@@ -150,6 +154,16 @@ def check_options(config: TrainConfig) -> AnchorLayout | None:
     if weights is not None and weights != IMAGENET and not Path(weights).is_file():
         raise CheckpointError(f"backbone weights: neither {IMAGENET!r} nor an existing file", path=weights)
     return layout
+
+
+def check_layout_fits(arch: str, layout: AnchorLayout, path: Path) -> None:
+    """A :class:`UsageError` naming the anchor layout file ``path`` unless ``arch``'s backbone gives the feature
+    maps of ``layout`` at its input size."""
+    model_config = default_config(arch, num_classes=2, layout=layout)
+    try:
+        check_feature_maps(build_backbone(model_config), model_config)
+    except UsageError as error:
+        raise UsageError(error.message, path=path) from None
 
 
 def open_split(

@@ -25,7 +25,7 @@ from ssdcli.data.records import DatasetIndex
 from ssdcli.data.sampling import SkipFirst
 from ssdcli.data.synth import write_synth
 from ssdcli.data.transforms import build_transforms
-from ssdcli.engine.checkpoint import Checkpoint
+from ssdcli.engine.checkpoint import Checkpoint, restoring
 from ssdcli.engine.device import mixed_precision
 from ssdcli.engine.events import EventHandler, Message, RunStarted
 from ssdcli.engine.train.budget import BudgetClock, Patience
@@ -241,14 +241,16 @@ def _place_model(
     saved_state: dict[str, Any] = (checkpoint.train_state or {}) if checkpoint is not None else {}
     if checkpoint is not None:
         # with EMA, model_state holds the average and the trained weights are in train_state["model"]
-        model.load_state_dict(saved_state.get("model", checkpoint.model_state))
+        with restoring(config.runtime.resume):
+            model.load_state_dict(saved_state.get("model", checkpoint.model_state))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     optim = config.optim
     ema = ModelEMA(model, optim.ema_decay, optim.ema_tau) if optim.ema else None
     if ema is not None and checkpoint is not None and "ema" in saved_state:
-        ema.load_state_dict({**saved_state["ema"], "module": checkpoint.model_state})
+        with restoring(config.runtime.resume):
+            ema.load_state_dict({**saved_state["ema"], "module": checkpoint.model_state})
     net: nn.Module = DistributedDataParallel(model) if context.enabled else model
     return PlacedModel(model, net, ema)
 
@@ -315,8 +317,9 @@ def _restore(run: Run, checkpoint: Checkpoint) -> None:
     """A resumed run's optimizer, schedule, loss scaling, position, best score, patience and random generators, as
     ``checkpoint`` saved them."""
     state: dict[str, Any] = checkpoint.train_state or {}
-    run.optimizer.load_state_dict(state["optimizer"])
-    run.scheduler.load_state_dict(state["scheduler"])  # a fitted total_steps too
+    with restoring(run.config.runtime.resume):
+        run.optimizer.load_state_dict(state["optimizer"])
+        run.scheduler.load_state_dict(state["scheduler"])  # a fitted total_steps too
     if state["scaler"]:  # empty when saved without loss scaling (float32, bfloat16)
         run.scaler.load_state_dict(state["scaler"])
     run.start_epoch, run.skip_steps = checkpoint.epoch, checkpoint.step_in_epoch
