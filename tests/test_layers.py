@@ -1,5 +1,5 @@
 """Imports run one way: cli -> engine -> viz, data, models, metrics -> core; errors and config are leaves. Inside the
-engine: demo -> train, benchmark -> evaluate, export -> inference, inspect -> checkpoint, events, device."""
+engine: demo -> train, benchmark -> evaluate, export, predict -> inference, inspect -> checkpoint, events, device."""
 
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ ENGINE_RANKS = {
     "inspect": 1,
     "evaluate": 2,
     "export": 2,
+    "predict": 2,
     "train": 3,
     "benchmark": 3,
     "demo": 4,
