@@ -4,7 +4,7 @@ original image pixels."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,6 @@ from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
 from ssdcli.data.records import DatasetIndex
-
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
 from ssdcli.engine.inference.detectors import NetworkBackend, to_pixels
 from ssdcli.engine.inference.preprocess import InputSpec, prepare
@@ -65,9 +64,10 @@ def detect_index_with(
     results: list[Detections] = []
     for batch in checked_batches(loader):
         detections = detect(batch.images)
-        for image_id, (height, width), found in zip(batch.image_ids.tolist(), batch.orig_sizes.tolist(), detections):
-            boxes, scores, labels = to_pixels(found, int(height), int(width))
-            results.append(Detections(boxes, scores, labels, image_id=int(image_id), image_size=(int(height), int(width))))
+        sizes = batch.orig_sizes.tolist()  # [B] of (h, w)
+        for image_id, (height, width), found in zip(batch.image_ids.tolist(), sizes, detections, strict=True):
+            boxes, scores, labels = to_pixels(found, height, width)
+            results.append(Detections(boxes, scores, labels, image_id=int(image_id), image_size=(height, width)))
         emit(EvalProgress(len(results), len(dataset)))
     return results
 
@@ -86,9 +86,13 @@ def detect_index(
     """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc; its ``config`` the input
     spec) with default boxes ``anchors`` [A, 4] on ``device``, run in eval mode."""
     backend = NetworkBackend(model, anchors, device)
+
+    def detect(images: Tensor) -> list[dict[str, Tensor]]:
+        return backend(images, settings)
+
     was_training = model.training
     model.eval()
     try:
-        return detect_index_with(lambda images: backend(images, settings), index, model.config, batch_size, workers, emit)
+        return detect_index_with(detect, index, cast(InputSpec, model.config), batch_size, workers, emit)
     finally:
         model.train(was_training)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,12 +25,11 @@ from ssdcli.core.anchors import default_boxes
 from ssdcli.core.detections import Detections
 from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.postprocess import PostprocessSettings, postprocess
-from ssdcli.errors import CheckpointError, UsageError
-from ssdcli.models.spec import ModelSpec
-
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.engine.inference.options import DetectOptions
 from ssdcli.engine.inference.preprocess import ImageLike, prepare, to_rgb_tensor
+from ssdcli.errors import CheckpointError, UsageError
+from ssdcli.models.spec import ModelSpec
 
 MODEL_FORMATS = ("checkpoint", "onnx", "torchscript", "openvino")
 
@@ -135,7 +134,7 @@ class Detector:
         keep = self._label_ids()
         return [
             self._in_pixels(found, int(image.shape[1]), int(image.shape[2]), keep)
-            for image, found in zip(images, self.detect_batch(batch))
+            for image, found in zip(images, self.detect_batch(batch), strict=True)
         ]
 
     def _in_pixels(self, found: dict[str, Tensor], height: int, width: int, keep: list[int] | None) -> Detections:
@@ -262,12 +261,12 @@ def load_detector(
     path: str | Path,
     model_format: str = "auto",
     device: torch.device | str = "cpu",
-    options: DetectOptions = DetectOptions(),
+    options: DetectOptions | None = None,
 ) -> Detector:
     """A checkpoint (or torchvision's detector, by weights name or file: see ``load_model``), an ONNX file (with or
     without NMS in the graph), a TorchScript file or an OpenVINO export (its folder or ``.xml`` file) as a
     :class:`Detector`, with the model's own detection settings (``spec.postprocess``: ssdcli's evaluation settings
-    for checkpoints, torchvision's for its detectors) where ``options`` leaves them None.
+    for checkpoints, torchvision's for its detectors) where ``options`` (None: all) leaves them None.
 
     ``model_format`` "auto" guesses from the file name (:func:`guess_model_format`). ONNX files run on the CPU
     with ONNX Runtime, OpenVINO exports on the CPU with OpenVINO. UsageError for options the file cannot honour
@@ -276,6 +275,7 @@ def load_detector(
     fmt = guess_model_format(path) if model_format == "auto" else model_format
     if fmt not in MODEL_FORMATS:
         raise UsageError(f"unknown model format {fmt!r} (choose from {', '.join(MODEL_FORMATS)})")
+    options = options or DetectOptions()
     opened = _open(path, fmt, torch.device(device))
     settings = options.over(opened.spec.postprocess)
     opened.backend.check(settings, options, opened.path)

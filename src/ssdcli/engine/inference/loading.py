@@ -8,14 +8,13 @@ from pathlib import Path
 
 import torch
 
+from ssdcli.engine.checkpoint import checkpoint_from_payload, read_payload
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.build import build_model
-from ssdcli.models.spec import ModelSpec
 from ssdcli.models.pretrained import PretrainedModel, detector_by_name, load_pretrained, model_from_state
+from ssdcli.models.spec import ModelSpec
 from ssdcli.models.ssd import SSD
 from ssdcli.models.weights import is_state_dict
-
-from ssdcli.engine.checkpoint import checkpoint_from_payload, read_payload
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,9 @@ import torch
 from torch import Tensor
 
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
+from ssdcli.engine.inference.options import DetectOptions
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.spec import ModelSpec
-
-from ssdcli.engine.inference.options import DetectOptions
 
 #: The key of ssdcli's metadata (a JSON object: model config, classes, postprocessing) in an exported file.
 METADATA_KEY = "ssdcli"

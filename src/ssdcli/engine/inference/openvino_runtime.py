@@ -13,9 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssdcli.errors import CheckpointError, UsageError
-
 from ssdcli.engine.inference.onnx_runtime import METADATA_KEY
+from ssdcli.errors import CheckpointError, UsageError
 
 #: The file names of an OpenVINO export inside its folder (the weights go beside the graph as ``model.bin``).
 OPENVINO_GRAPH = "model.xml"

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
@@ -53,17 +54,16 @@ class InputSpec(Protocol):
 
 def prepare(rgb: Tensor, spec: InputSpec) -> Tensor:
     """[3, H, W] uint8 RGB -> [3, S, S] float normalised, resized without letterboxing: the one way every command
-    (``ssd eval``, ``ssd predict``, ``ssd benchmark``, training's validation, ``ssdcli.load``) feeds a model, the
-    same float operations as the evaluation transform of :func:`ssdcli.data.transforms.build_transforms`.
+    (``ssd eval``, ``ssd predict``, ``ssd benchmark``, training's validation, ``ssdcli.load``) feeds a model.
 
     ``spec.resize`` "antialias": the 8-bit image resized with antialiasing, as training does, then scaled to [0, 1]
-    and normalised. "bilinear": as torchvision's detection transform, scaled to [0, 1], normalised, then resized
-    bilinearly without antialiasing.
+    and normalised. "bilinear": as torchvision's detection transform, the same float operations in the same order:
+    scaled to [0, 1] (divided by 255), normalised, then resized bilinearly without antialiasing
+    (``align_corners=False``).
     """
-    size = [spec.layout.image_size] * 2
-    mean, std = list(spec.mean), list(spec.std)
+    size, mean, std = spec.layout.image_size, list(spec.mean), list(spec.std)
     if spec.resize == "bilinear":
-        normalised = TF.normalize(TF.to_dtype(rgb, torch.float32, scale=True), mean, std)  # [3, H, W]
-        return TF.resize(normalised, size, antialias=False)
-    resized = TF.resize(rgb, size, antialias=True)
-    return TF.normalize(TF.to_dtype(resized, torch.float32, scale=True), mean, std)
+        normalised = TF.normalize(rgb.float() / 255.0, mean, std)  # [3, H, W]
+        return F.interpolate(normalised[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    resized = TF.resize(rgb, [size, size], antialias=True)
+    return TF.normalize(resized.float() / 255.0, mean, std)

@@ -6,31 +6,30 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
 import torch
 
+from ssdcli.config import PredictConfig
+from ssdcli.core.detections import Detections
 from ssdcli.data.dataset import open_index
+from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty, sigint_held_back
 from ssdcli.data.images import IMAGE_SUFFIXES, decode_image, write_image
 from ssdcli.data.records import DataWarnings, quote_files
-from ssdcli.config import PredictConfig
-from ssdcli.viz.boxes import draw_detections
-from ssdcli.errors import DataError, SsdcliError, UsageError
-
+from ssdcli.data.results_io import results_document
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
-from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.detectors import Detector, load_detector
 from ssdcli.engine.inference.options import DetectOptions
-from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty, sigint_held_back
-from ssdcli.data.results_io import results_document
 from ssdcli.engine.predict.outputs import RunFolder, RunOutputs
+from ssdcli.errors import DataError, SsdcliError, UsageError
+from ssdcli.viz.boxes import draw_detections
 
 #: Images are decoded at 1/2, 1/4 or 1/8 of their size while both sides stay at least this many times the
 #: network's input size (the network resizes them to its input size anyway).
