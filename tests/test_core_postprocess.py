@@ -9,6 +9,7 @@ from torchvision.models.detection._utils import BoxCoder
 from torchvision.ops import box_convert, box_iou
 
 from ssdcli import decode, default_boxes, postprocess
+from ssdcli.core.postprocess import PostprocessSettings
 
 ANCHORS = default_boxes("ssd300")  # [8732, 4] cxcywh
 ANCHORS_XYXY = box_convert(ANCHORS, "cxcywh", "xyxy")
@@ -137,7 +138,7 @@ def test_other_settings_match_torchvision(
     finally:
         model.score_thresh, model.nms_thresh, model.detections_per_img, model.topk_candidates = saved
     assert_no_relevant_ties(conf, expected, score_threshold, pre_nms_top_k, top_k)
-    ours = postprocess(conf, loc, ANCHORS, score_threshold, iou_threshold, top_k, pre_nms_top_k)
+    ours = postprocess(conf, loc, ANCHORS, PostprocessSettings(score_threshold, iou_threshold, top_k, pre_nms_top_k))
     assert_same_detections(ours, expected)
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torchvision.ops import box_convert, box_iou
 
 from ssdcli import decode, default_boxes, encode, match, postprocess
+from ssdcli.core.postprocess import PostprocessSettings
 
 ANCHORS = default_boxes("ssd300")  # [8732, 4] cxcywh
 ANCHORS_XYXY = box_convert(ANCHORS, "cxcywh", "xyxy")
@@ -163,10 +164,9 @@ def test_postprocess_treats_every_image_on_its_own(seed: int, batch: int, score_
     g = torch.Generator().manual_seed(seed)
     conf = torch.randn(batch, 200, 5, generator=g) * 2
     loc = torch.randn(batch, 200, 4, generator=g)
-    together = postprocess(conf, loc, SMALL_ANCHORS, score_threshold=score_threshold, top_k=30, pre_nms_top_k=40)
+    settings = PostprocessSettings(score_threshold, 0.45, top_k=30, pre_nms_top_k=40)
+    together = postprocess(conf, loc, SMALL_ANCHORS, settings)
     for image in range(batch):
-        alone = postprocess(
-            conf[image : image + 1], loc[image : image + 1], SMALL_ANCHORS, score_threshold, 0.45, 30, 40
-        )[0]
+        alone = postprocess(conf[image : image + 1], loc[image : image + 1], SMALL_ANCHORS, settings)[0]
         for key in ("boxes", "scores", "labels"):
             assert torch.equal(together[image][key], alone[key]), key

@@ -94,6 +94,7 @@ def test_preprocess_in_the_graph_takes_pixels_and_gives_pixel_boxes(trained: tup
     import onnxruntime
 
     from ssdcli import default_boxes, postprocess
+    from ssdcli.core.postprocess import PostprocessSettings
     from ssdcli.engine.inference.loading import load_model
 
     root, checkpoint = trained
@@ -112,7 +113,7 @@ def test_preprocess_in_the_graph_takes_pixels_and_gives_pixel_boxes(trained: tup
     np.testing.assert_allclose(got[0], conf.numpy(), atol=1e-3)
     np.testing.assert_allclose(got[1], loc.numpy(), atol=1e-3)
     boxes, scores, labels, index = onnxruntime.InferenceSession(str(nms)).run(None, {"images": pixels})
-    expected = postprocess(conf, loc, default_boxes(loaded.spec.layout), 0.01, 0.45, 400)[0]
+    expected = postprocess(conf, loc, default_boxes(loaded.spec.layout), PostprocessSettings(0.01, 0.45, 400))[0]
     mine = index == 0
     assert mine.sum() >= len(expected["scores"]) > 0
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import ssdcli
 from ssdcli.cli.app import main
 from ssdcli.engine.inference.loading import load_model
 
@@ -40,16 +41,16 @@ def test_openvino_export_gives_the_pytorch_outputs(checkpoint: Path, tmp_path: P
 def test_openvino_export_carries_the_spec_and_predicts_as_the_checkpoint(checkpoint: Path, tmp_path: Path) -> None:
     _openvino()
     pytest.importorskip("onnxruntime", reason="the export goes through ONNX (pip install 'ssdcli[onnx]')")
-    from ssdcli.engine.inference.detectors import load_detector, load_predictor
+    from ssdcli.engine.inference.detectors import load_detector
 
     assert main(["export", "--checkpoint", str(checkpoint), "--to", "openvino", "--out", str(tmp_path / "ov")]) == 0
     detector = load_detector(tmp_path / "ov")
     assert detector.format == "openvino"
     assert detector.spec == load_model(checkpoint, "cpu").spec
     photo = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
-    expected = load_predictor(checkpoint, conf_threshold=0.05)(photo)[0]
+    expected = ssdcli.load(checkpoint, conf_threshold=0.05)(photo)[0]
     for given in (tmp_path / "ov", tmp_path / "ov" / "model.xml"):
-        got = load_predictor(given, conf_threshold=0.05)(photo)[0]
+        got = ssdcli.load(given, conf_threshold=0.05)(photo)[0]
         assert len(got.scores) == len(expected.scores) > 0
         np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-2)
         np.testing.assert_allclose(got.scores, expected.scores, atol=1e-4)

@@ -102,12 +102,12 @@ def blocked(tmp_path: Path) -> Path:
 def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading any model fails the test: the refusal must come first."""
     import ssdcli.engine.evaluate.run as eval_run
-    import ssdcli.engine.inference.detectors as detectors
+    import ssdcli.engine.predict.run as predict_run
 
     def forbidden(*args: Any, **kwargs: Any) -> None:
         pytest.fail("a model was loaded before the output place was checked")
 
-    monkeypatch.setattr(detectors, "load_predictor", forbidden)
+    monkeypatch.setattr(predict_run, "load_detector", forbidden)
     monkeypatch.setattr(eval_run, "load_detector", forbidden)
 
 

@@ -1,5 +1,5 @@
 """Imports run one way: cli -> engine -> viz, data, models, metrics -> core; errors and config are leaves. Inside the
-engine: demo -> train, benchmark -> evaluate, export -> inference, encode -> checkpoint, events, device, weights."""
+engine: demo -> train, benchmark -> evaluate, export, predict -> inference, encode -> checkpoint, events, device, weights."""
 
 from __future__ import annotations
 
@@ -77,6 +77,7 @@ ENGINE_RANKS = {
     "encode": 1,
     "evaluate": 2,
     "export": 2,
+    "predict": 2,
     "train": 3,
     "benchmark": 3,
     "demo": 4,

@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
 from ssdcli import AnchorLayout, default_boxes, encode, postprocess, ssd_loss
+from ssdcli.core.postprocess import PostprocessSettings
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models import ARCHITECTURES, SSD, ModelConfig, build_model, default_config
 from ssdcli.models.backbones import L2Norm, TinyBackbone
@@ -535,7 +536,7 @@ def test_ssd_tiny_overfits_four_images(one_thread: None) -> None:
         losses.append(float(loss.detach()))
     assert losses[-1] <= losses[0] / 10, (losses[0], losses[-1])
     with torch.no_grad():
-        detections = postprocess(*model(images), anchors, score_threshold=0.5)
+        detections = postprocess(*model(images), anchors, PostprocessSettings(score_threshold=0.5))
     for i, found in enumerate(detections):
         valid = classes[i] > 0
         iou = torchvision.ops.box_iou(boxes[i][valid], found["boxes"])  # [G, K]

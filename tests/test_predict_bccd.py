@@ -31,7 +31,7 @@ from ssdcli.core.coder import encode_offsets
 from ssdcli.engine.checkpoint import save_checkpoint
 from ssdcli.engine.export.exporter import DecodedDetector
 from ssdcli.engine.inference.loading import load_model
-from ssdcli.engine.inference.preprocess import network_input
+from ssdcli.engine.inference.preprocess import prepare
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config
 
@@ -87,7 +87,7 @@ def reference_detections(checkpoint: Path, path: Path, conf: float) -> dict[str,
     rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1)
     config = loaded.spec.config
     with torch.no_grad():
-        logits, loc = loaded.model(network_input(rgb, config.layout.image_size, config.mean, config.std)[None])
+        logits, loc = loaded.model(prepare(rgb, config)[None])
     anchors_xyxy = box_convert(default_boxes(config.layout), "cxcywh", "xyxy")
     boxes = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0)).decode_single(loc[0], anchors_xyxy).clamp(0, 1)  # [A, 4]
     scores = torch.softmax(logits[0], dim=-1)  # [A, C]

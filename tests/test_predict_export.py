@@ -153,15 +153,14 @@ def test_video_round_trip(checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_an_interrupted_video_leaves_no_partial_file(checkpoint: Path, tmp_path: Path) -> None:
-    from ssdcli.engine.inference.detectors import torch_predictor
-    from ssdcli.engine.inference.predict import run_predict
+    from ssdcli.engine.predict.run import run_predict
 
     video = tmp_path / "clip.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
     for i in range(6):
         writer.write(np.full((64, 96, 3), 40 * i, dtype=np.uint8))
     writer.release()
-    predictor = torch_predictor(checkpoint, "cpu")
+    predictor = ssdcli.load(checkpoint, "cpu")
     predict_rgb, calls = predictor.predict_rgb, []
 
     def interrupted_on_the_second_batch(images):
@@ -179,9 +178,9 @@ def test_an_interrupted_video_leaves_no_partial_file(checkpoint: Path, tmp_path:
 def test_ctrl_c_in_predict_writes_the_json_of_what_was_done_and_says_so(
     checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ssdcli.engine.inference.predictor import Predictor
+    from ssdcli.engine.inference.detectors import Detector
 
-    predict_rgb, calls = Predictor.predict_rgb, []
+    predict_rgb, calls = Detector.predict_rgb, []
 
     def ctrl_c_on_the_second_batch(self, images):
         calls.append(len(images))
@@ -189,7 +188,7 @@ def test_ctrl_c_in_predict_writes_the_json_of_what_was_done_and_says_so(
             raise KeyboardInterrupt
         return predict_rgb(self, images)
 
-    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c_on_the_second_batch)
+    monkeypatch.setattr(Detector, "predict_rgb", ctrl_c_on_the_second_batch)
     out, report = tmp_path / "runs", tmp_path / "t.json"
     args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
     assert main([*args, "--batch-size", "1", "--device", "cpu"]) == 130
@@ -202,12 +201,12 @@ def test_ctrl_c_in_predict_writes_the_json_of_what_was_done_and_says_so(
 def test_ctrl_c_in_predict_before_any_picture_leaves_no_run_folder(
     checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ssdcli.engine.inference.predictor import Predictor
+    from ssdcli.engine.inference.detectors import Detector
 
     def ctrl_c(self, images):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c)
+    monkeypatch.setattr(Detector, "predict_rgb", ctrl_c)
     out, report = tmp_path / "runs", tmp_path / "t.json"
     args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--json", str(report)]
     assert main([*args, "--device", "cpu"]) == 130
@@ -499,11 +498,10 @@ def test_ffmpeg_moov_atom_not_found_does_not_reach_the_terminal(checkpoint: Path
 def test_predict_on_a_far_larger_photo_gives_boxes_in_its_stored_pixels(checkpoint: Path, tmp_path: Path) -> None:
     from messy_files import smooth_rgb, write_jpeg
     from ssdcli.data.images import decode_image
-    from ssdcli.engine.inference.detectors import torch_predictor
-    from ssdcli.engine.inference.predict import run_predict
+    from ssdcli.engine.predict.run import run_predict
 
     photo = write_jpeg(tmp_path / "photo.jpg", smooth_rgb(1920, 2560))  # ssd_tiny: 160 px; decoded at 1/4
-    predictor = torch_predictor(checkpoint, "cpu", conf_threshold=0.01)
+    predictor = ssdcli.load(checkpoint, "cpu", conf_threshold=0.01)
     result = run_predict(predictor, [str(photo)], tmp_path / "runs")
     [image] = result.per_image
     assert (image["width"], image["height"]) == (2560, 1920)

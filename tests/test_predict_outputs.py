@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
+import ssdcli
 from ssdcli.cli.app import main
 from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import SYNTH_CLASSES
-from ssdcli.engine.inference import predict as predict_module
-from ssdcli.engine.inference.outputs import RunOutputs
-from ssdcli.engine.inference.predict import FrameSelection, PredictInterrupted, run_predict, stream_source
+from ssdcli.engine.predict import run as predict_module
+from ssdcli.engine.predict.outputs import RunOutputs
+from ssdcli.engine.predict.run import FrameSelection, PredictInterrupted, run_predict, stream_source
 
 CONF = ["--conf", "0.01", "--device", "cpu"]  # an untrained model: a low threshold gives detections
 
@@ -182,11 +183,10 @@ def test_a_stream_that_drops_warns_once_and_keeps_a_valid_video(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from ssdcli.engine.events import Message
-    from ssdcli.engine.inference.detectors import torch_predictor
 
     _stream_from(_video(tmp_path / "clip.mp4", 5), monkeypatch)
     messages: list[str] = []
-    predictor = torch_predictor(checkpoint, "cpu")
+    predictor = ssdcli.load(checkpoint, "cpu")
     url = "rtsp://cam.local/live"
     result = run_predict(
         predictor, [url], tmp_path / "runs", 2, lambda e: messages.append(e.text) if isinstance(e, Message) else None,
@@ -199,10 +199,9 @@ def test_a_stream_that_drops_warns_once_and_keeps_a_valid_video(
 
 
 def test_ctrl_c_on_a_stream_keeps_the_video_so_far(checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ssdcli.engine.inference.detectors import torch_predictor
 
     _stream_from(_video(tmp_path / "clip.mp4", 6), monkeypatch)
-    predictor = torch_predictor(checkpoint, "cpu")
+    predictor = ssdcli.load(checkpoint, "cpu")
     predict_rgb, calls = predictor.predict_rgb, []
 
     def interrupted_on_the_second_batch(images):
@@ -222,9 +221,9 @@ def test_ctrl_c_on_a_stream_keeps_the_video_so_far(checkpoint: Path, tmp_path: P
 def test_ctrl_c_writes_the_csv_of_what_was_done(
     checkpoint: Path, images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ssdcli.engine.inference.predictor import Predictor
+    from ssdcli.engine.inference.detectors import Detector
 
-    predict_rgb, calls = Predictor.predict_rgb, []
+    predict_rgb, calls = Detector.predict_rgb, []
 
     def ctrl_c_on_the_second_batch(self, batch):
         calls.append(len(batch))
@@ -232,7 +231,7 @@ def test_ctrl_c_writes_the_csv_of_what_was_done(
             raise KeyboardInterrupt
         return predict_rgb(self, batch)
 
-    monkeypatch.setattr(Predictor, "predict_rgb", ctrl_c_on_the_second_batch)
+    monkeypatch.setattr(Detector, "predict_rgb", ctrl_c_on_the_second_batch)
     out, table = tmp_path / "runs", tmp_path / "boxes.csv"
     args = ["predict", str(images), "--checkpoint", str(checkpoint), "--out", str(out), "--csv", str(table)]
     assert main([*args, "--batch-size", "1", *CONF]) == 130

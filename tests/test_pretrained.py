@@ -14,9 +14,9 @@ import torchvision
 from torch import nn
 from torchvision.models.detection import ssd300_vgg16, ssdlite320_mobilenet_v3_large
 
+import ssdcli
 from ssdcli import default_boxes
 from ssdcli.cli.app import main
-from ssdcli.engine.inference.detectors import torch_predictor
 from ssdcli.engine.inference.loading import load_model
 from ssdcli.errors import CheckpointError
 from ssdcli.models.pretrained import TORCHVISION_DETECTORS, load_pretrained
@@ -93,7 +93,7 @@ def test_detections_equal_torchvisions(detector_file: tuple[str, nn.Module, Path
     generator = torch.Generator().manual_seed(2)
     other_sizes = [torch.randint(0, 256, (3, h, w), generator=generator, dtype=torch.uint8) for h, w in ((180, 250), (240, 200))]
     images = [*_images(TORCHVISION_DETECTORS[arch].layout.image_size), *other_sizes]  # resized by both sides
-    predictor = torch_predictor(path, "cpu", conf_threshold=settings.score_threshold)
+    predictor = ssdcli.load(path, "cpu", conf_threshold=settings.score_threshold)
     with torch.no_grad():
         theirs = reference([image.float() / 255 for image in images])
     ours = predictor.predict_rgb(images)
@@ -241,7 +241,6 @@ def test_eval_of_a_coco_detector_maps_its_labels_by_name(tmp_path: Path, capsys:
 @pytest.mark.slow
 def test_export_of_a_coco_detector_keeps_its_settings(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from ssdcli.engine.inference.detectors import load_predictor
 
     torch.manual_seed(0)
     weights = tmp_path / "ssdlite.pth"
@@ -249,8 +248,8 @@ def test_export_of_a_coco_detector_keeps_its_settings(tmp_path: Path) -> None:
     target = tmp_path / "ssdlite.onnx"
     assert main(["export", "--checkpoint", str(weights), "--to", "onnx", "--with-nms", "--out", str(target)]) == 0
     settings = TORCHVISION_DETECTORS["ssdlite320_mobilenet_v3_large"].postprocess
-    predictor = load_predictor(target)
-    assert (predictor.iou_threshold, predictor.top_k, predictor.pre_nms_top_k) == (0.55, 300, 300) == (
+    predictor = ssdcli.load(target)
+    assert (predictor.settings.iou_threshold, predictor.settings.top_k, predictor.settings.pre_nms_top_k) == (0.55, 300, 300) == (
         settings.iou_threshold, settings.top_k, settings.pre_nms_top_k
     )
     assert predictor.spec.class_names[1] == "person" and len(predictor.spec.class_names) == 91

@@ -8,6 +8,8 @@ The core engine (pure tensor code) is importable from here::
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from .core.loss import SSDLoss, ssd_loss
     from .core.matching import EncodedTargets, Match, encode, match
     from .core.postprocess import postprocess
-    from .engine.inference.predictor import Predictor
+    from .engine.inference.detectors import Detector
     from .engine.train.config_file import TrainConfig
 
 
@@ -48,15 +50,29 @@ def __getattr__(name: str) -> Any:
 
 
 
-def load(path: str, device: str = "cpu", **options: object) -> Predictor:
-    """A :class:`~ssdcli.engine.inference.predictor.Predictor` from a checkpoint (.pt), an exported ONNX file (.onnx), an
-    OpenVINO export (its folder or model.xml), or torchvision's COCO detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
+def load(
+    path: str | Path,
+    device: str = "cpu",
+    conf_threshold: float | None = None,
+    iou_threshold: float | None = None,
+    top_k: int | None = None,
+    classes: Sequence[str] | None = None,
+    pre_nms_top_k: int | None = None,
+) -> Detector:
+    """A :class:`~ssdcli.engine.inference.detectors.Detector` from a checkpoint (.pt), an exported ONNX file (.onnx),
+    a TorchScript file (.torchscript.pt or .ts), an OpenVINO export (its folder or model.xml), or torchvision's COCO
+    detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
 
-    ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels.
+    ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels. ``conf_threshold``
+    None: 0.25 (detections worth showing); the other settings None: the model's own.
     """
-    from .engine.inference.detectors import load_predictor
+    from .engine.inference.detectors import load_detector
+    from .engine.inference.options import DISPLAY_THRESHOLD, DetectOptions
 
-    return load_predictor(path, device, **options)
+    conf = DISPLAY_THRESHOLD if conf_threshold is None else conf_threshold
+    chosen = tuple(classes) if classes is not None else None
+    options = DetectOptions(conf, iou_threshold, top_k, pre_nms_top_k, chosen)
+    return load_detector(path, device=device, options=options)
 
 
 def read_train_config(path: str) -> TrainConfig:

@@ -16,7 +16,7 @@ from .progress import EvalProgressBar
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
-    from ssdcli.engine.inference.predict import PredictResult
+    from ssdcli.engine.predict.run import PredictResult
 
 
 def predict_command(
@@ -63,8 +63,8 @@ def predict_command(
 
         ssd predict 0 --checkpoint best.pt --max-frames 300 --vid-stride 2
     """
-    from ssdcli.engine.inference.outputs import detections_csv
-    from ssdcli.engine.inference.predict import PredictInterrupted, predict
+    from ssdcli.engine.predict.outputs import detections_csv
+    from ssdcli.engine.predict.run import PredictInterrupted, predict
 
     models = [model for model in (checkpoint, onnx, openvino) if model is not None]
     if len(models) != 1:
@@ -125,7 +125,7 @@ def interrupted_line(result: PredictResult, json_output: JsonOutput, csv_out: Pa
     elif json_output.target is not None:
         parts.append(f"detections of those in {json_output.write(result.report())}")
     if csv_out is not None and result.per_image:
-        from ssdcli.engine.inference.outputs import detections_csv
+        from ssdcli.engine.predict.outputs import detections_csv
 
         parts.append(f"their boxes in {write_atomic(csv_out, detections_csv(result.per_image))}")
     if result.outputs:

@@ -37,20 +37,15 @@ def postprocess(
     conf: Tensor,
     loc: Tensor,
     anchors: Tensor,
-    score_threshold: float = 0.01,
-    iou_threshold: float = 0.45,
-    top_k: int = 200,
-    pre_nms_top_k: int = 400,
+    settings: PostprocessSettings = EVAL_SETTINGS,
     prior_scaling: tuple[float, ...] = PRIOR_SCALING,
 ) -> list[dict[str, Tensor]]:
     """Detections of a batch from raw head outputs.
 
     Args:
         conf: [B, A, C] raw class logits; loc: [B, A, 4] raw offsets; anchors: [A, 4] cxcywh.
-        score_threshold: keep class scores strictly above this.
-        iou_threshold: NMS IoU, per class.
-        top_k: detections kept per image after NMS.
-        pre_nms_top_k: candidates kept per class and image before NMS.
+        settings: score threshold, NMS IoU, detections per image and candidates per class before NMS (see
+            :class:`PostprocessSettings`; ssdcli's evaluation settings by default).
 
     Decoded boxes are clipped to [0, 1]; a box left with zero width or height (it lay wholly outside the image)
     is dropped before the candidates are chosen. NMS is the implementation :func:`~ssdcli.core.nms.nms_for_device`
@@ -73,10 +68,12 @@ def postprocess(
     # A box wholly outside the image clips to zero width or height: it is no detection. Scored -1, it is no
     # candidate (below any threshold), so it takes no pre-NMS place and suppresses nothing.
     scores = scores.masked_fill(~has_area(boxes).unsqueeze(-1), -1.0)
-    image_index, anchor_index, class_index, cand_scores = _candidates(scores, score_threshold, pre_nms_top_k)
+    image_index, anchor_index, class_index, cand_scores = _candidates(
+        scores, settings.score_threshold, settings.pre_nms_top_k
+    )
     cand_boxes = boxes[image_index, anchor_index]  # [N, 4]
     group = image_index * (num_classes - 1) + class_index  # NMS within (image, class)
-    kept = nms_for_device(conf.device.type)(cand_boxes, cand_scores, group, iou_threshold)  # [K]
+    kept = nms_for_device(conf.device.type)(cand_boxes, cand_scores, group, settings.iou_threshold)  # [K]
     by_score = torch.sort(cand_scores[kept], descending=True, stable=True).indices
     kept = kept[by_score]
     kept = kept[torch.sort(image_index[kept], stable=True).indices]  # grouped by image, by decreasing score
@@ -84,7 +81,7 @@ def postprocess(
     counts = torch.bincount(kept_image, minlength=batch)  # [B]
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.arange(kept.numel(), device=conf.device) - starts[kept_image]
-    kept = kept[rank < top_k]
+    kept = kept[rank < settings.top_k]
     per_image = torch.bincount(image_index[kept], minlength=batch).tolist()
     out_boxes = torch.split(cand_boxes[kept], per_image)
     out_scores = torch.split(cand_scores[kept], per_image)

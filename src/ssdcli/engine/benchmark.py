@@ -23,15 +23,15 @@ import torch
 from torch import Tensor
 
 from ssdcli.config import BenchmarkConfig, ExportConfig
-from ssdcli.data.dataset import DetectionDataset, open_index
+from ssdcli.data.dataset import open_index
 from ssdcli.data.files import write_error
 from ssdcli.data.records import DatasetIndex
 from ssdcli.engine.evaluate.model import open_for_model, relabel
 from ssdcli.engine.evaluate.validation import evaluate_detections
 from ssdcli.engine.events import EventHandler, Message, TaskProgress, ignore_events
 from ssdcli.engine.export.exporter import run_export
-from ssdcli.engine.inference.batched import detect_index_with
-from ssdcli.engine.inference.detectors import LoadedDetector, load_detector
+from ssdcli.engine.inference.batched import detect_index_with, prepared_dataset
+from ssdcli.engine.inference.detectors import Detector, load_detector
 from ssdcli.errors import DataError, SsdcliError
 
 #: The packages each form needs and the extra that installs them.
@@ -130,22 +130,22 @@ def _export(form: str, config: BenchmarkConfig, scratch: Path) -> Path:
     return run_export(export).path
 
 
-def timing_images(index: DatasetIndex, detector: LoadedDetector, count: int) -> Tensor:
-    """images [count, 3, S, S] prepared as evaluation prepares them: the split's first images, repeated if fewer."""
-    spec = detector.spec
-    dataset = DetectionDataset(index, spec.layout.image_size, False, spec.mean, spec.std, resize=spec.resize)
+def timing_images(index: DatasetIndex, detector: Detector, count: int) -> Tensor:
+    """images [count, 3, S, S] prepared as every command prepares them: the split's first images, repeated if
+    fewer."""
+    dataset = prepared_dataset(index, detector.spec)
     return torch.stack([dataset[i % len(dataset)][0] for i in range(count)])  # type: ignore[index]
 
 
-def median_ms_per_image(detector: LoadedDetector, images: Tensor, runs: int, warmup: int) -> float:
-    """Median wall time of ``detector.detect`` on images [B, 3, S, S] over ``runs`` runs after ``warmup``, in
+def median_ms_per_image(detector: Detector, images: Tensor, runs: int, warmup: int) -> float:
+    """Median wall time of ``detector.detect_batch`` on images [B, 3, S, S] over ``runs`` runs after ``warmup``, in
     milliseconds per image."""
     for _ in range(warmup):
-        detector.detect(images)
+        detector.detect_batch(images)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        detector.detect(images)
+        detector.detect_batch(images)
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times) / images.shape[0]
 
@@ -160,10 +160,7 @@ def _measure(
     ms_batch = median_ms_per_image(detector, images, config.runs, config.warmup)
     emit(TaskProgress(f"{form}: time", 1, 1))
     spec = detector.spec
-    detections = detect_index_with(
-        detector.detect, index, spec.layout.image_size, spec.mean, spec.std, config.eval_batch_size, emit=emit,
-        resize=spec.resize,
-    )  # fmt: skip
+    detections = detect_index_with(detector.detect_batch, index, spec, config.eval_batch_size, emit=emit)
     metrics = evaluate_detections(index, relabel(detections, spec.class_names, index.class_names)).training_metrics()
     return BenchmarkRow(form, size_on_disk(path), ms_batch1, ms_batch, metrics["map50"], metrics["coco_ap"])
 

@@ -20,8 +20,9 @@ from ssdcli.data.synth import write_synth
 from ssdcli.engine.evaluate.outcome import EvalOutcome
 from ssdcli.engine.evaluate.run import run_eval
 from ssdcli.engine.events import EventHandler, Message, ignore_events
-from ssdcli.engine.inference.detectors import torch_predictor
-from ssdcli.engine.inference.predict import PredictResult, run_predict
+from ssdcli.engine.inference.detectors import load_detector
+from ssdcli.engine.inference.options import DISPLAY_THRESHOLD, DetectOptions
+from ssdcli.engine.predict.run import PredictResult, run_predict
 from ssdcli.engine.train.loop import TrainResult, train
 from ssdcli.errors import Interrupted
 
@@ -99,7 +100,7 @@ def _demo_in(run_dir: Path, settings: DemoSettings, emit: EventHandler) -> DemoR
     evaluation = run_eval(evaluate, emit)
     test_index = open_index(data_dir, "test")
     sources = [str(r.path) for r in test_index.records[: settings.predict_images]]
-    predictor = torch_predictor(best, "cpu")
+    predictor = load_detector(best, "checkpoint", "cpu", DetectOptions(DISPLAY_THRESHOLD))
     prediction = run_predict(predictor, sources, run_dir / "predict", emit=emit)
     assert prediction.run_dir is not None  # an output folder was given
     write_json(prediction.run_dir / "predictions.json", prediction.report())

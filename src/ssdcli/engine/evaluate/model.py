@@ -18,12 +18,12 @@ from ssdcli.data.results_io import write_coco_results, write_devkit_detections
 from ssdcli.engine.evaluate.outcome import ModelRun
 from ssdcli.engine.evaluate.plots import evaluation_plot_paths, write_evaluation_plots
 from ssdcli.engine.evaluate.validation import coco_results, devkit_rows, result_categories
-from ssdcli.engine.inference.detectors import LoadedDetector
+from ssdcli.engine.inference.detectors import Detector
 from ssdcli.errors import DataError, UsageError
 from ssdcli.metrics.voc import VocResult
 
 
-def open_for_model(loaded: LoadedDetector, data: str | Path, split: str | None, data_format: str) -> DatasetIndex:
+def open_for_model(loaded: Detector, data: str | Path, split: str | None, data_format: str) -> DatasetIndex:
     """The split with the model's classes; for torchvision's detectors (COCO's 91-index label space, 'N/A'
     placeholders) the data's own classes, each of which must be one of the detector's."""
     names = loaded.spec.class_names

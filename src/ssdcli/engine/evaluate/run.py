@@ -102,10 +102,7 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     plots = Path(config.plots) if config.plots is not None else None
     if plots is not None:
         check_plot_folder(plots, index.class_names[1:], config.force)
-    detections = detect_index_with(
-        detector.detect, index, spec.layout.image_size, spec.mean, spec.std, config.batch_size, emit=emit,
-        resize=spec.resize,
-    )  # fmt: skip
+    detections = detect_index_with(detector.detect_batch, index, spec, config.batch_size, emit=emit)
     detections = relabel(detections, spec.class_names, index.class_names)
     outcome = evaluate_detections(
         index, detections, metric=config.voc_metric, iou_threshold=config.iou, per_class=config.per_class  # type: ignore[arg-type]

@@ -28,7 +28,7 @@ from ssdcli.core.detections import Detections
 from ssdcli.core.postprocess import postprocess
 from ssdcli.data.images import IMAGE_SUFFIXES, read_image_rgb
 from ssdcli.engine.export.parity import ExportFailed, check_finite
-from ssdcli.engine.inference.preprocess import network_input
+from ssdcli.engine.inference.preprocess import prepare
 from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.metrics.voc import VocImageGT, voc_evaluate
 from ssdcli.models.spec import ModelSpec
@@ -144,12 +144,9 @@ def calibration_images(source: Path, limit: int = MAX_CALIBRATION_IMAGES, seed: 
     return found
 
 
-def _inputs(paths: Sequence[Path], size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+def _inputs(paths: Sequence[Path], spec: ModelSpec) -> np.ndarray:
     """Network inputs [N, 3, S, S] float32 of image files, prepared as prediction prepares them."""
-    tensors = [
-        network_input(torch.from_numpy(read_image_rgb(p)).permute(2, 0, 1), size, tuple(mean), tuple(std))
-        for p in paths
-    ]
+    tensors = [prepare(torch.from_numpy(read_image_rgb(p)).permute(2, 0, 1), spec) for p in paths]
     return torch.stack(tensors).numpy()
 
 
@@ -264,7 +261,7 @@ def quantize_onnx(
 ) -> QuantizeResult:
     """Quantise the network of the FP32 file ``fp32`` (outputs ``conf`` and ``loc``) of the model ``spec`` into
     ``out``, calibrated on the image files ``images`` (the last :func:`check_count` held back for the check)."""
-    return quantize_prepared(fp32, out, _inputs(images, spec.layout.image_size, spec.mean, spec.std), spec, recipe)
+    return quantize_prepared(fp32, out, _inputs(images, spec), spec, recipe)
 
 
 def quantize_prepared(
@@ -304,15 +301,9 @@ def run_network(session: Any, images: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _detections(conf: np.ndarray, loc: np.ndarray, spec: ModelSpec) -> list[Detections]:
     """Detections of raw outputs conf [N, A, C], loc [N, A, 4], decoded and NMS'd with the model's settings,
     boxes in pixels of the network input, those thinner than :data:`MIN_BOX_SIDE` left out."""
-    settings, size = spec.postprocess, spec.layout.image_size
+    size = spec.layout.image_size
     found = postprocess(
-        torch.from_numpy(conf).float(),
-        torch.from_numpy(loc).float(),
-        default_boxes(spec.layout),
-        settings.score_threshold,
-        settings.iou_threshold,
-        settings.top_k,
-        settings.pre_nms_top_k,
+        torch.from_numpy(conf).float(), torch.from_numpy(loc).float(), default_boxes(spec.layout), spec.postprocess
     )
     detections = [
         Detections((d["boxes"] * size).numpy(), d["scores"].numpy(), d["labels"].numpy(), image_id=i)

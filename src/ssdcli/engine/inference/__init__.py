@@ -1,1 +1,2 @@
-"""Inference: a trained model in any form (checkpoint, ONNX, TorchScript) turned into detections in pixels."""
+"""Inference: a trained model in any form (checkpoint, TorchScript, ONNX, OpenVINO) as one
+:class:`~ssdcli.engine.inference.detectors.Detector` that turns images into detections in pixels."""

@@ -1,50 +1,73 @@
-"""Running a model over a data set: batched forward, decoding and NMS, boxes back in original image pixels."""
+"""Running a detector over a data set: each image prepared as every command prepares it, batched, boxes back in the
+original image pixels."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from ssdcli.config import DEFAULT_RESIZE
 from ssdcli.core.detections import Detections
-from ssdcli.core.postprocess import EVAL_SETTINGS, postprocess
+from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
 from ssdcli.data.collate import checked_batches, collate_detections
 from ssdcli.data.dataset import DetectionDataset
 from ssdcli.data.records import DatasetIndex
 from ssdcli.engine.events import EvalProgress, EventHandler, ignore_events
-from ssdcli.engine.inference.predictor import to_pixels
-from ssdcli.models.spec import ModelConfig
+from ssdcli.engine.inference.detectors import NetworkBackend, to_pixels
+from ssdcli.engine.inference.preprocess import InputSpec, prepare
+
+#: Prepared images [B, 3, S, S] -> per image normalised detections (``boxes`` [K, 4] xyxy, ``scores``, ``labels``).
+BatchDetect = Callable[[Tensor], list[dict[str, Tensor]]]
+
+
+class PreparedSample:
+    """The transform of a :class:`DetectionDataset` sample for detection: the image by :func:`prepare`, its boxes
+    scaled with it to the S x S input (the dataset's convention; detection does not read them)."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, image: Tensor, target: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        height, width = image.shape[-2:]
+        size = self.spec.layout.image_size
+        scale = torch.tensor([size / width, size / height, size / width, size / height], dtype=torch.float32)
+        boxes = target["boxes"].as_subclass(Tensor) * scale  # [G, 4] xyxy in input pixels
+        return prepare(image.as_subclass(Tensor), self.spec), {**target, "boxes": boxes}
+
+
+def prepared_dataset(index: DatasetIndex, spec: InputSpec, return_failures: bool = False) -> DetectionDataset:
+    """The images of ``index`` prepared for ``spec`` (:class:`PreparedSample`); with ``return_failures``, a
+    ``LoadFailure`` for an image that cannot be read (see :func:`checked_batches`) instead of a DataError."""
+    transform = PreparedSample(spec)
+    return DetectionDataset(index, spec.layout.image_size, False, transforms=transform, return_failures=return_failures)
 
 
 @torch.no_grad()
 def detect_index_with(
-    detect: Callable[[Tensor], list[dict[str, Tensor]]],
+    detect: BatchDetect,
     index: DatasetIndex,
-    image_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
+    spec: InputSpec,
     batch_size: int = 16,
     workers: int = 0,
     emit: EventHandler = ignore_events,
-    resize: str = DEFAULT_RESIZE,
 ) -> list[Detections]:
-    """Detections for every image of ``index`` (evaluation transforms: resize to ``image_size`` the model's way,
-    see ``ModelConfig.resize``, and normalise).
+    """Detections for every image of ``index``, each prepared by :func:`prepare` for ``spec``.
 
-    ``detect`` maps images [B, 3, S, S] to per-image normalised detections (see ``engine.detectors``), so a
-    checkpoint, an ONNX file and a TorchScript file are evaluated on exactly the same inputs.
+    ``detect`` is a detector's :meth:`~ssdcli.engine.inference.detectors.Detector.detect_batch` (any model form) or
+    a model in memory (:func:`detect_index`): each is evaluated on exactly the inputs ``ssd predict`` gives it.
     """
-    dataset = DetectionDataset(index, image_size, False, mean, std, return_failures=True, resize=resize)
+    dataset = prepared_dataset(index, spec, return_failures=True)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_detections)
     results: list[Detections] = []
     for batch in checked_batches(loader):
         detections = detect(batch.images)
-        for image_id, (height, width), found in zip(batch.image_ids.tolist(), batch.orig_sizes.tolist(), detections):
-            boxes, scores, labels = to_pixels(found, int(height), int(width))
-            results.append(Detections(boxes, scores, labels, image_id=int(image_id), image_size=(int(height), int(width))))
+        sizes = batch.orig_sizes.tolist()  # [B] of (h, w)
+        for image_id, (height, width), found in zip(batch.image_ids.tolist(), sizes, detections, strict=True):
+            boxes, scores, labels = to_pixels(found, height, width)
+            results.append(Detections(boxes, scores, labels, image_id=int(image_id), image_size=(height, width)))
         emit(EvalProgress(len(results), len(dataset)))
     return results
 
@@ -57,27 +80,19 @@ def detect_index(
     device: torch.device,
     batch_size: int = 16,
     workers: int = 0,
-    score_threshold: float = EVAL_SETTINGS.score_threshold,
-    iou_threshold: float = EVAL_SETTINGS.iou_threshold,
-    top_k: int = EVAL_SETTINGS.top_k,
+    settings: PostprocessSettings = EVAL_SETTINGS,
     emit: EventHandler = ignore_events,
-    pre_nms_top_k: int = EVAL_SETTINGS.pre_nms_top_k,
 ) -> list[Detections]:
-    """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc), run in eval mode."""
-    config: ModelConfig = model.config  # type: ignore[assignment]  # an SSD's; nn.Module hides it
+    """:func:`detect_index_with` for a model in memory ([B, 3, S, S] -> conf, loc; its ``config`` the input
+    spec) with default boxes ``anchors`` [A, 4] on ``device``, run in eval mode."""
+    backend = NetworkBackend(model, anchors, device)
 
     def detect(images: Tensor) -> list[dict[str, Tensor]]:
-        images = images.to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        conf, loc = model(images)
-        return postprocess(conf, loc, anchors, score_threshold, iou_threshold, top_k, pre_nms_top_k)
+        return backend(images, settings)
 
     was_training = model.training
     model.eval()
     try:
-        return detect_index_with(
-            detect, index, config.layout.image_size, config.mean, config.std, batch_size, workers, emit, config.resize
-        )
+        return detect_index_with(detect, index, cast(InputSpec, model.config), batch_size, workers, emit)
     finally:
         model.train(was_training)

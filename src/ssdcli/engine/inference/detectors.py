@@ -1,53 +1,164 @@
-"""A trained model in any of its forms (checkpoint, ONNX file, TorchScript file, OpenVINO folder) as one thing that
-detects.
+"""A trained model in any of its forms (checkpoint or torchvision's detector, TorchScript file, ONNX file with or
+without NMS in its graph, OpenVINO export) as one :class:`Detector`: images in, detections in pixels out.
 
-Evaluating an exported file the way a checkpoint is evaluated (same data pipeline, same score threshold, same
-evaluators) is what shows that the export kept the model's accuracy: :func:`load_detector` gives a
-:class:`LoadedDetector` whatever the file, and :func:`ssdcli.engine.inference.batched.detect_index_with` runs it over a
-data set.
+``ssd eval``, ``ssd predict``, ``ssd benchmark`` and ``ssdcli.load`` all load through :func:`load_detector`, and
+every form is fed by :func:`~ssdcli.engine.inference.preprocess.prepare`: what differs between the forms is the
+backend alone (the network's raw outputs decoded by ssdcli, or a graph that decodes and suppresses itself), so an
+export evaluated or run is compared with its checkpoint on exactly the same inputs.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ssdcli.config import MODEL_FORMATS
 from ssdcli.core.anchors import default_boxes
+from ssdcli.core.detections import Detections
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.core.postprocess import PostprocessSettings, postprocess
 from ssdcli.engine.inference.loading import load_model
-from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
+from ssdcli.engine.inference.options import DetectOptions
+from ssdcli.engine.inference.preprocess import ImageLike, prepare, to_rgb_tensor
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.spec import ModelSpec
 
-#: images [B, 3, S, S] normalised -> per image {"boxes" [K, 4] xyxy normalised, "scores" [K], "labels" [K]}.
-BatchDetector = Callable[[Tensor], list[dict[str, Tensor]]]
+#: A network: images [B, 3, S, S] normalised -> (conf [B, A, C], loc [B, A, 4]).
+RawNetwork = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
-@dataclass(frozen=True)
-class LoadedDetector:
-    """A model file ready to detect: ``detect`` on normalised images of ``spec.layout.image_size``, with the
-    detection settings of ``spec.postprocess`` (the model's own: ssdcli's evaluation settings for checkpoints,
-    torchvision's for its detectors). ``pretrained`` names torchvision's weights, None otherwise."""
+class Backend(Protocol):
+    """What turns a batch of prepared images [B, 3, S, S] into detections per image (``boxes`` [K, 4] xyxy
+    normalised, ``scores`` [K], ``labels`` [K]) under the given settings."""
 
-    detect: BatchDetector
+    @property
+    def device(self) -> torch.device: ...
+
+    def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]: ...
+
+    def check(self, settings: PostprocessSettings, options: DetectOptions, path: Path) -> None:
+        """UsageError for settings this backend cannot honour."""
+        ...
+
+
+class NetworkBackend:
+    """A network with raw outputs (a PyTorch model, a TorchScript module, an ONNX file without NMS, an OpenVINO
+    export), decoded and suppressed by ssdcli (DESIGN.md 1.5) on ``device``."""
+
+    def __init__(self, network: RawNetwork, anchors: Tensor, device: torch.device | str = "cpu") -> None:
+        self.network = network
+        self.device = torch.device(device)
+        self.anchors = anchors.to(self.device)  # [A, 4] cxcywh
+
+    @classmethod
+    def of(cls, network: RawNetwork, layout: AnchorLayout, device: torch.device | str = "cpu") -> NetworkBackend:
+        """The backend of ``network`` with the default boxes of ``layout``."""
+        return cls(network, default_boxes(layout, device=torch.device(device)), device)
+
+    def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]:
+        batch = batch.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        conf, loc = self.network(batch)  # [B, A, C], [B, A, 4]
+        return postprocess(conf.to(self.device), loc.to(self.device), self.anchors, settings)
+
+    def check(self, settings: PostprocessSettings, options: DetectOptions, path: Path) -> None:
+        """Any settings: the decoding and NMS are ssdcli's."""
+
+
+def to_pixels(detections: dict[str, Tensor], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised xyxy detections of one image -> (boxes [K, 4] pixels, scores [K], labels [K]) as numpy."""
+    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
+    boxes = detections["boxes"].float().cpu() * scale
+    return boxes.numpy(), detections["scores"].float().cpu().numpy(), detections["labels"].cpu().numpy()
+
+
+@dataclass
+class Detector:
+    """A model ready to detect: images of any size in (paths, numpy BGR arrays as OpenCV gives, RGB tensors), each
+    prepared by :func:`~ssdcli.engine.inference.preprocess.prepare`, run by ``backend`` with ``settings``, and
+    :class:`Detections` in each image's pixels out.
+
+    ``detector(images)`` takes one image or a list; :meth:`detect` one image; :meth:`detect_batch` images already
+    prepared. ``settings`` and ``classes`` (the class names whose detections are kept; None: every class) may be
+    changed between calls. ``format`` is one of :data:`MODEL_FORMATS`; ``pretrained`` names torchvision's weights,
+    None otherwise.
+    """
+
     spec: ModelSpec
-    format: str  # one of MODEL_FORMATS
-    device: torch.device
+    backend: Backend
+    settings: PostprocessSettings
     path: Path
+    format: str = "checkpoint"
     pretrained: str | None = None
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self._label_ids()  # unknown class names refused before any detection
+
+    def _label_ids(self) -> list[int] | None:
+        """The labels of ``classes``, None for every class; UsageError naming a class the model does not know."""
+        if self.classes is None:
+            return None
+        known = {name: i for i, name in enumerate(self.spec.class_names) if i > 0}
+        unknown = [c for c in self.classes if c not in known]
+        if unknown:
+            raise UsageError(f"classes: unknown class(es) {unknown}; the model knows {list(known)}")
+        return [known[c] for c in self.classes]
+
+    @property
+    def device(self) -> torch.device:
+        return self.backend.device
+
+    @torch.no_grad()
+    def detect_batch(self, batch: Tensor) -> list[dict[str, Tensor]]:
+        """Prepared images [B, 3, S, S] -> per image ``boxes`` [K, 4] xyxy normalised, ``scores`` [K], ``labels``
+        [K], every class (``classes`` applies to the detections in pixels)."""
+        return self.backend(batch, self.settings)
+
+    def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
+        """Detections for a batch of [3, H, W] uint8 RGB tensors, in their pixels."""
+        if not images:
+            return []
+        batch = torch.stack([prepare(image, self.spec) for image in images])  # [B, 3, S, S]
+        keep = self._label_ids()
+        return [
+            self._in_pixels(found, int(image.shape[1]), int(image.shape[2]), keep)
+            for image, found in zip(images, self.detect_batch(batch), strict=True)
+        ]
+
+    def _in_pixels(self, found: dict[str, Tensor], height: int, width: int, keep: list[int] | None) -> Detections:
+        boxes, scores, labels = to_pixels(found, height, width)
+        if keep is not None:
+            mask = np.isin(labels, keep)
+            boxes, scores, labels = boxes[mask], scores[mask], labels[mask]
+        names = tuple(self.spec.class_names[int(label)] for label in labels)
+        return Detections(boxes, scores, labels, names=names, image_size=(height, width))
+
+    def detect(self, image: ImageLike) -> Detections:
+        """The detections of one image (a path, a numpy BGR array or an RGB tensor) in its pixels."""
+        return self.predict_rgb([to_rgb_tensor(image)])[0]
+
+    def __call__(self, images: ImageLike | Sequence[ImageLike], batch_size: int = 16) -> list[Detections]:
+        items = [images] if isinstance(images, (str, Path, np.ndarray, Tensor)) else list(images)
+        results: list[Detections] = []
+        for start in range(0, len(items), batch_size):
+            results.extend(self.predict_rgb([to_rgb_tensor(item) for item in items[start : start + batch_size]]))
+        return results
 
 
 def guess_model_format(path: str | Path) -> str:
-    """``onnx`` for ``.onnx``, ``torchscript`` for ``.torchscript.pt``, ``openvino`` for a ``.xml`` file or a folder
-    holding ``model.xml`` (as ``ssd export`` names them), else ``checkpoint``."""
+    """``onnx`` for ``.onnx``, ``torchscript`` for ``.torchscript.pt`` or ``.ts``, ``openvino`` for a ``.xml`` file
+    or a folder holding ``model.xml`` (as ``ssd export`` names them), else ``checkpoint``."""
     from ssdcli.engine.inference.openvino_runtime import is_openvino
 
     name = Path(path).name.lower()
@@ -60,85 +171,22 @@ def guess_model_format(path: str | Path) -> str:
     return "checkpoint"
 
 
-def _raw_detector(
-    network: Callable[[Tensor], tuple[Tensor, Tensor]], anchors: Tensor, device: torch.device, settings: PostprocessSettings
-) -> BatchDetector:
-    """A detector over a network that gives (conf [B, A, C], loc [B, A, 4]): the project's decoding and NMS."""
+@dataclass(frozen=True)
+class _Opened:
+    """A model file opened: its spec, the backend that runs it, the path it came from, torchvision's weights name."""
 
-    @torch.no_grad()
-    def detect(images: Tensor) -> list[dict[str, Tensor]]:
-        images = images.to(device)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        conf, loc = network(images)
-        return postprocess(
-            conf.to(device),
-            loc.to(device),
-            anchors,
-            settings.score_threshold,
-            settings.iou_threshold,
-            settings.top_k,
-            settings.pre_nms_top_k,
-        )
-
-    return detect
+    spec: ModelSpec
+    backend: Backend
+    path: Path
+    pretrained: str | None = None
 
 
-def _checkpoint(path: str | Path, device: torch.device) -> LoadedDetector:
+def _checkpoint(path: str | Path, device: torch.device) -> _Opened:
     loaded = load_model(path, device)
     if device.type == "cuda":
         loaded.model.to(memory_format=torch.channels_last)
-    spec = loaded.spec
-    anchors = default_boxes(spec.layout, device=device)
-    detect = _raw_detector(loaded.model, anchors, device, spec.postprocess)
-    return LoadedDetector(detect, spec, "checkpoint", device, loaded.path, loaded.pretrained)
-
-
-def _onnx(path: Path) -> LoadedDetector:
-    from ssdcli.engine.inference.onnx_runtime import (
-        OnnxNetwork,
-        box_scale,
-        decoded_detections,
-        input_feed,
-        model_spec,
-        open_onnx,
-    )
-
-    session, meta = open_onnx(path)
-    spec = model_spec(meta, path)
-    settings = spec.postprocess
-    feed = input_feed(meta, spec)
-    cpu = torch.device("cpu")
-    if meta.get("with_nms"):
-        built_in_score = float(meta.get("score_threshold", settings.score_threshold))
-        if built_in_score > settings.score_threshold:
-            raise UsageError(
-                f"this file drops scores up to {built_in_score:g} inside its graph; evaluation needs scores from "
-                f"{settings.score_threshold:g}: export it again with the default score threshold",
-                path=path,
-            )
-
-        def detect(images: Tensor) -> list[dict[str, Tensor]]:
-            return decoded_detections(
-                session, images, settings.score_threshold, settings.top_k, feed, box_scale(meta, spec)
-            )
-
-        return LoadedDetector(detect, spec, "onnx", cpu, path)
-    anchors = default_boxes(spec.layout, device=cpu)
-    network = OnnxNetwork(session, feed)
-    return LoadedDetector(_raw_detector(network, anchors, cpu, settings), spec, "onnx", cpu, path)
-
-
-def _openvino(path: Path) -> LoadedDetector:
-    from ssdcli.engine.inference.onnx_runtime import model_spec
-    from ssdcli.engine.inference.openvino_runtime import OpenVinoNetwork, open_openvino
-
-    compiled, meta = open_openvino(path)
-    spec = model_spec(meta, path, "OpenVINO model")
-    cpu = torch.device("cpu")
-    anchors = default_boxes(spec.layout, device=cpu)
-    detect = _raw_detector(OpenVinoNetwork(compiled), anchors, cpu, spec.postprocess)
-    return LoadedDetector(detect, spec, "openvino", cpu, path)
+    backend = NetworkBackend.of(loaded.model, loaded.spec.layout, device)
+    return _Opened(loaded.spec, backend, loaded.path, loaded.pretrained)
 
 
 @contextmanager
@@ -150,7 +198,7 @@ def torchscript_quiet() -> Iterator[None]:
         yield
 
 
-def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
+def _torchscript(path: Path, device: torch.device) -> _Opened:
     from ssdcli.engine.inference.onnx_runtime import model_spec
 
     if not path.is_file():
@@ -163,56 +211,71 @@ def _torchscript(path: Path, device: torch.device) -> LoadedDetector:
         raise CheckpointError(f"not a readable TorchScript file ({str(error).splitlines()[0]})", path=path) from None
     if not extra["ssdcli.json"]:
         raise CheckpointError("TorchScript file has no ssdcli metadata (export it with 'ssd export')", path=path)
-    meta = json.loads(extra["ssdcli.json"])
-    spec = model_spec(meta, path, "TorchScript file")
+    spec = model_spec(json.loads(extra["ssdcli.json"]), path, "TorchScript file")
     module.eval()
-    anchors = default_boxes(spec.layout, device=device)
-    detect = _raw_detector(module, anchors, device, spec.postprocess)
-    return LoadedDetector(detect, spec, "torchscript", device, path)
+    return _Opened(spec, NetworkBackend.of(module, spec.layout, device), path)
 
 
-def load_detector(path: str | Path, model_format: str = "auto", device: torch.device | str = "cpu") -> LoadedDetector:
-    """A checkpoint (or torchvision's detector, see ``load_model``), an ONNX file (with or without NMS in the
-    graph), a TorchScript file or an OpenVINO export as a detector with the model's own detection settings.
+def _onnx(path: Path) -> _Opened:
+    from ssdcli.engine.inference.onnx_runtime import (
+        DecodedBackend,
+        OnnxNetwork,
+        box_scale,
+        built_in_settings,
+        input_feed,
+        model_spec,
+        open_onnx,
+    )
 
-    ``model_format`` "auto" guesses from the file name (:func:`guess_model_format`). ONNX files run on the CPU
-    with ONNX Runtime, OpenVINO exports on the CPU with OpenVINO.
-    """
-    device = torch.device(device)
-    fmt = guess_model_format(path) if model_format == "auto" else model_format
-    if fmt not in MODEL_FORMATS:
-        raise UsageError(f"unknown model format {fmt!r} (choose from {', '.join(MODEL_FORMATS)})")
-    if fmt == "onnx":
+    session, meta = open_onnx(path)
+    spec = model_spec(meta, path)
+    feed = input_feed(meta, spec)
+    if meta.get("with_nms"):
+        backend: Backend = DecodedBackend(session, feed, box_scale(meta, spec), built_in_settings(meta, spec))
+    else:
+        backend = NetworkBackend.of(OnnxNetwork(session, feed), spec.layout)
+    return _Opened(spec, backend, path)
+
+
+def _openvino(path: Path) -> _Opened:
+    from ssdcli.engine.inference.onnx_runtime import model_spec
+    from ssdcli.engine.inference.openvino_runtime import OpenVinoNetwork, open_openvino
+
+    compiled, meta = open_openvino(path)
+    spec = model_spec(meta, path, "OpenVINO model")
+    return _Opened(spec, NetworkBackend.of(OpenVinoNetwork(compiled), spec.layout), path)
+
+
+def _open(path: str | Path, model_format: str, device: torch.device) -> _Opened:
+    if model_format == "onnx":
         return _onnx(Path(path))
-    if fmt == "torchscript":
+    if model_format == "torchscript":
         return _torchscript(Path(path), device)
-    if fmt == "openvino":
+    if model_format == "openvino":
         return _openvino(Path(path))
     return _checkpoint(path, device)
 
 
+def load_detector(
+    path: str | Path,
+    model_format: str = "auto",
+    device: torch.device | str = "cpu",
+    options: DetectOptions | None = None,
+) -> Detector:
+    """A checkpoint (or torchvision's detector, by weights name or file: see ``load_model``), an ONNX file (with or
+    without NMS in the graph), a TorchScript file or an OpenVINO export (its folder or ``.xml`` file) as a
+    :class:`Detector`, with the model's own detection settings (``spec.postprocess``: ssdcli's evaluation settings
+    for checkpoints, torchvision's for its detectors) where ``options`` (None: all) leaves them None.
 
-def torch_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
-    """A predictor over a checkpoint's model, or one of torchvision's detectors (name or file, see ``load_model``).
-
-    Options left out or None take the model's own settings (``LoadedModel.spec.postprocess``)."""
-    loaded = load_model(path, device)
-    spec = loaded.spec
-    options = model_settings(spec.postprocess, options)
-    if torch.device(device).type == "cuda":
-        loaded.model.to(memory_format=torch.channels_last)
-    return Predictor(NetworkBackend(loaded.model, spec.layout, device), spec, **options)  # type: ignore[arg-type]
-
-
-def load_predictor(path: str | Path, device: str | torch.device = "cpu", **options: object) -> Predictor:
-    """A predictor (images in, detections in pixels out) from a checkpoint, torchvision's detector, an exported
-    ONNX file (``.onnx``) or an OpenVINO export (its folder or ``.xml`` file)."""
-    from ssdcli.engine.inference.openvino_runtime import is_openvino, openvino_predictor
-
-    if is_openvino(path):
-        return openvino_predictor(path, **options)
-    if Path(path).suffix.lower() == ".onnx":
-        from ssdcli.engine.inference.onnx_runtime import onnx_predictor
-
-        return onnx_predictor(path, **options)
-    return torch_predictor(path, device, **options)
+    ``model_format`` "auto" guesses from the file name (:func:`guess_model_format`). ONNX files run on the CPU
+    with ONNX Runtime, OpenVINO exports on the CPU with OpenVINO. UsageError for options the file cannot honour
+    (another NMS IoU than the one in its graph, a score threshold below the scores its graph drops).
+    """
+    fmt = guess_model_format(path) if model_format == "auto" else model_format
+    if fmt not in MODEL_FORMATS:
+        raise UsageError(f"unknown model format {fmt!r} (choose from {', '.join(MODEL_FORMATS)})")
+    options = options or DetectOptions()
+    opened = _open(path, fmt, torch.device(device))
+    settings = options.over(opened.spec.postprocess)
+    opened.backend.check(settings, options, opened.path)
+    return Detector(opened.spec, opened.backend, settings, opened.path, fmt, opened.pretrained, options.classes)

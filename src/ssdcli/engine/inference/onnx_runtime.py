@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ssdcli.core.postprocess import EVAL_SETTINGS, PostprocessSettings
-from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
+from ssdcli.engine.inference.options import DetectOptions
 from ssdcli.errors import CheckpointError, UsageError
 from ssdcli.models.spec import ModelSpec
 
@@ -101,64 +102,71 @@ class OnnxNetwork:
         return torch.from_numpy(conf), torch.from_numpy(loc)
 
 
-def decoded_detections(
-    session: Any,
-    batch: Tensor,
-    score_threshold: float,
-    top_k: int,
-    feed: InputFeed = InputFeed(),
-    box_scale: float = 1.0,
-) -> list[dict[str, Tensor]]:
-    """Run a graph exported with ``--with-nms`` on images [B, 3, S, S]: per image ``boxes`` [K, 4] xyxy normalised
-    (the graph's boxes divided by ``box_scale``: S for a file that gives pixels), ``scores`` [K] and ``labels``
-    [K], scores above ``score_threshold``, the ``top_k`` best (as postprocess gives)."""
-    parts, offset = [], 0
-    for outputs, real in _run_in_batches(session, batch, feed):  # outputs: boxes, scores, labels, batch_index
-        keep = outputs[3] < real  # drops the padding images' detections
-        parts.append([a[keep] for a in outputs[:3]] + [outputs[3][keep] + offset])
-        offset += real
-    boxes, scores, labels, batch_index = (torch.from_numpy(np.concatenate(column)) for column in zip(*parts))
-    boxes = boxes / box_scale
-    results = []
-    for i in range(batch.shape[0]):
-        mine = (batch_index == i) & (scores > score_threshold)
-        order = torch.argsort(scores[mine], descending=True, stable=True)[:top_k]
-        results.append({"boxes": boxes[mine][order], "scores": scores[mine][order], "labels": labels[mine][order].long()})
-    return results
-
-
 class DecodedBackend:
-    """An ONNX file exported with ``--with-nms``: the graph decodes and suppresses at the NMS IoU it was built with;
-    this keeps the score threshold and the top-k per image."""
+    """An ONNX file exported with ``--with-nms``: the graph decodes and suppresses at the NMS IoU and above the lowest
+    score it was built with (``built_in``); this keeps the score threshold and the top-k per image of the settings
+    it is called with. Runs on the CPU."""
 
-    def __init__(self, session: Any, feed: InputFeed, box_scale: float) -> None:
+    device = torch.device("cpu")
+
+    def __init__(self, session: Any, feed: InputFeed, box_scale: float, built_in: PostprocessSettings) -> None:
         self.session = session
         self.feed = feed
         self.box_scale = box_scale
+        self.built_in = built_in
 
     def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]:
-        return decoded_detections(
-            self.session, batch, settings.score_threshold, settings.top_k, self.feed, self.box_scale
-        )
+        """Images [B, 3, S, S] -> per image ``boxes`` [K, 4] xyxy normalised (the graph's boxes divided by
+        ``box_scale``: S for a file that gives pixels), ``scores`` [K] and ``labels`` [K], scores above
+        ``settings.score_threshold``, the ``settings.top_k`` best (as postprocess gives)."""
+        parts, offset = [], 0
+        for outputs, real in _run_in_batches(self.session, batch, self.feed):  # boxes, scores, labels, batch_index
+            keep = outputs[3] < real  # drops the padding images' detections
+            parts.append([a[keep] for a in outputs[:3]] + [outputs[3][keep] + offset])
+            offset += real
+        boxes, scores, labels, batch_index = (torch.from_numpy(np.concatenate(column)) for column in zip(*parts))
+        boxes = boxes / self.box_scale
+        results = []
+        for i in range(batch.shape[0]):
+            mine = (batch_index == i) & (scores > settings.score_threshold)
+            order = torch.argsort(scores[mine], descending=True, stable=True)[: settings.top_k]
+            found = {"boxes": boxes[mine][order], "scores": scores[mine][order], "labels": labels[mine][order].long()}
+            results.append(found)
+        return results
 
-
-def _check_built_in_nms(meta: dict[str, Any], options: dict[str, Any], path: Path) -> None:
-    """A file exported with ``--with-nms`` has its NMS IoU and lowest score fixed: refuse options it cannot honour
-    instead of ignoring them."""
-    iou = float(options.get("iou_threshold", EVAL_SETTINGS.iou_threshold))
-    built_in_iou = float(meta.get("iou_threshold", EVAL_SETTINGS.iou_threshold))
-    if abs(iou - built_in_iou) > 1e-6:
+    def check(self, settings: PostprocessSettings, options: DetectOptions, path: Path) -> None:
+        """Refuse settings the graph cannot honour instead of ignoring them: another NMS IoU than its own, a score
+        threshold below the scores it drops (``options``: the settings the caller chose, the rest the model's)."""
+        built_in = self.built_in
+        if options.iou_threshold is not None and abs(settings.iou_threshold - built_in.iou_threshold) > 1e-6:
+            raise UsageError(
+                f"`iou_threshold` {settings.iou_threshold:g}: this file has NMS at IoU {built_in.iou_threshold:g} "
+                "built in; export without `with_nms` to choose the IoU when predicting",
+                path=path,
+            )
+        if built_in.score_threshold <= settings.score_threshold:
+            return
+        if options.conf_threshold is not None:
+            raise UsageError(
+                f"`conf_threshold` {settings.score_threshold:g}: this file drops scores of "
+                f"{built_in.score_threshold:g} and below inside its graph",
+                path=path,
+            )
         raise UsageError(
-            f"`iou_threshold` {iou:g}: this file has NMS at IoU {built_in_iou:g} built in; export without `with_nms` to choose "
-            "the IoU when predicting",
+            f"this file drops scores up to {built_in.score_threshold:g} inside its graph; evaluation needs scores "
+            f"from {settings.score_threshold:g}: export it again with the default score threshold",
             path=path,
         )
-    conf = float(options.get("conf_threshold", 0.25))
-    built_in_score = float(meta.get("score_threshold", 0.0))
-    if conf < built_in_score:
-        raise UsageError(
-            f"`conf_threshold` {conf:g}: this file drops scores of {built_in_score:g} and below inside its graph", path=path
-        )
+
+
+def built_in_settings(meta: dict[str, Any], spec: ModelSpec) -> PostprocessSettings:
+    """The NMS IoU and lowest score a ``--with-nms`` file's graph was built with (its metadata's ``iou_threshold``,
+    ``score_threshold``; where absent, ssdcli's evaluation IoU and no score dropped)."""
+    return dataclasses.replace(
+        spec.postprocess,
+        score_threshold=float(meta.get("score_threshold", 0.0)),
+        iou_threshold=float(meta.get("iou_threshold", EVAL_SETTINGS.iou_threshold)),
+    )
 
 
 def model_spec(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") -> ModelSpec:
@@ -173,17 +181,6 @@ def model_spec(meta: dict[str, Any], path: str | Path, what: str = "ONNX file") 
 def open_onnx(path: str | Path) -> tuple[Any, dict[str, Any]]:
     """An ONNX Runtime session of an exported file and its ssdcli metadata."""
     return _open_session(Path(path))
-
-
-def onnx_predictor(path: str | Path, **options: Any) -> Predictor:
-    session, meta = _open_session(Path(path))
-    spec = model_spec(meta, path)
-    options = model_settings(spec.postprocess, options)
-    feed = input_feed(meta, spec)
-    if meta.get("with_nms"):
-        _check_built_in_nms(meta, options, Path(path))
-        return Predictor(DecodedBackend(session, feed, box_scale(meta, spec)), spec, **options)
-    return Predictor(NetworkBackend(OnnxNetwork(session, feed), spec.layout), spec, **options)
 
 
 def box_scale(meta: dict[str, Any], spec: ModelSpec) -> float:

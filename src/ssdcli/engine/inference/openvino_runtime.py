@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ssdcli.engine.inference.onnx_runtime import METADATA_KEY, model_spec
-from ssdcli.engine.inference.predictor import NetworkBackend, Predictor, model_settings
+from ssdcli.engine.inference.onnx_runtime import METADATA_KEY
 from ssdcli.errors import CheckpointError, UsageError
 
 #: The file names of an OpenVINO export inside its folder (the weights go beside the graph as ``model.bin``).
@@ -82,11 +81,3 @@ class OpenVinoNetwork:
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
         conf, loc = self.run(images.cpu().numpy())
         return torch.from_numpy(conf), torch.from_numpy(loc)
-
-
-def openvino_predictor(path: str | Path, **options: Any) -> Predictor:
-    """A predictor over an OpenVINO export; options left out take the model's own settings."""
-    compiled, meta = open_openvino(path)
-    spec = model_spec(meta, path, "OpenVINO model")
-    options = model_settings(spec.postprocess, options)
-    return Predictor(NetworkBackend(OpenVinoNetwork(compiled), spec.layout), spec, **options)

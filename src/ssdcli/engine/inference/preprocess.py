@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from ssdcli.config import DEFAULT_RESIZE
+from ssdcli.core.layouts import AnchorLayout
 from ssdcli.data.images import read_image_rgb, rgb_from_array
 from ssdcli.errors import DataError
 
@@ -34,17 +35,35 @@ def to_rgb_tensor(image: ImageLike) -> Tensor:
     raise DataError(f"cannot read an image from a {type(image).__name__}")
 
 
-def network_input(
-    rgb: Tensor, image_size: int, mean: tuple[float, ...], std: tuple[float, ...], resize: str = DEFAULT_RESIZE
-) -> Tensor:
-    """[3, H, W] uint8 RGB -> [3, S, S] float normalised, resized without letterboxing.
+class InputSpec(Protocol):
+    """What preparing an image needs of a model: its input size (``layout.image_size``), normalisation and resize
+    rule. A :class:`~ssdcli.models.spec.ModelSpec` and a :class:`~ssdcli.models.spec.ModelConfig` both are one."""
 
-    ``resize="antialias"``: the 8-bit image resized with antialiasing, as training does. ``"bilinear"``: as
-    torchvision's detection transform, the same float operations in the same order: scaled to [0, 1],
-    normalised, then resized bilinearly without antialiasing (``align_corners=False``).
+    @property
+    def layout(self) -> AnchorLayout: ...
+
+    @property
+    def mean(self) -> tuple[float, float, float]: ...
+
+    @property
+    def std(self) -> tuple[float, float, float]: ...
+
+    @property
+    def resize(self) -> str: ...
+
+
+def prepare(rgb: Tensor, spec: InputSpec) -> Tensor:
+    """[3, H, W] uint8 RGB -> [3, S, S] float normalised, resized without letterboxing: the one way every command
+    (``ssd eval``, ``ssd predict``, ``ssd benchmark``, training's validation, ``ssdcli.load``) feeds a model.
+
+    ``spec.resize`` "antialias": the 8-bit image resized with antialiasing, as training does, then scaled to [0, 1]
+    and normalised. "bilinear": as torchvision's detection transform, the same float operations in the same order:
+    scaled to [0, 1] (divided by 255), normalised, then resized bilinearly without antialiasing
+    (``align_corners=False``).
     """
-    if resize == "bilinear":
-        normalised = TF.normalize(rgb.float() / 255.0, list(mean), list(std))  # [3, H, W]
-        return F.interpolate(normalised[None], size=(image_size, image_size), mode="bilinear", align_corners=False)[0]
-    resized = TF.resize(rgb, [image_size, image_size], antialias=True)
-    return TF.normalize(resized.float() / 255.0, list(mean), list(std))
+    size, mean, std = spec.layout.image_size, list(spec.mean), list(spec.std)
+    if spec.resize == "bilinear":
+        normalised = TF.normalize(rgb.float() / 255.0, mean, std)  # [3, H, W]
+        return F.interpolate(normalised[None], size=(size, size), mode="bilinear", align_corners=False)[0]
+    resized = TF.resize(rgb, [size, size], antialias=True)
+    return TF.normalize(resized.float() / 255.0, mean, std)

@@ -25,8 +25,9 @@ from ssdcli.data.images import IMAGE_SUFFIXES, decode_image, write_image
 from ssdcli.data.records import DatasetIndex, DataWarnings, quote_files
 from ssdcli.data.results_io import results_document
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
-from ssdcli.engine.inference.outputs import RunFolder, RunOutputs
-from ssdcli.engine.inference.predictor import Predictor
+from ssdcli.engine.inference.detectors import Detector, load_detector
+from ssdcli.engine.inference.options import DetectOptions
+from ssdcli.engine.predict.outputs import RunFolder, RunOutputs
 from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.viz.boxes import draw_detections
 
@@ -227,17 +228,11 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
     """Load the model of ``config`` and predict on its inputs (see :func:`run_predict`); an ``out`` that cannot be
     written stops it before the model is loaded."""
     from ssdcli.engine.device import resolve_device
-    from ssdcli.engine.inference.detectors import load_predictor
 
     if config.out is not None:
         check_output_folder(config.out)
-    predictor = load_predictor(
-        config.model,
-        resolve_device(config.device),
-        conf_threshold=config.conf_threshold,
-        iou_threshold=config.iou_threshold,
-        classes=list(config.classes) if config.classes is not None else None,
-    )
+    options = DetectOptions(config.conf_threshold, config.iou_threshold, classes=config.classes)
+    predictor = load_detector(config.model, device=resolve_device(config.device), options=options)
     size = predictor.spec.layout.image_size
     if config.img_size is not None and config.img_size != size:
         raise UsageError(f"`img_size` {config.img_size}: the model was trained at {size} px")
@@ -250,7 +245,7 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
 
 
 def run_predict(
-    predictor: Predictor,
+    predictor: Detector,
     sources: Sequence[str],
     out: str | Path | None,
     batch_size: int = 16,
@@ -308,7 +303,7 @@ def run_predict(
 
 
 def _predict_all(
-    predictor: Predictor,
+    predictor: Detector,
     found: Sources,
     result: PredictResult,
     batch_size: int,
@@ -423,7 +418,7 @@ def video_writer(path: Path, fps: float, size: tuple[int, int]) -> tuple[cv2.Vid
 
 
 def _predict_video(
-    predictor: Predictor,
+    predictor: Detector,
     source: Path | int | str,
     folder: RunFolder | None,
     batch_size: int,
@@ -489,7 +484,7 @@ class _VideoReading:
                 used += 1
             index += 1
 
-    def run(self, predictor: Predictor, batch_size: int, result: PredictResult, emit: EventHandler) -> int:
+    def run(self, predictor: Detector, batch_size: int, result: PredictResult, emit: EventHandler) -> int:
         """Predict in batches into ``result`` (and the outputs); the number of frames predicted. DataError
         naming the source if no frame can be read."""
         done = 0
