@@ -24,7 +24,7 @@ from ssdcli.engine.inference.batched import detect_index_with
 from ssdcli.engine.inference.detectors import load_detector
 from ssdcli.engine.inference.options import DetectOptions
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 #: Each export's known precision against PyTorch on the CPU (boxes in image pixels, scores): TorchScript runs the
 #: same kernels; ONNX Runtime and OpenVINO at float32 reorder sums (the parity checks of ``ssd export`` allow 1e-4

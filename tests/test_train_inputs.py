@@ -17,7 +17,7 @@ from ssdcli.data.dataset import open_index
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.checkpoint import load_checkpoint
 from ssdcli.models.build import build_model
-from ssdcli.models.config import default_config
+from ssdcli.models.spec import default_config
 
 QUICK = ["--epochs", "1", "--batch-size", "4", "--max-steps-per-epoch", "2", "--device", "cpu", "--eval-every", "1"]
 
