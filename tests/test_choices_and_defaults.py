@@ -19,7 +19,6 @@ from ssdcli.data.dataset import DetectionDataset
 from ssdcli.data.transforms import build_transforms
 from ssdcli.engine.benchmark import MODEL_FORMAT, REQUIRES
 from ssdcli.engine.evaluate.validation import evaluate_detections
-from ssdcli.engine.inference.batched import detect_index_with
 from ssdcli.engine.train.ema import ModelEMA
 from ssdcli.metrics.coco import coco_evaluate
 from ssdcli.metrics.voc import average_precision, voc_evaluate
@@ -88,7 +87,6 @@ LIBRARY_DEFAULTS: list[tuple[Callable[..., Any], str, Any]] = [
     (ModelConfig, "mean", config.IMAGENET_MEAN),
     (ModelConfig, "std", config.IMAGENET_STD),
     (ModelConfig, "resize", config.DEFAULT_RESIZE),
-    (detect_index_with, "resize", config.DEFAULT_RESIZE),
     (voc_evaluate, "metric", config.EvalConfig("voc", results=Path("r"), data=Path("d")).voc_metric),
     (voc_evaluate, "iou_threshold", config.EvalConfig("voc", results=Path("r"), data=Path("d")).iou),
     (average_precision, "metric", config.DEFAULT_VOC_METRIC),

@@ -48,7 +48,7 @@ def _decisive(model: SSD) -> SSD:
 
 
 def _save(model: SSD, data: Path, path: Path) -> Path:
-    state = {"config": {"data": str(data), "train_split": "train", "data_format": "auto"}}
+    state = {"config": {"data": {"data": str(data), "train_split": "train", "data_format": "auto"}}}
     checkpoint = replace(model_checkpoint(model, ("background", *SYNTH_CLASSES)), train_state=state)
     return save_checkpoint(checkpoint, path)
 
