@@ -10,7 +10,8 @@ run in turn, with checkpoints chosen on ``val`` and scores on ``test`` (the spli
 ``OUT/NAME/``; each set's rows are kept in ``OUT/NAME/rows.json``, so the same command run again skips what is
 done (add ``--skip-ultralytics`` to run ssdcli alone first, then the same command without it). The suite's
 table has one line per set (ssdcli, and the better of Ultralytics' input sizes) and the mean over the sets.
-``--ssd-args "--img-size 320"`` trains a variant of the recipe (its rows are named after the options).
+``--ssd-args="--img-size 320"`` (with ``=``: the value starts with dashes) trains a variant of the recipe (its rows
+are named after the options).
 
 Steps (every model trains on ``--train-split`` and validates on ``--val-split``, as `ssd train` does by default
 in docs/results.md, and is scored on ``--test-split``):
