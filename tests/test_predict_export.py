@@ -511,3 +511,37 @@ def test_predict_on_a_far_larger_photo_gives_boxes_in_its_stored_pixels(checkpoi
     best = torch.from_numpy(full.boxes[np.argsort(-full.scores)[:5]]).double()  # the full decoding's top 5
     assert box_iou(best, boxes).max(dim=1).values.min() > 0.9
     assert cv2.imread(str(result.outputs[0])).shape == (480, 640, 3)  # the picture at the decoded size
+
+
+def test_ssd_export_shows_the_exporters_fallback(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The engine's warning reaches the command line user once (the library itself logs to no handler), and a
+    warning rendered from an event is not printed a second time by the same route."""
+    import logging
+    import sys
+    import types
+
+    from ssdcli.engine.events import Message, log_event
+
+    monkeypatch.setitem(sys.modules, "onnxscript", types.ModuleType("onnxscript"))  # the new exporter is tried
+    export = torch.onnx.export
+
+    def failing_dynamo(*args: object, **kwargs: object) -> object:
+        if kwargs.get("dynamo"):
+            raise RuntimeError("unsupported operator aten::foo\n(pages of the exporter's report)")
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", failing_dynamo)
+    assert main(["export", "--checkpoint", str(checkpoint), "--to", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "dynamo exporter failed (RuntimeError: unsupported operator aten::foo)" in err
+    assert not logging.getLogger("ssdcli").handlers[1:], "the command's handler is removed when it ends"
+
+    from ssdcli.cli.render import engine_warnings_shown
+
+    with engine_warnings_shown():
+        log_event(Message("rendered by the command already", "warning"))
+        logging.getLogger("ssdcli").warning("an engine warning")
+    err = capsys.readouterr().err
+    assert "rendered by the command already" not in err and err.count("warning: an engine warning") == 1

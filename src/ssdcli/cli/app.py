@@ -21,7 +21,7 @@ from ssdcli.errors import Interrupted, SsdcliError
 
 from . import benchmark, data, demo, encode, eval, export, predict, train, weights
 from .command import SsdCommand, SsdGroup
-from .render import as_flags, flag, one_line, print_error, stderr_console
+from .render import as_flags, engine_warnings_shown, flag, one_line, print_error, stderr_console
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     state = AppState()
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = app(args=args, prog_name="ssd", standalone_mode=False, obj=state)
+        with engine_warnings_shown():
+            result = app(args=args, prog_name="ssd", standalone_mode=False, obj=state)
         return result if isinstance(result, int) else 0
     except Interrupted as stopped:
         stderr_console().print(escape(one_line(as_flags(stopped.render()))), soft_wrap=True)

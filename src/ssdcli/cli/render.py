@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +102,28 @@ class JsonOutput:
             sys.stdout.flush()
             return None
         return write_json(self.target, payload)
+
+
+class EngineWarnings(logging.Handler):
+    """Warnings the engine logs outside its events (an exporter falling back, say) as warning lines on stderr.
+    Records made from events (:func:`ssdcli.engine.events.log_event`, marked ``ssdcli_event``) are left out: the
+    command renders those events itself."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not getattr(record, "ssdcli_event", False):
+            print_warning(one_line(record.getMessage()))
+
+
+@contextmanager
+def engine_warnings_shown() -> Iterator[None]:
+    """While a command runs, the ``ssdcli`` logger's warnings are shown (the library alone logs to no handler)."""
+    logger = logging.getLogger("ssdcli")
+    handler = EngineWarnings()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

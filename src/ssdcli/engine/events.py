@@ -13,6 +13,8 @@ from ssdcli.errors import name_parameters
 #: services (the CLI renders the events itself). Quiet unless the application configures logging.
 LOGGER = logging.getLogger("ssdcli")
 LOGGER.addHandler(logging.NullHandler())
+#: Marks the records :func:`log_event` makes, so that a handler can tell them from the engine's other warnings.
+EVENT = {"ssdcli_event": True}
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,11 @@ def log_event(event: Event) -> None:
     """``event`` as a record of the ``ssdcli`` logger: messages at their level, a run's start and every epoch's
     metrics row at INFO, checkpoints at DEBUG; step and progress events are not logged."""
     if isinstance(event, Message):
-        LOGGER.log(logging.WARNING if event.level == "warning" else logging.INFO, name_parameters(event.text))
+        LOGGER.log(logging.WARNING if event.level == "warning" else logging.INFO, name_parameters(event.text), extra=EVENT)
     elif isinstance(event, RunStarted):
-        LOGGER.info("run %s started at epoch %d on %s", event.run_dir, event.start_epoch + 1, event.device)
+        LOGGER.info("run %s started at epoch %d on %s", event.run_dir, event.start_epoch + 1, event.device, extra=EVENT)
     elif isinstance(event, EpochDone):
-        LOGGER.info("epoch %d: %s", event.epoch, ", ".join(f"{k} {v:.4g}" for k, v in event.metrics.items() if k != "epoch"))
+        row = ", ".join(f"{k} {v:.4g}" for k, v in event.metrics.items() if k != "epoch")
+        LOGGER.info("epoch %d: %s", event.epoch, row, extra=EVENT)
     elif isinstance(event, CheckpointSaved):
-        LOGGER.debug("saved %s", event.path)
+        LOGGER.debug("saved %s", event.path, extra=EVENT)
