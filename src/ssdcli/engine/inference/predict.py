@@ -27,6 +27,7 @@ from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.core.detections import Detections
 from ssdcli.engine.inference.predictor import Predictor
+from ssdcli.engine.inference.tiled import TiledPredictor, Tiling
 from ssdcli.data.files import atomic_path, check_output_folder, fresh_run_dir, remove_if_empty, sigint_held_back
 from ssdcli.data.results_io import results_document
 from ssdcli.engine.inference.outputs import RunFolder, RunOutputs
@@ -217,6 +218,8 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
     size = predictor.spec.layout.image_size
     if config.img_size is not None and config.img_size != size:
         raise UsageError(f"`img_size` {config.img_size}: the model was trained at {size} px")
+    if config.tile is not None:
+        predictor = TiledPredictor(predictor, Tiling(config.tile, config.tile_overlap))
     dataset = None
     if config.data is not None:
         dataset = dataset_images(config.data, config.split, config.data_format, predictor.spec.class_names)
@@ -296,7 +299,9 @@ def _predict_all(
     to ``result.failed``, and reported as a warning if ``warn_failures``."""
     total = len(found.images)
     # Far larger photos are decoded at reduced size: the network sees them at its input size anyway.
-    at_least = REDUCED_DECODING_MARGIN * predictor.spec.layout.image_size
+    at_least: int | None = REDUCED_DECODING_MARGIN * predictor.spec.layout.image_size
+    if isinstance(predictor, TiledPredictor):  # windows are cut from the pixels as stored
+        at_least = None
     for start in range(0, total, batch_size):
         paths, decoded = [], []
         for path in found.images[start : start + batch_size]:
