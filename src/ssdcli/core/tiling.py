@@ -46,15 +46,11 @@ def shift_boxes(boxes: Tensor, window: Tensor) -> Tensor:
     Returns:
         [K, 4] xyxy in the image's pixels, the dtype of ``boxes``.
     """
-    offset = torch.stack([window[0], window[1], window[0], window[1]]).to(
-        boxes.dtype
-    )  # [4]
+    offset = torch.stack([window[0], window[1], window[0], window[1]]).to(boxes.dtype)  # [4]
     return boxes + offset
 
 
-def merge_detections(
-    boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, top_k: int
-) -> Tensor:
+def merge_detections(boxes: Tensor, scores: Tensor, labels: Tensor, iou_threshold: float, top_k: int) -> Tensor:
     """Which detections of overlapping windows to keep: class-wise greedy NMS at ``iou_threshold`` (a box is
     dropped when one of its class with a higher score overlaps it by more than the threshold), then the
     ``top_k`` highest scores.
@@ -68,8 +64,6 @@ def merge_detections(
     if scores.numel() == 0:
         return torch.zeros(0, dtype=torch.int64, device=scores.device)
     nms = nms_for_device(boxes.device.type)
-    kept = (
-        nms(boxes.float(), scores.float(), labels.long(), iou_threshold).sort().values
-    )  # [K] in input order
+    kept = nms(boxes.float(), scores.float(), labels.long(), iou_threshold).sort().values  # [K] in input order
     order = torch.sort(scores[kept], descending=True, stable=True).indices
     return kept[order][:top_k]

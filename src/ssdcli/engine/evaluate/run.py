@@ -102,8 +102,9 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     plots = Path(config.plots) if config.plots is not None else None
     if plots is not None:
         check_plot_folder(plots, index.class_names[1:], config.force)
-    if config.tile is not None:
-        detections = detect_index_tiled(detector, index, Tiling(config.tile, config.tile_overlap), emit)
+    tiling = Tiling(config.tile, config.tile_overlap) if config.tile is not None else None
+    if tiling is not None:
+        detections = detect_index_tiled(detector, index, tiling, emit)
     else:
         detections = detect_index_with(
             detector.detect, index, spec.layout.image_size, spec.mean, spec.std, config.batch_size, emit=emit,
@@ -113,4 +114,5 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     outcome = evaluate_detections(
         index, detections, metric=config.voc_metric, iou_threshold=config.iou, per_class=config.per_class  # type: ignore[arg-type]
     )
-    return dataclasses.replace(outcome, model_run=write_model_run(config.out, index, detections, outcome.voc, plots))
+    run = write_model_run(config.out, index, detections, outcome.voc, plots)
+    return dataclasses.replace(outcome, model_run=run, tiling=tiling.record() if tiling is not None else None)

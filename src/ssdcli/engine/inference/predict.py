@@ -116,13 +116,16 @@ class PredictResult:
     images_planned: int = 0  # the images found in the sources (videos apart)
     truncated: list[str] = field(default_factory=list)  # JPEGs cut short, decoded as far as their data goes
     video_codec: str | None = None  # the codec of the annotated videos, in words
+    tiling: dict[str, float] | None = None  # window size and overlap where each image was detected window by window
 
     def report(self) -> dict[str, Any]:
         """What ``ssd predict --json`` writes: ``categories``, the class list that the results' category ids
         refer to, ``results``, the COCO results records (each with its ``file_name``; with ``categories`` what
         ``ssd eval --results`` reads), and ``images``, the detections of each image and video frame with class
-        names and pixel xyxy boxes."""
-        return {**results_document(self.results, self.categories), "images": self.per_image}
+        names and pixel xyxy boxes; ``tiling``, the window size and overlap, where the images were detected
+        window by window (``ssd predict --tile``)."""
+        tiling = {"tiling": self.tiling} if self.tiling is not None else {}
+        return {**results_document(self.results, self.categories), "images": self.per_image, **tiling}
 
 
 class PredictInterrupted(KeyboardInterrupt):
@@ -255,6 +258,8 @@ def run_predict(
     names = predictor.spec.class_names
     categories = {int(category_ids[label]): names[label] for label in range(1, len(names))}
     result = PredictResult(None, failed=list(found.problems), categories=categories)
+    if isinstance(predictor, TiledPredictor):
+        result.tiling = predictor.tiling.record()
     if not found.images and not found.videos and not found.streams:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
     for problem in (*found.problems, *found.notes):

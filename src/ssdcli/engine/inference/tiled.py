@@ -38,10 +38,12 @@ class Tiling:
     size: int
     overlap: float = 0.2
 
+    def record(self) -> dict[str, float]:
+        """The settings as a run's JSON records them: ``{"size": pixels, "overlap": share}``."""
+        return {"size": self.size, "overlap": self.overlap}
 
-def detect_tiled(
-    image: Tensor, detect: DetectImage, tiling: Tiling, iou_threshold: float, top_k: int
-) -> Detections:
+
+def detect_tiled(image: Tensor, detect: DetectImage, tiling: Tiling, iou_threshold: float, top_k: int) -> Detections:
     """The detections of ``image`` [3, H, W] by ``detect`` on the whole image and on each window of ``tiling``,
     in the image's pixels, merged by class-wise NMS at ``iou_threshold`` and cut to the ``top_k`` highest scores.
     An image no larger than a window is detected once, as a whole."""
@@ -68,15 +70,9 @@ def _merged(
     image_size: tuple[int, int],
 ) -> Detections:
     """The detections of ``parts`` (all in the image's pixels) that :func:`merge_detections` keeps."""
-    boxes = np.concatenate(
-        [np.asarray(p.boxes, dtype=np.float32).reshape(-1, 4) for p in parts]
-    )  # [N, 4]
-    scores = np.concatenate(
-        [np.asarray(p.scores, dtype=np.float32) for p in parts]
-    )  # [N]
-    labels = np.concatenate(
-        [np.asarray(p.labels, dtype=np.int64) for p in parts]
-    )  # [N]
+    boxes = np.concatenate([np.asarray(p.boxes, dtype=np.float32).reshape(-1, 4) for p in parts])  # [N, 4]
+    scores = np.concatenate([np.asarray(p.scores, dtype=np.float32) for p in parts])  # [N]
+    labels = np.concatenate([np.asarray(p.labels, dtype=np.int64) for p in parts])  # [N]
     names = tuple(name for p in parts for name in p.names)
     keep = merge_detections(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels),
                             iou_threshold, top_k).numpy()  # fmt: skip
@@ -106,12 +102,7 @@ class TiledPredictor(Predictor):
     @torch.no_grad()
     def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
         """Detections for a list of [3, H, W] uint8 RGB tensors, each detected window by window."""
-        return [
-            detect_tiled(
-                image, self._detect_one, self.tiling, self.iou_threshold, self.top_k
-            )
-            for image in images
-        ]
+        return [detect_tiled(image, self._detect_one, self.tiling, self.iou_threshold, self.top_k) for image in images]
 
     def _detect_one(self, image: Tensor) -> Detections:
         return super().predict_rgb([image])[0]
@@ -122,9 +113,7 @@ def image_detector(detector: LoadedDetector) -> DetectImage:
     evaluation prepares a data set's image (``data.transforms.build_transforms``: resized to the model's input,
     normalised), detected with the model's own settings, the boxes in the image's pixels."""
     spec = detector.spec
-    transform = build_transforms(
-        spec.layout.image_size, False, spec.mean, spec.std, resize=spec.resize
-    )
+    transform = build_transforms(spec.layout.image_size, False, spec.mean, spec.std, resize=spec.resize)
 
     def detect(image: Tensor) -> Detections:
         batch = transform(tv_tensors.Image(image))[None]  # [1, 3, S, S]
@@ -150,12 +139,8 @@ def detect_index_tiled(
     results: list[Detections] = []
     for record in index.records:
         pixels = read_sized_image(record.path, record.width, record.height)  # [H, W, 3]
-        image = torch.from_numpy(pixels).permute(
-            2, 0, 1
-        )  # [3, H, W], laid out as the data set's images are
-        found = detect_tiled(
-            image, detect, tiling, settings.iou_threshold, settings.top_k
-        )
+        image = torch.from_numpy(pixels).permute(2, 0, 1)  # [3, H, W], laid out as the data set's images are
+        found = detect_tiled(image, detect, tiling, settings.iou_threshold, settings.top_k)
         results.append(dataclasses.replace(found, image_id=record.image_id))
         emit(EvalProgress(len(results), len(index.records)))
     return results
