@@ -117,7 +117,9 @@ def test_an_object_seen_in_several_windows_comes_back_once_at_its_pixels() -> No
                 np.zeros(0, np.int64),
             )
         score = np.array([0.5 + box[0, 0] / 1000.0], dtype=np.float32)
-        return Detections(box, score, np.array([2]), names=("fish",), image_size=tuple(crop.shape[1:]))
+        return Detections(
+            box, score, np.array([2]), names=("fish",), image_size=(int(crop.shape[1]), int(crop.shape[2]))
+        )
 
     found = detect_tiled(image, detect, Tiling(128, 0.25), iou_threshold=0.45, top_k=200)
     windows = tile_windows(480, 640, 128, 0.25)

@@ -55,35 +55,23 @@ def detect_tiled(image: Tensor, detect: DetectImage, tiling: Tiling, iou_thresho
     for window in tile_windows(height, width, tiling.size, tiling.overlap):
         x1, y1, x2, y2 = window.tolist()
         found = detect(image[:, y1:y2, x1:x2])
-        boxes = shift_boxes(
-            torch.from_numpy(np.asarray(found.boxes, dtype=np.float32)).reshape(-1, 4),
-            window,
-        )
+        boxes = shift_boxes(torch.from_numpy(np.asarray(found.boxes, dtype=np.float32)).reshape(-1, 4), window)
         parts.append(dataclasses.replace(found, boxes=boxes.numpy()))
     return _merged(parts, iou_threshold, top_k, (height, width))
 
 
-def _merged(
-    parts: Sequence[Detections],
-    iou_threshold: float,
-    top_k: int,
-    image_size: tuple[int, int],
-) -> Detections:
+def _merged(parts: Sequence[Detections], iou_threshold: float, top_k: int, image_size: tuple[int, int]) -> Detections:
     """The detections of ``parts`` (all in the image's pixels) that :func:`merge_detections` keeps."""
     boxes = np.concatenate([np.asarray(p.boxes, dtype=np.float32).reshape(-1, 4) for p in parts])  # [N, 4]
     scores = np.concatenate([np.asarray(p.scores, dtype=np.float32) for p in parts])  # [N]
     labels = np.concatenate([np.asarray(p.labels, dtype=np.int64) for p in parts])  # [N]
     names = tuple(name for p in parts for name in p.names)
-    keep = merge_detections(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels),
-                            iou_threshold, top_k).numpy()  # fmt: skip
+    keep = merge_detections(
+        torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(labels), iou_threshold, top_k
+    ).numpy()  # [M]
     kept_names = tuple(names[k] for k in keep) if len(names) == len(scores) else ()
     return Detections(
-        boxes[keep],
-        scores[keep],
-        labels[keep],
-        parts[0].image_id,
-        kept_names,
-        image_size,
+        boxes[keep], scores[keep], labels[keep], image_id=parts[0].image_id, names=kept_names, image_size=image_size
     )
 
 
@@ -126,10 +114,7 @@ def image_detector(detector: LoadedDetector) -> DetectImage:
 
 @torch.no_grad()
 def detect_index_tiled(
-    detector: LoadedDetector,
-    index: DatasetIndex,
-    tiling: Tiling,
-    emit: EventHandler = ignore_events,
+    detector: LoadedDetector, index: DatasetIndex, tiling: Tiling, emit: EventHandler = ignore_events
 ) -> list[Detections]:
     """Detections for every image of ``index`` (at its stored size) by :func:`detect_tiled` over ``detector``,
     merged at the model's NMS IoU and top-k; ``image_id`` the record's, as
