@@ -50,6 +50,7 @@ FLAG_OF_PARAMETER = {
     "data_format": "--format",
     "target": "--to",
     "sources": "SOURCES",
+    "tile_overlap": "--overlap",
 }
 
 
