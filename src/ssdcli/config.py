@@ -357,6 +357,19 @@ class BenchmarkConfig:
             raise UsageError(f"`formats`: unknown {unknown[0]!r} (choose from {', '.join(BENCHMARK_FORMATS)})")
 
 
+#: The smallest window of sliced inference (``tile``), in pixels.
+MIN_TILE = 32
+
+
+def check_tiling(tile: int | None, tile_overlap: float) -> None:
+    """The sliced-inference settings of ``ssd predict`` and ``ssd eval``: ``tile`` None (whole images) or a window
+    of at least :data:`MIN_TILE` pixels, ``tile_overlap`` a share of the window in [0, 0.9)."""
+    if tile is not None and tile < MIN_TILE:
+        raise UsageError(f"`tile`: expected a window of at least {MIN_TILE} pixels, got {tile}")
+    if not 0.0 <= tile_overlap < 0.9:
+        raise UsageError(f"`tile_overlap`: expected a share of the window in [0, 0.9), got {tile_overlap:g}")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Everything ``ssd eval`` needs, in one of three modes, checked when it is made (errors name the field):
@@ -368,7 +381,9 @@ class EvalConfig:
       ``data``/``split``, write its detections into a fresh folder under ``out``, then both evaluations.
 
     ``metric``, ``iou_threshold`` and ``backend`` are None unless chosen (defaults: DEFAULT_VOC_METRIC, DEFAULT_VOC_IOU, DEFAULT_COCO_BACKEND), so
-    that a choice that does not apply to the mode is refused rather than ignored."""
+    that a choice that does not apply to the mode is refused rather than ignored. ``tile`` (``model`` mode): each
+    image is detected in overlapping windows of that many pixels (``tile_overlap`` of a window shared) and as a
+    whole, the detections merged (``ssdcli.engine.inference.tiled``); None: whole images only."""
 
     mode: str
     results: Path | None = None
@@ -388,8 +403,11 @@ class EvalConfig:
     device: str = "auto"
     plots: Path | None = None
     force: bool = False
+    tile: int | None = None  # sliced inference: the window in pixels (None: whole images)
+    tile_overlap: float = 0.2
 
     def __post_init__(self) -> None:
+        check_tiling(self.tile, self.tile_overlap)
         if self.mode not in EVAL_MODES:
             raise UsageError(f"`mode`: expected one of {', '.join(EVAL_MODES)}, got {self.mode!r}")
         if self.model_format not in MODEL_FORMATS:
@@ -411,7 +429,7 @@ class EvalConfig:
             if self.data is None:
                 raise UsageError(f"`{self.model_format}` needs `data` (the data set to evaluate on)")
             return
-        self._reject(("model", "plots"), self.mode)
+        self._reject(("model", "plots", "tile"), self.mode)
         if self.results is None:
             raise UsageError("`results` is required (a results JSON, or a folder of devkit files with `voc`)")
         if self.mode == "coco":
@@ -453,7 +471,8 @@ class PredictConfig:
     folder of annotated copies; None: no pictures (the detections are only returned). ``iou_threshold`` None: the
     model's own NMS IoU. ``save_txt``: YOLO labels (``save_conf``: with scores) and the images they describe in
     the run folder; ``save_crop``: one picture per detection. Videos and streams (camera indices, rtsp/http URLs):
-    every ``vid_stride``-th frame, at most ``max_frames`` per source (None: until it ends)."""
+    every ``vid_stride``-th frame, at most ``max_frames`` per source (None: until it ends). ``tile``: each image
+    detected in overlapping windows of that many pixels and as a whole, as ``EvalConfig.tile``."""
 
     model: Path | str
     sources: tuple[str, ...] = ()
@@ -472,8 +491,11 @@ class PredictConfig:
     save_crop: bool = False
     max_frames: int | None = None
     vid_stride: int = 1
+    tile: int | None = None  # sliced inference: the window in pixels (None: whole images)
+    tile_overlap: float = 0.2
 
     def __post_init__(self) -> None:
+        check_tiling(self.tile, self.tile_overlap)
         if self.save_conf and not self.save_txt:
             raise UsageError("`save_conf` adds the score to the labels of `save_txt`: give both")
         if (self.save_txt or self.save_crop) and self.out is None:

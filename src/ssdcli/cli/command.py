@@ -24,6 +24,15 @@ DataFormat = Enum("DataFormat", {name: name for name in ("auto", *format_names()
 ExportTarget = Enum("ExportTarget", {name: name for name in EXPORT_FORMATS}, type=str)  # type: ignore[misc]
 
 
+#: ``--tile`` and ``--overlap`` of ``ssd predict`` and ``ssd eval`` (sliced inference for small objects).
+TILE_HELP = (
+    "Also detect in overlapping square windows of this many pixels, each resized to the model's input as a whole "
+    "image is, and merge with the whole image's detections (class-wise NMS at the model's IoU): small objects in "
+    "large photos (default: whole images only)."
+)
+OVERLAP_HELP = "--tile: the share of a window that neighbouring windows overlap, in [0, 0.9)."
+
+
 #: ``ssd train --optimizer``: the optimizers the model registry has learning rates for.
 Optimizer = Enum("Optimizer", {name: name for name in standard_learning_rates()}, type=str)  # type: ignore[misc]
 

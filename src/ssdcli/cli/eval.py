@@ -20,7 +20,7 @@ from ssdcli.config import (
 )
 from ssdcli.errors import UsageError
 
-from .command import DataFormat
+from .command import OVERLAP_HELP, TILE_HELP, DataFormat
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
@@ -129,6 +129,8 @@ def eval_command(
         Path | None, typer.Option(help="--checkpoint, --onnx, --torchscript, --openvino: write precision-recall curves and a confusion summary (PNG) here.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file and --plots images.")] = False,
+    tile: Annotated[int | None, typer.Option(help="--checkpoint, --onnx, --torchscript, --openvino: " + TILE_HELP)] = EvalConfig.tile,
+    overlap: Annotated[float, typer.Option(help=OVERLAP_HELP)] = EvalConfig.tile_overlap,
 ) -> None:
     """Evaluate detections against ground truth: COCO metrics or PASCAL VOC AP.
 
@@ -143,6 +145,8 @@ def eval_command(
         ssd eval --checkpoint runs/train/1/best.pt --data VOCdevkit/VOC2007 --split test
 
         ssd eval --onnx model.onnx --data VOCdevkit/VOC2007 --split test     # the export keeps the mAP?
+
+        ssd eval --checkpoint best.pt --data hardhat --split test --tile 512   # small objects, sliced
     """
     json_output = JsonOutput(json_out, force)
     models = {"checkpoint": checkpoint, "onnx": onnx, "torchscript": torchscript, "openvino": openvino}
@@ -174,6 +178,8 @@ def eval_command(
         device=device,
         plots=plots,
         force=force,
+        tile=tile,
+        tile_overlap=overlap,
     )
     from ssdcli.engine.evaluate.run import run_eval
 

@@ -11,7 +11,7 @@ from ssdcli.config import PredictConfig
 from ssdcli.data.files import check_new_file, write_atomic
 from ssdcli.errors import Interrupted, UsageError
 
-from .command import DataFormat
+from .command import OVERLAP_HELP, TILE_HELP, DataFormat
 from .progress import EvalProgressBar
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
@@ -42,6 +42,8 @@ def predict_command(
     save_crop: Annotated[bool, typer.Option("--save-crop", help="Also write each detection as a picture: crops/<class>/<image>_<k>.jpg.")] = PredictConfig.save_crop,
     max_frames: Annotated[int | None, typer.Option(help="Videos and streams: predict at most this many frames of each (default: until it ends; a camera until Ctrl-C).")] = PredictConfig.max_frames,
     vid_stride: Annotated[int, typer.Option(help="Videos and streams: predict every k-th frame.")] = PredictConfig.vid_stride,
+    tile: Annotated[int | None, typer.Option(help=TILE_HELP)] = PredictConfig.tile,
+    overlap: Annotated[float, typer.Option(help=OVERLAP_HELP)] = PredictConfig.tile_overlap,
 ) -> int:
     """Detect objects in images, folders, globs and videos; writes annotated copies and optional JSON.
 
@@ -62,6 +64,8 @@ def predict_command(
         ssd predict unlabelled/ --checkpoint best.pt --save-txt --save-conf --csv boxes.csv
 
         ssd predict 0 --checkpoint best.pt --max-frames 300 --vid-stride 2
+
+        ssd predict drone.jpg --checkpoint best.pt --tile 512 --overlap 0.2
     """
     from ssdcli.engine.predict.outputs import detections_csv
     from ssdcli.engine.predict.run import PredictInterrupted, predict
@@ -91,6 +95,8 @@ def predict_command(
         save_crop=save_crop,
         max_frames=max_frames,
         vid_stride=vid_stride,
+        tile=tile,
+        tile_overlap=overlap,
     )
     status = stderr_console() if to_stdout else stdout_console()
     try:

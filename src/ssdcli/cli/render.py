@@ -53,6 +53,7 @@ FLAG_OF_PARAMETER = {
     "data_format": "--format",
     "target": "--to",
     "sources": "SOURCES",
+    "tile_overlap": "--overlap",
 }
 
 

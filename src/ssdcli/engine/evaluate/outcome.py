@@ -25,12 +25,13 @@ class ModelRun:
 class EvalOutcome:
     """What an evaluation found: VOC AP (results files of a VOC split, and detections of a data set), COCO metrics
     (results files against an instances file, and detections of a data set), warnings about the inputs, and for a
-    model the files it wrote."""
+    model the files it wrote and, if it detected window by window, the tiling (recorded in :meth:`metrics`)."""
 
     voc: VocResult | None
     coco: CocoResult | None
     warnings: tuple[str, ...] = ()
     model_run: ModelRun | None = None
+    tiling: dict[str, float] | None = None  # a model detected window by window: its window size and overlap
 
     def metrics(self) -> dict[str, Any]:
         """The figures as JSON-able data: COCO's named metrics, VOC's mAP and AP per class, or both."""
@@ -40,6 +41,8 @@ class EvalOutcome:
         found: dict[str, Any] = {"mAP": self.voc.mean_ap, "per_class": self.voc.ap_by_class()}
         if self.coco is not None:
             found["coco"] = self.coco.metrics.as_dict()
+        if self.tiling is not None:
+            found["tiling"] = self.tiling
         return found
 
     def training_metrics(self) -> dict[str, float]:

@@ -31,6 +31,7 @@ from ssdcli.engine.evaluate.validation import evaluate_detections
 from ssdcli.engine.events import EventHandler, Message, ignore_events
 from ssdcli.engine.inference.batched import detect_index_with
 from ssdcli.engine.inference.detectors import load_detector
+from ssdcli.engine.inference.tiled import Tiling, detect_index_tiled
 from ssdcli.errors import DataError
 from ssdcli.metrics.coco import coco_evaluate
 from ssdcli.metrics.voc import voc_evaluate
@@ -102,10 +103,15 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     plots = Path(config.plots) if config.plots is not None else None
     if plots is not None:
         check_plot_folder(plots, index.class_names[1:], config.force)
-    detections = detect_index_with(detector.detect_batch, index, spec, config.batch_size, emit=emit)
+    tiling = Tiling(config.tile, config.tile_overlap) if config.tile is not None else None
+    if tiling is not None:
+        detections = detect_index_tiled(detector, index, tiling, emit)
+    else:
+        detections = detect_index_with(detector.detect_batch, index, spec, config.batch_size, emit=emit)
     detections = relabel(detections, spec.class_names, index.class_names)
     outcome = evaluate_detections(
         index, detections, metric=config.voc_metric, iou_threshold=config.iou, per_class=config.per_class  # type: ignore[arg-type]
     )
     assert outcome.voc is not None  # evaluate_detections scores VOC AP on every data set
-    return dataclasses.replace(outcome, model_run=write_model_run(config.out, index, detections, outcome.voc, plots))
+    run = write_model_run(config.out, index, detections, outcome.voc, plots)
+    return dataclasses.replace(outcome, model_run=run, tiling=tiling.record() if tiling is not None else None)

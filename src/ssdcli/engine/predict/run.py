@@ -27,6 +27,7 @@ from ssdcli.data.results_io import results_document
 from ssdcli.engine.events import EvalProgress, EventHandler, Message, ignore_events
 from ssdcli.engine.inference.detectors import Detector, load_detector
 from ssdcli.engine.inference.options import DetectOptions
+from ssdcli.engine.inference.tiled import TiledDetector, Tiling
 from ssdcli.engine.predict.outputs import RunFolder, RunOutputs
 from ssdcli.errors import DataError, SsdcliError, UsageError
 from ssdcli.viz.boxes import draw_detections
@@ -133,13 +134,16 @@ class PredictResult:
     images_planned: int = 0  # the images found in the sources (videos apart)
     truncated: list[str] = field(default_factory=list)  # JPEGs cut short, decoded as far as their data goes
     video_codec: str | None = None  # the codec of the annotated videos, in words
+    tiling: dict[str, float] | None = None  # window size and overlap where each image was detected window by window
 
     def report(self) -> dict[str, Any]:
         """What ``ssd predict --json`` writes: ``categories``, the class list that the results' category ids
         refer to, ``results``, the COCO results records (each with its ``file_name``; with ``categories`` what
         ``ssd eval --results`` reads), and ``images``, the detections of each image and video frame with class
-        names and pixel xyxy boxes."""
-        return {**results_document(self.results, self.categories), "images": self.per_image}
+        names and pixel xyxy boxes; ``tiling``, the window size and overlap, where the images were detected
+        window by window (``ssd predict --tile``)."""
+        tiling = {"tiling": self.tiling} if self.tiling is not None else {}
+        return {**results_document(self.results, self.categories), "images": self.per_image, **tiling}
 
 
 class PredictInterrupted(KeyboardInterrupt):
@@ -236,6 +240,8 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
     size = predictor.spec.layout.image_size
     if config.img_size is not None and config.img_size != size:
         raise UsageError(f"`img_size` {config.img_size}: the model was trained at {size} px")
+    if config.tile is not None:
+        predictor = TiledDetector(predictor, Tiling(config.tile, config.tile_overlap))
     dataset = None
     if config.data is not None:
         dataset = dataset_images(config.data, config.split, config.data_format, predictor.spec.class_names)
@@ -275,6 +281,8 @@ def run_predict(
         if category_ids[label] != NO_CATEGORY
     }
     result = PredictResult(None, failed=list(found.problems), categories=categories)
+    if isinstance(predictor, TiledDetector):
+        result.tiling = predictor.tiling.record()
     if not found.images and not found.videos and not found.streams:
         raise DataError("no usable input: " + "; ".join(found.problems) if found.problems else "no input given")
     for problem in (*found.problems, *found.notes):
@@ -319,7 +327,9 @@ def _predict_all(
     to ``result.failed``, and reported as a warning if ``warn_failures``."""
     total = len(found.images)
     # Far larger photos are decoded at reduced size: the network sees them at its input size anyway.
-    at_least = REDUCED_DECODING_MARGIN * predictor.spec.layout.image_size
+    at_least: int | None = REDUCED_DECODING_MARGIN * predictor.spec.layout.image_size
+    if isinstance(predictor, TiledDetector):  # windows are cut from the pixels as stored
+        at_least = None
     for start in range(0, total, batch_size):
         paths, decoded = [], []
         for path in found.images[start : start + batch_size]:
