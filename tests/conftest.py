@@ -40,6 +40,16 @@ def model_checkpoint(model: SSD, class_names: Sequence[str], category_ids: Seque
     return Checkpoint(ModelSpec(model.config, tuple(class_names), ids), model.state_dict())
 
 
+def sharpen_class_head(model: SSD, factor: float) -> SSD:
+    """``model`` with its class predictors' weights multiplied by ``factor``: an untrained network whose scores are
+    decisive, so that its detections are few and stable enough to compare between runtimes."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith("head.conf."):
+                parameter.mul_(factor)
+    return model
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained ssd_tiny checkpoint (seed 0) for the synthetic set's classes."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import model_checkpoint
+from conftest import model_checkpoint, sharpen_class_head
 from ssdcli.cli.app import main
 from ssdcli.config import BenchmarkConfig
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
@@ -26,10 +26,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     write_synth(root / "data", format="voc", images=30, seed=0)
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=len(SYNTH_CLASSES) + 1))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.startswith("head.conf."):
-                parameter.mul_(25.0)
+    sharpen_class_head(model, 25.0)
     path = save_checkpoint(model_checkpoint(model, ("background", *SYNTH_CLASSES)), root / "best.pt")
     return root / "data", path
 

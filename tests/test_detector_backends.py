@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import ssdcli
-from conftest import model_checkpoint
+from conftest import model_checkpoint, sharpen_class_head
 from ssdcli.cli.app import main
 from ssdcli.core.detections import Detections
 from ssdcli.data.dataset import open_index
@@ -54,10 +54,7 @@ def model_and_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Data
     write_synth(root / "data", format="voc", images=12, seed=1)
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=len(SYNTH_CLASSES) + 1))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.startswith("head.conf."):
-                parameter.mul_(5.0)
+    sharpen_class_head(model, 5.0)
     path = save_checkpoint(model_checkpoint(model, ("background", *SYNTH_CLASSES)), root / "m.pt")
     return path, open_index(root / "data", "train")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import model_checkpoint
+from conftest import model_checkpoint, sharpen_class_head
 from ssdcli.cli.app import main
 from ssdcli.data.synth import SYNTH_CLASSES, write_synth
 from ssdcli.engine.checkpoint import save_checkpoint
@@ -28,10 +28,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     write_synth(root / "runs" / "1" / "data", format="voc", images=40, seed=0)
     torch.manual_seed(0)
     model = build_model(default_config("ssd_tiny", num_classes=4))
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.startswith("head.conf."):
-                parameter.mul_(25.0)
+    sharpen_class_head(model, 25.0)
     classes = ("background", *SYNTH_CLASSES)
     path = save_checkpoint(model_checkpoint(model, classes), root / "m.pt")
     return root, path
