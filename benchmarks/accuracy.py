@@ -162,7 +162,10 @@ def train_yolo(log: Log, args: argparse.Namespace, yolo_data: Path, imgsz: int, 
     epochs = json.loads((work / "detections.json.epochs").read_text())
     voc07, coco_ap = score(log, args.data, args.test_split, args.coco_gt, work / "detections.json", work)
     model = Path(args.yolo_model).stem
-    return Row(f"Ultralytics {model} (from YAML)", str(imgsz), epochs, minutes, voc07, coco_ap, "train + predict")
+    dropped_file = work / "detections.json.dropped"
+    dropped = json.loads(dropped_file.read_text()) if dropped_file.exists() else 0
+    note = "train + predict" + (f"; {dropped} predicted boxes without area dropped" if dropped else "")
+    return Row(f"Ultralytics {model} (from YAML)", str(imgsz), epochs, minutes, voc07, coco_ap, note)
 
 
 def yolo_job(path: Path) -> None:
@@ -176,15 +179,19 @@ def yolo_job(path: Path) -> None:
                 name="yolo", exist_ok=True, seed=0, deterministic=False)  # fmt: skip
     run = Path(job["project"]) / "yolo"
     best = YOLO(str(run / "weights" / "best.pt"))
-    results = []
+    results, dropped = [], 0
     label_to_category = {i: job["names"].index(name) + 1 for i, name in best.names.items()}
     for image in job["images"]:
         found = best.predict(image, imgsz=job["imgsz"], conf=0.001, iou=0.7, max_det=300, device="cpu", verbose=False)[0]
         for (x1, y1, x2, y2), conf, label in zip(found.boxes.xyxy.tolist(), found.boxes.conf.tolist(),
                                                  found.boxes.cls.tolist()):  # fmt: skip
+            if x2 <= x1 or y2 <= y1:  # no area: it can match no object, and `ssd eval` refuses it
+                dropped += 1
+                continue
             results.append({"image_id": Path(image).stem, "category_id": label_to_category[int(label)],
                             "bbox": [x1, y1, x2 - x1, y2 - y1], "score": conf})  # fmt: skip
     Path(job["out"]).write_text(json.dumps(results))
+    Path(job["out"] + ".dropped").write_text(json.dumps(dropped))
     epochs = len((run / "results.csv").read_text().strip().splitlines()) - 1
     Path(job["out"] + ".epochs").write_text(json.dumps(epochs))
 
