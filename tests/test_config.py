@@ -68,8 +68,8 @@ def test_updated_changes_fields_in_their_parts() -> None:
     changed = NESTED.updated(lr=0.01, out=Path("runs/y"))
     assert (changed.optim.lr, changed.runtime.out) == (0.01, Path("runs/y"))
     assert (changed.data, changed.model, changed.augment) == (NESTED.data, NESTED.model, NESTED.augment)
-    with pytest.raises(TypeError, match="mosaic"):
-        NESTED.updated(mosaic=True)
+    with pytest.raises(TypeError, match="cutmix"):
+        NESTED.updated(cutmix=True)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,7 @@ def test_updated_changes_fields_in_their_parts() -> None:
         (lambda: OptimSettings(epochs=2, time_budget=60.0), "epochs", "--epochs"),
         (lambda: OptimSettings(time_budget=0.0), "time_budget", "--time"),
         (lambda: AugmentSettings(zoom_out=0.5), "zoom_out", "--zoom-out"),
+        (lambda: AugmentSettings(mosaic=2.0), "mosaic", "--mosaic"),
         (lambda: RuntimeSettings(workers=-1), "workers", "--workers"),
         (lambda: RuntimeSettings(max_steps_per_epoch=0), "max_steps_per_epoch", "--max-steps-per-epoch"),
     ],

@@ -16,9 +16,10 @@ from ssdcli.cli.app import main
 from ssdcli.config import ModelSettings, OptimSettings, RuntimeSettings, TrainConfig
 from ssdcli.data.formats.writers import voc_xml
 from ssdcli.data.images import write_image
+from ssdcli.data.records import DatasetIndex, ImageRecord
 from ssdcli.data.synth import write_synth
 from ssdcli.engine.checkpoint import load_checkpoint
-from ssdcli.engine.train.recipe_rule import BoxStats, RecipeRule, choose_recipe
+from ssdcli.engine.train.recipe_rule import BoxStats, RecipeRule, choose_recipe, tiling_line
 from ssdcli.models.backbones import TinyBackbone, feature_map_sizes
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import default_config, default_layout
@@ -42,16 +43,20 @@ def test_small_boxes_choose_a_larger_input_with_the_reason() -> None:
 
 def test_the_input_grows_only_as_far_as_the_budget_affords() -> None:
     stats = _stats({0.04: 40, 0.2: 60}, images=1000)
-    # 1000 images at 0.03 s x (320 / 256)^2: 47 s an epoch, 13 epochs in 10 minutes (fewer than 25)
+    assert RecipeRule().min_epochs == 50
+    # 1000 images at 0.03 s x (320 / 256)^2: 47 s an epoch, 13 epochs in 10 minutes (fewer than 50)
     choice = choose_recipe(stats, TEN_MINUTES, TrainConfig())
     assert choice.img_size == 256
     assert "but the 10 min budget affords about 13 epochs at 320 px" in choice.img_size_reason
-    # an hour affords 448 px: 3600 / (1000 x 0.03 x 3.06) = 39 epochs
-    assert choose_recipe(stats, 3600.0, TrainConfig()).img_size == 448
-    # 20 minutes affords 320 (26 epochs) but not 384 (18): the largest affordable, and the budget named
-    capped = choose_recipe(stats, 1200.0, TrainConfig())
-    assert capped.img_size == 320
-    assert "the 20 min budget affords about 26 epochs there" in capped.img_size_reason
+    # two hours afford 448 px: 7200 / (1000 x 0.03 x 3.06) = 78 epochs
+    assert choose_recipe(stats, 7200.0, TrainConfig()).img_size == 448
+    # an hour affords 384 (53 epochs) but not 448 (39): the largest affordable, and the budget named
+    capped = choose_recipe(stats, 3600.0, TrainConfig())
+    assert capped.img_size == 384
+    assert "the 1 h budget affords about 53 epochs there" in capped.img_size_reason
+    # a lower bar on epochs affords more: 20 minutes buys 320 px (26 epochs) at 25
+    assert choose_recipe(stats, 1200.0, TrainConfig(), RecipeRule(min_epochs=25)).img_size == 320
+    assert choose_recipe(stats, 1200.0, TrainConfig()).img_size == 256
     # a number of epochs instead of a budget: no cap
     assert choose_recipe(stats, None, TrainConfig()).img_size == 448
 
@@ -214,3 +219,26 @@ def test_a_run_says_and_records_its_recipe_and_config_reproduces_it(
     assert again.model.img_size == 320
     assert "recipe: default boxes: built-in" in note and "input" not in note
     assert again.optim == TrainConfig.from_dict(saved).optim == OptimSettings(epochs=1, batch_size=2)
+
+
+def _index_of_boxes(image_side: int, box_side: float, images: int = 10) -> DatasetIndex:
+    """A split of square ``image_side`` px images, each with one square box of ``box_side`` px."""
+    box = np.array([[10.0, 10.0, 10.0 + box_side, 10.0 + box_side]], dtype=np.float32)
+    records = tuple(
+        ImageRecord(i, str(i), Path(f"{i}.jpg"), image_side, image_side, box, np.ones(1, np.int64), np.zeros(1, bool))
+        for i in range(images)
+    )
+    return DatasetIndex(Path("."), "voc", "train", ("background", "thing"), (0, 0), records)
+
+
+def test_the_run_summary_suggests_tiling_when_windows_would_keep_small_objects_visible() -> None:
+    # 24 px objects in 1024 px photos: 6 px on a 256 px input, 24 px in 256 px windows of the photo.
+    line = tiling_line(_index_of_boxes(1024, 24.0), 256)
+    assert line is not None and "100 % of training boxes are under 16 px on the 256 px input, 0 % in windows" in line
+    assert "`tile` 256" in line  # the command line shows it as --tile 256
+    # The same objects in 256 px photos are not small: nothing to say.
+    assert tiling_line(_index_of_boxes(256, 24.0), 256) is None
+    # 8 px objects stay small in windows too: windows would not help.
+    assert tiling_line(_index_of_boxes(1024, 8.0), 256) is None
+    # On a 1024 px input the photos are not shrunk.
+    assert tiling_line(_index_of_boxes(1024, 24.0), 1024) is None

@@ -223,14 +223,14 @@ def test_validating_on_the_training_split_warns(tmp_path: Path) -> None:
         data=DataSettings(data=data, train_split="train", val_split="train", verify_images=False),
         runtime=RuntimeSettings(out=tmp_path / "runs"),
     )
-    notes = open_data(config, data, lambda event: None).notes
+    notes = [note for note in open_data(config, data, lambda event: None).notes if "images too" in note]
     size = len(open_index(data, "train"))
-    assert notes == (
+    assert tuple(notes) == (
         f"{size} of {size} validation images ('train') are training images too: the validation figures and "
         "best.pt measure the training set (choose a split apart)",
     )
     apart = TrainConfig(data=DataSettings(data=data, verify_images=False), runtime=RuntimeSettings(out=tmp_path))
-    assert open_data(apart, data, lambda event: None).notes == ()
+    assert not [note for note in open_data(apart, data, lambda event: None).notes if "images too" in note]
 
 
 def test_train_errors_name_the_data_path_as_given(
@@ -244,7 +244,7 @@ def test_train_errors_name_the_data_path_as_given(
 
 def _one_error_line(capsys: pytest.CaptureFixture[str], path: Path) -> str:
     captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
+    lines = [line for line in captured.err.strip().splitlines() if not line.startswith("warning:")]
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), captured.err
     assert "Traceback" not in captured.err + captured.out
     return lines[0]

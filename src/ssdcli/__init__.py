@@ -58,20 +58,22 @@ def load(
     top_k: int | None = None,
     classes: Sequence[str] | None = None,
     pre_nms_top_k: int | None = None,
+    flip: bool = False,
 ) -> Detector:
     """A :class:`~ssdcli.engine.inference.detectors.Detector` from a checkpoint (.pt), an exported ONNX file (.onnx),
     a TorchScript file (.torchscript.pt or .ts), an OpenVINO export (its folder or model.xml), or torchvision's COCO
     detector (``"SSD300_VGG16_Weights.COCO_V1"`` from the torch hub cache, or its file).
 
     ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels. ``conf_threshold``
-    None: 0.25 (detections worth showing); the other settings None: the model's own.
+    None: 0.25 (detections worth showing); the other settings None: the model's own. ``flip``: test-time flip (each
+    image and its mirror image, merged by one NMS).
     """
     from .engine.inference.detectors import load_detector
     from .engine.inference.options import DISPLAY_THRESHOLD, DetectOptions
 
     conf = DISPLAY_THRESHOLD if conf_threshold is None else conf_threshold
     chosen = tuple(classes) if classes is not None else None
-    options = DetectOptions(conf, iou_threshold, top_k, pre_nms_top_k, chosen)
+    options = DetectOptions(conf, iou_threshold, top_k, pre_nms_top_k, chosen, flip)
     return load_detector(path, device=device, options=options)
 
 

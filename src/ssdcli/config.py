@@ -32,6 +32,8 @@ DEFAULT_RESIZE = "antialias"
 DEFAULT_ZOOM_OUT = 2.0
 #: Whether the training augmentation takes SSD's min-IoU random crop (DESIGN 1.6).
 DEFAULT_IOU_CROP = True
+#: The share of training samples made as a mosaic of four images at the input's scale (data/mosaic.py); 0: off.
+DEFAULT_MOSAIC = 0.0
 
 #: The exponential moving average of the weights: the decay it approaches, and the optimizer steps over which it
 #: ramps up (engine/train/ema.py).
@@ -53,6 +55,11 @@ DEFAULT_VOC_METRIC: VocMetric = "voc07"
 COCO_BACKENDS = ("pycocotools", "faster-coco-eval")
 DEFAULT_COCO_BACKEND = "pycocotools"
 DEFAULT_VOC_IOU = 0.5
+
+#: Validation objects a class needs before its AP takes part in choosing ``best.pt``: with fewer, one object
+#: found or missed moves the class's AP by a third or more, and the mean with it, by chance rather than by what
+#: the model learned (a split with fewer for every class chooses by the mean over all classes, with a warning).
+MIN_VALIDATION_OBJECTS = 10
 
 
 def _check_at_least(settings: object, minimum: Mapping[str, int]) -> None:
@@ -143,10 +150,13 @@ class AugmentSettings:
 
     zoom_out: float = DEFAULT_ZOOM_OUT  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
     iou_crop: bool = DEFAULT_IOU_CROP  # the min-IoU random crop (DESIGN 1.6)
+    mosaic: float = DEFAULT_MOSAIC  # share of samples made as a mosaic of four images (data/mosaic.py); 0: off
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.zoom_out < float("inf"):  # NaN fails every comparison
             raise UsageError(f"`zoom_out`: expected a finite number, at least 1 (1: off), got {self.zoom_out}")
+        if not 0.0 <= self.mosaic <= 1.0:
+            raise UsageError(f"`mosaic`: expected a share from 0 (off) to 1, got {self.mosaic}")
 
 
 @dataclass(frozen=True)
@@ -405,6 +415,7 @@ class EvalConfig:
     force: bool = False
     tile: int | None = None  # sliced inference: the window in pixels (None: whole images)
     tile_overlap: float = 0.2
+    flip: bool = False  # test-time flip: each image and its mirror image, merged by one NMS
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.tile_overlap)
@@ -429,7 +440,7 @@ class EvalConfig:
             if self.data is None:
                 raise UsageError(f"`{self.model_format}` needs `data` (the data set to evaluate on)")
             return
-        self._reject(("model", "plots", "tile"), self.mode)
+        self._reject(("model", "plots", "tile", "flip"), self.mode)
         if self.results is None:
             raise UsageError("`results` is required (a results JSON, or a folder of devkit files with `voc`)")
         if self.mode == "coco":
@@ -493,6 +504,7 @@ class PredictConfig:
     vid_stride: int = 1
     tile: int | None = None  # sliced inference: the window in pixels (None: whole images)
     tile_overlap: float = 0.2
+    flip: bool = False  # test-time flip: each image and its mirror image, merged by one NMS
 
     def __post_init__(self) -> None:
         check_tiling(self.tile, self.tile_overlap)

@@ -31,6 +31,10 @@ TILE_HELP = (
     "large photos (default: whole images only)."
 )
 OVERLAP_HELP = "--tile: the share of a window that neighbouring windows overlap, in [0, 0.9)."
+FLIP_HELP = (
+    "Test-time flip: detect each image and its mirror image together and merge both views' candidates in one NMS "
+    "(twice the network's work; not for ONNX files with NMS built in)."
+)
 
 
 #: ``ssd train --optimizer``: the optimizers the model registry has learning rates for.

@@ -20,7 +20,7 @@ from ssdcli.config import (
 )
 from ssdcli.errors import UsageError
 
-from .command import OVERLAP_HELP, TILE_HELP, DataFormat
+from .command import FLIP_HELP, OVERLAP_HELP, TILE_HELP, DataFormat
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ def eval_command(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing --json file and --plots images.")] = False,
     tile: Annotated[int | None, typer.Option(help="--checkpoint, --onnx, --torchscript, --openvino: " + TILE_HELP)] = EvalConfig.tile,
     overlap: Annotated[float, typer.Option(help=OVERLAP_HELP)] = EvalConfig.tile_overlap,
+    flip: Annotated[bool, typer.Option("--flip", help="--checkpoint, --onnx, --torchscript, --openvino: " + FLIP_HELP)] = EvalConfig.flip,
 ) -> None:
     """Evaluate detections against ground truth: COCO metrics or PASCAL VOC AP.
 
@@ -180,6 +181,7 @@ def eval_command(
         force=force,
         tile=tile,
         tile_overlap=overlap,
+        flip=flip,
     )
     from ssdcli.engine.evaluate.run import run_eval
 

@@ -11,7 +11,7 @@ from ssdcli.config import PredictConfig
 from ssdcli.data.files import check_new_file, write_atomic
 from ssdcli.errors import Interrupted, UsageError
 
-from .command import OVERLAP_HELP, TILE_HELP, DataFormat
+from .command import FLIP_HELP, OVERLAP_HELP, TILE_HELP, DataFormat
 from .progress import EvalProgressBar
 from .render import JsonOutput, print_warning, stderr_console, stdout_console
 
@@ -44,6 +44,7 @@ def predict_command(
     vid_stride: Annotated[int, typer.Option(help="Videos and streams: predict every k-th frame.")] = PredictConfig.vid_stride,
     tile: Annotated[int | None, typer.Option(help=TILE_HELP)] = PredictConfig.tile,
     overlap: Annotated[float, typer.Option(help=OVERLAP_HELP)] = PredictConfig.tile_overlap,
+    flip: Annotated[bool, typer.Option("--flip", help=FLIP_HELP)] = PredictConfig.flip,
 ) -> int:
     """Detect objects in images, folders, globs and videos; writes annotated copies and optional JSON.
 
@@ -97,6 +98,7 @@ def predict_command(
         vid_stride=vid_stride,
         tile=tile,
         tile_overlap=overlap,
+        flip=flip,
     )
     status = stderr_console() if to_stdout else stdout_console()
     try:

@@ -84,7 +84,10 @@ class TrainProgress:
                 self.progress.remove_task(self.eval_task)
                 self.eval_task = None
         elif isinstance(event, EpochDone):
-            parts = [f"{key} {value:.4f}" for key, value in event.metrics.items() if key not in ("epoch",)]
+            shown = {key: value for key, value in event.metrics.items() if key != "epoch"}
+            if abs(shown.get("select_map50", 0.0) - shown.get("map50", 0.0)) < 5e-5:  # equal as printed: said once
+                shown.pop("select_map50", None)
+            parts = [f"{key} {value:.4f}" for key, value in shown.items()]
             mark = "  (new best)" if event.best is not None else ""
             self.progress.console.print(f"epoch {event.epoch}: " + "  ".join(parts) + mark)
         elif isinstance(event, Message):

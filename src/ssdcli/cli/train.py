@@ -89,6 +89,7 @@ def train_command(
     warmup_steps: Annotated[int, typer.Option(help="Steps of linear learning-rate warm-up (at most a quarter of the schedule).")] = OptimSettings.warmup_steps,
     iou_crop: Annotated[bool, typer.Option(help="The SSD min-IoU random crop augmentation.")] = AugmentSettings.iou_crop,
     zoom_out: Annotated[float, typer.Option(help="Largest zoom-out canvas of the augmentation (1: off; the SSD paper: 4).")] = AugmentSettings.zoom_out,
+    mosaic: Annotated[float, typer.Option(help="Share of training samples made as a mosaic: four images at the input's scale, 2 x 2, and a window of the input's size at a random place (0: off).")] = AugmentSettings.mosaic,
     ema: Annotated[bool, typer.Option(help="Validate and save an exponential moving average of the weights.")] = OptimSettings.ema,
     img_size: Annotated[int | None, typer.Option(help="Input size: a multiple of 32 for the ssd_tiny models (default boxes scaled to it); others: their anchor layout's.")] = None,
     auto_recipe: Annotated[bool, typer.Option(help="Choose the default model's input size and default boxes from the training boxes, where not given; the first lines of the run say why (off when --model is given).")] = ModelSettings.auto_recipe,
@@ -180,7 +181,7 @@ def train_command(
             warmup_steps=warmup_steps,
             ema=ema,
         ),
-        augment=AugmentSettings(zoom_out=zoom_out, iou_crop=iou_crop),
+        augment=AugmentSettings(zoom_out=zoom_out, iou_crop=iou_crop, mosaic=mosaic),
         runtime=RuntimeSettings(
             workers=workers,
             threads=threads,

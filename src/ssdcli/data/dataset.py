@@ -17,6 +17,7 @@ from ssdcli.errors import DataError
 from . import formats
 from .collate import LoadFailure
 from .images import decode_image
+from .mosaic import MosaicPart, mosaic
 from .records import DatasetIndex, ImageRecord
 from .sampling import sample_seed, seeded
 from .transforms import build_transforms, make_sample
@@ -112,8 +113,16 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, Any]] | LoadFailure
         return_failures: bool = False,
         resize: str = DEFAULT_RESIZE,
         seed: int | None = None,
+        mosaic: float = 0.0,
+        mosaic_transforms: Callable[..., Any] | None = None,
     ) -> None:
+        if not 0.0 <= mosaic <= 1.0:
+            raise ValueError(f"mosaic: expected a probability in [0, 1], got {mosaic}")
         self.seed = seed
+        self.mosaic = mosaic if train else 0.0
+        self.mosaic_transforms = mosaic_transforms or build_transforms(
+            image_size, True, mean, std, zoom_out_max=1.0, iou_crop=False
+        )
         self.epoch = 0
         self.index = index
         self.return_failures = return_failures
@@ -148,13 +157,15 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, Any]] | LoadFailure
         record = self.index.records[i]
         try:
             image = read_sized_image(record.path, record.width, record.height)  # [H, W, 3]
+            if self.mosaic and float(torch.rand(())) < self.mosaic:
+                pixels, target = self.mosaic_transforms(*self._mosaic_sample(record, image))
+            else:
+                pixels, target = self.transforms(*make_sample(image, record.boxes, record.labels, record.ignore))
         except DataError as error:
             if not self.return_failures:
                 raise
             return LoadFailure(error.message, error.path)
-        sample = make_sample(image, record.boxes, record.labels, record.ignore)
-        pixels, target = self.transforms(*sample)
-        height, width = pixels.shape[-2:]
+        height, width = pixels.shape[-2:]  # S x S
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         boxes = target["boxes"].as_subclass(torch.Tensor).float() / scale  # [G, 4] xyxy normalised
         return pixels, {
@@ -164,3 +175,15 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, dict[str, Any]] | LoadFailure
             "image_id": record.image_id,
             "orig_size": (record.height, record.width),
         }
+
+    def _mosaic_sample(self, record: ImageRecord, image: np.ndarray) -> tuple[Any, dict[str, torch.Tensor]]:
+        """Record ``record`` (its image decoded) with three others drawn at random, as a mosaic (data/mosaic.py)."""
+        others = [self.index.records[int(j)] for j in torch.randint(len(self.index.records), (3,))]
+        offset = tuple(int(v) for v in torch.randint(self.image_size + 1, (2,)))
+        parts = [MosaicPart(image, record.boxes, record.labels, record.ignore)]
+        parts += [
+            MosaicPart(read_sized_image(other.path, other.width, other.height), other.boxes, other.labels, other.ignore)
+            for other in others
+        ]
+        window, boxes, labels, ignore = mosaic(parts, self.image_size, (offset[0], offset[1]))
+        return make_sample(window, boxes, labels, ignore)

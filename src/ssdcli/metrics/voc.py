@@ -109,6 +109,12 @@ class VocResult:
     def ap_by_class(self) -> dict[str, float]:
         return {c.name: c.ap for c in self.per_class}
 
+    def mean_ap_of_classes_with(self, min_objects: int) -> float:
+        """The mean AP over the classes with at least ``min_objects`` non-difficult objects; ``mean_ap`` when no
+        class has that many."""
+        counted = [c.ap for c in self.per_class if c.num_gt >= min_objects]
+        return float(np.mean(counted)) if counted else self.mean_ap
+
 
 def average_precision(recall: np.ndarray, precision: np.ndarray, metric: VocMetric = DEFAULT_VOC_METRIC) -> float:
     """AP from the cumulative ``recall`` [N] and ``precision`` [N] of detections sorted by score (devkit rules)."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ssdcli.config import MIN_VALIDATION_OBJECTS
 from ssdcli.metrics.coco import CocoResult
 from ssdcli.metrics.voc import VocResult
 
@@ -32,6 +33,7 @@ class EvalOutcome:
     warnings: tuple[str, ...] = ()
     model_run: ModelRun | None = None
     tiling: dict[str, float] | None = None  # a model detected window by window: its window size and overlap
+    flip: bool = False  # a model detected each image and its mirror image (test-time flip)
 
     def metrics(self) -> dict[str, Any]:
         """The figures as JSON-able data: COCO's named metrics, VOC's mAP and AP per class, or both."""
@@ -43,10 +45,17 @@ class EvalOutcome:
             found["coco"] = self.coco.metrics.as_dict()
         if self.tiling is not None:
             found["tiling"] = self.tiling
+        if self.flip:
+            found["flip"] = True
         return found
 
     def training_metrics(self) -> dict[str, float]:
         """The columns of training's metrics: ``map50`` (the VOC mAP; VOC07 11-point at IoU 0.5 unless asked
-        otherwise) and ``coco_ap`` (AP@[.5:.95])."""
+        otherwise), ``coco_ap`` (AP@[.5:.95]) and ``select_map50``, what ``best.pt`` is chosen by: the VOC mAP over
+        the classes with at least ``MIN_VALIDATION_OBJECTS`` objects (``map50`` when every class or none has)."""
         assert self.voc is not None and self.coco is not None
-        return {"map50": float(self.voc.mean_ap), "coco_ap": float(self.coco.metrics.ap)}
+        return {
+            "map50": float(self.voc.mean_ap),
+            "coco_ap": float(self.coco.metrics.ap),
+            "select_map50": self.voc.mean_ap_of_classes_with(MIN_VALIDATION_OBJECTS),
+        }

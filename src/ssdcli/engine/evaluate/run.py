@@ -31,6 +31,7 @@ from ssdcli.engine.evaluate.validation import evaluate_detections
 from ssdcli.engine.events import EventHandler, Message, ignore_events
 from ssdcli.engine.inference.batched import detect_index_with
 from ssdcli.engine.inference.detectors import load_detector
+from ssdcli.engine.inference.options import DetectOptions
 from ssdcli.engine.inference.tiled import Tiling, detect_index_tiled
 from ssdcli.errors import DataError
 from ssdcli.metrics.coco import coco_evaluate
@@ -95,7 +96,9 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     check_output_folder(config.out)
     if config.plots is not None:
         check_output_folder(config.plots)
-    detector = load_detector(config.model, config.model_format, resolve_device(config.device))
+    detector = load_detector(
+        config.model, config.model_format, resolve_device(config.device), DetectOptions(flip=config.flip)
+    )
     spec = detector.spec
     index = open_for_model(detector, config.data, config.split, config.data_format)
     if index.warnings.summary():
@@ -114,4 +117,5 @@ def _model(config: EvalConfig, emit: EventHandler) -> EvalOutcome:
     )
     assert outcome.voc is not None  # evaluate_detections scores VOC AP on every data set
     run = write_model_run(config.out, index, detections, outcome.voc, plots)
-    return dataclasses.replace(outcome, model_run=run, tiling=tiling.record() if tiling is not None else None)
+    tiled = tiling.record() if tiling is not None else None
+    return dataclasses.replace(outcome, model_run=run, tiling=tiled, flip=config.flip)

@@ -43,7 +43,9 @@ class Backend(Protocol):
     @property
     def device(self) -> torch.device: ...
 
-    def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]: ...
+    def __call__(self, batch: Tensor, settings: PostprocessSettings, flip: bool = False) -> list[dict[str, Tensor]]:
+        """``flip``: detect each image and its mirror image together (see :class:`DetectOptions`)."""
+        ...
 
     def check(self, settings: PostprocessSettings, options: DetectOptions, path: Path) -> None:
         """UsageError for settings this backend cannot honour."""
@@ -64,15 +66,40 @@ class NetworkBackend:
         """The backend of ``network`` with the default boxes of ``layout``."""
         return cls(network, default_boxes(layout, device=torch.device(device)), device)
 
-    def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]:
+    def __call__(self, batch: Tensor, settings: PostprocessSettings, flip: bool = False) -> list[dict[str, Tensor]]:
         batch = batch.to(self.device, non_blocking=True)
+        if flip:  # the mirror images in the same forward pass: [2B, 3, S, S]
+            batch = torch.cat([batch, batch.flip(-1)])
         if self.device.type == "cuda":
             batch = batch.contiguous(memory_format=torch.channels_last)
-        conf, loc = self.network(batch)  # [B, A, C], [B, A, 4]
-        return postprocess(conf.to(self.device), loc.to(self.device), self.anchors, settings)
+        conf, loc = self.network(batch)  # [B, A, C], [B, A, 4] ([2B, ...] with flip)
+        conf, loc = conf.to(self.device), loc.to(self.device)
+        if not flip:
+            return postprocess(conf, loc, self.anchors, settings)
+        return postprocess(*merge_mirrored(conf, loc, self.anchors), settings)
 
     def check(self, settings: PostprocessSettings, options: DetectOptions, path: Path) -> None:
         """Any settings: the decoding and NMS are ssdcli's."""
+
+
+def merge_mirrored(conf: Tensor, loc: Tensor, anchors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The outputs of B images followed by their mirror images (conf [2B, A, C], loc [2B, A, 4]; anchors [A, 4]
+    cxcywh) as the outputs of B images over twice the default boxes: conf [B, 2A, C], loc [B, 2A, 4], anchors
+    [2A, 4]. A mirror image's default box at centre x is the original image's box at 1 - x, and its x offset
+    changes sign, so decoding gives each mirrored prediction in the original image's frame; one NMS then merges
+    both views' candidates."""
+    images = conf.shape[0] // 2
+    mirrored_loc = loc[images:].clone()
+    mirrored_loc[..., 0] = -mirrored_loc[..., 0]
+    mirrored_anchors = anchors.clone()
+    mirrored_anchors[:, 0] = 1.0 - mirrored_anchors[:, 0]
+    return (
+        torch.cat([conf[:images], conf[images:]], dim=1),
+        torch.cat([loc[:images], mirrored_loc], dim=1),
+        torch.cat([anchors, mirrored_anchors]),
+    )
+
+
 
 
 def to_pixels(detections: dict[str, Tensor], height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -89,8 +116,8 @@ class Detector:
     :class:`Detections` in each image's pixels out.
 
     ``detector(images)`` takes one image or a list; :meth:`detect` one image; :meth:`detect_batch` images already
-    prepared. ``settings`` and ``classes`` (the class names whose detections are kept; None: every class) may be
-    changed between calls. ``format`` is one of :data:`MODEL_FORMATS`; ``pretrained`` names torchvision's weights,
+    prepared. ``settings``, ``classes`` (the class names whose detections are kept; None: every class) and
+    ``flip`` (test-time flip, see :class:`DetectOptions`) may be changed between calls. ``format`` is one of :data:`MODEL_FORMATS`; ``pretrained`` names torchvision's weights,
     None otherwise.
     """
 
@@ -101,6 +128,7 @@ class Detector:
     format: str = "checkpoint"
     pretrained: str | None = None
     classes: tuple[str, ...] | None = None
+    flip: bool = False
 
     def __post_init__(self) -> None:
         self._label_ids()  # unknown class names refused before any detection
@@ -123,7 +151,7 @@ class Detector:
     def detect_batch(self, batch: Tensor) -> list[dict[str, Tensor]]:
         """Prepared images [B, 3, S, S] -> per image ``boxes`` [K, 4] xyxy normalised, ``scores`` [K], ``labels``
         [K], every class (``classes`` applies to the detections in pixels)."""
-        return self.backend(batch, self.settings)
+        return self.backend(batch, self.settings, self.flip)
 
     def predict_rgb(self, images: Sequence[Tensor]) -> list[Detections]:
         """Detections for a batch of [3, H, W] uint8 RGB tensors, in their pixels."""
@@ -278,4 +306,6 @@ def load_detector(
     opened = _open(path, fmt, torch.device(device))
     settings = options.over(opened.spec.postprocess)
     opened.backend.check(settings, options, opened.path)
-    return Detector(opened.spec, opened.backend, settings, opened.path, fmt, opened.pretrained, options.classes)
+    return Detector(
+        opened.spec, opened.backend, settings, opened.path, fmt, opened.pretrained, options.classes, options.flip
+    )

@@ -115,10 +115,13 @@ class DecodedBackend:
         self.box_scale = box_scale
         self.built_in = built_in
 
-    def __call__(self, batch: Tensor, settings: PostprocessSettings) -> list[dict[str, Tensor]]:
+    def __call__(self, batch: Tensor, settings: PostprocessSettings, flip: bool = False) -> list[dict[str, Tensor]]:
         """Images [B, 3, S, S] -> per image ``boxes`` [K, 4] xyxy normalised (the graph's boxes divided by
         ``box_scale``: S for a file that gives pixels), ``scores`` [K] and ``labels`` [K], scores above
-        ``settings.score_threshold``, the ``settings.top_k`` best (as postprocess gives)."""
+        ``settings.score_threshold``, the ``settings.top_k`` best (as postprocess gives). ``flip`` is refused by
+        :meth:`check` (the graph suppresses alone)."""
+        if flip:
+            raise UsageError("test-time flip needs a model whose NMS is ssdcli's (this file has NMS built in)")
         parts, offset = [], 0
         for outputs, real in _run_in_batches(self.session, batch, self.feed):  # boxes, scores, labels, batch_index
             keep = outputs[3] < real  # drops the padding images' detections
@@ -138,6 +141,12 @@ class DecodedBackend:
         """Refuse settings the graph cannot honour instead of ignoring them: another NMS IoU than its own, a score
         threshold below the scores it drops (``options``: the settings the caller chose, the rest the model's)."""
         built_in = self.built_in
+        if options.flip:
+            raise UsageError(
+                "test-time flip merges both views' candidates in one NMS, and this file has NMS built in; export "
+                "without `with_nms` to flip",
+                path=path,
+            )
         if options.iou_threshold is not None and abs(settings.iou_threshold - built_in.iou_threshold) > 1e-6:
             raise UsageError(
                 f"`iou_threshold` {settings.iou_threshold:g}: this file has NMS at IoU {built_in.iou_threshold:g} "

@@ -21,6 +21,8 @@ class DetectOptions:
         top_k: detections kept per image.
         pre_nms_top_k: candidates kept per class and image before NMS.
         classes: class names whose detections are kept; None keeps every class.
+        flip: test-time flip: each image and its mirror image are detected together and their candidates merged
+            by the one NMS (twice the network's work); needs a model whose decoding and NMS are ssdcli's.
     """
 
     conf_threshold: float | None = None
@@ -28,6 +30,7 @@ class DetectOptions:
     top_k: int | None = None
     pre_nms_top_k: int | None = None
     classes: tuple[str, ...] | None = None
+    flip: bool = False
 
     def over(self, model: PostprocessSettings) -> PostprocessSettings:
         """``model``'s settings with the chosen ones in their place."""

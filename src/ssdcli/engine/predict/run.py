@@ -235,7 +235,7 @@ def predict(config: PredictConfig, emit: EventHandler = ignore_events) -> Predic
 
     if config.out is not None:
         check_output_folder(config.out)
-    options = DetectOptions(config.conf_threshold, config.iou_threshold, classes=config.classes)
+    options = DetectOptions(config.conf_threshold, config.iou_threshold, classes=config.classes, flip=config.flip)
     predictor = load_detector(config.model, device=resolve_device(config.device), options=options)
     size = predictor.spec.layout.image_size
     if config.img_size is not None and config.img_size != size:

@@ -25,8 +25,9 @@ BEST = "best.pt"
 class CheckpointPolicy:
     """``last.pt`` after every epoch and wherever a run stops (a signal, a non-finite loss, a file that broke):
     the exact position, so that a resume trains exactly the batches that come next. ``best.pt`` by one rule: the
-    highest validation VOC07 mAP@0.5 (a NaN one, e.g. a split without objects, never counts); without validation
-    it is a copy of ``last.pt``."""
+    highest validation VOC07 mAP@0.5 over the classes with enough validation objects to be measured
+    (``select_map50``: a class with a handful of objects swings its AP by chance; a NaN score, e.g. a split without
+    objects, never counts); without validation it is a copy of ``last.pt``."""
 
     def __init__(self, run: Run, emit: EventHandler) -> None:
         self.run = run
@@ -90,7 +91,7 @@ class CheckpointPolicy:
         """Whether this epoch's row beats the best so far (and becomes it)."""
         if self.run.val_index is None:
             return True
-        score = row.get("map50")
+        score = row.get("select_map50")
         better = score is not None and math.isfinite(score) and (self.run.best is None or score > self.run.best)
         if better:
             self.run.best = score

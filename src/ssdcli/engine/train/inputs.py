@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ssdcli.config import DataSettings, TrainConfig
+from ssdcli.config import MIN_VALIDATION_OBJECTS, DataSettings, TrainConfig
 from ssdcli.core.layouts import AnchorLayout
 from ssdcli.data.dataset import is_split_file, open_index
 from ssdcli.data.files import check_output_folder
@@ -245,10 +245,35 @@ def validation_notes(index: DatasetIndex) -> list[str]:
         )
     empty = why_no_targets(index)
     if empty is None:
-        return []
+        return few_objects_note(index)
     return [
         f"validation split {index.split!r} holds no object that evaluation scores ({empty}): its mAP is undefined, "
         "so best.pt cannot be chosen and is not written (last.pt holds the last epoch)"
+    ]
+
+
+def few_objects_note(index: DatasetIndex, least: int = MIN_VALIDATION_OBJECTS) -> list[str]:
+    """A warning when classes of the validation split have fewer than ``least`` scored objects: one object found
+    or missed then moves a class's AP by chance, so ``best.pt`` is chosen by the mAP of the other classes (or, when
+    no class has enough, by a mean that follows chance)."""
+    counts = dict.fromkeys(index.class_names[1:], 0)
+    for record in index.records:
+        for label in record.labels[~record.ignore].tolist():
+            counts[index.class_names[label]] += 1
+    few = {name: count for name, count in counts.items() if count < least}
+    if not few:
+        return []
+    listed = ", ".join(f"{name} {count}" for name, count in sorted(few.items(), key=lambda item: item[1]))
+    start = f"validation split {index.split!r} has fewer than {least} objects of {listed}: "
+    if len(few) < len(counts):
+        kept = ", ".join(name for name in counts if name not in few)
+        return [
+            start + f"their AP moves by chance between epochs, so best.pt is chosen by the mAP of {kept} "
+            "(metrics.csv: select_map50); a larger validation split measures every class"
+        ]
+    return [
+        start + "its mAP moves by chance between epochs and best.pt may follow that chance; give validation more "
+        "images, or compare best.pt with last.pt"
     ]
 
 

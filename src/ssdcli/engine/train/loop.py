@@ -40,13 +40,14 @@ from ssdcli.engine.train.distributed import DistContext, init_distributed, is_pe
 from ssdcli.engine.train.freeze import keep_frozen
 from ssdcli.engine.train.interrupts import StopRequests
 from ssdcli.engine.train.mlflow_log import MlflowLog
+from ssdcli.engine.train.recipe_rule import tiling_line
 from ssdcli.engine.train.run import Run, build_run
 from ssdcli.engine.train.run_plots import RunPictures
 from ssdcli.engine.train.tensorboard_log import TensorBoardLog, both
 from ssdcli.engine.train.window import LossWindow, first_non_finite
 from ssdcli.errors import DataError, PeerProcessFailed, SsdcliError, TrainingDiverged
 
-METRIC_COLUMNS = ("epoch", "loss", "loss_conf", "loss_loc", "lr", "map50", "coco_ap", "seconds")
+METRIC_COLUMNS = ("epoch", "loss", "loss_conf", "loss_loc", "lr", "map50", "coco_ap", "select_map50", "seconds")
 
 
 @dataclass
@@ -201,6 +202,10 @@ def _train(config: TrainConfig, device: torch.device, context: DistContext, emit
         _check_ranks_agree(run.model, context)
     if not result.interrupted and not result.stopped_early:
         emit(Message(end_line(progress.epoch, run.config.optim.time_budget)))
+    if not result.interrupted and context.is_main:
+        advice = tiling_line(run.train_index, run.model_config.layout.image_size)
+        if advice is not None:
+            emit(Message(advice))
     return result
 
 

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ssdcli.config import ModelSettings, TrainConfig
@@ -40,7 +41,9 @@ class RecipeRule:
         sizes: the larger inputs tried, in order.
         seconds_per_image: training time of one image at the model's own size (ssd_tiny256 on 2 CPU cores:
             BCCD's and Raccoon's 10-minute runs, 0.028-0.031 s); the cost grows with the input's area.
-        min_epochs: a larger input is affordable when the time budget still gives at least this many epochs.
+        min_epochs: a larger input is affordable when the time budget still gives at least this many epochs (the
+            accuracy suite, docs/results.md: on HardHat 25 epochs at 384 px scored 0.08-0.12 against 0.125 for
+            60 epochs at 256 px, so fewer epochs at a larger input did not pay).
         outside_share: fitted default boxes when more than this share of the boxes lies outside the sizes the
             built-in ones match at IoU 0.5.
     """
@@ -50,7 +53,7 @@ class RecipeRule:
     enough_small: float = 0.1
     sizes: tuple[int, ...] = (320, 384, 448, 512)
     seconds_per_image: float = 0.03
-    min_epochs: float = 25.0
+    min_epochs: float = 50.0
     outside_share: float = 0.1
 
 
@@ -201,6 +204,37 @@ def choose_recipe(
     if model.anchors is None:
         auto, anchors_reason = choose_anchors(stats, model.arch, rule)
     return RecipeChoice(size, size_reason, auto, anchors_reason, base_size)
+
+
+def native_sides(index: DatasetIndex) -> torch.Tensor:
+    """[M] sqrt(w * h) in its image's own pixels of each training target of ``index`` (ignored objects left out)."""
+    sides = [
+        np.sqrt(np.clip(box[:, 2] - box[:, 0], 0, None) * np.clip(box[:, 3] - box[:, 1], 0, None))
+        for box in (record.boxes[~record.ignore] for record in index.records)
+    ]
+    return torch.from_numpy(np.concatenate(sides)) if sides else torch.zeros(0)
+
+
+def tiling_line(index: DatasetIndex, input_size: int, rule: RecipeRule = RecipeRule()) -> str | None:
+    """A line for the run's summary when the data would gain from detection in windows (``--tile``): more than
+    ``too_many_small`` of the training boxes are small on the ``input_size`` input, and windows of ``input_size``
+    px of the full-size images (no shrinking) would leave at most half as many small. None otherwise."""
+    stats = BoxStats.of_index(index)
+    small = stats.share_under(rule.small_px, input_size)
+    if small <= rule.too_many_small:
+        return None
+    resized = stats.sides * input_size
+    native = native_sides(index)
+    if native.shape != resized.shape:  # the two measures cover the same targets in the same order
+        return None
+    tiled = float((torch.maximum(native, resized) < rule.small_px).double().mean())
+    if tiled > small / 2:
+        return None
+    return (
+        f"tiling: {_percent(small)} of training boxes are under {rule.small_px:g} px on the {input_size} px input, "
+        f"{_percent(tiled)} in windows of {input_size} px of the full-size images: evaluate and predict with "
+        f"`tile` {input_size} (ssd eval, ssd predict)"
+    )
 
 
 def apply_recipe(config: TrainConfig, index: DatasetIndex) -> tuple[TrainConfig, str | None]:

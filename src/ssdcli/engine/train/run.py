@@ -272,6 +272,7 @@ def _data_pipeline(
         transforms=augmentation,
         return_failures=True,
         seed=runtime.seed,
+        mosaic=config.augment.mosaic,
     )
     sampler: DistributedSampler[int] = DistributedSampler(
         dataset, num_replicas=context.world_size, rank=context.rank, shuffle=True, seed=runtime.seed, drop_last=True
