@@ -99,3 +99,17 @@ def test_a_graph_with_nms_refuses_flip() -> None:
     backend.built_in = PostprocessSettings()
     with pytest.raises(UsageError, match="NMS built in"):
         backend.check(PostprocessSettings(), DetectOptions(flip=True), Path("model.onnx"))
+
+
+def test_tiled_detection_keeps_the_flip(checkpoint: Path) -> None:
+    from ssdcli.engine.inference.tiled import TiledDetector, Tiling
+
+    detector = load_detector(checkpoint, options=DetectOptions(conf_threshold=0.05, flip=True))
+    tiled = TiledDetector(detector, Tiling(64, 0.2))
+    assert tiled.flip
+    image = np.random.default_rng(1).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    # A window as large as the image: the tiled detector equals the untiled one, flip included.
+    found, whole = tiled.detect(image), detector.detect(image)
+    np.testing.assert_allclose(found.boxes, whole.boxes, atol=1e-4)
+    unflipped = load_detector(checkpoint, options=DetectOptions(conf_threshold=0.05)).detect(image)
+    assert len(unflipped) != len(whole) or not np.allclose(unflipped.boxes, whole.boxes)

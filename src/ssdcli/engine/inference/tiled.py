@@ -84,7 +84,7 @@ class TiledDetector(Detector):
     def __init__(self, detector: Detector, tiling: Tiling) -> None:
         super().__init__(
             detector.spec, detector.backend, detector.settings, detector.path, detector.format, detector.pretrained,
-            detector.classes,
+            detector.classes, detector.flip,
         )  # fmt: skip
         self.tiling = tiling
 
