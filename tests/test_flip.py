@@ -113,3 +113,17 @@ def test_tiled_detection_keeps_the_flip(checkpoint: Path) -> None:
     np.testing.assert_allclose(found.boxes, whole.boxes, atol=1e-4)
     unflipped = load_detector(checkpoint, options=DetectOptions(conf_threshold=0.05)).detect(image)
     assert len(unflipped) != len(whole) or not np.allclose(unflipped.boxes, whole.boxes)
+
+
+def test_ssdcli_load_takes_flip_and_tiling(checkpoint: Path) -> None:
+    import ssdcli
+    from ssdcli.engine.inference.tiled import TiledDetector
+
+    plain = ssdcli.load(checkpoint, conf_threshold=0.05)
+    assert not plain.flip and not isinstance(plain, TiledDetector)
+    tiled = ssdcli.load(checkpoint, conf_threshold=0.05, flip=True, tile=48, overlap=0.25)
+    assert isinstance(tiled, TiledDetector) and tiled.flip and (tiled.tiling.size, tiled.tiling.overlap) == (48, 0.25)
+    image = np.random.default_rng(2).integers(0, 256, size=(96, 96, 3), dtype=np.uint8)
+    assert len(tiled(image)) == 1  # one image in, its detections out
+    with pytest.raises(UsageError, match="tile"):
+        ssdcli.load(checkpoint, tile=8)

@@ -59,6 +59,8 @@ def load(
     classes: Sequence[str] | None = None,
     pre_nms_top_k: int | None = None,
     flip: bool = False,
+    tile: int | None = None,
+    overlap: float = 0.2,
 ) -> Detector:
     """A :class:`~ssdcli.engine.inference.detectors.Detector` from a checkpoint (.pt), an exported ONNX file (.onnx),
     a TorchScript file (.torchscript.pt or .ts), an OpenVINO export (its folder or model.xml), or torchvision's COCO
@@ -66,15 +68,23 @@ def load(
 
     ``ssdcli.load("best.pt")(["a.jpg", bgr_array])`` returns detections in original image pixels. ``conf_threshold``
     None: 0.25 (detections worth showing); the other settings None: the model's own. ``flip``: test-time flip (each
-    image and its mirror image, merged by one NMS).
+    image and its mirror image, merged by one NMS). ``tile``: also detect in overlapping windows of that many pixels
+    (``overlap`` of a window shared), as ``ssd predict --tile`` does.
     """
+    from .config import check_tiling
     from .engine.inference.detectors import load_detector
     from .engine.inference.options import DISPLAY_THRESHOLD, DetectOptions
 
     conf = DISPLAY_THRESHOLD if conf_threshold is None else conf_threshold
     chosen = tuple(classes) if classes is not None else None
     options = DetectOptions(conf, iou_threshold, top_k, pre_nms_top_k, chosen, flip)
-    return load_detector(path, device=device, options=options)
+    check_tiling(tile, overlap)
+    detector = load_detector(path, device=device, options=options)
+    if tile is None:
+        return detector
+    from .engine.inference.tiled import TiledDetector, Tiling
+
+    return TiledDetector(detector, Tiling(tile, overlap))
 
 
 def read_train_config(path: str) -> TrainConfig:
