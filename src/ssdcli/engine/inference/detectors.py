@@ -117,7 +117,8 @@ class Detector:
 
     ``detector(images)`` takes one image or a list; :meth:`detect` one image; :meth:`detect_batch` images already
     prepared. ``settings``, ``classes`` (the class names whose detections are kept; None: every class) and
-    ``flip`` (test-time flip, see :class:`DetectOptions`) may be changed between calls. ``format`` is one of :data:`MODEL_FORMATS`; ``pretrained`` names torchvision's weights,
+    ``flip`` (test-time flip, see :class:`DetectOptions`) may be changed between calls. ``format`` is one of
+    :data:`MODEL_FORMATS`; ``pretrained`` names torchvision's weights,
     None otherwise.
     """
 

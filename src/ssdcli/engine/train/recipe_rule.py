@@ -206,29 +206,24 @@ def choose_recipe(
     return RecipeChoice(size, size_reason, auto, anchors_reason, base_size)
 
 
-def native_sides(index: DatasetIndex) -> torch.Tensor:
-    """[M] sqrt(w * h) in its image's own pixels of each training target of ``index`` (ignored objects left out)."""
-    sides = [
-        np.sqrt(np.clip(box[:, 2] - box[:, 0], 0, None) * np.clip(box[:, 3] - box[:, 1], 0, None))
-        for box in (record.boxes[~record.ignore] for record in index.records)
-    ]
-    return torch.from_numpy(np.concatenate(sides)) if sides else torch.zeros(0)
-
-
 def tiling_line(index: DatasetIndex, input_size: int, rule: RecipeRule = RecipeRule()) -> str | None:
     """A line for the run's summary when the data would gain from detection in windows (``--tile``): more than
     ``too_many_small`` of the training boxes are small on the ``input_size`` input, and windows of ``input_size``
     px of the full-size images (no shrinking) would leave at most half as many small. None otherwise."""
-    stats = BoxStats.of_index(index)
-    small = stats.share_under(rule.small_px, input_size)
-    if small <= rule.too_many_small:
+    resized, native = [], []  # sqrt(w * h) of each training target on the input, and in its image's own pixels
+    for record in index.records:
+        wh = record.boxes[~record.ignore, 2:] - record.boxes[~record.ignore, :2]  # [G, 2] pixels
+        area = np.clip(wh[:, 0], 0, None) * np.clip(wh[:, 1], 0, None)
+        native.append(np.sqrt(area))
+        resized.append(np.sqrt(area / (record.width * record.height)) * input_size)
+    if not native:
         return None
-    resized = stats.sides * input_size
-    native = native_sides(index)
-    if native.shape != resized.shape:  # the two measures cover the same targets in the same order
+    on_input, in_windows = np.concatenate(resized), np.maximum(np.concatenate(native), np.concatenate(resized))
+    if not on_input.size:
         return None
-    tiled = float((torch.maximum(native, resized) < rule.small_px).double().mean())
-    if tiled > small / 2:
+    small = float((on_input < rule.small_px).mean())
+    tiled = float((in_windows < rule.small_px).mean())
+    if small <= rule.too_many_small or tiled > small / 2:
         return None
     return (
         f"tiling: {_percent(small)} of training boxes are under {rule.small_px:g} px on the {input_size} px input, "
