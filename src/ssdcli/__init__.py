@@ -71,20 +71,16 @@ def load(
     image and its mirror image, merged by one NMS). ``tile``: also detect in overlapping windows of that many pixels
     (``overlap`` of a window shared), as ``ssd predict --tile`` does.
     """
-    from .config import check_tiling
     from .engine.inference.detectors import load_detector
     from .engine.inference.options import DISPLAY_THRESHOLD, DetectOptions
+    from .engine.inference.tiled import TiledDetector, Tiling
 
     conf = DISPLAY_THRESHOLD if conf_threshold is None else conf_threshold
     chosen = tuple(classes) if classes is not None else None
     options = DetectOptions(conf, iou_threshold, top_k, pre_nms_top_k, chosen, flip)
-    check_tiling(tile, overlap)
+    tiling = Tiling(tile, overlap) if tile is not None else None  # settings refused before the model loads
     detector = load_detector(path, device=device, options=options)
-    if tile is None:
-        return detector
-    from .engine.inference.tiled import TiledDetector, Tiling
-
-    return TiledDetector(detector, Tiling(tile, overlap))
+    return detector if tiling is None else TiledDetector(detector, tiling)
 
 
 def read_train_config(path: str) -> TrainConfig:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ssdcli.config import check_tiling
 from ssdcli.core.detections import Detections
 from ssdcli.core.tiling import merge_detections, shift_boxes, tile_windows
 from ssdcli.data.collate import checked_batches, collate_detections
@@ -38,6 +39,9 @@ class Tiling:
 
     size: int
     overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        check_tiling(self.size, self.overlap)
 
     def record(self) -> dict[str, float]:
         """The settings as a run's JSON records them: ``{"size": pixels, "overlap": share}``."""
