@@ -1,5 +1,6 @@
 """Test-time flip (``ssd eval --flip``, ``ssd predict --flip``, ``ssdcli.load(..., flip=True)``): each image and
-its mirror image are detected together and one NMS merges both views' candidates."""
+its mirror image are detected together; on a left-right symmetric layout both views' predictions are averaged per
+default box, otherwise one NMS merges both views' candidates."""
 
 from __future__ import annotations
 
@@ -11,13 +12,55 @@ import pytest
 import torch
 from torch import Tensor
 
+from ssdcli.core.anchors import default_boxes
 from ssdcli.core.coder import decode
 from ssdcli.core.postprocess import PostprocessSettings
-from ssdcli.engine.inference.detectors import NetworkBackend, load_detector, merge_mirrored
+from ssdcli.engine.inference.detectors import (
+    NetworkBackend,
+    average_mirrored,
+    load_detector,
+    merge_mirrored,
+    mirror_partners,
+)
 from ssdcli.engine.inference.options import DetectOptions
 from ssdcli.errors import UsageError
 
-ANCHORS = torch.tensor([[0.2, 0.5, 0.2, 0.4], [0.7, 0.3, 0.3, 0.2]])  # [2, 4] cxcywh
+ANCHORS = torch.tensor([[0.2, 0.5, 0.2, 0.4], [0.7, 0.3, 0.3, 0.2]])  # [2, 4] cxcywh, no mirror partners
+SYMMETRIC = torch.tensor([[0.2, 0.5, 0.2, 0.4], [0.5, 0.3, 0.3, 0.2], [0.8, 0.5, 0.2, 0.4]])  # partners 2, 1, 0
+
+
+def test_mirror_partners_pair_each_default_box_with_its_mirror_image() -> None:
+    assert mirror_partners(SYMMETRIC).tolist() == [2, 1, 0]
+    assert mirror_partners(ANCHORS) is None
+    # SSD300's grid is not symmetric (38 cells of 8 px span 304 px of a 300 px image): no partners, NMS merge.
+    assert mirror_partners(default_boxes("ssd300")) is None
+    boxes = default_boxes("ssd512")
+    partners = mirror_partners(boxes)
+    if partners is None:  # a layout whose steps do not tile its image exactly
+        return
+    assert torch.equal(partners[partners], torch.arange(len(boxes)))
+    torch.testing.assert_close(boxes[partners, 0], 1 - boxes[:, 0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(boxes[partners, 1:], boxes[:, 1:])
+
+
+def test_averaged_views_give_the_mean_box_and_the_mean_class_probabilities() -> None:
+    partners = mirror_partners(SYMMETRIC)
+    loc = torch.randn(2, 3, 4)  # the image, then its mirror image
+    conf = torch.randn(2, 3, 4)
+    merged_conf, merged_loc = average_mirrored(conf, loc, partners)
+    assert merged_conf.shape == (1, 3, 4) and merged_loc.shape == (1, 3, 4)
+    # Each view decoded on its own, the mirror view's boxes mirrored back (x -> 1 - x) by hand.
+    plain = decode(loc[:1], SYMMETRIC)[0]  # [3, 4] xyxy
+    seen_mirrored = decode(loc[1:], SYMMETRIC)[0]
+    back = torch.stack([1 - seen_mirrored[:, 2], seen_mirrored[:, 1], 1 - seen_mirrored[:, 0], seen_mirrored[:, 3]], 1)
+    back = back[partners]  # the mirror view's box for default box i was predicted on its partner
+    merged = decode(merged_loc, SYMMETRIC)[0]
+    centre = lambda b: (b[:, :2] + b[:, 2:]) / 2  # noqa: E731
+    size = lambda b: b[:, 2:] - b[:, :2]  # noqa: E731
+    torch.testing.assert_close(centre(merged), (centre(plain) + centre(back)) / 2)
+    torch.testing.assert_close(size(merged), (size(plain) * size(back)).sqrt())  # the mean of log sizes
+    probabilities = torch.softmax(conf, -1)
+    torch.testing.assert_close(torch.softmax(merged_conf, -1)[0], (probabilities[0] + probabilities[1, partners]) / 2)
 
 
 def test_a_mirrored_prediction_lands_on_the_mirror_of_its_box() -> None:
@@ -44,7 +87,7 @@ class MirrorBlind:
         return conf, torch.zeros(batch.shape[0], 2, 4)
 
 
-def test_the_backend_returns_both_views_detections() -> None:
+def test_without_partners_the_backend_returns_both_views_detections() -> None:
     backend = NetworkBackend(MirrorBlind(), ANCHORS)
     batch = torch.zeros(3, 3, 8, 8)
     settings = PostprocessSettings()
@@ -58,9 +101,50 @@ def test_the_backend_returns_both_views_detections() -> None:
         assert both["scores"][0] == both["scores"][1]
 
 
+def test_with_partners_views_that_disagree_halve_each_others_scores() -> None:
+    """The mirror-blind network on a symmetric layout: each view finds class 1 on a different default box (the
+    image's first, the mirror image's first, which is the image's last); averaged, each box keeps half its score."""
+
+    def blind(batch: Tensor) -> tuple[Tensor, Tensor]:
+        conf = torch.full((batch.shape[0], 3, 2), -10.0)
+        conf[:, :, 0] = 10.0
+        conf[:, 0] = torch.tensor([-10.0, 10.0])
+        return conf, torch.zeros(batch.shape[0], 3, 4)
+
+    backend = NetworkBackend(blind, SYMMETRIC)
+    settings = PostprocessSettings(score_threshold=0.01)
+    plain = backend(torch.zeros(1, 3, 8, 8), settings)[0]
+    both = backend(torch.zeros(1, 3, 8, 8), settings, flip=True)[0]
+    assert len(plain["boxes"]) == 1 and plain["scores"][0] > 0.99
+    np.testing.assert_allclose(sorted(both["boxes"].tolist()), [[0.1, 0.3, 0.3, 0.7], [0.7, 0.3, 0.9, 0.7]], atol=1e-6)
+    np.testing.assert_allclose(both["scores"].numpy(), [0.5, 0.5], atol=1e-4)
+
+
+def test_a_mirror_equivariant_network_detects_the_same_with_and_without_flip() -> None:
+    """When the mirror view agrees with the image (a network equivariant under mirroring), averaging changes
+    nothing: the flipped detections are the plain ones."""
+    partners = mirror_partners(SYMMETRIC)
+    torch.manual_seed(0)
+    conf_of_image, loc_of_image = torch.randn(1, 3, 2), torch.randn(1, 3, 4)
+    conf_of_mirror, loc_of_mirror = conf_of_image[:, partners], loc_of_image[:, partners].clone()
+    loc_of_mirror[..., 0] = -loc_of_mirror[..., 0]
+
+    def equivariant(batch: Tensor) -> tuple[Tensor, Tensor]:
+        views = batch.shape[0]
+        return (torch.cat([conf_of_image, conf_of_mirror][:views]), torch.cat([loc_of_image, loc_of_mirror][:views]))
+
+    backend = NetworkBackend(equivariant, SYMMETRIC)
+    settings = PostprocessSettings(score_threshold=0.01)
+    plain = backend(torch.zeros(1, 3, 8, 8), settings)[0]
+    both = backend(torch.zeros(1, 3, 8, 8), settings, flip=True)[0]
+    for key in ("boxes", "scores", "labels"):
+        torch.testing.assert_close(both[key], plain[key])
+
+
 def test_flip_makes_detections_mirror_symmetric(checkpoint: Path) -> None:
     """With flip, an image and its mirror image see the same two views: their detections mirror each other."""
     detector = load_detector(checkpoint, options=DetectOptions(conf_threshold=0.05, flip=True))
+    assert isinstance(detector.backend, NetworkBackend) and detector.backend.mirror is not None  # views averaged
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(96, 128, 3), dtype=np.uint8)
     found = detector.detect(image)

@@ -60,6 +60,7 @@ class NetworkBackend:
         self.network = network
         self.device = torch.device(device)
         self.anchors = anchors.to(self.device)  # [A, 4] cxcywh
+        self.mirror = mirror_partners(self.anchors)  # [A] or None
 
     @classmethod
     def of(cls, network: RawNetwork, layout: AnchorLayout, device: torch.device | str = "cpu") -> NetworkBackend:
@@ -76,10 +77,43 @@ class NetworkBackend:
         conf, loc = conf.to(self.device), loc.to(self.device)
         if not flip:
             return postprocess(conf, loc, self.anchors, settings)
-        return postprocess(*merge_mirrored(conf, loc, self.anchors), settings)
+        if self.mirror is None:  # default boxes without a mirror partner each: both views' candidates to NMS
+            return postprocess(*merge_mirrored(conf, loc, self.anchors), settings)
+        return postprocess(*average_mirrored(conf, loc, self.mirror), self.anchors, settings)
 
     def check(self, settings: PostprocessSettings, options: DetectOptions, path: Path) -> None:
         """Any settings: the decoding and NMS are ssdcli's."""
+
+
+def mirror_partners(anchors: Tensor, tolerance: float = 1e-4, chunk: int = 512) -> Tensor | None:
+    """For each default box (anchors [A, 4] cxcywh), the index of the default box that is its mirror image (centre
+    x -> 1 - x, the rest equal): [A] int64, an involution. None when some box has no partner within
+    ``tolerance`` in every coordinate (a layout that is not left-right symmetric)."""
+    mirrored = anchors.float().clone()
+    mirrored[:, 0] = 1.0 - mirrored[:, 0]
+    partners, gaps = [], []
+    for start in range(0, len(anchors), chunk):  # [chunk, A] distances at a time
+        gap, partner = torch.cdist(mirrored[start : start + chunk], anchors.float(), p=float("inf")).min(dim=1)
+        partners.append(partner)
+        gaps.append(gap)
+    if not partners or torch.cat(gaps).max() > tolerance:
+        return None
+    return torch.cat(partners)
+
+
+def average_mirrored(conf: Tensor, loc: Tensor, partners: Tensor) -> tuple[Tensor, Tensor]:
+    """The outputs of B images followed by their mirror images (conf [2B, A, C] logits, loc [2B, A, 4]) as one
+    prediction per default box of the B images: conf [B, A, C] (logits whose softmax is the mean of both views'
+    class probabilities) and loc [B, A, 4] (the mean of both views' offsets). The mirror image's prediction for the
+    default box ``partners[i]`` is, in the original frame, a prediction for box ``i`` with its x offset negated;
+    averaging before decoding gives one box per default box, so NMS sees no near-duplicate pairs from the two views.
+    """
+    images = conf.shape[0] // 2
+    probabilities = torch.softmax(conf.float(), dim=-1)  # [2B, A, C]
+    mean_probabilities = (probabilities[:images] + probabilities[images:, partners]) / 2
+    mirrored_loc = loc[images:, partners].float()  # [B, A, 4]
+    mirrored_loc[..., 0] = -mirrored_loc[..., 0]
+    return mean_probabilities.clamp_min(1e-12).log(), (loc[:images].float() + mirrored_loc) / 2
 
 
 def merge_mirrored(conf: Tensor, loc: Tensor, anchors: Tensor) -> tuple[Tensor, Tensor, Tensor]:
