@@ -3,6 +3,7 @@ keep their size at inference and are kept, clipped, while a tenth of their area 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,3 +75,36 @@ def test_training_samples_with_mosaic_are_deterministic_and_sized(tmp_path: Path
 def test_mosaic_share_is_checked() -> None:
     with pytest.raises(UsageError, match="mosaic"):
         AugmentSettings(mosaic=1.5)
+
+
+def test_the_last_share_of_the_epochs_has_no_mosaics() -> None:
+    augment = AugmentSettings(mosaic=0.5, mosaic_close=0.2)
+    assert [augment.mosaic_at(epoch, 10) for epoch in range(10)] == [0.5] * 8 + [0.0] * 2
+    assert augment.mosaic_at(0, None) == 0.5  # a time budget's first epoch: the schedule is not known yet
+    assert [AugmentSettings(mosaic=1.0, mosaic_close=0.15).mosaic_at(epoch, 3) for epoch in range(3)] == [1.0] * 3
+    assert AugmentSettings(mosaic=1.0, mosaic_close=1.0).mosaic_at(0, 4) == 0.0
+    with pytest.raises(UsageError, match="mosaic_close"):
+        AugmentSettings(mosaic_close=-0.1)
+
+
+@pytest.mark.slow
+def test_a_run_draws_mosaics_until_its_closing_epochs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ssdcli.engine.train.loop as loop
+    from ssdcli.config import TrainConfig
+
+    epochs_with_mosaics: list[int] = []
+    drawn = DetectionDataset._mosaic_sample
+
+    def spy(self: DetectionDataset, *args: object) -> object:
+        epochs_with_mosaics.append(self.epoch)
+        return drawn(self, *args)
+
+    monkeypatch.setattr(DetectionDataset, "_mosaic_sample", spy)
+    config = TrainConfig().updated(
+        out=tmp_path, epochs=4, mosaic=1.0, mosaic_close=0.5, batch_size=4, synth_images=16, workers=0,
+        device="cpu", max_steps_per_epoch=1, verify_images=False, eval_every=0,
+    )  # fmt: skip
+    assert len(loop.train(config, lambda event: None).history) == 4
+    assert sorted(set(epochs_with_mosaics)) == [0, 1] and len(epochs_with_mosaics) == 2 * 4  # a batch of 4 each
+    saved = TrainConfig.from_dict(json.loads((tmp_path / "1" / "config.json").read_text()))
+    assert saved.augment.mosaic_close == 0.5

@@ -34,6 +34,8 @@ DEFAULT_ZOOM_OUT = 2.0
 DEFAULT_IOU_CROP = True
 #: The share of training samples made as a mosaic of four images at the input's scale (data/mosaic.py); 0: off.
 DEFAULT_MOSAIC = 0.0
+#: The share of the last epochs trained without mosaics, so the model ends on whole images as inference sees them.
+DEFAULT_MOSAIC_CLOSE = 0.15
 
 #: The exponential moving average of the weights: the decay it approaches, and the optimizer steps over which it
 #: ramps up (engine/train/ema.py).
@@ -151,12 +153,22 @@ class AugmentSettings:
     zoom_out: float = DEFAULT_ZOOM_OUT  # largest zoom-out canvas (DESIGN 1.6: 4); 1 turns zoom-out off
     iou_crop: bool = DEFAULT_IOU_CROP  # the min-IoU random crop (DESIGN 1.6)
     mosaic: float = DEFAULT_MOSAIC  # share of samples made as a mosaic of four images (data/mosaic.py); 0: off
+    mosaic_close: float = DEFAULT_MOSAIC_CLOSE  # share of the last epochs without mosaics
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.zoom_out < float("inf"):  # NaN fails every comparison
             raise UsageError(f"`zoom_out`: expected a finite number, at least 1 (1: off), got {self.zoom_out}")
         if not 0.0 <= self.mosaic <= 1.0:
             raise UsageError(f"`mosaic`: expected a share from 0 (off) to 1, got {self.mosaic}")
+        if not 0.0 <= self.mosaic_close <= 1.0:
+            raise UsageError(f"`mosaic_close`: expected a share of the epochs from 0 to 1, got {self.mosaic_close}")
+
+    def mosaic_at(self, epoch: int, planned: int | None) -> float:
+        """The mosaic share of epoch ``epoch`` (0-based) of ``planned`` epochs (None: not known yet, as in a time
+        budget's first epoch): ``mosaic``, and 0 in the last ``mosaic_close`` share of the epochs."""
+        if planned is None or epoch < planned - round(self.mosaic_close * planned):
+            return self.mosaic
+        return 0.0
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,7 @@ def _start_epoch(run: Run, progress: Progress, first: int) -> Iterable:
     seed = _epoch_seed(run.config.runtime.seed, progress.epoch)
     run.sampler.set_epoch(progress.epoch)
     run.dataset.set_epoch(progress.epoch)
+    run.dataset.mosaic = run.config.augment.mosaic_at(progress.epoch, run.planned)  # workers start each epoch anew
     torch.manual_seed(seed)
     run.loader_generator.manual_seed(seed)
     run.net.train()
