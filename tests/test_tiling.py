@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -104,8 +105,13 @@ def test_an_object_seen_in_several_windows_comes_back_once_at_its_pixels() -> No
     image = torch.zeros(3, 480, 640, dtype=torch.uint8)
     image[:, 200:212, 300:310] = 255  # an object of 10 x 12 px at x 300..310, y 200..212
     calls: list[tuple[int, int]] = []
+    batches: list[int] = []
 
-    def detect(crop: Tensor) -> Detections:
+    def detect(crops: Sequence[Tensor]) -> list[Detections]:
+        batches.append(len(crops))
+        return [detect_one(crop) for crop in crops]
+
+    def detect_one(crop: Tensor) -> Detections:
         """Finds the object only in a window (too small in the whole photo) and only when wholly inside it; the
         score differs from window to window."""
         calls.append((int(crop.shape[1]), int(crop.shape[2])))
@@ -121,12 +127,10 @@ def test_an_object_seen_in_several_windows_comes_back_once_at_its_pixels() -> No
             box, score, np.array([2]), names=("fish",), image_size=(int(crop.shape[1]), int(crop.shape[2]))
         )
 
-    found = detect_tiled(image, detect, Tiling(128, 0.25), iou_threshold=0.45, top_k=200)
+    found = detect_tiled(image, detect, Tiling(128, 0.25), iou_threshold=0.45, top_k=200, batch_size=8)
     windows = tile_windows(480, 640, 128, 0.25)
-    assert len(calls) == len(windows) + 1 and calls[0] == (
-        480,
-        640,
-    )  # the whole image, then every window
+    assert len(calls) == len(windows) + 1 and calls[0] == (480, 640)  # the whole image, then every window
+    assert batches == [8] * (len(calls) // 8) + ([len(calls) % 8] if len(calls) % 8 else [])  # 8 at a time
     seen_in = sum(1 for a, b, c, d in windows.tolist() if a < 300 and b < 200 and c > 310 and d > 212)
     assert seen_in > 1, "the object must be wholly inside several windows for this test to mean anything"
     assert found.boxes.tolist() == [[300.0, 200.0, 310.0, 212.0]]
@@ -142,9 +146,9 @@ def test_an_image_no_larger_than_a_window_is_detected_once_as_a_whole() -> None:
     )
     calls: list[Tensor] = []
 
-    def detect(crop: Tensor) -> Detections:
-        calls.append(crop)
-        return whole
+    def detect(crops: Sequence[Tensor]) -> list[Detections]:
+        calls.extend(crops)
+        return [whole for _ in crops]
 
     assert detect_tiled(image, detect, Tiling(200), 0.45, 200) is whole
     assert len(calls) == 1 and calls[0] is image
