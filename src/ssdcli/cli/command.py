@@ -32,8 +32,8 @@ TILE_HELP = (
 )
 OVERLAP_HELP = "--tile: the share of a window that neighbouring windows overlap, in [0, 0.9)."
 FLIP_HELP = (
-    "Test-time flip: detect each image and its mirror image together and merge both views' candidates in one NMS "
-    "(twice the network's work; not for ONNX files with NMS built in)."
+    "Test-time flip: detect each image and its mirror image together and average both views per default box "
+    "before NMS (twice the network's work; not for ONNX files with NMS built in)."
 )
 
 

@@ -21,8 +21,9 @@ class DetectOptions:
         top_k: detections kept per image.
         pre_nms_top_k: candidates kept per class and image before NMS.
         classes: class names whose detections are kept; None keeps every class.
-        flip: test-time flip: each image and its mirror image are detected together and their candidates merged
-            by the one NMS (twice the network's work); needs a model whose decoding and NMS are ssdcli's.
+        flip: test-time flip: each image and its mirror image are detected together and both views averaged per
+            default box before NMS (:func:`~ssdcli.engine.inference.detectors.average_mirrored`; twice the
+            network's work); needs a model whose decoding and NMS are ssdcli's.
     """
 
     conf_threshold: float | None = None
