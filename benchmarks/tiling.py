@@ -117,7 +117,7 @@ def main() -> None:
     height, width = images[0].shape[1:]
     print(f"{len(images)} photos of {width} x {height} px, windows of {args.tile} px, overlap {args.overlap}, "
           f"{args.threads} threads, median of {args.rounds} rounds; detections per photo (tiled): "
-          f"{statistics.mean(len(d) for d in first[batched]):.1f}; batched = one window per batch: yes")
+          f"{statistics.mean(len(d) for d in first[batched]):.1f}; the same detections batched and one by one")
     print("| variant | s per photo | vs whole |")
     print("|---|---:|---:|")
     whole = statistics.median(times["whole"])
