@@ -158,7 +158,7 @@ def test_flip_makes_detections_mirror_symmetric(checkpoint: Path) -> None:
     np.testing.assert_allclose(found.scores[order_a], mirrored.scores[order_b], atol=1e-4)
 
 
-def test_ssd_eval_flip_records_it_and_onnx_with_nms_refuses(checkpoint: Path, tmp_path: Path) -> None:
+def test_ssd_eval_and_predict_flip_record_it(checkpoint: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from ssdcli.cli.app import app
@@ -174,6 +174,15 @@ def test_ssd_eval_flip_records_it_and_onnx_with_nms_refuses(checkpoint: Path, tm
     assert done.exit_code == 0, done.output
     metrics = json.loads(out.read_text())
     assert metrics["flip"] is True and np.isfinite(metrics["mAP"])
+    predictions = tmp_path / "predictions.json"
+    images = str(data / "JPEGImages")
+    for flip in ([], ["--flip"]):
+        done = CliRunner().invoke(
+            app, ["predict", images, "--checkpoint", str(checkpoint), "--json", str(predictions), "--force", *flip,
+                  "--out", str(tmp_path / "predicted")],  # fmt: skip
+        )
+        assert done.exit_code == 0, done.output
+        assert json.loads(predictions.read_text()).get("flip", False) is bool(flip)
 
 
 def test_a_graph_with_nms_refuses_flip() -> None:

@@ -135,15 +135,18 @@ class PredictResult:
     truncated: list[str] = field(default_factory=list)  # JPEGs cut short, decoded as far as their data goes
     video_codec: str | None = None  # the codec of the annotated videos, in words
     tiling: dict[str, float] | None = None  # window size and overlap where each image was detected window by window
+    flip: bool = False  # each image detected with its mirror image (test-time flip)
 
     def report(self) -> dict[str, Any]:
         """What ``ssd predict --json`` writes: ``categories``, the class list that the results' category ids
         refer to, ``results``, the COCO results records (each with its ``file_name``; with ``categories`` what
         ``ssd eval --results`` reads), and ``images``, the detections of each image and video frame with class
         names and pixel xyxy boxes; ``tiling``, the window size and overlap, where the images were detected
-        window by window (``ssd predict --tile``)."""
+        window by window (``ssd predict --tile``); ``flip``: true where each image was detected with its mirror image
+        (``ssd predict --flip``)."""
         tiling = {"tiling": self.tiling} if self.tiling is not None else {}
-        return {**results_document(self.results, self.categories), "images": self.per_image, **tiling}
+        flip = {"flip": True} if self.flip else {}
+        return {**results_document(self.results, self.categories), "images": self.per_image, **tiling, **flip}
 
 
 class PredictInterrupted(KeyboardInterrupt):
@@ -280,7 +283,7 @@ def run_predict(
         for label in range(1, len(names))
         if category_ids[label] != NO_CATEGORY
     }
-    result = PredictResult(None, failed=list(found.problems), categories=categories)
+    result = PredictResult(None, failed=list(found.problems), categories=categories, flip=predictor.flip)
     if isinstance(predictor, TiledDetector):
         result.tiling = predictor.tiling.record()
     if not found.images and not found.videos and not found.streams:
