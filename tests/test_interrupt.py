@@ -19,11 +19,18 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a chi
 SRC = str(Path(ssdcli.__file__).resolve().parents[1])
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT's default disposition, as in a terminal. A shell starts background jobs with SIGINT
+    ignored, and Python installs its Ctrl-C handler only where SIGINT is not ignored at start-up."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: list[str]) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen(
-        [sys.executable, "-m", "ssdcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
+        [sys.executable, "-m", "ssdcli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
 
 
 def interrupt_when(process: subprocess.Popen[str], marker: Path, timeout: float = 240.0) -> tuple[int, str]:
