@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -60,7 +61,6 @@ class NetworkBackend:
         self.network = network
         self.device = torch.device(device)
         self.anchors = anchors.to(self.device)  # [A, 4] cxcywh
-        self.mirror = mirror_partners(self.anchors)  # [A] or None
 
     @classmethod
     def of(cls, network: RawNetwork, layout: AnchorLayout, device: torch.device | str = "cpu") -> NetworkBackend:
@@ -80,6 +80,11 @@ class NetworkBackend:
         if self.mirror is None:  # default boxes without a mirror partner each: both views' candidates to NMS
             return postprocess(*merge_mirrored(conf, loc, self.anchors), settings)
         return postprocess(*average_mirrored(conf, loc, self.mirror), self.anchors, settings)
+
+    @cached_property
+    def mirror(self) -> Tensor | None:
+        """Each default box's mirror partner [A] (:func:`mirror_partners`), found at the first flipped batch."""
+        return mirror_partners(self.anchors)
 
     def check(self, settings: PostprocessSettings, options: DetectOptions, path: Path) -> None:
         """Any settings: the decoding and NMS are ssdcli's."""
