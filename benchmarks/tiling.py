@@ -32,7 +32,7 @@ from ssdcli.engine.checkpoint import Checkpoint, save_checkpoint
 from ssdcli.engine.inference.detectors import Detector, load_detector
 from ssdcli.engine.inference.options import DetectOptions
 from ssdcli.engine.inference.preprocess import to_rgb_tensor
-from ssdcli.engine.inference.tiled import TiledDetector, Tiling, detect_tiled
+from ssdcli.engine.inference.tiled import Tiling, detect_tiled
 from ssdcli.models.build import build_model
 from ssdcli.models.spec import ModelSpec, default_config
 
@@ -59,10 +59,9 @@ def photos(args: argparse.Namespace) -> list[torch.Tensor]:
 
 def tiled_with(detector: Detector, tiling: Tiling, batch_size: int) -> Callable[[torch.Tensor], Detections]:
     """``--tile`` with ``batch_size`` windows per batch."""
-    tiled = TiledDetector(detector, tiling)
-    settings = detector.settings
+    settings = detector.settings  # what TiledDetector passes, with the batch size left to choose
     return lambda image: detect_tiled(
-        image, tiled._detect_untiled, tiling, settings.iou_threshold, settings.top_k, batch_size
+        image, detector.predict_rgb, tiling, settings.iou_threshold, settings.top_k, batch_size
     )
 
 
